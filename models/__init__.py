@@ -1,0 +1,1 @@
+"""ML models behind small protocols; the only place that imports inference runtimes."""

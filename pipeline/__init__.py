@@ -1,0 +1,1 @@
+"""Tubeline core: types, configuration, bus and object-store interfaces, worker runtime."""

@@ -1,0 +1,248 @@
+"""Kafka bus backend (kafka-python 3.0.x): Apache Kafka in production, Tansu locally.
+
+Only the plain Kafka API is used, so the same code runs against both. Consumers
+never auto-commit and start from ``earliest`` when their group has no committed
+offset (Tansu reports the latest offset wrongly, so ``latest`` is not relied on).
+Producers use ``acks=all`` and :meth:`KafkaProducer.flush` surfaces any failed
+send as :class:`BusError`, so a caller that flushes before committing its input
+keeps the at-least-once guarantee described in :mod:`pipeline.bus.base`.
+
+Topic names are mapped through ``topic_prefix`` (``"<prefix>.<name>"``) on the way
+out and back, so workers only ever see canonical names.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import TopicPartition as KafkaTP
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata
+
+from pipeline.bus.base import (
+    Bus,
+    BusError,
+    Consumer,
+    Headers,
+    Message,
+    Producer,
+    TopicPartition,
+    TopicSpec,
+    normalize_headers,
+)
+from pipeline.config.bus import KafkaConfig
+
+log = logging.getLogger(__name__)
+
+
+def _client_settings(config: KafkaConfig) -> dict[str, Any]:
+    settings: dict[str, Any] = {
+        "bootstrap_servers": [s.strip() for s in config.bootstrap_servers.split(",") if s.strip()],
+        "security_protocol": config.security_protocol,
+        "request_timeout_ms": config.request_timeout_ms,
+    }
+    if config.sasl_mechanism:
+        settings["sasl_mechanism"] = config.sasl_mechanism
+        settings["sasl_plain_username"] = config.sasl_username
+        settings["sasl_plain_password"] = config.sasl_password.get_secret_value() if config.sasl_password else None
+    return settings
+
+
+class KafkaBus(Bus):
+    name = "kafka"
+
+    def __init__(self, config: KafkaConfig, *, topic_prefix: str = "", default_partitions: int = 6) -> None:
+        self.config = config
+        self.topic_prefix = topic_prefix
+        self.default_partitions = default_partitions
+
+    def external(self, topic: str) -> str:
+        return f"{self.topic_prefix}.{topic}" if self.topic_prefix else topic
+
+    def internal(self, topic: str) -> str:
+        prefix = f"{self.topic_prefix}." if self.topic_prefix else ""
+        return topic[len(prefix) :] if prefix and topic.startswith(prefix) else topic
+
+    def ensure_topics(self, specs: Iterable[TopicSpec]) -> None:
+        specs = list(specs)
+        if not specs:
+            return
+        try:
+            admin = KafkaAdminClient(client_id=f"{self.config.client_id}-admin", **_client_settings(self.config))
+        except KafkaError as exc:
+            msg = f"cannot reach Kafka at {self.config.bootstrap_servers}: {exc}"
+            raise BusError(msg) from exc
+        try:
+            existing = set(admin.list_topics())
+            new = []
+            for spec in specs:
+                name = self.external(spec.name)
+                if name in existing:
+                    continue
+                configs = dict(spec.config)
+                if spec.retention_ms is not None:
+                    configs["retention.ms"] = str(spec.retention_ms)
+                new.append(NewTopic(name, spec.partitions, self.config.replication_factor, topic_configs=configs))
+            for topic in new:
+                try:
+                    admin.create_topics([topic])
+                except TopicAlreadyExistsError:
+                    pass
+                log.info("created topic %s (%d partitions)", topic.name, topic.num_partitions)
+        except KafkaError as exc:
+            msg = f"cannot create topics on {self.config.bootstrap_servers}: {exc}"
+            raise BusError(msg) from exc
+        finally:
+            admin.close()
+
+    def producer(self) -> Producer:
+        return KafkaBusProducer(self)
+
+    def consumer(self, topics: Sequence[str], group: str, *, client_id: str | None = None) -> Consumer:
+        return KafkaBusConsumer(self, list(topics), group, client_id=client_id)
+
+
+class KafkaBusProducer(Producer):
+    def __init__(self, bus: KafkaBus) -> None:
+        self._bus = bus
+        cfg = bus.config
+        try:
+            self._producer = KafkaProducer(
+                client_id=f"{cfg.client_id}-producer-{uuid.uuid4().hex[:8]}",
+                acks="all",
+                linger_ms=5,
+                retries=5,
+                max_request_size=cfg.max_message_bytes + 64 * 1024,
+                compression_type=None if cfg.compression == "none" else cfg.compression,
+                **_client_settings(cfg),
+            )
+        except KafkaError as exc:
+            msg = f"cannot connect producer to {cfg.bootstrap_servers}: {exc}"
+            raise BusError(msg) from exc
+        self._errors: list[BaseException] = []
+        self._lock = threading.Lock()
+
+    def _on_error(self, exc: BaseException) -> None:
+        with self._lock:
+            self._errors.append(exc)
+
+    def send(self, topic: str, value: bytes, key: bytes | str | None = None, headers: Headers = None) -> None:
+        key_bytes = key.encode("utf-8") if isinstance(key, str) else key
+        if len(value) > self._bus.config.max_message_bytes:
+            msg = f"message of {len(value)} bytes exceeds max_message_bytes={self._bus.config.max_message_bytes}"
+            raise BusError(msg)
+        try:
+            future = self._producer.send(
+                self._bus.external(topic), value=bytes(value), key=key_bytes, headers=normalize_headers(headers)
+            )
+        except KafkaError as exc:
+            msg = f"send to {topic} failed: {exc}"
+            raise BusError(msg) from exc
+        future.add_errback(self._on_error)
+
+    def flush(self, timeout: float | None = None) -> None:
+        try:
+            self._producer.flush(timeout=timeout)
+        except KafkaError as exc:
+            msg = f"flush failed: {exc}"
+            raise BusError(msg) from exc
+        with self._lock:
+            errors, self._errors = self._errors, []
+        if errors:
+            msg = f"{len(errors)} message(s) were not acknowledged; first error: {errors[0]!r}"
+            raise BusError(msg)
+
+    def close(self) -> None:
+        try:
+            self.flush(timeout=10)
+        finally:
+            self._producer.close(timeout=5)
+
+
+class KafkaBusConsumer(Consumer):
+    def __init__(self, bus: KafkaBus, topics: list[str], group: str, *, client_id: str | None = None) -> None:
+        self._bus = bus
+        self.group = group
+        cfg = bus.config
+        try:
+            self._consumer = KafkaConsumer(
+                *[bus.external(t) for t in topics],
+                group_id=bus.external(group),
+                client_id=client_id or f"{cfg.client_id}-{group}",
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                session_timeout_ms=cfg.session_timeout_ms,
+                heartbeat_interval_ms=cfg.heartbeat_interval_ms,
+                max_poll_interval_ms=cfg.max_poll_interval_ms,
+                fetch_max_bytes=max(52428800, cfg.max_message_bytes * 2),
+                max_partition_fetch_bytes=cfg.max_message_bytes + 64 * 1024,
+                **_client_settings(cfg),
+            )
+        except KafkaError as exc:
+            msg = f"cannot connect consumer to {cfg.bootstrap_servers}: {exc}"
+            raise BusError(msg) from exc
+
+    def _tp(self, tp: TopicPartition) -> KafkaTP:
+        return KafkaTP(self._bus.external(tp.topic), tp.partition)
+
+    def poll(self, timeout: float = 1.0, max_records: int = 500) -> list[Message]:
+        try:
+            records = self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=max_records)
+        except KafkaError as exc:
+            msg = f"poll failed: {exc}"
+            raise BusError(msg) from exc
+        out: list[Message] = []
+        for ktp in sorted(records, key=lambda t: (t.topic, t.partition)):
+            topic = self._bus.internal(ktp.topic)
+            for r in records[ktp]:
+                out.append(
+                    Message(
+                        topic=topic,
+                        partition=r.partition,
+                        offset=r.offset,
+                        key=r.key,
+                        value=r.value if r.value is not None else b"",
+                        headers=tuple((k, v if v is not None else b"") for k, v in (r.headers or [])),
+                        timestamp_ms=r.timestamp,
+                    )
+                )
+        return out
+
+    def commit(self, messages: Iterable[Message] | None = None) -> None:
+        try:
+            if messages is None:
+                self._consumer.commit()
+                return
+            offsets: dict[KafkaTP, OffsetAndMetadata] = {}
+            for m in messages:
+                ktp = self._tp(m.tp)
+                current = offsets.get(ktp)
+                if current is None or current.offset < m.offset + 1:
+                    offsets[ktp] = OffsetAndMetadata(m.offset + 1, "", -1)
+            if offsets:
+                self._consumer.commit(offsets)
+        except KafkaError as exc:
+            msg = f"commit failed: {exc}"
+            raise BusError(msg) from exc
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self._consumer.seek(self._tp(tp), offset)
+
+    def assignment(self) -> set[TopicPartition]:
+        return {TopicPartition(self._bus.internal(t.topic), t.partition) for t in self._consumer.assignment()}
+
+    def committed(self, tp: TopicPartition) -> int | None:
+        try:
+            return self._consumer.committed(self._tp(tp))
+        except KafkaError as exc:
+            msg = f"committed() failed: {exc}"
+            raise BusError(msg) from exc
+
+    def close(self) -> None:
+        self._consumer.close(autocommit=False)
