@@ -73,6 +73,7 @@ class Alert(WireMessage):
         title="Details",
         description="Type-specific flat facts (zone, direction, dwell_seconds, count, hotlist, reason, ...).",
         max_length=64,
+        json_schema_extra={"additionalProperties": False},
     )
 
     def idempotency_key(self) -> str:

@@ -26,7 +26,9 @@ from schemas.common import (
 )
 
 CameraEvent = Literal["online", "offline", "reconnecting", "stats"]
-OfflineReason = Literal["timeout", "auth", "not_found", "codec", "network", "other"]
+OfflineReason = Literal[
+    "timeout", "auth", "not_found", "codec", "network", "protocol", "eof", "stopped", "other"
+]
 HealthVerdict = Literal["ok", "degraded", "failed"]
 HealthProblem = Literal["blur", "brightness", "freeze", "no_signal", "colour_cast"]
 
@@ -45,14 +47,36 @@ class CameraStats(WireModel):
     bitrate_kbps: Annotated[float, Strict(), Field(ge=0.0, le=10_000_000.0)] = Field(
         title="Bitrate", description="Received source bitrate in kbit/s."
     )
-    rtp_packets_received: Count = Field(
-        title="RTP packets received", description="RTP packets received in the window; 0 for non-RTP sources."
+    frames_decoded: Count = Field(
+        default=0, title="Frames decoded", description="Frames decoded from the source in the window."
     )
-    rtp_packets_lost: Count = Field(
-        title="RTP packets lost", description="RTP packets missing by sequence number in the window."
+    decode_errors: Count = Field(
+        default=0, title="Decode errors", description="Packets or frames the decoder rejected in the window."
     )
     frames_dropped: Count = Field(
-        title="Frames dropped", description="Frames dropped by ingest's back-pressure policy in the window."
+        default=0,
+        title="Frames dropped",
+        description="Decoded frames not published because downstream was slow (back-pressure drops).",
+    )
+    recording_drops: Count = Field(
+        default=0,
+        title="Recording drops",
+        description="Packets the recorder could not write in the window (a gap in the recording).",
+    )
+    rtp_packets_received: Count = Field(
+        default=0,
+        title="RTP packets received",
+        description="RTP packets received in the window; 0 for non-RTP sources.",
+    )
+    rtp_packets_lost: Count = Field(
+        default=0,
+        title="RTP packets lost",
+        description="RTP packets missing by sequence number in the window.",
+    )
+    rtp_packets_reordered: Count = Field(
+        default=0,
+        title="RTP packets reordered",
+        description="RTP packets that arrived out of order and were put back in order in the window.",
     )
 
 
@@ -70,15 +94,30 @@ class CameraStatus(WireMessage):
     reason: OfflineReason | None = Field(
         default=None,
         title="Reason",
-        description="Why the camera is offline or reconnecting; required for offline, null for online and stats.",
+        description=(
+            "Why the camera is offline or reconnecting: timeout (no data in time), auth (credentials "
+            "refused), not_found (no such stream/device), codec (undecodable), network (unreachable, "
+            "refused, reset), protocol (peer broke RTSP/SIP/RTP/PS rules), eof (a file or playback "
+            "ended), stopped (disabled or shut down), other. Required for offline; null for online and stats."
+        ),
     )
     detail: Annotated[str, Strict(), Field(max_length=1000)] = Field(
         default="",
         title="Detail",
         description="Human-readable detail (the error message); never contains credentials.",
     )
+    attempt: Annotated[int, Strict(), Field(ge=1, le=1_000_000)] | None = Field(
+        default=None,
+        title="Reconnect attempt",
+        description="For reconnecting: 1 for the first attempt after a failure, then 2, 3, ...; else null.",
+    )
+    retry_in_seconds: Annotated[float, Strict(), Field(ge=0.0, le=86400.0)] | None = Field(
+        default=None,
+        title="Retry delay",
+        description="For reconnecting: seconds until the next attempt (backoff with jitter); else null.",
+    )
     stats: CameraStats | None = Field(
-        None,
+        default=None,
         title="Statistics",
         description="Window statistics; required for stats events, optional otherwise.",
     )
@@ -90,6 +129,13 @@ class CameraStatus(WireMessage):
             raise ValueError(msg)
         if self.event in ("online", "stats") and self.reason is not None:
             msg = f"a {self.event} event has no reason, got {self.reason!r}"
+            raise ValueError(msg)
+        return self
+
+    @model_validator(mode="after")
+    def _retry_only_when_reconnecting(self) -> Self:
+        if self.event != "reconnecting" and (self.attempt is not None or self.retry_in_seconds is not None):
+            msg = f"attempt and retry_in_seconds belong to reconnecting events, not {self.event}"
             raise ValueError(msg)
         return self
 
@@ -115,9 +161,11 @@ class CameraStatus(WireMessage):
                 fps_in=25.0,
                 fps_out=5.0,
                 bitrate_kbps=2048.5,
+                frames_decoded=1500,
+                frames_dropped=2,
                 rtp_packets_received=13200,
                 rtp_packets_lost=3,
-                frames_dropped=0,
+                rtp_packets_reordered=11,
             ),
         )
 
