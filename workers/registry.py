@@ -1,0 +1,20 @@
+"""Names of the workers ``tubeline worker NAME`` can run, mapped to their classes."""
+
+from __future__ import annotations
+
+import importlib
+
+# name -> "module:Class". Keep sorted.
+WORKERS: dict[str, str] = {
+    "framestore": "workers.framestore:FrameStoreWorker",
+}
+
+
+def worker_class(name: str) -> type:
+    try:
+        target = WORKERS[name]
+    except KeyError:
+        msg = f"unknown worker {name!r}; known: {', '.join(sorted(WORKERS))}"
+        raise KeyError(msg) from None
+    module_name, attr = target.split(":", 1)
+    return getattr(importlib.import_module(module_name), attr)
