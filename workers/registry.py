@@ -7,6 +7,7 @@ import importlib
 # name -> "module:Class". Keep sorted.
 WORKERS: dict[str, str] = {
     "framestore": "workers.framestore:FrameStoreWorker",
+    "ingest": "workers.ingest.worker:IngestWorker",
 }
 
 

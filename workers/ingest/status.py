@@ -1,0 +1,137 @@
+"""Camera status events on ``tubeline.camera-status.v1``: online, offline (with reason), reconnecting, stats.
+
+Source failure reasons (``workers.ingest.sources.base.REASON_*``) map onto the wire vocabulary of
+:class:`schemas.cameras.CameraStatus` (``unreachable`` is sent as ``network``, ``error`` as ``other``); the
+full error message goes into ``detail`` (sources never put credentials in their messages).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pipeline.bus.base import Producer
+from schemas.cameras import CameraStats, CameraStatus
+from schemas.topics import CAMERA_STATUS
+
+log = logging.getLogger(__name__)
+
+_WIRE_REASONS = {
+    "timeout": "timeout",
+    "auth": "auth",
+    "not_found": "not_found",
+    "codec": "codec",
+    "unreachable": "network",
+    "network": "network",
+    "protocol": "protocol",
+    "eof": "eof",
+    "stopped": "stopped",
+}
+
+_MAX_DETAIL = 1000
+
+
+def wire_reason(reason: str | None) -> str | None:
+    if reason is None:
+        return None
+    return _WIRE_REASONS.get(reason, "other")
+
+
+@dataclass
+class Totals:
+    """Cumulative counters of one camera; stats events report the difference between two snapshots."""
+
+    frames_in: int = 0
+    frames_out: int = 0
+    bytes_in: int = 0
+    rtp_received: int = 0
+    rtp_lost: int = 0
+    rtp_reordered: int = 0
+    dropped: int = 0
+    decode_errors: int = 0
+    record_drops: int = 0
+
+
+class StatusReporter:
+    """Sends status events for one camera (thread-safe) and remembers the last one."""
+
+    def __init__(self, camera_id: str, producer: Producer, topic: str | None = None) -> None:
+        self.camera_id = camera_id
+        self.producer = producer
+        self.topic = topic or CAMERA_STATUS.name
+        self._key = camera_id.encode("utf-8")
+        self._lock = threading.Lock()
+        self.last: CameraStatus | None = None
+        self.sent = 0
+        self._window_start = time.monotonic()
+        self._window_totals = Totals()
+
+    def event(
+        self,
+        event: str,
+        reason: str | None = None,
+        detail: str = "",
+        *,
+        attempt: int | None = None,
+        retry_in_s: float | None = None,
+    ) -> CameraStatus:
+        """Send an ``online``/``offline``/``reconnecting`` event; ``reason`` is a source reason."""
+        wire = wire_reason(reason)
+        if event == "offline" and wire is None:
+            wire = "other"
+        if event == "online":
+            wire = None
+        status = CameraStatus(
+            camera_id=self.camera_id,
+            observed_at=datetime.now(UTC),
+            event=event,  # type: ignore[arg-type]
+            reason=wire,  # type: ignore[arg-type]
+            detail=detail[:_MAX_DETAIL],
+            attempt=attempt if event == "reconnecting" else None,
+            retry_in_seconds=float(retry_in_s) if event == "reconnecting" and retry_in_s is not None else None,
+        )
+        self._send(status)
+        return status
+
+    def stats(self, totals: Totals) -> CameraStatus:
+        """Send a stats event covering the window since the previous call."""
+        now = time.monotonic()
+        with self._lock:
+            window = max(1e-3, now - self._window_start)
+            prev = self._window_totals
+            self._window_start, self._window_totals = now, Totals(**vars(totals))
+        stats = CameraStats(
+            window_seconds=float(min(window, 86400.0)),
+            fps_in=_rate(totals.frames_in - prev.frames_in, window, 1000.0),
+            fps_out=_rate(totals.frames_out - prev.frames_out, window, 1000.0),
+            bitrate_kbps=_rate((totals.bytes_in - prev.bytes_in) * 8 / 1000, window, 10_000_000.0),
+            frames_decoded=max(0, totals.frames_in - prev.frames_in),
+            decode_errors=max(0, totals.decode_errors - prev.decode_errors),
+            frames_dropped=max(0, totals.dropped - prev.dropped),
+            recording_drops=max(0, totals.record_drops - prev.record_drops),
+            rtp_packets_received=max(0, totals.rtp_received - prev.rtp_received),
+            rtp_packets_lost=max(0, totals.rtp_lost - prev.rtp_lost),
+            rtp_packets_reordered=max(0, totals.rtp_reordered - prev.rtp_reordered),
+        )
+        status = CameraStatus(camera_id=self.camera_id, observed_at=datetime.now(UTC), event="stats", stats=stats)
+        self._send(status)
+        return status
+
+    def _send(self, status: CameraStatus) -> None:
+        with self._lock:
+            self.last = status
+            self.sent += 1
+        if status.event != "stats":
+            log.info("camera %s: %s%s %s", self.camera_id, status.event,
+                     f" ({status.reason})" if status.reason else "", status.detail)
+        try:
+            self.producer.send(self.topic, status.to_json(), key=self._key)
+        except Exception as exc:
+            log.warning("camera %s: could not publish status %s: %s", self.camera_id, status.event, exc)
+
+
+def _rate(amount: float, window: float, cap: float) -> float:
+    return float(min(cap, max(0.0, amount / window)))

@@ -1,0 +1,216 @@
+"""The ingest worker: runs every enabled camera of its shard and, when enabled, the GB/T 28181 platform.
+
+``tubeline worker ingest`` and the embedded ``tubeline up`` both run :class:`IngestWorker`. Cameras come
+from the registry (``registry/cameras/*.json``), from ``cameras.static`` in the config and from the
+``cameras`` constructor argument; the registry wins on equal IDs. The registry is re-read every
+``ingest.registry_refresh_s``: new cameras start, removed or disabled ones stop, changed ones restart.
+
+Delivery: frames are best-effort by design (live video; the drop policy in
+:mod:`workers.ingest.publish` decides what is lost and counts it). Status events and recordings are
+produced as they happen; recordings are idempotent (keys from camera + segment start).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pipeline.bus.base import Bus, Producer, TopicSpec
+from pipeline.config.ingest import CamerasConfig, CameraSpec, IngestConfig
+from pipeline.runtime.worker import Worker
+from schemas.topics import CAMERA_STATUS, FRAMES
+from workers.ingest.camera import CameraRunner, SourceFactory
+from workers.ingest.publish import DropQueue, FrameEncoder, FramePublisher
+from workers.ingest.recordings import Recorder
+from workers.ingest.registry import CameraRegistry
+from workers.ingest.sources.base import Source, SourceError
+from workers.ingest.sources.file import FileSource
+from workers.ingest.sources.rtsp import RtspSource
+from workers.ingest.status import StatusReporter
+
+if TYPE_CHECKING:
+    from pipeline.config import TubelineConfig
+    from pipeline.store.base import ObjectStore
+
+log = logging.getLogger(__name__)
+
+
+def ingest_sections(config: Any) -> tuple[IngestConfig, CamerasConfig]:
+    """The ``ingest`` and ``cameras`` sections (defaults when the tree does not mount them)."""
+    ingest = getattr(config, "ingest", None)
+    cameras = getattr(config, "cameras", None)
+    return (ingest if isinstance(ingest, IngestConfig) else IngestConfig(),
+            cameras if isinstance(cameras, CamerasConfig) else CamerasConfig())
+
+
+def in_shard(camera_id: str, index: int, count: int) -> bool:
+    return count <= 1 or zlib.crc32(camera_id.encode("utf-8")) % count == index
+
+
+def make_source_factory(camera: CameraSpec, ingest: IngestConfig, gb: Any = None) -> SourceFactory:
+    """A function that builds a fresh source for ``camera`` each time the runner (re)connects."""
+
+    def build(stop_event: threading.Event) -> Source:
+        threads = ingest.decoder_threads
+        if camera.kind == "file":
+            return FileSource(camera.id, camera.url, loop=camera.loop, realtime=camera.realtime,
+                              decoder_threads=threads, stop_event=stop_event)
+        if camera.kind == "rtsp":
+            transport = camera.transport if camera.transport in ("tcp", "udp") else ingest.rtsp.transport
+            return RtspSource(camera.id, camera.url, username=camera.username, password=camera.password,
+                              transport=transport, open_timeout_s=ingest.rtsp.open_timeout_s,
+                              read_timeout_s=ingest.rtsp.read_timeout_s, decoder_threads=threads,
+                              stop_event=stop_event)
+        if gb is None:
+            msg = f"camera {camera.id} is a GB/T 28181 channel but the GB/T 28181 platform is not enabled"
+            raise SourceError(msg, reason="not_found")
+        return gb.source(camera, stop_event=stop_event, decoder_threads=threads)
+
+    return build
+
+
+class IngestWorker(Worker):
+    """Ingest for every enabled camera of this shard. See the module docstring.
+
+    ``cameras`` adds cameras to those of the registry and config; ``ingest_config`` replaces the
+    config tree's ``ingest`` section (tests, embedding); ``tmp_dir`` holds recording segments
+    until they are uploaded (default: the system temp folder).
+    """
+
+    name: ClassVar[str] = "ingest"
+
+    def __init__(
+        self,
+        config: TubelineConfig,
+        *,
+        bus: Bus,
+        store: ObjectStore,
+        stop_event: threading.Event | None = None,
+        cameras: Iterable[CameraSpec] = (),
+        ingest_config: IngestConfig | None = None,
+        tmp_dir: str | Path | None = None,
+    ) -> None:
+        super().__init__(config, bus=bus, store=store, stop_event=stop_event)
+        self.ingest, self.cameras_config = ingest_sections(config)
+        if ingest_config is not None:
+            self.ingest = ingest_config
+        self.extra_cameras = list(cameras)
+        self.tmp_dir = tmp_dir
+        self.session = uuid.uuid4().hex[:12]
+        self.registry = CameraRegistry(store, self.cameras_config.registry_prefix)
+        self.runners: dict[str, tuple[CameraSpec, CameraRunner]] = {}
+        self.producer: Producer | None = None
+        self.gb: Any = None
+        self._next_refresh = 0.0
+        self._next_stats = 0.0
+        self._lock = threading.Lock()
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def setup(self) -> None:
+        self.bus.ensure_topics([
+            TopicSpec(FRAMES.name, FRAMES.partitions, FRAMES.retention_ms),
+            TopicSpec(CAMERA_STATUS.name, CAMERA_STATUS.partitions, CAMERA_STATUS.retention_ms),
+        ])
+        self.producer = self.bus.producer()
+        if self.ingest.gb28181.enabled:
+            from workers.ingest.gb28181.platform import GbPlatform
+
+            self.gb = GbPlatform(self.ingest.gb28181, registry=self.registry, producer=self.producer)
+            self.gb.start()
+        self.refresh()
+        self._next_stats = time.monotonic() + self.ingest.stats_interval_s
+
+    def step(self) -> None:
+        self.stop_event.wait(0.2)
+        now = time.monotonic()
+        if now >= self._next_refresh:
+            self.refresh()
+        if now >= self._next_stats:
+            self._next_stats = now + self.ingest.stats_interval_s
+            for _, runner in list(self.runners.values()):
+                if not runner.state.finished:
+                    runner.report_stats()
+
+    def finished(self) -> bool:
+        """True once every camera is a file that has ended (and no GB platform is running)."""
+        if self.gb is not None or not self.runners:
+            return False
+        return all(r.state.finished and not r.alive for _, r in self.runners.values())
+
+    def teardown(self) -> None:
+        runners = [r for _, r in self.runners.values()]
+        for runner in runners:
+            runner.stop_event.set()
+        for runner in runners:
+            runner.stop(timeout=self.config.runtime.drain_timeout_s)
+        self.runners.clear()
+        if self.gb is not None:
+            self.gb.stop()
+            self.gb = None
+        if self.producer is not None:
+            try:
+                self.producer.flush(timeout=self.config.runtime.drain_timeout_s)
+            finally:
+                self.producer.close()
+                self.producer = None
+
+    # -- cameras ----------------------------------------------------------------------------------
+    def wanted(self) -> dict[str, CameraSpec]:
+        """Cameras this worker should run now."""
+        merged: dict[str, CameraSpec] = {c.id: c for c in self.cameras_config.static}
+        merged.update({c.id: c for c in self.extra_cameras})
+        merged.update({c.id: c for c in self.registry.list()})
+        only = set(self.ingest.camera_ids)
+        return {
+            cid: cam for cid, cam in merged.items()
+            if cam.enabled and (not only or cid in only)
+            and in_shard(cid, self.ingest.shard_index, self.ingest.shard_count)
+        }
+
+    def refresh(self) -> None:
+        """Start, stop and restart cameras to match :meth:`wanted`."""
+        self._next_refresh = time.monotonic() + self.ingest.registry_refresh_s
+        try:
+            wanted = self.wanted()
+        except Exception as exc:
+            log.warning("ingest: could not read the camera registry (keeping current cameras): %s", exc)
+            return
+        with self._lock:
+            for cid in [c for c in self.runners if c not in wanted or wanted[c] != self.runners[c][0]]:
+                _, runner = self.runners.pop(cid)
+                log.info("ingest: stopping camera %s", cid)
+                runner.stop(timeout=self.config.runtime.drain_timeout_s)
+            for cid, spec in wanted.items():
+                if cid not in self.runners:
+                    self.runners[cid] = (spec, self._start_camera(spec))
+
+    def _start_camera(self, spec: CameraSpec) -> CameraRunner:
+        assert self.producer is not None
+        ing = self.ingest
+        queue: DropQueue[Any] = DropQueue(ing.frame_queue_size, ing.overflow)
+        publisher = FramePublisher(spec.id, self.session, self.producer, FRAMES.name,
+                                   FrameEncoder(ing.resize, ing.jpeg_quality), queue)
+        record = spec.record if spec.record is not None else ing.recordings.enabled
+        recorder = Recorder(spec.id, self.store, ing.recordings, tmp_dir=self.tmp_dir) if record else None
+        runner = CameraRunner(
+            spec.id,
+            make_source_factory(spec, ing, self.gb),
+            publisher=publisher,
+            status=StatusReporter(spec.id, self.producer, CAMERA_STATUS.name),
+            analysis_fps=spec.analysis_fps or ing.analysis_fps,
+            backoff=ing.reconnect,
+            recorder=recorder,
+            overflow=ing.overflow,
+        )
+        log.info("ingest: starting camera %s (%s)", spec.id, spec.kind)
+        runner.start()
+        return runner
+
+    def runner(self, camera_id: str) -> CameraRunner:
+        return self.runners[camera_id][1]
