@@ -23,6 +23,8 @@ from pydantic import Field, ValidationError
 
 from pipeline.config.base import Section
 from pipeline.config.bus import BusConfig, KafkaConfig
+from pipeline.config.ingest import CamerasConfig, IngestConfig
+from pipeline.config.models import ModelsConfig
 from pipeline.config.runtime import RuntimeConfig
 from pipeline.config.stack import StackConfig
 from pipeline.config.store import LocalStoreConfig, S3Config, StoreConfig
@@ -38,6 +40,11 @@ class TubelineConfig(Section):
     store: StoreConfig = Field(default_factory=StoreConfig, title="Object store", description="Object store.")
     stack: StackConfig = Field(default_factory=StackConfig, title="Local stack", description="Local broker and S3 server.")
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig, title="Runtime", description="Worker processes.")
+    cameras: CamerasConfig = Field(
+        default_factory=CamerasConfig, title="Cameras", description="Static cameras and the camera registry."
+    )
+    ingest: IngestConfig = Field(default_factory=IngestConfig, title="Ingest", description="Ingest workers.")
+    models: ModelsConfig = Field(default_factory=ModelsConfig, title="Models", description="Model zoo and inference.")
 
 
 @dataclass(frozen=True)
@@ -198,6 +205,9 @@ def dump_config(config: TubelineConfig) -> str:
 
 __all__ = [
     "BusConfig",
+    "CamerasConfig",
+    "IngestConfig",
+    "ModelsConfig",
     "ConfigError",
     "ConfigProblem",
     "KafkaConfig",
