@@ -12,8 +12,9 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from pipeline.bus.base import Producer
+from pipeline.bus.base import Bus, Producer
 from schemas.cameras import CameraStats, CameraStatus
 from schemas.topics import CAMERA_STATUS
 
@@ -135,3 +136,48 @@ class StatusReporter:
 
 def _rate(amount: float, window: float, cap: float) -> float:
     return float(min(cap, max(0.0, amount / window)))
+
+
+def fold_status(latest: dict[str, dict[str, Any]], status: CameraStatus) -> None:
+    """Fold one event into ``latest`` (camera → row): connection events set the state, stats the rates."""
+    row = latest.setdefault(status.camera_id, {
+        "camera_id": status.camera_id, "state": "unknown", "reason": None, "since": "", "detail": "",
+        "fps_in": None, "fps_out": None, "bitrate_kbps": None, "rtp_lost": 0, "dropped": 0, "stats_at": None,
+    })
+    when = status.observed_at.isoformat()
+    if status.event == "stats" and status.stats is not None:
+        if row["stats_at"] is None or when >= row["stats_at"]:
+            s = status.stats
+            row.update(fps_in=s.fps_in, fps_out=s.fps_out, bitrate_kbps=s.bitrate_kbps,
+                       rtp_lost=s.rtp_packets_lost, dropped=s.frames_dropped, stats_at=when)
+        return
+    if when >= row["since"]:
+        row.update(state=status.event, reason=status.reason, since=when, detail=status.detail)
+
+
+def read_latest_status(bus: Bus, *, group: str, idle_s: float = 3.0, deadline: float | None = None,
+                       topic: str | None = None) -> dict[str, dict[str, Any]]:
+    """Read the status topic from the start (a throw-away group, never committed) until ``idle_s``
+    seconds pass without a message after joining; the latest state and stats per camera."""
+    if deadline is None:
+        deadline = time.monotonic() + 60.0
+    consumer = bus.consumer([topic or CAMERA_STATUS.name], group)
+    latest: dict[str, dict[str, Any]] = {}
+    last_message = time.monotonic()
+    joined = False
+    try:
+        while not joined or time.monotonic() - last_message < idle_s:
+            if time.monotonic() > deadline:
+                break
+            batch = consumer.poll(timeout=0.5, max_records=1000)
+            if not joined and (batch or consumer.assignment()):
+                joined, last_message = True, time.monotonic()  # the group join can take seconds
+            for message in batch:
+                last_message = time.monotonic()
+                try:
+                    fold_status(latest, CameraStatus.from_json(message.value))
+                except ValueError:
+                    log.debug("skipping an invalid status message at offset %d", message.offset)
+    finally:
+        consumer.close()
+    return latest

@@ -1,0 +1,103 @@
+"""``tubeline cameras`` against the local store, and the ingest worker picking up registry changes."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from pipeline.bus.memory import MemoryBus
+from pipeline.config import TubelineConfig
+from pipeline.config.ingest import IngestConfig
+from pipeline.store.local import LocalStore
+from workers.cli import main
+from workers.ingest.registry import CameraRegistry
+from workers.ingest.worker import IngestWorker
+
+
+def write_config(tmp_path: Path) -> Path:
+    path = tmp_path / "tubeline.yaml"
+    path.write_text(f"store:\n  backend: local\n  local:\n    root: {tmp_path / 'store'}\n", encoding="utf-8")
+    return path
+
+
+def run(cfg: Path, *args: str, stdin: str | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, ["-c", str(cfg), "cameras", *args], input=stdin)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_cameras_add_list_show_rm_never_print_the_password(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    code, out, _ = run(cfg, "add", "gate-1", "--url", "rtsp://admin:Zx9%40secret@10.1.2.3/ch1", "--name", "Gate",
+                       "--point-class", "II", "--lat", "31.23", "--lon", "121.47")
+    assert code == 0, out
+    code, out, err = run(cfg, "add", "gate-1", "--url", "rtsp://h/x")
+    assert code == 1 and "already exists" in err
+    code, out, _ = run(cfg, "add", "door", "--url", "rtsp://10.1.2.4/ch1", "--username", "op", "--password-stdin",
+                       stdin="Pw0rd!\n")
+    assert code == 0
+    code, out, _ = run(cfg, "list")
+    assert "gate-1" in out and "door" in out and "rtsp://10.1.2.3/ch1" in out
+    code, shown, _ = run(cfg, "show", "gate-1", "--json")
+    data = json.loads(shown)
+    assert data["username"] == "admin" and data["password"] == "**********" and data["point_class"] == "II"
+    everything = "".join(run(cfg, *a)[1] for a in (["list"], ["list", "--json"], ["show", "door"], ["show", "gate-1"]))
+    assert "Zx9" not in everything and "Pw0rd" not in everything
+    # Stored for use by ingest, in the registry object only.
+    registry = CameraRegistry(LocalStore(tmp_path / "store"))
+    assert registry.get("door").password.get_secret_value() == "Pw0rd!"  # type: ignore[union-attr]
+    assert registry.get("gate-1").password.get_secret_value() == "Zx9@secret"  # type: ignore[union-attr]
+    code, out, err = run(cfg, "rm", "door", "nope")
+    assert code == 1 and "removed door" in out and "nope" in err
+    assert [c.id for c in registry.list()] == ["gate-1"]
+
+
+def test_cameras_import_is_all_or_nothing(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    csv_file = tmp_path / "cams.csv"
+    csv_file.write_text("id,kind,url,name\nc1,file,/a.mp4,A\nc2,rtsp,ftp://h/x,B\n", encoding="utf-8")
+    code, _, err = run(cfg, "import", str(csv_file))
+    assert code == 1 and "row 3" in err
+    assert CameraRegistry(LocalStore(tmp_path / "store")).list() == []
+    yaml_file = tmp_path / "cams.yaml"
+    yaml_file.write_text("- {id: y1, kind: file, url: /a.mp4}\n- {id: y2, kind: file, url: /b.mp4, enabled: false}\n")
+    code, out, _ = run(cfg, "import", str(yaml_file))
+    assert code == 0 and "imported 2" in out
+    code, _, err = run(cfg, "import", str(yaml_file))
+    assert code == 1 and "already exists" in err
+    assert run(cfg, "import", str(yaml_file), "--replace")[0] == 0
+
+
+def test_worker_follows_the_registry(tmp_path: Path, testdata: Path) -> None:
+    cfg = write_config(tmp_path)
+    store = LocalStore(tmp_path / "store")
+    worker = IngestWorker(TubelineConfig(), bus=MemoryBus(), store=store,
+                          ingest_config=IngestConfig(registry_refresh_s=0.2, recordings={"enabled": False}))
+    thread = threading.Thread(target=worker.run, kwargs={"install_signals": False})
+    thread.start()
+    try:
+        assert run(cfg, "add", "v1", "--kind", "file", "--url", str(testdata / "vtest.avi"), "--loop")[0] == 0
+        assert _wait(lambda: "v1" in worker.runners and worker.runner("v1").state.online)
+        assert run(cfg, "add", "v1", "--kind", "file", "--url", str(testdata / "vtest.avi"), "--disabled",
+                   "--replace")[0] == 0
+        assert _wait(lambda: "v1" not in worker.runners)
+        assert run(cfg, "add", "v2", "--kind", "file", "--url", str(testdata / "vtest.avi"))[0] == 0
+        assert _wait(lambda: "v2" in worker.runners)
+        assert run(cfg, "rm", "v2")[0] == 0
+        assert _wait(lambda: not worker.runners)
+    finally:
+        worker.stop()
+        thread.join(15)
+    assert not thread.is_alive()
+
+
+def _wait(cond, timeout: float = 10.0) -> bool:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return False

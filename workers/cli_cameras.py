@@ -1,0 +1,213 @@
+"""``tubeline cameras``: the camera registry (add, list, show, rm, import) and live camera status.
+
+Passwords are never taken as command-line arguments (they would show in ``ps`` and shell history):
+use ``--ask-password``, ``--password-stdin``, or put them in an import file. Nothing here prints a
+password; ``show`` masks it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import click
+
+from workers.cli import load_config_or_exit
+
+
+def _registry(ctx: click.Context) -> Any:
+    from pipeline.store import open_store
+    from workers.ingest.registry import CameraRegistry
+    from workers.ingest.worker import ingest_sections
+
+    cfg = load_config_or_exit(ctx)
+    _, cameras = ingest_sections(cfg)
+    return CameraRegistry(open_store(cfg), cameras.registry_prefix)
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    raise SystemExit(1)
+
+
+def _row(cam: Any) -> dict[str, Any]:
+    from pipeline.config.ingest import camera_to_json
+    from workers.ingest.sources.rtsp import redact_url
+
+    data = camera_to_json(cam)
+    data["url"] = redact_url(cam.url)
+    data["password"] = "**********" if cam.password is not None else None
+    return data
+
+
+@click.group()
+def cameras() -> None:
+    """Manage the camera registry and watch camera status."""
+
+
+@cameras.command("add")
+@click.argument("camera_id")
+@click.option("--kind", type=click.Choice(["file", "rtsp", "gb28181"]), default="rtsp", show_default=True)
+@click.option("--url", default="", help="File path or rtsp:// URL (credentials in it are moved out).")
+@click.option("--name", default="")
+@click.option("--username", default=None)
+@click.option("--ask-password", is_flag=True, help="Prompt for the password (hidden).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
+@click.option("--device-type", default="camera",
+              type=click.Choice(["camera", "ipc", "dvr", "nvr", "encoder", "file", "other"]))
+@click.option("--point-class", type=click.Choice(["I", "II", "III"]), default=None)
+@click.option("--lat", "latitude", type=float, default=None)
+@click.option("--lon", "longitude", type=float, default=None)
+@click.option("--admin-unit", default="")
+@click.option("--gb-device-id", default=None, help="GB/T 28181 device carrying this channel.")
+@click.option("--transport", default="auto", type=click.Choice(["auto", "tcp", "udp", "tcp_passive", "tcp_active"]))
+@click.option("--loop/--no-loop", default=False, help="Files: loop at the end.")
+@click.option("--realtime/--as-fast-as-possible", default=True, help="Files: real-time pacing.")
+@click.option("--disabled", is_flag=True, help="Register without ingesting.")
+@click.option("--analysis-fps", type=float, default=None)
+@click.option("--record/--no-record", default=None)
+@click.option("--tag", "tags", multiple=True)
+@click.option("--replace", is_flag=True, help="Overwrite an existing camera with this ID.")
+@click.pass_context
+def add(ctx: click.Context, camera_id: str, ask_password: bool, password_stdin: bool, replace: bool,
+        disabled: bool, tags: tuple[str, ...], **fields: Any) -> None:
+    """Add camera CAMERA_ID to the registry."""
+    from pydantic import SecretStr
+
+    from workers.ingest.registry import normalise_record, validate_records
+
+    data = {k: v for k, v in fields.items() if v is not None}
+    data.update(id=camera_id, enabled=not disabled, tags=list(tags))
+    if ask_password:
+        data["password"] = SecretStr(click.prompt("Password", hide_input=True))
+    elif password_stdin:
+        data["password"] = SecretStr(sys.stdin.readline().rstrip("\r\n"))
+    cams, problems = validate_records([(1, normalise_record(data))])
+    if problems:
+        _fail("; ".join(p.removeprefix("row 1: ") for p in problems))
+    registry = _registry(ctx)
+    if registry.exists(camera_id) and not replace:
+        _fail(f"camera {camera_id} already exists (use --replace to overwrite)")
+    registry.put(cams[0])
+    click.echo(f"added {camera_id}")
+
+
+@cameras.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def list_cameras(ctx: click.Context, as_json: bool) -> None:
+    """List registered cameras (passwords never shown)."""
+    cams = _registry(ctx).list()
+    if as_json:
+        click.echo(json.dumps([_row(c) for c in cams], indent=2, ensure_ascii=False))
+        return
+    if not cams:
+        click.echo("no cameras registered")
+        return
+    click.echo(f"{'ID':<22} {'KIND':<8} {'ON':<3} {'NAME':<24} SOURCE")
+    for c in cams:
+        row = _row(c)
+        source = row["url"] or (f"gb:{c.gb_device_id}" if c.gb_device_id else "")
+        click.echo(f"{c.id:<22} {c.kind:<8} {'yes' if c.enabled else 'no':<3} {c.name[:24]:<24} {source}")
+
+
+@cameras.command("show")
+@click.argument("camera_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def show(ctx: click.Context, camera_id: str, as_json: bool) -> None:
+    """Show one camera (password masked)."""
+    from workers.ingest.registry import CameraNotFound
+
+    try:
+        cam = _registry(ctx).get(camera_id)
+    except CameraNotFound as exc:
+        _fail(str(exc.args[0]))
+    row = _row(cam)
+    if as_json:
+        click.echo(json.dumps(row, indent=2, ensure_ascii=False))
+        return
+    for key, value in row.items():
+        click.echo(f"{key:<14} {'' if value is None else value}")
+
+
+@cameras.command("rm")
+@click.argument("camera_ids", nargs=-1, required=True)
+@click.pass_context
+def rm(ctx: click.Context, camera_ids: tuple[str, ...]) -> None:
+    """Remove cameras from the registry."""
+    registry = _registry(ctx)
+    missing = [cid for cid in camera_ids if not registry.delete(cid)]
+    for cid in camera_ids:
+        if cid not in missing:
+            click.echo(f"removed {cid}")
+    if missing:
+        _fail(f"not registered: {', '.join(missing)}")
+
+
+@cameras.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["csv", "yaml"]), default=None,
+              help="Default: from the file suffix.")
+@click.option("--replace", is_flag=True, help="Overwrite cameras that already exist.")
+@click.option("--dry-run", is_flag=True, help="Validate only.")
+@click.pass_context
+def import_cameras(ctx: click.Context, file: Path, fmt: str | None, replace: bool, dry_run: bool) -> None:
+    """Import cameras from a CSV (header row of field names) or YAML file; all or nothing."""
+    from workers.ingest.registry import parse_import, validate_records
+
+    fmt = fmt or ("csv" if file.suffix.lower() == ".csv" else "yaml")
+    try:
+        cams, problems = validate_records(parse_import(file.read_text(encoding="utf-8-sig"), fmt))
+    except (ValueError, UnicodeDecodeError) as exc:
+        _fail(f"{file}: {exc}")
+    registry = _registry(ctx)
+    if not replace:
+        problems += [f"camera {c.id} already exists (use --replace)" for c in cams if registry.exists(c.id)]
+    if problems:
+        for problem in problems:
+            click.echo(f"error: {file}: {problem}", err=True)
+        raise SystemExit(1)
+    if not dry_run:
+        for cam in cams:
+            registry.put(cam)
+    click.echo(f"{'validated' if dry_run else 'imported'} {len(cams)} camera(s) from {file}")
+
+
+@cameras.command("status")
+@click.option("--camera", "only", multiple=True, help="Only these cameras.")
+@click.option("--wait", type=float, default=3.0, show_default=True, help="Seconds to wait for new events.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def status(ctx: click.Context, only: tuple[str, ...], wait: float, as_json: bool) -> None:
+    """Latest connection state and stats per camera, read from the camera status topic."""
+    from pipeline.bus import open_bus
+    from workers.ingest.status import read_latest_status
+
+    cfg = load_config_or_exit(ctx)
+    if cfg.bus.backend == "memory":
+        _fail("the in-memory bus lives inside 'tubeline up'; camera status needs bus.backend: kafka")
+    bus = open_bus(cfg)
+    try:
+        latest = read_latest_status(bus, group=f"tubeline-cli-status-{uuid.uuid4().hex[:8]}", idle_s=wait,
+                                    deadline=time.monotonic() + max(30.0, wait * 4))
+    finally:
+        bus.close()
+    rows = [r for cid, r in sorted(latest.items()) if not only or cid in only]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no camera status events yet")
+        return
+    click.echo(f"{'CAMERA':<22} {'STATE':<13} {'REASON':<10} {'SINCE':<20} {'FPS IN/OUT':<11} {'KBPS':>7} "
+               f"{'LOST':>5} {'DROP':>5}  DETAIL")
+    for r in rows:
+        fps = f"{r['fps_in']:.1f}/{r['fps_out']:.1f}" if r.get("fps_in") is not None else "-"
+        kbps = f"{r['bitrate_kbps']:.0f}" if r.get("bitrate_kbps") is not None else "-"
+        click.echo(f"{r['camera_id']:<22} {r['state']:<13} {r['reason'] or '':<10} {r['since'][:19]:<20} "
+                   f"{fps:<11} {kbps:>7} {r.get('rtp_lost', 0):>5} {r.get('dropped', 0):>5}  {r['detail'][:60]}")
