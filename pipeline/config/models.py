@@ -49,10 +49,18 @@ class ModelsConfig(Section):
         description="fp16 enables half precision where the provider supports it (TensorRT); CPU always runs fp32.",
     )
     intra_op_threads: int = Field(
-        0, title="Intra-op threads", description="Threads inside one operator; 0 lets ONNX Runtime decide.", ge=0, le=256
+        0,
+        title="Intra-op threads",
+        description="Threads inside one operator; 0 lets ONNX Runtime decide.",
+        ge=0,
+        le=256,
     )
     inter_op_threads: int = Field(
-        0, title="Inter-op threads", description="Threads across operators; 0 lets ONNX Runtime decide.", ge=0, le=256
+        0,
+        title="Inter-op threads",
+        description="Threads across operators; 0 lets ONNX Runtime decide.",
+        ge=0,
+        le=256,
     )
     max_batch: int = Field(
         8, title="Maximum batch", description="Largest batch sent to a model in one call.", ge=1, le=256
@@ -62,16 +70,32 @@ class ModelsConfig(Section):
         True, title="Verify on load", description="Check the SHA-256 of a model file before loading it."
     )
     detector: str = Field(
-        "nanodet-coco", title="Detector", description="Registry id of the object detector.", min_length=1, max_length=100
+        "nanodet-coco",
+        title="Detector",
+        description="Registry id of the object detector.",
+        min_length=1,
+        max_length=100,
     )
     plate_detector: str = Field(
-        "clp-det", title="Plate detector", description="Registry id of the plate detector.", min_length=1, max_length=100
+        "clp-det",
+        title="Plate detector",
+        description="Registry id of the plate detector.",
+        min_length=1,
+        max_length=100,
     )
     plate_reader: str = Field(
-        "ppocr-v4-rec", title="Plate reader", description="Registry id of the text recogniser.", min_length=1, max_length=100
+        "ppocr-v4-rec",
+        title="Plate reader",
+        description="Registry id of the text recogniser.",
+        min_length=1,
+        max_length=100,
     )
     face_detector: str = Field(
-        "centerface", title="Face detector", description="Registry id of the face detector.", min_length=1, max_length=100
+        "centerface",
+        title="Face detector",
+        description="Registry id of the face detector.",
+        min_length=1,
+        max_length=100,
     )
     face_embedder: str = Field(
         "dlib-resnet-v1",
@@ -83,7 +107,9 @@ class ModelsConfig(Section):
     detect_score: float = Field(
         0.35, title="Detection score", description="Minimum detector score kept.", gt=0.0, lt=1.0
     )
-    detect_iou: float = Field(0.5, title="Detection NMS IoU", description="IoU above which boxes are merged.", gt=0.0, le=1.0)
+    detect_iou: float = Field(
+        0.5, title="Detection NMS IoU", description="IoU above which boxes are merged.", gt=0.0, le=1.0
+    )
     plate_score: float = Field(
         0.5, title="Plate detection score", description="Minimum plate-detector score kept.", gt=0.0, lt=1.0
     )
@@ -94,9 +120,15 @@ class ModelsConfig(Section):
         min_length=1,
         max_length=16,
     )
-    face_score: float = Field(0.5, title="Face detection score", description="Minimum face score kept.", gt=0.0, lt=1.0)
+    face_score: float = Field(
+        0.5, title="Face detection score", description="Minimum face score kept.", gt=0.0, lt=1.0
+    )
     face_min_size: int = Field(
-        24, title="Minimum face size", description="Faces smaller than this (pixels, eye-to-mouth box) are dropped.", ge=4, le=4096
+        24,
+        title="Minimum face size",
+        description="Faces smaller than this (pixels, eye-to-mouth box) are dropped.",
+        ge=4,
+        le=4096,
     )
     face_threshold: float | None = Field(
         None,

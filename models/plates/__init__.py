@@ -1,0 +1,1 @@
+"""Licence plates: corner detection, rectification, CTC recognition and plate grammars."""

