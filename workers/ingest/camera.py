@@ -73,6 +73,7 @@ class CameraRunner:
         self.state = CameraState()
         self.totals = Totals()
         self._source: Source | None = None
+        self._offline_reason: str | None = None
         self._source_stats_base = (0, 0, 0)
         self._thread = threading.Thread(target=self._run, name=f"ingest-{camera_id}", daemon=True)
 
@@ -195,12 +196,15 @@ class CameraRunner:
 
     def _came_online(self, source: Source, info: StreamInfo) -> None:
         self.state.online = True
+        self._offline_reason = None
         self.state.last_reason = None
         self.status.event("online", None, f"{source.describe()} {info.codec} {info.width}x{info.height}")
 
     def _went_offline(self, reason: str, detail: str, *, force: bool = False) -> None:
-        if self.state.online or force or self.state.finished:
+        """Report offline once per outage (again only if the reason changes); retries say ``reconnecting``."""
+        if self.state.online or self.state.finished or (force and reason != self._offline_reason):
             self.status.event("offline", reason, detail)
+            self._offline_reason = reason
         self.state.online = False
 
 
