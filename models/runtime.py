@@ -284,6 +284,7 @@ def _dynamicize(proto: Any) -> Any:
     inputs = {}
     for vi in proto.graph.input:
         if vi.name in initializers:
+            inputs[vi.name] = _dims(vi)
             continue
         rank = len(vi.type.tensor_type.shape.dim)
         inputs[vi.name] = ["batch", *_dims(vi)[1:2], *[f"in_{vi.name}_{k}" for k in range(2, rank)]]

@@ -1,7 +1,8 @@
 """The plate pipeline: find plates (whole frame, vehicle boxes, or a tight crop), rectify, read, apply the
 grammar, and return one ``Detections`` row per plate with its text columns.
 
-Tight crops (a plate filling the picture) get two readings: the detector's corners after padding the crop
+In scenes, reads that fit no configured plate grammar are dropped (``valid_only``). Tight crops (a plate
+filling the picture) get two readings: the detector's corners after padding the crop
 with a border, and the whole crop as one quadrilateral; the grammar-valid, more confident read wins. In
 ``auto`` mode a picture is treated as a crop when it is small and plate-shaped.
 """
@@ -33,10 +34,17 @@ def looks_like_crop(image: np.ndarray) -> bool:
 class PlateRecognizer:
     """Detector + reader + grammar behind one call; ``source`` of the result names both models."""
 
-    def __init__(self, detector: ClpPlateDetector, reader: PpocrPlateReader, crop_score: float = 0.1) -> None:
+    def __init__(
+        self,
+        detector: ClpPlateDetector,
+        reader: PpocrPlateReader,
+        crop_score: float = 0.1,
+        valid_only: bool = True,
+    ) -> None:
         self.detector = detector
         self.reader = reader
         self.crop_score = crop_score
+        self.valid_only = valid_only
         self.model_id = f"{detector.model_id}+{reader.model_id}"
 
     def recognize(
@@ -51,7 +59,11 @@ class PlateRecognizer:
         return self._read(image, plates)
 
     def _read(self, image: np.ndarray, plates: Detections) -> Detections:
+        """Read detected plates; in scenes only grammar-valid reads are kept (the rest are not plates
+        of a configured region, or not plates at all)."""
         out = self.reader.read(image, plates) if len(plates) else _empty_reads(self.model_id)
+        if self.valid_only and len(out):
+            out = out[out.data["valid"]]
         return out.replace(source=self.model_id)
 
     def _in_regions(self, image: np.ndarray, regions: Detections) -> Detections:
