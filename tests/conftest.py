@@ -97,3 +97,26 @@ def testdata() -> Path:
     if not TESTDATA.is_dir():
         pytest.fail(f"shared test data not found at {TESTDATA}")
     return TESTDATA
+
+
+# -- integration tests must run, never be skipped ---------------------------------------------------
+_skipped_integration: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and "integration" in report.keywords:
+        _skipped_integration.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _skipped_integration and exitstatus == 0:
+        session.exitstatus = 1
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int) -> None:  # noqa: ANN001
+    if _skipped_integration:
+        terminalreporter.write_line(
+            f"error: {len(_skipped_integration)} integration test(s) were skipped; they must run "
+            f"(first: {_skipped_integration[0]})",
+            red=True,
+        )
