@@ -51,24 +51,31 @@ def match_boxes(
     true_boxes: np.ndarray,
     true_classes: Sequence[str],
     iou: float = 0.5,
+    difficult: Sequence[bool] | None = None,
 ) -> MatchCounts:
-    """Greedy matching, best score first; a prediction matches an unused truth of its class with IoU ≥ ``iou``."""
+    """Greedy matching, best score first; a prediction matches an unused truth of its class with IoU ≥ ``iou``.
+
+    ``difficult`` truths (heavily occluded or truncated) are optional: matching one is neither a true nor
+    a false positive, and missing one is not a false negative (PASCAL VOC's rule).
+    """
     pred_boxes = np.asarray(pred_boxes, dtype=np.float32).reshape(-1, 4)
     true_boxes = np.asarray(true_boxes, dtype=np.float32).reshape(-1, 4)
+    hard = np.asarray(difficult if difficult is not None else [False] * len(true_boxes), dtype=bool)
     overlaps = box_iou(pred_boxes, true_boxes)
     used = np.zeros(len(true_boxes), dtype=bool)
-    tp = 0
+    tp = ignored = 0
     for i in np.argsort(-np.asarray(pred_scores, dtype=np.float32), kind="stable"):
-        candidates = [
-            j
-            for j in range(len(true_boxes))
-            if not used[j] and true_classes[j] == pred_classes[i] and overlaps[i, j] >= iou
-        ]
-        if candidates:
-            best = max(candidates, key=lambda j: overlaps[i, j])
+        same_class = np.asarray([c == pred_classes[i] for c in true_classes], dtype=bool)
+        ok = same_class & (overlaps[i] >= iou) & ~used
+        easy, hard_hits = ok & ~hard, ok & hard
+        if easy.any():
+            best = int(np.argmax(np.where(easy, overlaps[i], -1.0)))
             used[best] = True
             tp += 1
-    return MatchCounts(tp, len(pred_boxes) - tp, len(true_boxes) - tp)
+        elif hard_hits.any():
+            used[int(np.argmax(np.where(hard_hits, overlaps[i], -1.0)))] = True
+            ignored += 1
+    return MatchCounts(tp, len(pred_boxes) - tp - ignored, int(np.sum(~hard)) - tp)
 
 
 def verification_errors(

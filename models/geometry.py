@@ -84,7 +84,7 @@ def letterbox(image: np.ndarray, width: int, height: int, fill: int = 114) -> tu
         cv2.BORDER_CONSTANT,
         value=(fill, fill, fill),
     )
-    return out, Resize(nw / w, nh / h, float(left), float(top))
+    return out, Resize(scale, scale, float(left), float(top))
 
 
 def fit_multiple(image: np.ndarray, max_side: int, multiple: int = 32) -> tuple[np.ndarray, Resize]:
