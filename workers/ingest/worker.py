@@ -121,7 +121,8 @@ class IngestWorker(Worker):
         if self.ingest.gb28181.enabled:
             from workers.ingest.gb28181.platform import GbPlatform
 
-            self.gb = GbPlatform(self.ingest.gb28181, registry=self.registry, producer=self.producer)
+            self.gb = GbPlatform(self.ingest.gb28181, registry=self.registry, producer=self.producer,
+                                 on_channels=self._channels_changed)
             self.gb.start()
         self.refresh()
         self._next_stats = time.monotonic() + self.ingest.stats_interval_s
@@ -211,6 +212,10 @@ class IngestWorker(Worker):
         log.info("ingest: starting camera %s (%s)", spec.id, spec.kind)
         runner.start()
         return runner
+
+    def _channels_changed(self, channels: list[CameraSpec]) -> None:
+        """A GB/T 28181 catalog updated the registry: re-read it at the next step."""
+        self._next_refresh = 0.0
 
     def runner(self, camera_id: str) -> CameraRunner:
         return self.runners[camera_id][1]

@@ -1,0 +1,145 @@
+"""Run Debian's SIPp (``sip-tester``) as a GB/T 28181 device with the project's scenarios in ``sipp/``.
+
+``SippDevice`` starts ``sipp`` (main scenario ``gb_device.xml``: register, keepalive, unregister;
+out-of-call scenario ``gb_device_ooc.xml``: Catalog, INVITE, BYE) bound to 127.0.0.1, and on ``stop``
+kills it and every PS sender it started (their PID files are in ``pid_dir``). A missing ``sipp`` is an
+error, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.peers.rtsp import free_port
+
+SCENARIOS = Path(__file__).with_name("sipp")
+SENDER = Path(__file__).with_name("ps_sender.py")
+
+
+class SippDevice:
+    def __init__(
+        self,
+        *,
+        platform_port: int,
+        device_id: str,
+        password: str,
+        work_dir: Path,
+        server_id: str = "34020000002000000001",
+        domain: str = "3402000000",
+        transport: str = "u1",
+        channels: tuple[str, str] = ("34020000001320000001", "34020000001310000002"),
+        keepalives: int = 1000,
+        keepalive_ms: int = 1000,
+        expires: int = 3600,
+        media_file: Path | None = None,
+        sender_opts: str = "",
+        ssrc_base: str = "0200098765",
+        playback_ms: int = 3000,
+        scenario: str = "gb_device.xml",
+        ooc: str | None = "gb_device_ooc.xml",
+        timeout_s: int = 120,
+    ) -> None:
+        self.work_dir = work_dir
+        self.pid_dir = work_dir / "pids"
+        self.pid_dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port(2)  # SOCK_DGRAM
+        self.media_port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        sender = f"{sys.executable} {SENDER}"
+        opts = f"--file {media_file} --loop --seconds {timeout_s} {sender_opts}" if media_file else sender_opts
+        keys = {
+            "device_id": device_id, "server_id": server_id, "domain": domain, "channel_a": channels[0],
+            "channel_b": channels[1], "expires": str(expires), "sender": sender, "sender_opts": opts, "pid_dir": str(self.pid_dir),
+            "dev_media_port": str(self.media_port), "ssrc_base": ssrc_base,
+        }
+        globals_ = {"keepalives": str(keepalives), "keepalive_ms": str(keepalive_ms), "playback_ms": str(playback_ms)}
+        sipp = shutil.which("sipp")
+        if sipp is None:
+            msg = "sipp is not installed (Debian package 'sip-tester', listed in requirements-apt.txt)"
+            raise RuntimeError(msg)
+        self.cmd = [sipp, f"127.0.0.1:{platform_port}", "-sf", str(SCENARIOS / scenario), "-t", transport,
+                    "-i", "127.0.0.1", "-p", str(self.port), "-ci", "127.0.0.1", "-cp", str(free_port(2)),
+                    "-m", "1", "-l", "1", "-au", device_id, "-ap", password, "-nostdin",
+                    "-timeout", f"{timeout_s}s", "-trace_err", "-error_file", str(work_dir / "sipp_errors.log"),
+                    "-trace_msg", "-message_file", str(work_dir / "sipp_messages.log")]
+        if ooc:
+            self.cmd += ["-oocsf", str(SCENARIOS / ooc)]
+        for key, value in keys.items():
+            self.cmd += ["-key", key, value]
+        for key, value in globals_.items():
+            if key != "playback_ms" or ooc:
+                self.cmd += ["-set", key, value]
+
+    def start(self) -> SippDevice:
+        self.proc = subprocess.Popen(self.cmd, cwd=self.work_dir, stdout=subprocess.DEVNULL,
+                                     stderr=open(self.work_dir / "sipp_stderr.log", "wb"),  # noqa: SIM115
+                                     start_new_session=True)
+        return self
+
+    def wait(self, timeout: float) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def senders(self) -> list[int]:
+        pids = []
+        for path in self.pid_dir.glob("sender-*.pid"):
+            try:
+                pids.append(int(path.read_text().strip()))
+            except (OSError, ValueError):
+                continue
+        return [p for p in pids if _alive(p)]
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        for pid in self.senders():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 5
+        while self.senders() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def log_tail(self, chars: int = 4000) -> str:
+        parts = []
+        for name in ("sipp_stderr.log", "sipp_errors.log", "pids/sender.log", "sipp_messages.log"):
+            path = self.work_dir / name
+            if path.exists():
+                parts.append(f"--- {name}\n" + path.read_text(errors="replace")[-chars:])
+        return "\n".join(parts)
+
+    def __enter__(self) -> SippDevice:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False

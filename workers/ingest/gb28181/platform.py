@@ -1,0 +1,465 @@
+"""The GB/T 28181 platform (SIP server side): device registration, keepalive, Catalog, and media sessions.
+
+* REGISTER: digest challenge (401), per-device passwords (``gb28181.devices``) or a default password;
+  a wrong password gets 403 and an ``offline``/``auth`` status event for the device; a device with no
+  password configured gets 403 and ``offline``/``not_found``. ``Expires: 0`` unregisters. ``X-GB-Ver``
+  is echoed.
+* Keepalive MESSAGEs refresh the device (and its UDP address, for NAT rebinding); no keepalive for
+  ``min(expires, interval × count)`` marks it offline (``timeout``). A closed SIP TCP connection marks
+  its devices offline (``network``), as the 2022 edition says.
+* Catalog: queried after registration; pages with the same SN are merged, items deduplicated, until
+  ``SumNum``; video channels are upserted into the camera registry.
+* INVITE/ACK/BYE for live and playback (:mod:`workers.ingest.gb28181.session`).
+
+Device-level status events use the 20-digit device ID as the camera ID on the status topic.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pipeline.bus.base import Producer
+from pipeline.config.ingest import CameraSpec, Gb28181Config
+from workers.ingest.gb28181 import manscdp
+from workers.ingest.gb28181.digest import DigestAuth
+from workers.ingest.gb28181.media import PortAllocator
+from workers.ingest.gb28181.session import SessionManager
+from workers.ingest.gb28181.sip import (
+    SipMessage,
+    SipParseError,
+    new_branch,
+    new_call_id,
+    new_tag,
+    response_to,
+)
+from workers.ingest.gb28181.transport import Peer, SipTransport
+from workers.ingest.status import StatusReporter
+
+log = logging.getLogger(__name__)
+
+_GB_ID = re.compile(r"^[0-9]{20}$")
+_EVENT_MIN_GAP_S = 10.0
+
+
+@dataclass
+class Device:
+    device_id: str
+    peer: Peer
+    expires: int
+    registered_at: float
+    last_seen: float
+    online: bool = True
+    gb_version: str | None = None
+    catalogued: bool = False
+
+
+@dataclass
+class _CatalogRun:
+    device_id: str
+    sn: str
+    started: float
+    sum_num: int | None = None
+    items: dict[str, manscdp.CatalogItem] = field(default_factory=dict)
+    pages: int = 0
+    duplicates: int = 0
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class GbPlatform:
+    """One SIP server (UDP + TCP on one port) and everything it knows about devices and sessions."""
+
+    def __init__(
+        self,
+        config: Gb28181Config,
+        *,
+        registry: Any = None,
+        producer: Producer | None = None,
+        on_channels: Callable[[list[CameraSpec]], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.registry = registry
+        self.producer = producer
+        self.on_channels = on_channels
+        self.auth = DigestAuth(config.domain)
+        self.devices: dict[str, Device] = {}
+        self.ports = PortAllocator(config.media_port_min, config.media_port_max)
+        self.transport: SipTransport | None = None
+        self.sessions = SessionManager(self)
+        self.counters = {"register_ok": 0, "register_denied": 0, "unknown_device": 0, "malformed": 0,
+                         "catalog_items": 0, "catalog_duplicates": 0}
+        self._lock = threading.RLock()
+        self._catalogs: dict[tuple[str, str], _CatalogRun] = {}
+        self._sn = itertools.count(int(time.time()) % 100000)
+        self._reporters: dict[str, StatusReporter] = {}
+        self._last_event: dict[tuple[str, str], float] = {}
+        self._stop = threading.Event()
+        self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="gb-registry")
+        self._house = threading.Thread(target=self._housekeeping, name="gb-housekeeping", daemon=True)
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        cfg = self.config
+        self.transport = SipTransport(cfg.bind_host, cfg.sip_port, on_request=self._on_request,
+                                      on_malformed=self._on_malformed, on_tcp_closed=self._on_tcp_closed,
+                                      on_response=self.sessions.on_stray_response)
+        self.transport.start()
+        self._house.start()
+        log.info("GB/T 28181 platform %s listening on %s:%d (UDP and TCP)", cfg.server_id, cfg.bind_host, self.port)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.sessions.close_all()
+        if self.transport is not None:
+            self.transport.close()
+        self._house.join(3)
+        self._writer.shutdown(wait=True, cancel_futures=False)
+
+    @property
+    def port(self) -> int:
+        assert self.transport is not None
+        return self.transport.port
+
+    @property
+    def host(self) -> str:
+        return self.config.advertised_host or self.config.bind_host
+
+    @property
+    def media_host(self) -> str:
+        return self.config.advertised_host or self.config.media_bind_host
+
+    def source(self, camera: CameraSpec, *, stop_event: threading.Event, decoder_threads: int = 1) -> Any:
+        """A live :class:`GbSource` for a registry camera (used by the ingest worker's source factory)."""
+        from workers.ingest.gb28181.source import GbSource
+
+        mode = camera.transport if camera.transport in ("udp", "tcp_passive", "tcp_active") else None
+        return GbSource(self, camera.id, camera.gb_device_id or "", mode=mode, decoder_threads=decoder_threads,
+                        stop_event=stop_event)
+
+    # -- status events ------------------------------------------------------------------------------
+    def report(self, device_id: str, event: str, reason: str | None, detail: str, *, limit: bool = False) -> None:
+        if self.producer is None or not _GB_ID.match(device_id):
+            return
+        key = (device_id, f"{event}:{reason}")
+        now = time.monotonic()
+        if limit and now - self._last_event.get(key, -1e9) < _EVENT_MIN_GAP_S:
+            return
+        self._last_event[key] = now
+        reporter = self._reporters.get(device_id)
+        if reporter is None:
+            reporter = self._reporters[device_id] = StatusReporter(device_id, self.producer)
+        reporter.event(event, reason, detail)
+
+    # -- requests -----------------------------------------------------------------------------------
+    def _on_request(self, req: SipMessage, peer: Peer) -> None:
+        handlers = {"REGISTER": self._register, "MESSAGE": self._message, "BYE": self.sessions.on_bye,
+                    "OPTIONS": self._ok, "NOTIFY": self._message, "INFO": self._ok}
+        if req.method == "ACK":
+            return
+        handler = handlers.get(req.method or "")
+        if handler is None:
+            self._answer(req, peer, 501 if req.method not in ("CANCEL",) else 481)
+            return
+        handler(req, peer)
+
+    def _answer(self, req: SipMessage, peer: Peer, status: int, reason: str | None = None,
+                headers: list[tuple[str, str]] | None = None) -> None:
+        assert self.transport is not None
+        extra = list(headers or [])
+        if req.get("X-GB-Ver"):
+            extra.append(("X-GB-Ver", req.get("X-GB-Ver") or ""))
+        self.transport.respond(req, response_to(req, status, reason, to_tag=new_tag(), headers=extra), peer)
+
+    def _ok(self, req: SipMessage, peer: Peer) -> None:
+        self._answer(req, peer, 200)
+
+    def _password(self, device_id: str) -> str | None:
+        dev = self.config.devices.get(device_id)
+        if dev is not None:
+            return dev.password.get_secret_value()
+        if self.config.default_password is not None:
+            return self.config.default_password.get_secret_value()
+        return None
+
+    def _register(self, req: SipMessage, peer: Peer) -> None:
+        device_id = req.from_.uri.user or ""
+        if not _GB_ID.match(device_id):
+            self._answer(req, peer, 400, "Bad Request: From user is not a 20-digit device ID")
+            return
+        expires = _expires(req)
+        if expires is None:
+            self._answer(req, peer, 400, "Bad Request: missing Expires")
+            return
+        password = self._password(device_id)
+        if password is None:
+            self.counters["unknown_device"] += 1
+            log.warning("REGISTER from unknown device %s at %s refused", device_id, peer)
+            self._answer(req, peer, 403, "Forbidden: unknown device")
+            self.report(device_id, "offline", "not_found",
+                        f"unknown device {device_id} tried to register from {peer.host}:{peer.port}", limit=True)
+            return
+        header = req.get("Authorization")
+        if not header:
+            self._answer(req, peer, 401, headers=[("WWW-Authenticate", self.auth.challenge())])
+            return
+        verdict = self.auth.verify(header, method="REGISTER", username=device_id, password=password)
+        if not verdict.ok:
+            if verdict.stale:
+                self._answer(req, peer, 401, headers=[("WWW-Authenticate", self.auth.challenge(stale=True))])
+                return
+            self.counters["register_denied"] += 1
+            log.warning("REGISTER of device %s from %s denied: %s", device_id, peer, verdict.problem)
+            self._answer(req, peer, 403, "Forbidden")
+            self.report(device_id, "offline", "auth", f"registration refused: {verdict.problem}", limit=True)
+            return
+        self._registered(req, peer, device_id, expires)
+
+    def _registered(self, req: SipMessage, peer: Peer, device_id: str, expires: int) -> None:
+        now = time.monotonic()
+        contact = req.get("Contact") or f"<sip:{device_id}@{peer.host}:{peer.port}>"
+        headers = [("Contact", contact), ("Expires", str(expires)), ("Date", _gb_date())]
+        with self._lock:
+            old = self.devices.get(device_id)
+            fresh = old is None or not old.online
+            dev = old
+            if expires == 0:
+                self.devices.pop(device_id, None)
+            elif fresh:
+                dev = self.devices[device_id] = Device(device_id, peer, expires, now, now,
+                                                       gb_version=req.get("X-GB-Ver"),
+                                                       catalogued=old.catalogued if old else False)
+            elif dev is not None:
+                dev.peer, dev.expires, dev.registered_at, dev.last_seen = peer, expires, now, now
+        self.counters["register_ok"] += 1
+        self._answer(req, peer, 200, headers=headers)
+        if expires == 0:
+            log.info("device %s unregistered", device_id)
+            self.sessions.close_device(device_id)
+            self.report(device_id, "offline", "stopped", "device unregistered (Expires: 0)")
+            return
+        if fresh and dev is not None:
+            log.info("device %s registered from %s (expires %d s)", device_id, peer, expires)
+            self.report(device_id, "online", None, f"registered from {peer}")
+            if self.config.catalog_on_register and not dev.catalogued:
+                threading.Thread(target=self._safe_catalog, args=(device_id,), daemon=True).start()
+
+    def _message(self, req: SipMessage, peer: Peer) -> None:
+        device_id = req.from_.uri.user or ""
+        try:
+            doc = manscdp.parse(req.body)
+        except manscdp.ManscdpError as exc:
+            log.warning("bad MANSCDP body from %s (%s): %s", device_id, peer, exc)
+            self._answer(req, peer, 400, f"Bad Request: {exc}"[:120])
+            return
+        with self._lock:
+            dev = self.devices.get(device_id) or self.devices.get(doc.device_id)
+        if dev is None:
+            log.info("%s from unregistered device %s at %s refused", doc.cmd_type, device_id, peer)
+            self._answer(req, peer, 403, "Forbidden: not registered")
+            return
+        self._seen(dev, peer)
+        self._answer(req, peer, 200)
+        if doc.cmd_type == "catalog" and doc.root == "response":
+            self._catalog_page(dev, doc)
+        elif doc.cmd_type == "mediastatus" and doc.fields.get("notifytype") == "121":
+            self.sessions.on_media_end(req.call_id)
+
+    def _seen(self, dev: Device, peer: Peer) -> None:
+        dev.last_seen = time.monotonic()
+        if peer.transport == "UDP" and dev.peer.transport == "UDP":
+            dev.peer = peer  # NAT rebinding: answer where the device is now
+        if not dev.online:
+            dev.online = True
+            self.report(dev.device_id, "online", None, "keepalive resumed")
+
+    # -- malformed input, dropped connections, timeouts ---------------------------------------------
+    def _on_malformed(self, data: bytes, peer: Peer, problem: str) -> None:
+        self.counters["malformed"] += 1
+        m = re.search(rb"(?im)^(?:from|f)\s*:[^\r\n]*?sip:([0-9]{20})@", data[:4096])
+        device_id = m.group(1).decode() if m else ""
+        with self._lock:
+            dev = self.devices.get(device_id)
+        if device_id and (dev is None or not dev.online):
+            self.report(device_id, "offline", "protocol", f"malformed SIP from {peer}: {problem}", limit=True)
+
+    def _on_tcp_closed(self, peer: Peer) -> None:
+        with self._lock:
+            gone = [d for d in self.devices.values() if d.peer.conn is not None and d.peer.conn is peer.conn]
+        for dev in gone:
+            if dev.online:
+                dev.online = False
+                self.report(dev.device_id, "offline", "network", "SIP TCP connection closed")
+
+    def _housekeeping(self) -> None:
+        while not self._stop.wait(0.5):
+            try:
+                if self.transport is not None:
+                    self.transport.expire_cache()
+                self._check_devices()
+                self._check_catalogs()
+            except Exception:
+                log.exception("GB/T 28181 housekeeping failed")
+
+    def _check_devices(self) -> None:
+        now = time.monotonic()
+        limit = self.config.keepalive_interval_s * self.config.keepalive_count
+        with self._lock:
+            devices = list(self.devices.values())
+        for dev in devices:
+            if not dev.online:
+                continue
+            if now - dev.registered_at > dev.expires:
+                dev.online = False
+                self.report(dev.device_id, "offline", "timeout", f"registration expired after {dev.expires} s")
+            elif now - dev.last_seen > min(float(dev.expires), limit):
+                dev.online = False
+                self.report(dev.device_id, "offline", "timeout",
+                            f"no keepalive for {now - dev.last_seen:.0f} s (limit {min(float(dev.expires), limit):.0f} s)")
+
+    # -- catalog ------------------------------------------------------------------------------------
+    def _safe_catalog(self, device_id: str) -> None:
+        try:
+            self.query_catalog(device_id)
+        except Exception as exc:
+            log.warning("Catalog query to %s failed: %s", device_id, exc)
+
+    def query_catalog(self, device_id: str, timeout: float | None = None) -> list[manscdp.CatalogItem]:
+        """Ask a registered device for its catalog and wait for all pages (or the timeout)."""
+        with self._lock:
+            dev = self.devices.get(device_id)
+        if dev is None:
+            msg = f"device {device_id} is not registered"
+            raise LookupError(msg)
+        sn = str(next(self._sn))
+        run = _CatalogRun(device_id, sn, time.monotonic())
+        with self._lock:
+            self._catalogs[(device_id, sn)] = run
+        req = self.new_request("MESSAGE", f"sip:{device_id}@{dev.peer.host}:{dev.peer.port}", dev.peer,
+                               to=f"<sip:{device_id}@{self.config.domain}>",
+                               body=manscdp.catalog_query(int(sn), device_id), content_type="Application/MANSCDP+xml")
+        assert self.transport is not None
+        resp = self.transport.request(req, dev.peer, timeout=min(32.0, self.config.catalog_timeout_s))
+        if resp.status is None or resp.status >= 300:
+            msg = f"device {device_id} answered the Catalog query with {resp.status} {resp.reason}"
+            raise RuntimeError(msg)
+        run.done.wait(timeout or self.config.catalog_timeout_s)
+        return list(run.items.values())
+
+    def _catalog_page(self, dev: Device, doc: manscdp.Document) -> None:
+        try:
+            page = manscdp.catalog_page(doc)
+        except manscdp.ManscdpError as exc:
+            log.warning("bad Catalog page from %s: %s", dev.device_id, exc)
+            return
+        with self._lock:
+            run = self._catalogs.get((dev.device_id, page.sn))
+            if run is None:  # unsolicited (or late) catalog: collect it too
+                run = self._catalogs[(dev.device_id, page.sn)] = _CatalogRun(dev.device_id, page.sn, time.monotonic())
+            if run.done.is_set():
+                run.duplicates += len(page.items)
+                self.counters["catalog_duplicates"] += len(page.items)
+                return
+            run.sum_num = page.sum_num
+            run.pages += 1
+            for item in page.items:
+                if item.channel_id in run.items:  # a retransmitted or repeated page: keep the first copy
+                    run.duplicates += 1
+                    self.counters["catalog_duplicates"] += 1
+                    continue
+                run.items[item.channel_id] = item
+            complete = len(run.items) >= run.sum_num
+        if complete:
+            self._finish_catalog(run)
+
+    def _check_catalogs(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            runs = list(self._catalogs.items())
+        for key, run in runs:
+            if not run.done.is_set() and now - run.started > self.config.catalog_timeout_s:
+                log.warning("Catalog of %s incomplete after %.0f s: %d of %s items", run.device_id,
+                            now - run.started, len(run.items), run.sum_num)
+                self._finish_catalog(run)
+            elif run.done.is_set() and now - run.started > 300:
+                with self._lock:
+                    self._catalogs.pop(key, None)
+
+    def _finish_catalog(self, run: _CatalogRun) -> None:
+        if run.done.is_set():
+            return
+        with self._lock:
+            dev = self.devices.get(run.device_id)
+            if dev is not None:
+                dev.catalogued = True
+        channels = [_camera_from(item, run.device_id, self.config.auto_enable_channels)
+                    for item in run.items.values() if item.is_camera]
+        self.counters["catalog_items"] += len(run.items)
+        log.info("Catalog of %s: %d items (%d channels) in %d pages, %d duplicates", run.device_id,
+                 len(run.items), len(channels), run.pages, run.duplicates)
+        future = self._writer.submit(self._store_channels, channels)
+        future.add_done_callback(lambda _f: run.done.set())
+
+    def _store_channels(self, channels: list[CameraSpec]) -> None:
+        if self.registry is not None:
+            for cam in channels:
+                try:
+                    self.registry.upsert(cam)
+                except Exception as exc:
+                    log.warning("could not store GB channel %s in the registry: %s", cam.id, exc)
+        if self.on_channels is not None:
+            self.on_channels(channels)
+
+    # -- building requests --------------------------------------------------------------------------
+    def new_request(self, method: str, uri: str, peer: Peer, *, to: str, call_id: str | None = None,
+                    from_tag: str | None = None, cseq: int = 1, body: bytes = b"",
+                    content_type: str | None = None, extra: list[tuple[str, str]] | None = None) -> SipMessage:
+        cfg = self.config
+        msg = SipMessage(method=method, uri=uri)
+        msg.add("Via", f"SIP/2.0/{peer.transport} {self.host}:{self.port};rport;branch={new_branch()}")
+        msg.add("From", f"<sip:{cfg.server_id}@{cfg.domain}>;tag={from_tag or new_tag()}")
+        msg.add("To", to)
+        msg.add("Call-ID", call_id or new_call_id(self.host))
+        msg.add("CSeq", f"{cseq} {method}")
+        msg.add("Max-Forwards", "70")
+        msg.add("User-Agent", "Tubeline")
+        for name, value in extra or []:
+            msg.add(name, value)
+        if content_type:
+            msg.add("Content-Type", content_type)
+        msg.body = body
+        return msg
+
+
+def _expires(req: SipMessage) -> int | None:
+    value = req.get("Expires")
+    if value is None:
+        m = re.search(r";\s*expires=([0-9]+)", req.get("Contact") or "")
+        value = m.group(1) if m else None
+    if value is None or not value.strip().isdigit():
+        return None
+    return int(value.strip())
+
+
+def _gb_date() -> str:
+    now = datetime.now(UTC).astimezone()
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}"
+
+
+def _camera_from(item: manscdp.CatalogItem, device_id: str, enable: bool) -> CameraSpec:
+    return CameraSpec(
+        id=item.channel_id, kind="gb28181", gb_device_id=device_id, name=item.name[:200],
+        device_type="ipc" if item.type_code == "132" else "camera", latitude=item.latitude,
+        longitude=item.longitude, admin_unit=item.civil_code[:100], enabled=enable and item.online,
+        tags=["gb28181"],
+    )
+
+
+__all__ = ["Device", "GbPlatform", "SipParseError"]
