@@ -77,12 +77,14 @@ class ConstrainedDecoder:
                 fold[v] = -2
             elif ch.upper() in index and len(ch) == 1:
                 fold[v] = index[ch.upper()]
-        self._fold_matrix = np.zeros((len(self.vocab), len(self.alphabet) + 1), dtype=np.float32)
-        for v, target in enumerate(fold):
-            if target >= 0:
-                self._fold_matrix[v, target] = 1.0
-            elif target == -2:
-                self._fold_matrix[v, -1] = 1.0
+        # Sparse fold: the vocabulary entries that land on each output column (alphabet..., blank last).
+        target = np.where(fold == -2, len(self.alphabet), fold)
+        sources = np.flatnonzero(target >= 0)
+        order = np.argsort(target[sources], kind="stable")
+        self._fold_src = sources[order]
+        dst = target[sources][order]
+        self._fold_starts = np.searchsorted(dst, np.arange(len(self.alphabet) + 1))
+        self._fold_present = np.isin(np.arange(len(self.alphabet) + 1), dst)
         # Pattern tensor: (patterns, max_len, alphabet) allowed mask.
         self.patterns = list(grammar.patterns)
         self.max_len = max(len(p) for p in self.patterns)
@@ -94,7 +96,11 @@ class ConstrainedDecoder:
 
     def fold(self, probs: np.ndarray) -> np.ndarray:
         """T×V probabilities → T×(alphabet+1); the last column is the blank (plus separators)."""
-        return probs.astype(np.float32) @ self._fold_matrix
+        gathered = probs[:, self._fold_src].astype(np.float32)
+        starts = np.minimum(self._fold_starts, gathered.shape[1] - 1)
+        folded = np.add.reduceat(gathered, starts, axis=1)
+        folded[:, ~self._fold_present] = 0.0  # a grammar character the vocabulary cannot produce
+        return folded
 
     def decode(self, probs: np.ndarray) -> list[TextRead]:
         """Best read for every template, best first (highest log-probability)."""
