@@ -135,7 +135,7 @@ class ModelZoo:
         from models.plates.reader import PpocrPlateReader
 
         spec = self.spec(model_id or self.config.plate_reader, "plate-read")
-        grammar = PlateGrammar(self.config.plate_regions)
+        grammar = PlateGrammar(self.config.plate_regions, custom=self.config.plate_patterns)
         return self._cached(
             "plate-read",
             spec.id,

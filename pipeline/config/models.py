@@ -120,6 +120,13 @@ class ModelsConfig(Section):
         min_length=1,
         max_length=16,
     )
+    plate_patterns: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict,
+        title="Custom plate patterns",
+        description="Extra regions, name → templates (e.g. de: [AADDDD, AAADDD]); codes: D digit, A letter, N letter "
+        "or digit, literals in [...]. Name a region here and in plate_regions to use it.",
+        max_length=64,
+    )
     face_score: float = Field(
         0.5, title="Face detection score", description="Minimum face score kept.", gt=0.0, lt=1.0
     )
