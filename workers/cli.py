@@ -15,6 +15,7 @@ import click
 
 # name -> "module:attribute" of a click command or group. Keep sorted.
 COMMANDS: dict[str, str] = {
+    "alerts": "workers.cli_alerts:alerts",
     "cameras": "workers.cli_cameras:cameras",
     "config": "workers.cli_config:config",
     "models": "workers.cli_models:models",

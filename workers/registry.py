@@ -8,6 +8,7 @@ import importlib
 WORKERS: dict[str, str] = {
     "framestore": "workers.framestore:FrameStoreWorker",
     "ingest": "workers.ingest.worker:IngestWorker",
+    "rules": "workers.rules.worker:RulesWorker",
 }
 
 

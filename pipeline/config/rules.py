@@ -217,6 +217,10 @@ class CrowdingRule(_ObjectRule):
     )
 
 
+def _ignored_by_default() -> list[OfflineReason]:
+    return ["stopped"]
+
+
 class CameraOfflineRule(_RuleBase):
     """The camera went offline and did not come back within ``grace_s`` seconds."""
 
@@ -225,7 +229,7 @@ class CameraOfflineRule(_RuleBase):
         60.0, title="Grace period", description="Seconds a camera may stay offline before the alert.", ge=0, le=86_400
     )
     ignore_reasons: list[OfflineReason] = Field(
-        default_factory=lambda: ["stopped"],
+        default_factory=_ignored_by_default,
         title="Ignored reasons",
         description="Offline reasons that raise no alert ('stopped' = disabled or shut down on purpose; "
         "add 'eof' for file sources).",

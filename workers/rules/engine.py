@@ -49,6 +49,7 @@ SUBJECT_UNTRACKED = "untracked"
 
 AnyRule = ZoneIntrusionRule | LineCrossingRule | LoiteringRule | CrowdingRule | CameraOfflineRule
 ObjectRule = ZoneIntrusionRule | LineCrossingRule | LoiteringRule | CrowdingRule
+Details = dict[str, str | int | float | bool | None]
 
 
 @dataclass
@@ -231,22 +232,22 @@ class RuleEngine:
         crossings = self._update_lines(rules, track, ob.point)
         track.point, track.last_seen = ob.point, now
         alerts: list[Alert] = []
-        for rule, zone in rules.intrusion:
-            if zone.key in track.entered and rule.id not in track.fired and _matches(rule, ob.obj):
-                track.fired.add(rule.id)
-                alerts += self._fire(rule, state, det, ob, zone=zone)
-        for rule, zone in rules.loitering:
+        for irule, zone in rules.intrusion:
+            if zone.key in track.entered and irule.id not in track.fired and _matches(irule, ob.obj):
+                track.fired.add(irule.id)
+                alerts += self._fire(irule, state, det, ob, zone=zone)
+        for lrule, zone in rules.loitering:
             start = track.entered.get(zone.key)
-            if start is None or rule.id in track.fired or not _matches(rule, ob.obj):
+            if start is None or lrule.id in track.fired or not _matches(lrule, ob.obj):
                 continue
             dwell = _seconds(now - start)
-            if dwell >= rule.dwell_s:
-                track.fired.add(rule.id)
-                alerts += self._fire(rule, state, det, ob, zone=zone, dwell_s=dwell)
-        for rule, line in rules.crossing:
+            if dwell >= lrule.dwell_s:
+                track.fired.add(lrule.id)
+                alerts += self._fire(lrule, state, det, ob, zone=zone, dwell_s=dwell)
+        for crule, line in rules.crossing:
             direction = crossings.get(line.key)
-            if direction and rule.direction in ("both", direction) and _matches(rule, ob.obj):
-                alerts += self._fire(rule, state, det, ob, line=line, direction=direction)
+            if direction and crule.direction in ("both", direction) and _matches(crule, ob.obj):
+                alerts += self._fire(crule, state, det, ob, line=line, direction=direction)
         return alerts
 
     @staticmethod
@@ -325,7 +326,9 @@ class RuleEngine:
             at = since + timedelta(seconds=rule.grace_s)
             reason = state.offline_reason or "unknown"
             message = f"camera {camera_id} offline for {rule.grace_s:g} s (reason: {reason})"
-            details = {"offline_since": format_utc(since), "grace_seconds": rule.grace_s, "reason": reason}
+            details: Details = {
+                "offline_since": format_utc(since), "grace_seconds": rule.grace_s, "reason": reason,
+            }
             alerts += self._fire_camera(rule, state, camera_id, at, message, details)
         return alerts
 
@@ -356,7 +359,7 @@ class RuleEngine:
         subject = track_id or SUBJECT_UNTRACKED
         if not self._cooled_down(rule, state, subject, det.captured_at):
             return []
-        details: dict[str, str | int | float | bool | None] = {
+        details: Details = {
             "class_name": ob.obj.class_name,
             "score": round(ob.obj.score, 4),
             "x": round(ob.point[0], 4),
@@ -381,7 +384,7 @@ class RuleEngine:
         camera_id: str,
         at: datetime,
         message: str,
-        details: dict[str, str | int | float | bool | None],
+        details: Details,
     ) -> list[Alert]:
         if not self._cooled_down(rule, state, SUBJECT_CAMERA, at):
             return []
@@ -395,7 +398,7 @@ class RuleEngine:
         at: datetime,
         track_id: str | None,
         message: str,
-        details: dict[str, str | int | float | bool | None],
+        details: Details,
     ) -> Alert:
         self.stats.alerts += 1
         if rule.name:
