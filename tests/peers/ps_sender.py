@@ -237,6 +237,7 @@ def main() -> int:
     p.add_argument("--garbage-every", type=int, default=0)
     p.add_argument("--wrong-ssrc-every", type=int, default=0)
     p.add_argument("--garbage-only", action="store_true", help="send random bytes, never valid media")
+    p.add_argument("--garbage-ps", action="store_true", help="valid RTP (right SSRC) carrying random bytes, not PS")
     p.add_argument("--pidfile")
     args = p.parse_args()
     if args.pidfile:
@@ -263,6 +264,9 @@ def main() -> int:
         assert link is not None
         if args.garbage_only:
             packets = [random.randbytes(random.randint(12, 1400)) for _ in range(3)]
+        elif args.garbage_ps:
+            packets = rtp_packets(random.randbytes(len(pack)), seq=seq, timestamp=pts, ssrc=args.ssrc)
+            seq += len(packets)
         else:
             packets = rtp_packets(pack, seq=seq, timestamp=pts, ssrc=args.ssrc)
             seq += len(packets)

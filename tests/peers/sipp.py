@@ -72,9 +72,13 @@ class SippDevice:
             self.cmd += ["-oocsf", str(SCENARIOS / ooc)]
         for key, value in keys.items():
             self.cmd += ["-key", key, value]
+        if scenario != "gb_device.xml":  # only the main scenario declares the keepalive globals
+            globals_.pop("keepalives")
+            globals_.pop("keepalive_ms")
+        if not ooc:
+            globals_.pop("playback_ms")
         for key, value in globals_.items():
-            if key != "playback_ms" or ooc:
-                self.cmd += ["-set", key, value]
+            self.cmd += ["-set", key, value]
 
     def start(self) -> SippDevice:
         self.proc = subprocess.Popen(self.cmd, cwd=self.work_dir, stdout=subprocess.DEVNULL,

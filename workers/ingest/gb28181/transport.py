@@ -185,7 +185,8 @@ class SipTransport:
                 self._txs.pop(branch, None)
 
     # -- receiving ----------------------------------------------------------------------------------
-    def _dispatch(self, data: bytes, peer: Peer) -> None:
+    def _dispatch(self, data: bytes, peer: Peer) -> bool:
+        """Handle one message; False if it was malformed."""
         self.stats.received += 1
         try:
             message = parse_message(data)
@@ -194,11 +195,12 @@ class SipTransport:
             log.warning("malformed SIP from %s: %s", peer, exc)
             if self._on_malformed is not None:
                 self._on_malformed(data, peer, str(exc))
-            return
+            return False
         if message.is_request:
             self._request(message, peer)
         else:
             self._response(message, peer)
+        return True
 
     def _request(self, message: SipMessage, peer: Peer) -> None:
         key = self._cache_key(message)
@@ -298,8 +300,9 @@ class SipTransport:
                     if self._on_malformed is not None:
                         self._on_malformed(data, peer, str(exc))
                     break
-                for chunk in chunks:
-                    self._dispatch(chunk, peer)
+                if not all(self._dispatch(chunk, peer) for chunk in chunks):
+                    log.info("closing SIP TCP connection %s after a malformed message", peer)
+                    break
         except OSError as exc:
             log.debug("TCP connection %s: %s", peer, exc)
         finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from fractions import Fraction
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -24,6 +25,7 @@ from workers.ingest.sources.base import (
     SourceCodecError,
     SourceError,
     SourceItem,
+    SourceTimeout,
     StreamInfo,
     WallClock,
     classify_av_error,
@@ -101,6 +103,7 @@ class RtspSource(Source):
         self.close()
         what = f"RTSP {redact_url(self.url)} over {self.transport}"
         options = {"rtsp_transport": self.transport}
+        started = time.monotonic()
         try:
             container = av.open(
                 with_credentials(self.url, self.username, self.password),
@@ -109,7 +112,8 @@ class RtspSource(Source):
                 timeout=(self.open_timeout_s, self.read_timeout_s),
             )
         except (av.error.FFmpegError, OSError) as exc:
-            raise _scrub(classify_av_error(exc, what), self) from None
+            error = _timed_out(classify_av_error(exc, what), time.monotonic() - started, self.open_timeout_s)
+            raise _scrub(error, self) from None
         if not container.streams.video:
             container.close()
             msg = f"{what}: no video track"
@@ -139,13 +143,15 @@ class RtspSource(Source):
         decoder = Decoder(stream.codec_context, WallClock(live=True), self.stats)
         demux = self._container.demux(stream)
         while not self.stop_event.is_set():
+            asked = time.monotonic()
             try:
                 packet = next(demux)
             except StopIteration:
                 msg = f"{self.describe()}: stream ended"
                 raise SourceError(msg, reason="eof") from None
             except (av.error.FFmpegError, OSError) as exc:
-                raise _scrub(classify_av_error(exc, f"reading {self.describe()}"), self) from None
+                error = classify_av_error(exc, f"reading {self.describe()}")
+                raise _scrub(_timed_out(error, time.monotonic() - asked, self.read_timeout_s), self) from None
             if packet.size == 0:
                 continue
             if packet.pts is None:
@@ -167,6 +173,13 @@ class RtspSource(Source):
             finally:
                 self._container = None
                 self._stream = None
+
+
+def _timed_out(error: SourceError, elapsed: float, limit: float) -> SourceError:
+    """FFmpeg reports an interrupted (timed-out) call as invalid data or EOF; call it what it was."""
+    if error.reason in ("protocol", "error", "eof") and elapsed >= limit * 0.9:
+        return SourceTimeout(f"{error} (timed out after {elapsed:.1f} s)")
+    return error
 
 
 def _scrub(error: SourceError, source: RtspSource) -> SourceError:
