@@ -64,4 +64,4 @@ def count_frames(path: Path, *, fmt: str | None = None) -> int:
     if out.returncode != 0 or not out.stdout.strip():
         msg = f"FFmpeg could not read {path}: {out.stderr[-2000:]}"
         raise AssertionError(msg)
-    return int(out.stdout.strip().split(",")[0])
+    return int(out.stdout.split()[0].split(",")[0])  # PS files list the stream twice (program + stream)

@@ -75,11 +75,13 @@ class Rfc4571Framer:
         out = []
         buf = self._buf
         while len(buf) >= 2:
-            if buf[0] == 0x24 and len(buf) >= 5 and buf[4] >> 6 == RTP_VERSION:
+            if buf[0] == 0x24 and len(buf) < 5:
+                break  # maybe an interleaved header: wait for enough bytes to tell
+            if buf[0] == 0x24 and buf[4] >> 6 == RTP_VERSION:
                 n, head = struct.unpack_from("!H", buf, 2)[0], 4
             else:
                 n, head = struct.unpack_from("!H", buf, 0)[0], 2
-            if len(buf) >= head + 1 and (n < 12 or buf[head] >> 6 != RTP_VERSION):
+            if n < 12 or (len(buf) >= head + 1 and buf[head] >> 6 != RTP_VERSION):
                 del buf[:1]
                 self.garbage_bytes += 1
                 continue
