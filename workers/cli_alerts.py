@@ -10,7 +10,7 @@ from typing import get_args
 
 import click
 
-from schemas.alerts import AlertType
+from schemas.alerts import Alert, AlertType
 from workers.cli import load_config_or_exit
 
 ALERT_TYPES: tuple[str, ...] = get_args(AlertType)
@@ -63,7 +63,7 @@ def tail(ctx: click.Context, cameras: tuple[str, ...], types: tuple[str, ...], f
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
 
-    def show(alert) -> None:  # noqa: ANN001 - schemas.alerts.Alert
+    def show(alert: Alert) -> None:
         click.echo(alert.to_json().decode("utf-8") if as_json else format_line(alert))
 
     topic = topic_name(ALERTS, config.bus.topic_prefix or None)

@@ -206,3 +206,17 @@ def test_tail_filters_deduplicates_and_follows(bus: MemoryBus) -> None:
     threading.Timer(1.0, stop_all.set).start()
     assert follow(bus, lambda a: everything.append(a.alert_id), stop_all, poll_timeout_s=0.1) == 5
     assert sorted(everything) == ["a-1", "a-2", "a-3", "a-4", "a-old"]
+
+
+def test_worker_reads_the_rules_section_of_the_config_tree(bus: MemoryBus, tmp_path: Path) -> None:
+    """Once the tree mounts ``rules: RulesConfig``, ``tubeline worker rules`` picks it up from there."""
+    from pydantic import Field
+
+    class Mounted(TubelineConfig):
+        rules: RulesConfig = Field(default_factory=RulesConfig, title="Rules", description="Rules worker.")
+
+    cfg = Mounted.model_validate({"rules": RULES.model_dump(mode="json")})
+    worker = RulesWorker(cfg, bus=bus, store=LocalStore(tmp_path / "store"))
+    assert worker.rules == RULES
+    bare = RulesWorker(TubelineConfig(), bus=bus, store=LocalStore(tmp_path / "store"))
+    assert bare.rules.cameras == []

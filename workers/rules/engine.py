@@ -139,10 +139,11 @@ class RuleEngine:
         ]
         alerts: list[Alert] = []
         untracked_fired: set[str] = set()
+        tracks_matter = bool(rules.intrusion or rules.loitering or rules.crossing)
         for ob in observations:
             if ob.obj.track_id is None:
                 alerts += self._untracked(rules, state, det, ob, untracked_fired)
-            else:
+            elif tracks_matter:
                 alerts += self._track(rules, state, det, ob)
         alerts += self._crowding(rules, state, det, observations)
         return alerts

@@ -88,18 +88,17 @@ class RulesWorker(ConsumerWorker):
         super().setup()
 
     def handle_message(self, message: Message) -> None:
-        parsed: Detections | CameraStatus
+        kinds: dict[str, type[Detections] | type[CameraStatus]] = {
+            DETECTIONS.name: Detections,
+            CAMERA_STATUS.name: CameraStatus,
+        }
+        kind = kinds.get(message.topic)
+        if kind is None:
+            msg = f"unexpected topic {message.topic!r}"
+            raise BadMessage(msg)
         try:
-            if message.topic == DETECTIONS.name:
-                parsed = Detections.from_json(message.value)
-            elif message.topic == CAMERA_STATUS.name:
-                parsed = CameraStatus.from_json(message.value)
-            else:
-                msg = f"unexpected topic {message.topic!r}"
-                raise BadMessage(msg)
+            parsed = kind.from_json(message.value)
         except ValueError as exc:
-            if isinstance(exc, BadMessage):
-                raise
             msg = f"invalid {message.topic} message: {exc}"
             raise BadMessage(msg) from None
         self._send(self.engine.process(parsed))
