@@ -48,12 +48,16 @@ DEFAULT_CLASS_GROUPS: tuple[tuple[str, ...], ...] = (("car", "truck", "bus"),)
 @dataclass(frozen=True)
 class TrackerConfig:
     """Thresholds of the tracker; IoU floors are *minimum IoU* (ByteTrack's ``match_thresh=0.8`` is
-    a cost ``1 - IoU``, i.e. ``match_thresh=0.2`` here). All durations are in seconds."""
+    a cost ``1 - IoU``, i.e. ``match_thresh=0.2`` here). All durations are in seconds.
 
-    track_thresh: float = 0.5
+    Defaults suit the NanoDet COCO detector at a 5 fps analysis rate (see ``docs/tracking.md``): its
+    scores run lower than YOLOX's, for which ByteTrack's 0.5/0.6 were chosen, and objects move further
+    between frames than at 30 fps, hence the lower first-stage IoU floor."""
+
+    track_thresh: float = 0.45
     low_thresh: float = 0.1
-    new_track_thresh: float = 0.6
-    match_thresh: float = 0.2
+    new_track_thresh: float = 0.5
+    match_thresh: float = 0.1
     low_match_thresh: float = 0.5
     tentative_match_thresh: float = 0.3
     track_buffer_s: float = 2.0
@@ -139,10 +143,10 @@ class ByteTracker:
     def __init__(
         self,
         *,
-        track_thresh: float = 0.5,
+        track_thresh: float = 0.45,
         low_thresh: float = 0.1,
-        new_track_thresh: float = 0.6,
-        match_thresh: float = 0.2,
+        new_track_thresh: float = 0.5,
+        match_thresh: float = 0.1,
         low_match_thresh: float = 0.5,
         tentative_match_thresh: float = 0.3,
         track_buffer_s: float = 2.0,
