@@ -29,13 +29,14 @@ class MotionNoise:
 
     ``measure_std``: detector jitter of centre and size. ``accel_std``: how fast the centre's
     velocity wanders (per second squared). ``size_accel_std``: the same for width/height.
-    ``init_velocity_std``: uncertainty of a new track's velocity (per second).
+    ``init_velocity_std``: uncertainty of a new track's velocity (per second); wide, so that two boxes
+    a frame apart already give a usable velocity for a runner or a car, not only for a walker.
     """
 
     measure_std: float = 0.05
     accel_std: float = 1.0
     size_accel_std: float = 0.25
-    init_velocity_std: float = 1.0
+    init_velocity_std: float = 2.0
 
     def __post_init__(self) -> None:
         for name in ("measure_std", "accel_std", "size_accel_std", "init_velocity_std"):

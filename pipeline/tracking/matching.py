@@ -3,7 +3,8 @@
 ``class_groups`` turns detector class ids into association groups: classes listed together
 (by name, e.g. car/truck/bus) form one group, every other class is its own group, so a person
 detection can never continue a car track while a car that the detector calls a truck in one frame
-keeps its track. ``assign`` solves the one-to-one IoU assignment (Hungarian, via SciPy) and drops
+keeps its track. ``buffered`` grows boxes for the buffered IoU used with tracks that have no
+velocity estimate yet. ``assign`` solves the one-to-one IoU assignment (Hungarian, via SciPy) and drops
 pairs below a minimum IoU.
 """
 
@@ -38,6 +39,16 @@ def class_groups(
     for i, cid in enumerate(class_id):
         out[i] = lookup.get(int(cid), int(cid))
     return out
+
+
+def buffered(xyxy: np.ndarray, scale: float) -> np.ndarray:
+    """Boxes grown by ``scale`` × their width/height on every side (the "buffered IoU" of C-BIoU,
+    Yang et al., WACV 2023): boxes that moved further than their own size between two frames still
+    overlap, which plain IoU misses at low frame rates."""
+    xyxy = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
+    wh = xyxy[:, 2:] - xyxy[:, :2]
+    pad = np.concatenate([wh, wh], axis=1) * scale * np.array([-1, -1, 1, 1])
+    return xyxy + pad
 
 
 def assign(iou: np.ndarray, min_iou: float) -> tuple[list[tuple[int, int]], list[int], list[int]]:

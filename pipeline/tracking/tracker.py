@@ -9,7 +9,9 @@ One ``ByteTracker`` follows the objects of one camera. Each ``update(detections,
    tracks still unmatched (``IoU >= low_match_thresh``): a partly occluded or blurred object keeps its
    track, but a low score never starts one (ByteTrack's key idea; Zhang et al., ECCV 2022);
 4. tracks still unmatched become *lost*; tentative tracks are matched to the remaining high-score
-   detections (``IoU >= tentative_match_thresh``) and confirmed after ``min_hits`` hits; an unmatched
+   detections (``IoU >= tentative_match_thresh``, computed on boxes grown by ``tentative_buffer`` of
+   their size on each side: a new track has no velocity yet, and at 5 fps a walker or a car moves by
+   more than its own width between frames) and confirmed after ``min_hits`` hits; an unmatched
    tentative track is dropped;
 5. remaining high-score detections with ``confidence >= new_track_thresh`` start tentative tracks;
 6. tracks not seen for more than ``track_buffer_s`` seconds are removed and reported in ``removed``.
@@ -38,7 +40,7 @@ import numpy as np
 
 from pipeline.core import Detections, box_iou
 from pipeline.tracking.kalman import BoxKalman, MotionNoise
-from pipeline.tracking.matching import assign, class_groups
+from pipeline.tracking.matching import assign, buffered, class_groups
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +62,7 @@ class TrackerConfig:
     match_thresh: float = 0.1
     low_match_thresh: float = 0.5
     tentative_match_thresh: float = 0.3
+    tentative_buffer: float = 0.5
     track_buffer_s: float = 2.0
     min_hits: int = 2
     class_groups: tuple[tuple[str, ...], ...] = DEFAULT_CLASS_GROUPS
@@ -78,6 +81,9 @@ class TrackerConfig:
             raise ValueError(msg)
         if self.new_track_thresh < self.track_thresh:
             msg = f"new_track_thresh ({self.new_track_thresh}) must be >= track_thresh ({self.track_thresh})"
+            raise ValueError(msg)
+        if not 0.0 <= self.tentative_buffer <= 5.0:
+            msg = f"tentative_buffer must be within [0, 5], got {self.tentative_buffer!r}"
             raise ValueError(msg)
         if not (math.isfinite(self.track_buffer_s) and self.track_buffer_s >= 0):
             msg = f"track_buffer_s must be a finite number >= 0, got {self.track_buffer_s!r}"
@@ -149,6 +155,7 @@ class ByteTracker:
         match_thresh: float = 0.1,
         low_match_thresh: float = 0.5,
         tentative_match_thresh: float = 0.3,
+        tentative_buffer: float = 0.5,
         track_buffer_s: float = 2.0,
         min_hits: int = 2,
         class_groups: Sequence[Sequence[str]] = DEFAULT_CLASS_GROUPS,
@@ -163,6 +170,7 @@ class ByteTracker:
             match_thresh=match_thresh,
             low_match_thresh=low_match_thresh,
             tentative_match_thresh=tentative_match_thresh,
+            tentative_buffer=tentative_buffer,
             track_buffer_s=track_buffer_s,
             min_hits=min_hits,
             class_groups=tuple(tuple(g) for g in class_groups),
@@ -231,11 +239,15 @@ class ByteTracker:
             keep.append(track)
         self._tracks = keep
 
-    def _iou(self, tracks: Sequence[_Track], dets: Detections, groups: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    def _iou(self, tracks: Sequence[_Track], dets: Detections, groups: np.ndarray, rows: np.ndarray,
+             grow: float = 0.0) -> np.ndarray:
         if not tracks or not len(rows):
             return np.zeros((len(tracks), len(rows)))
         predicted = np.stack([t.kalman.box for t in tracks])
-        iou = box_iou(predicted, dets.xyxy[rows]).astype(np.float64)
+        boxes = dets.xyxy[rows]
+        if grow:
+            predicted, boxes = buffered(predicted, grow), buffered(boxes, grow)
+        iou = box_iou(predicted, boxes).astype(np.float64)
         same_group = np.array([t.group for t in tracks])[:, None] == groups[rows][None, :]
         iou = np.where(same_group, iou, 0.0)
         if self.config.fuse_score:
@@ -243,8 +255,8 @@ class ByteTracker:
         return iou
 
     def _match(self, tracks: list[_Track], dets: Detections, groups: np.ndarray, rows: np.ndarray,
-               min_iou: float) -> tuple[list[tuple[_Track, int]], list[_Track], np.ndarray]:
-        matches, free_tracks, free_cols = assign(self._iou(tracks, dets, groups, rows), min_iou)
+               min_iou: float, grow: float = 0.0) -> tuple[list[tuple[_Track, int]], list[_Track], np.ndarray]:
+        matches, free_tracks, free_cols = assign(self._iou(tracks, dets, groups, rows, grow), min_iou)
         pairs = [(tracks[r], int(rows[c])) for r, c in matches]
         return pairs, [tracks[r] for r in free_tracks], rows[free_cols]
 
@@ -263,7 +275,8 @@ class ByteTracker:
         second, unmatched_tracked, _ = self._match(still_tracked, dets, groups, low, cfg.low_match_thresh)
         for track in unmatched_tracked:
             track.state = TrackState.LOST
-        third, dropped, high_left = self._match(tentative, dets, groups, high_left, cfg.tentative_match_thresh)
+        third, dropped, high_left = self._match(tentative, dets, groups, high_left, cfg.tentative_match_thresh,
+                                                cfg.tentative_buffer)
 
         assigned: dict[int, int] = {}
         for track, row in (*first, *second, *third):
