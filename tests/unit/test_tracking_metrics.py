@@ -83,6 +83,11 @@ CASES = {
         [frame({1: A, 2: B}, {10: A, 20: B}, gt_ignore=[False, True]), frame({1: A, 2: B}, {10: A}, gt_ignore=[False, True])],
         {"gt": 2, "hyp": 2, "tp": 2, "fp": 0, "fn": 0, "mota": 1.0, "idf1": 1.0},
     ),
+    # one hypothesis follows one object, then another: no CLEAR switch, but IDF1 pairs it with one only
+    "one hypothesis, two objects": (
+        [frame({1: A}, {10: A})] * 2 + [frame({2: B}, {10: B})] * 2,
+        {"tp": 4, "idsw": 0, "mota": 1.0, "idtp": 2, "idf1": 0.5, "gt_ids": 2, "hyp_ids": 1},
+    ),
     # the Hungarian step finds the assignment with most matches, not the greedy best pair
     "optimal assignment": (
         [frame({1: [0, 0, 10, 10], 2: [3, 0, 13, 10]}, {10: [1, 0, 11, 10], 20: [-2, 0, 8, 10]})],
@@ -97,6 +102,18 @@ def test_metrics_on_hand_made_sequences(name: str) -> None:
     summary = run(frames)
     for key, value in expected.items():
         assert summary[key] == pytest.approx(value), f"{name}: {key} = {summary[key]}, expected {value}"
+
+
+def test_most_matches_win_over_highest_total_iou() -> None:
+    # at IoU >= 0.3: one perfect pair (1.0) or two weak ones (0.35 + 0.35); CLEAR counts the two matches
+    acc = MotAccumulator(0.3)
+    g1, g2 = [0, 0, 10, 10], [5, 0, 15, 10]
+    h1, h2 = [0, 0, 10, 10], [-6, 0, 5, 10]
+    iou = iou_matrix(np.array([g1, g2]), np.array([h1, h2]))
+    assert iou[0, 1] >= 0.3 and iou[1, 0] >= 0.3 and iou[1, 1] == 0.0 and iou[0, 1] + iou[1, 0] < 1.0
+    acc.update([1, 2], np.array([g1, g2]), [10, 20], np.array([h1, h2]))
+    summary = acc.summary()
+    assert (summary.tp, summary.fp, summary.fn) == (2, 0, 0)
 
 
 def test_ratios_without_denominator_are_nan() -> None:
