@@ -122,7 +122,7 @@ def run_span(
 
 
 def make_detector(model_id: str | None, score: float) -> Any:
-    """The zoo's detector with its score floor lowered to the tracker's ``low_thresh``."""
+    """The zoo's detector with its score floor set to the tracker's ``low_thresh``."""
     from models.zoo import ModelZoo, models_config
 
     config = models_config().model_copy(update={"detect_score": score})

@@ -53,11 +53,12 @@ class TrackerConfig:
     a cost ``1 - IoU``, i.e. ``match_thresh=0.2`` here). All durations are in seconds.
 
     Defaults suit the NanoDet COCO detector at a 5 fps analysis rate (see ``docs/tracking.md``): its
-    scores run lower than YOLOX's, for which ByteTrack's 0.5/0.6 were chosen, and objects move further
-    between frames than at 30 fps, hence the lower first-stage IoU floor."""
+    scores run lower than YOLOX's, for which ByteTrack's 0.5/0.6/0.1 were chosen, its boxes below 0.3
+    are mostly clutter, and objects move further between frames than at 30 fps, hence the lower
+    first-stage IoU floor."""
 
     track_thresh: float = 0.45
-    low_thresh: float = 0.1
+    low_thresh: float = 0.3
     new_track_thresh: float = 0.5
     match_thresh: float = 0.1
     low_match_thresh: float = 0.5
@@ -150,7 +151,7 @@ class ByteTracker:
         self,
         *,
         track_thresh: float = 0.45,
-        low_thresh: float = 0.1,
+        low_thresh: float = 0.3,
         new_track_thresh: float = 0.5,
         match_thresh: float = 0.1,
         low_match_thresh: float = 0.5,
@@ -240,7 +241,7 @@ class ByteTracker:
         self._tracks = keep
 
     def _iou(self, tracks: Sequence[_Track], dets: Detections, groups: np.ndarray, rows: np.ndarray,
-             grow: float = 0.0) -> np.ndarray:
+             grow: float = 0.0, fuse: bool = False) -> np.ndarray:
         if not tracks or not len(rows):
             return np.zeros((len(tracks), len(rows)))
         predicted = np.stack([t.kalman.box for t in tracks])
@@ -250,13 +251,14 @@ class ByteTracker:
         iou = box_iou(predicted, boxes).astype(np.float64)
         same_group = np.array([t.group for t in tracks])[:, None] == groups[rows][None, :]
         iou = np.where(same_group, iou, 0.0)
-        if self.config.fuse_score:
+        if fuse:
             iou = iou * dets.confidence[rows][None, :]
         return iou
 
     def _match(self, tracks: list[_Track], dets: Detections, groups: np.ndarray, rows: np.ndarray,
-               min_iou: float, grow: float = 0.0) -> tuple[list[tuple[_Track, int]], list[_Track], np.ndarray]:
-        matches, free_tracks, free_cols = assign(self._iou(tracks, dets, groups, rows, grow), min_iou)
+               min_iou: float, grow: float = 0.0, fuse: bool = False,
+               ) -> tuple[list[tuple[_Track, int]], list[_Track], np.ndarray]:
+        matches, free_tracks, free_cols = assign(self._iou(tracks, dets, groups, rows, grow, fuse), min_iou)
         pairs = [(tracks[r], int(rows[c])) for r, c in matches]
         return pairs, [tracks[r] for r in free_tracks], rows[free_cols]
 
@@ -270,7 +272,8 @@ class ByteTracker:
         confirmed = [t for t in self._tracks if t.track_id is not None]
         tentative = [t for t in self._tracks if t.track_id is None]
 
-        first, unmatched, high_left = self._match(confirmed, dets, groups, high, cfg.match_thresh)
+        first, unmatched, high_left = self._match(confirmed, dets, groups, high, cfg.match_thresh,
+                                                  fuse=cfg.fuse_score)
         still_tracked = [t for t in unmatched if t.state is TrackState.TRACKED]
         second, unmatched_tracked, _ = self._match(still_tracked, dets, groups, low, cfg.low_match_thresh)
         for track in unmatched_tracked:
