@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/bootstrap.sh
-exec .venv/bin/tubeline up "$@"
+exec .venv/bin/tubeline --config examples/sample.yaml up "$@"

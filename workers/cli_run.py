@@ -48,13 +48,14 @@ def worker(ctx: click.Context, name: str) -> None:
     help="Video file(s) to ingest as cameras. Default: the shared sample video (vtest.avi).",
 )
 @click.option("--realtime/--no-realtime", default=False, show_default=True, help="Pace files at their own frame rate.")
+@click.option("--keep-frames", is_flag=True, help="Also store every analysed frame as a JPEG (frame store worker).")
 @click.option("--timeout", default=1800.0, show_default=True, help="Give up after this many seconds.")
 @click.pass_context
-def up(ctx: click.Context, sources: tuple[Path, ...], realtime: bool, timeout: float) -> None:
-    """Run the whole pipeline in one process on video files and print what was stored.
+def up(ctx: click.Context, sources: tuple[Path, ...], realtime: bool, keep_frames: bool, timeout: float) -> None:
+    """Run the whole pipeline in one process on video files and print what it found.
 
-    Uses the configured bus and store: by default the in-memory bus and the local folder
-    var/store, so nothing else needs to run.
+    ingest → detect + track → rules (→ frame store), on the configured bus and store: by
+    default the in-memory bus and the local folder var/store, so nothing else needs to run.
     """
     from pipeline.config.ingest import CameraSpec
     from workers.embedded import run_embedded, sample_video
@@ -74,18 +75,25 @@ def up(ctx: click.Context, sources: tuple[Path, ...], realtime: bool, timeout: f
                    realtime=realtime)
         for i, src in enumerate(sources)
     ]
-    click.echo(f"bus: {config.bus.backend}   store: {config.store.backend}"
-               f" ({config.store.local.root if config.store.backend == 'local' else config.store.s3.endpoint})")
+    where = config.store.local.root if config.store.backend == "local" else config.store.s3.endpoint
+    click.echo(f"bus: {config.bus.backend}   store: {config.store.backend} ({where})")
     for cam in cameras:
         click.echo(f"camera {cam.id}: {cam.url}")
-    result = run_embedded(config, cameras, timeout_s=timeout, progress=lambda line: click.echo(line, err=True))
+    result = run_embedded(config, cameras, keep_frames=keep_frames, timeout_s=timeout,
+                          progress=lambda line: click.echo(line, err=True))
+    rate = result.frames_detected / result.elapsed_s if result.elapsed_s else 0.0
     click.echo(f"done in {result.elapsed_s:.1f} s: {result.frames_published} frames published"
-               f" ({result.frames_dropped} dropped), {result.frames_stored} stored, {result.dead_letters} dead-lettered")
+               f" ({result.frames_dropped} dropped), {result.frames_detected} detected ({rate:.1f} frames/s),"
+               f" {result.dead_letters} dead-lettered")
+    tracks = ", ".join(f"{n} {c}" for c, n in sorted(result.tracks_by_class.items(), key=lambda kv: -kv[1]))
+    click.echo(f"tracks: {sum(result.tracks_by_class.values())} ({tracks or 'none'}); crops: {result.crops}")
+    alerts = ", ".join(f"{n} {t}" for t, n in sorted(result.alerts_by_type.items()))
+    click.echo(f"alerts: {sum(result.alerts_by_type.values())}{' (' + alerts + ')' if alerts else ''}")
     click.echo("stored objects:")
     for prefix, (count, size) in result.objects.items():
         click.echo(f"  {prefix + '/':14} {count:6d} objects  {size / 1e6:8.1f} MB")
     for key in result.sample_keys:
         click.echo(f"  e.g. {key}")
-    if result.frames_published == 0 or result.frames_stored < result.frames_published:
-        click.echo("error: not every published frame was stored", err=True)
+    if result.frames_published == 0 or result.frames_detected + result.dead_letters < result.frames_published:
+        click.echo("error: not every published frame was analysed", err=True)
         sys.exit(1)

@@ -4,25 +4,35 @@
 (no broker, no S3 server), or on whatever backends the configuration names. It is
 the same worker code as the distributed deployment, wired by a
 :class:`pipeline.runtime.supervisor.Supervisor`: ingest publishes frames, the
-downstream workers consume them, and the run ends when the source files are done
-and every downstream worker has caught up.
+detect worker finds and tracks objects, the rules worker raises alerts, and the run
+ends when the source files are done and detection has caught up; the detect worker
+then closes its open tracks so every track gets a summary.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from pipeline.bus import open_bus
+from pipeline.bus import Bus, open_bus
 from pipeline.config import TubelineConfig
 from pipeline.config.ingest import CameraSpec
 from pipeline.runtime.supervisor import Supervisor
+from pipeline.runtime.worker import Health
 from pipeline.store import ObjectStore, open_store
+from schemas.alerts import Alert
+from schemas.topics import ALERTS, TRACKS
+from schemas.tracks import TrackSummary
+from workers.detect.worker import DetectWorker
 from workers.framestore import FrameStoreWorker
 from workers.ingest.worker import IngestWorker
+from workers.registry import WORKERS, worker_class
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +42,18 @@ class EmbeddedResult:
     elapsed_s: float
     frames_published: int
     frames_dropped: int
-    frames_stored: int
+    frames_detected: int
     dead_letters: int
+    tracks_by_class: dict[str, int] = field(default_factory=dict)
+    alerts_by_type: dict[str, int] = field(default_factory=dict)
+    crops: int = 0
     objects: dict[str, tuple[int, int]] = field(default_factory=dict)  # top-level prefix -> (count, bytes)
     sample_keys: list[str] = field(default_factory=list)
 
 
-def summarize_store(store: ObjectStore, prefixes: tuple[str, ...] = ("frames/", "recordings/", "registry/")) -> tuple[dict[str, tuple[int, int]], list[str]]:
+def summarize_store(
+    store: ObjectStore, prefixes: tuple[str, ...] = ("frames/", "crops/", "recordings/", "state/")
+) -> tuple[dict[str, tuple[int, int]], list[str]]:
     summary: dict[str, tuple[int, int]] = {}
     samples: list[str] = []
     for prefix in prefixes:
@@ -46,73 +61,110 @@ def summarize_store(store: ObjectStore, prefixes: tuple[str, ...] = ("frames/", 
         for info in store.list(prefix):
             count += 1
             size += info.size
-            if count <= 2:
+            if count <= 1:
                 samples.append(info.key)
-        summary[prefix.rstrip("/")] = (count, size)
+        if count:
+            summary[prefix.rstrip("/")] = (count, size)
     return summary, samples
+
+
+def read_topic(bus: Bus, topic: str, quiet_s: float = 1.0) -> list[bytes]:
+    """Every message on ``topic`` so far, read by a throwaway consumer group."""
+    values: list[bytes] = []
+    with bus.consumer([topic], f"tubeline-up-report-{uuid.uuid4().hex[:8]}") as consumer:
+        while batch := consumer.poll(timeout=quiet_s, max_records=1000):
+            values.extend(m.value for m in batch)
+    return values
+
+
+def _build(config: TubelineConfig, bus: Bus, store: ObjectStore, cameras: list[CameraSpec], keep_frames: bool,
+           detector: Any) -> Supervisor:
+    supervisor = Supervisor(
+        restart_budget=config.runtime.restart_budget, restart_window_s=config.runtime.restart_window_s
+    )
+    common = {"bus": bus, "store": store}
+    if "rules" in WORKERS:
+        rules_cls = worker_class("rules")
+        supervisor.add("rules", lambda stop: rules_cls(config, stop_event=stop, **common))
+    if keep_frames:
+        supervisor.add("framestore", lambda stop: FrameStoreWorker(config, stop_event=stop, **common))
+    supervisor.add(
+        "detect", lambda stop: DetectWorker(config, stop_event=stop, close_on_stop=True, detector=detector, **common)
+    )
+    supervisor.add("ingest", lambda stop: IngestWorker(config, stop_event=stop, cameras=cameras, **common))
+    return supervisor
 
 
 def run_embedded(
     config: TubelineConfig,
     cameras: list[CameraSpec],
     *,
+    keep_frames: bool = False,
+    detector: Any = None,
     timeout_s: float = 1800.0,
     progress: Callable[[str], None] | None = None,
 ) -> EmbeddedResult:
-    """Run ingest → frame store on ``cameras`` (files) until done; return what was stored."""
+    """Run ingest → detect → rules (→ frame store) on ``cameras`` (files) until done; report what was found."""
     bus = open_bus(config)
     store = open_store(config)
-    supervisor = Supervisor(
-        restart_budget=config.runtime.restart_budget, restart_window_s=config.runtime.restart_window_s
-    )
-    supervisor.add("framestore", lambda stop: FrameStoreWorker(config, bus=bus, store=store, stop_event=stop))
-    supervisor.add(
-        "ingest", lambda stop: IngestWorker(config, bus=bus, store=store, stop_event=stop, cameras=cameras)
-    )
+    if detector is None:
+        from models.zoo import ModelZoo
+
+        detector = ModelZoo(config.models).detector()
+    supervisor = _build(config, bus, store, cameras, keep_frames, detector)
     started = time.monotonic()
     supervisor.start()
     last_report = 0.0
 
-    def counts() -> tuple[int, int, int]:
+    def counts() -> tuple[int, int, int, int]:
         workers = supervisor.workers()
-        ingest = workers.get("ingest")
-        sink = workers.get("framestore")
+        ingest, detect = workers.get("ingest"), workers.get("detect")
         published = dropped = 0
         if isinstance(ingest, IngestWorker):
-            for _, runner in list(ingest.runners.values()):
-                snap = runner.snapshot()
-                published += snap.frames_out
-                dropped += snap.dropped
-        stored = sink.processed if isinstance(sink, FrameStoreWorker) else 0
-        return published, dropped, stored
+            snaps = [r.snapshot() for _, r in list(ingest.runners.values())] or list(ingest.final_totals.values())
+            published = sum(s.frames_out for s in snaps)
+            dropped = sum(s.dropped for s in snaps)
+        done = dead = 0
+        if isinstance(detect, DetectWorker):
+            done = detect.frames_done
+            dead = detect.dead_letter.count if detect.dead_letter else 0
+        return published, dropped, done, dead
 
-    def done() -> bool:
+    def finished() -> bool:
         nonlocal last_report
         ingest = supervisor.workers().get("ingest")
-        published, _, stored = counts()
+        published, _, done, dead = counts()
         now = time.monotonic()
         if progress and now - last_report >= 2.0:
             last_report = now
-            progress(f"{now - started:6.1f}s  frames published {published}, stored {stored}")
+            progress(f"{now - started:6.1f}s  frames published {published}, detected {done}")
         if now - started > timeout_s:
             log.error("embedded run timed out after %.0f s", timeout_s)
             return True
-        return ingest is not None and ingest.finished() and stored >= published
+        ingest_done = ingest is not None and ingest.health == Health.STOPPED and bool(ingest.final_totals)
+        return ingest_done and done + dead >= published
 
     try:
-        supervisor.run_until(done)
+        supervisor.run_until(finished)
     finally:
-        published, dropped, _ = counts()
+        published, dropped, done, dead = counts()
         supervisor.stop(timeout=config.runtime.drain_timeout_s + 30)
-    sink = supervisor.workers().get("framestore")
-    stored = sink.processed if isinstance(sink, FrameStoreWorker) else 0
-    dead = sink.dead_letter.count if isinstance(sink, FrameStoreWorker) and sink.dead_letter else 0
+    detect = supervisor.workers().get("detect")
+    crops = detect.crops if isinstance(detect, DetectWorker) else 0
+    tracks: Counter[str] = Counter()
+    for value in read_topic(bus, TRACKS.name):
+        tracks[TrackSummary.from_json(value).class_name] += 1
+    alerts: Counter[str] = Counter()
+    for value in read_topic(bus, ALERTS.name):
+        alerts[Alert.from_json(value).alert_type] += 1
     objects, samples = summarize_store(store)
     bus.close()
     store.close()
     if supervisor.failure:
         raise RuntimeError(supervisor.failure)
-    return EmbeddedResult(time.monotonic() - started, published, dropped, stored, dead, objects, samples)
+    return EmbeddedResult(
+        time.monotonic() - started, published, dropped, done, dead, dict(tracks), dict(alerts), crops, objects, samples
+    )
 
 
 def sample_video() -> Path | None:

@@ -6,6 +6,7 @@ import importlib
 
 # name -> "module:Class". Keep sorted.
 WORKERS: dict[str, str] = {
+    "detect": "workers.detect.worker:DetectWorker",
     "framestore": "workers.framestore:FrameStoreWorker",
     "ingest": "workers.ingest.worker:IngestWorker",
     "rules": "workers.rules.worker:RulesWorker",

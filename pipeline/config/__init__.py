@@ -23,8 +23,10 @@ from pydantic import Field, ValidationError
 
 from pipeline.config.base import Section
 from pipeline.config.bus import BusConfig, KafkaConfig
+from pipeline.config.detect import DetectConfig
 from pipeline.config.ingest import CamerasConfig, IngestConfig
 from pipeline.config.models import ModelsConfig
+from pipeline.config.rules import RulesConfig
 from pipeline.config.runtime import RuntimeConfig
 from pipeline.config.stack import StackConfig
 from pipeline.config.store import LocalStoreConfig, S3Config, StoreConfig
@@ -45,6 +47,12 @@ class TubelineConfig(Section):
     )
     ingest: IngestConfig = Field(default_factory=IngestConfig, title="Ingest", description="Ingest workers.")
     models: ModelsConfig = Field(default_factory=ModelsConfig, title="Models", description="Model zoo and inference.")
+    detect: DetectConfig = Field(
+        default_factory=DetectConfig, title="Detect", description="Detection, tracking and crops."
+    )
+    rules: RulesConfig = Field(
+        default_factory=RulesConfig, title="Rules", description="Rules worker: zones, lines and rules per camera."
+    )
 
 
 @dataclass(frozen=True)
@@ -210,8 +218,10 @@ __all__ = [
     "ModelsConfig",
     "ConfigError",
     "ConfigProblem",
+    "DetectConfig",
     "KafkaConfig",
     "LocalStoreConfig",
+    "RulesConfig",
     "RuntimeConfig",
     "S3Config",
     "StackConfig",

@@ -105,6 +105,7 @@ class IngestWorker(Worker):
         self.session = uuid.uuid4().hex[:12]
         self.registry = CameraRegistry(store, self.cameras_config.registry_prefix)
         self.runners: dict[str, tuple[CameraSpec, CameraRunner]] = {}
+        self.final_totals: dict[str, Any] = {}
         self.producer: Producer | None = None
         self.gb: Any = None
         self._next_refresh = 0.0
@@ -150,6 +151,8 @@ class IngestWorker(Worker):
             runner.stop_event.set()
         for runner in runners:
             runner.stop(timeout=self.config.runtime.drain_timeout_s)
+        # Keep each camera's final counters for whoever reports on the run (tubeline up).
+        self.final_totals = {cid: r.snapshot() for cid, (_, r) in self.runners.items()}
         self.runners.clear()
         if self.gb is not None:
             self.gb.stop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import errno
 import logging
+import math
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -188,6 +189,8 @@ class Decoder:
         self.stats = stats
         self._errors_in_row = 0
         self._max_errors = max_consecutive_errors
+        self._last_pts: float | None = None
+        self._step = 0.04
 
     def decode(self, packet: av.Packet | None) -> list[DecodedFrame]:
         try:
@@ -206,9 +209,15 @@ class Decoder:
         out = []
         for frame in frames:
             pts = float(frame.time) if frame.time is not None else None
-            if pts is None and packet is not None and packet.pts is not None and packet.time_base:
+            if (pts is None or not math.isfinite(pts)) and packet is not None and packet.pts is not None and packet.time_base:
                 pts = float(packet.pts * packet.time_base)
-            pts = 0.0 if pts is None else pts
+            if pts is None or not math.isfinite(pts):
+                # Frames flushed at end of stream from a bare codec context carry no time base:
+                # continue the sequence at the last observed frame interval.
+                pts = self._last_pts + self._step if self._last_pts is not None else 0.0
+            if self._last_pts is not None and pts > self._last_pts:
+                self._step = pts - self._last_pts
+            self._last_pts = pts
             out.append(DecodedFrame(frame, pts, self.clock.at(pts), bool(frame.key_frame)))
         self.stats.frames_decoded += len(out)
         return out

@@ -1,0 +1,92 @@
+"""Configuration of the detect worker: batching, commit/snapshot cadence, tracker and crops."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from pipeline.config.base import Section
+
+VEHICLE_AND_PERSON = ("person", "bicycle", "car", "motorcycle", "bus", "truck")
+
+
+class TrackerConfig(Section):
+    """Settings passed to :class:`pipeline.tracking.ByteTracker` (see docs/tracking.md)."""
+
+    track_thresh: float = Field(
+        0.5, title="Track threshold", description="Detections at or above this score are matched first.", gt=0, lt=1
+    )
+    low_thresh: float = Field(
+        0.1, title="Low threshold", description="Detections between this and track_thresh only continue tracks.",
+        ge=0, lt=1,
+    )
+    new_track_thresh: float = Field(
+        0.6, title="New-track threshold", description="Minimum score for a detection to start a track.", gt=0, le=1
+    )
+    match_thresh: float = Field(
+        0.2, title="Match IoU", description="Minimum IoU for a first-stage match.", gt=0, le=1
+    )
+    low_match_thresh: float = Field(
+        0.5, title="Low-score match IoU", description="Minimum IoU to match a low-score detection.", gt=0, le=1
+    )
+    tentative_match_thresh: float = Field(
+        0.3, title="Tentative match IoU", description="Minimum IoU to match an unconfirmed track.", gt=0, le=1
+    )
+    track_buffer_s: float = Field(
+        2.0, title="Track buffer", description="Seconds a lost track is kept before it ends.", gt=0, le=120
+    )
+    min_hits: int = Field(2, title="Minimum hits", description="Matches before a track is confirmed.", ge=1, le=30)
+
+    @model_validator(mode="after")
+    def _thresholds_ordered(self) -> TrackerConfig:
+        if self.low_thresh >= self.track_thresh:
+            msg = "low_thresh must be below track_thresh"
+            raise ValueError(msg)
+        return self
+
+
+class DetectConfig(Section):
+    max_batch: int = Field(8, title="Max batch", description="Frames per detector batch (across cameras).", ge=1, le=64)
+    max_wait_ms: int = Field(
+        40, title="Max batch wait", description="Milliseconds to wait for a batch to fill.", ge=0, le=2000
+    )
+    commit_interval_s: float = Field(
+        2.0,
+        title="Commit interval",
+        description="Seconds between state snapshots + offset commits; a crash replays at most this much.",
+        gt=0,
+        le=300,
+    )
+    classes: tuple[str, ...] = Field(
+        VEHICLE_AND_PERSON,
+        title="Tracked classes",
+        description="Detector classes that are tracked, cropped and summarised; others are ignored.",
+        min_length=1,
+    )
+    min_score: float = Field(
+        0.2, title="Minimum score", description="Detections below this score are discarded.", ge=0, lt=1
+    )
+    max_crops_per_track: int = Field(
+        3, title="Crops per track", description="Most crops stored and announced per track.", ge=1, le=20
+    )
+    crop_quality_gain: float = Field(
+        1.15,
+        title="Crop quality gain",
+        description="A new crop is kept only when its quality beats the track's best by this factor.",
+        ge=1.0,
+        le=3.0,
+    )
+    crop_margin: float = Field(
+        0.1, title="Crop margin", description="Margin around the box, as a fraction of its size.", ge=0, le=1
+    )
+    crop_jpeg_quality: int = Field(90, title="Crop JPEG quality", description="JPEG quality of crops.", ge=50, le=100)
+    min_crop_side: int = Field(
+        24, title="Minimum crop side", description="Pixels; smaller objects get no crop.", ge=4, le=1024
+    )
+    max_track_s: float = Field(
+        600.0,
+        title="Maximum track duration",
+        description="A longer track is summarised in segments of this length.",
+        ge=10,
+        le=86_400,
+    )
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig, title="Tracker", description="Tracker settings.")

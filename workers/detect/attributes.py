@@ -1,0 +1,99 @@
+"""Object attributes computed from pixels: dominant colour, vehicle type, crop quality.
+
+The colour classifier is deliberately simple and explainable: it votes over the pixels of the
+crop's central region in HSV space with fixed thresholds into the search palette (white, black,
+grey, silver, red, blue, green, yellow, brown). Its measured accuracy is in ``docs/detect.md``;
+lighting, reflections and windows make it a coarse filter for investigators, not evidence.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+PALETTE = ("white", "black", "grey", "silver", "red", "blue", "green", "yellow", "brown")
+
+VEHICLE_TYPES = {"car": "car", "truck": "truck", "bus": "bus", "motorcycle": "motorcycle", "bicycle": "bicycle",
+                 "van": "van"}
+VEHICLE_CLASSES = frozenset(VEHICLE_TYPES)
+
+
+def vehicle_type(class_name: str) -> str | None:
+    """The vehicle type for a detector class (None for persons and other non-vehicles)."""
+    return VEHICLE_TYPES.get(class_name)
+
+
+def central_region(crop: np.ndarray, is_vehicle: bool) -> np.ndarray:
+    """The part of a crop most likely to show the object's body colour (not road, sky or windows)."""
+    h, w = crop.shape[:2]
+    if is_vehicle:  # lower-middle body panels; windows sit in the top third
+        return crop[int(h * 0.45) : int(h * 0.85), int(w * 0.2) : int(w * 0.8)]
+    return crop[int(h * 0.2) : int(h * 0.6), int(w * 0.25) : int(w * 0.75)]  # a person's torso
+
+
+def classify_pixels(hsv: np.ndarray) -> np.ndarray:
+    """Palette index per pixel for an N×3 uint8 HSV array (OpenCV ranges: H 0–179, S and V 0–255)."""
+    h = hsv[:, 0].astype(np.int16)
+    s = hsv[:, 1].astype(np.int16)
+    v = hsv[:, 2].astype(np.int16)
+    out = np.empty(len(hsv), dtype=np.int8)
+    achromatic = s < 45
+    out[:] = PALETTE.index("red")
+    out[(h >= 10) & (h < 22)] = PALETTE.index("brown")
+    out[(h >= 10) & (h < 22) & (v > 170) & (s > 120)] = PALETTE.index("yellow")  # orange reads as yellow
+    out[(h >= 22) & (h < 35)] = PALETTE.index("yellow")
+    out[(h >= 22) & (h < 35) & (v < 110)] = PALETTE.index("brown")
+    out[(h >= 35) & (h < 85)] = PALETTE.index("green")
+    out[(h >= 85) & (h < 130)] = PALETTE.index("blue")
+    out[achromatic & (v >= 200)] = PALETTE.index("white")
+    out[achromatic & (v >= 140) & (v < 200)] = PALETTE.index("silver")
+    out[achromatic & (v >= 60) & (v < 140)] = PALETTE.index("grey")
+    out[v < 60] = PALETTE.index("black")
+    return out
+
+
+def dominant_colour(crop: np.ndarray, *, is_vehicle: bool = True, min_pixels: int = 64) -> tuple[str, float]:
+    """(colour, share of the region's pixels that voted for it); ("unknown", 0.0) for tiny or empty crops."""
+    if crop.size == 0:
+        return "unknown", 0.0
+    region = central_region(crop, is_vehicle)
+    if region.shape[0] * region.shape[1] < min_pixels:
+        return "unknown", 0.0
+    if max(region.shape[:2]) > 96:  # colour does not need detail; keep it cheap
+        scale = 96 / max(region.shape[:2])
+        region = cv2.resize(region, (max(1, int(region.shape[1] * scale)), max(1, int(region.shape[0] * scale))),
+                            interpolation=cv2.INTER_AREA)
+    hsv = cv2.cvtColor(region, cv2.COLOR_BGR2HSV).reshape(-1, 3)
+    votes = np.bincount(classify_pixels(hsv), minlength=len(PALETTE))
+    best = int(votes.argmax())
+    return PALETTE[best], float(votes[best] / votes.sum())
+
+
+def sharpness(crop: np.ndarray) -> float:
+    """Variance of the Laplacian of the grey crop, mapped to [0, 1) (≈0.5 at 150)."""
+    if crop.size == 0:
+        return 0.0
+    grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
+    var = float(cv2.Laplacian(grey, cv2.CV_64F).var())
+    return var / (var + 150.0)
+
+
+def crop_quality(box: np.ndarray, crop: np.ndarray, frame_w: int, frame_h: int) -> float:
+    """How good a moment this is to keep a crop: size, sharpness, centrality, not cut by the frame edge."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    area = max(0.0, (x2 - x1) * (y2 - y1))
+    size = min(1.0, (area / (0.04 * frame_w * frame_h)) ** 0.5)
+    cx, cy = (x1 + x2) / 2 / frame_w - 0.5, (y1 + y2) / 2 / frame_h - 0.5
+    centrality = 1.0 - min(1.0, (cx * cx + cy * cy) ** 0.5 / 0.7071)
+    margin = 2.0
+    cut = x1 <= margin or y1 <= margin or x2 >= frame_w - margin or y2 >= frame_h - margin
+    score = 0.45 * size + 0.3 * sharpness(crop) + 0.1 * centrality + 0.15 * (0.0 if cut else 1.0)
+    return float(min(1.0, max(0.0, score)))
+
+
+def crop_box(box: np.ndarray, frame_w: int, frame_h: int, margin: float) -> tuple[int, int, int, int]:
+    """Integer crop rectangle around ``box`` with a relative margin, clipped to the frame."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    mx, my = (x2 - x1) * margin, (y2 - y1) * margin
+    return (max(0, int(x1 - mx)), max(0, int(y1 - my)), min(frame_w, int(np.ceil(x2 + mx))),
+            min(frame_h, int(np.ceil(y2 + my))))

@@ -1,0 +1,318 @@
+"""Detect worker: frames → detector (micro-batched across cameras) → per-camera tracker → outputs.
+
+Consumes ``tubeline.frames.v1`` in the group ``tubeline-detect`` and produces per analysed frame a
+``detections.v1`` message, for vehicle and person tracks a few best-moment crops (stored in the object
+store, announced on ``objects.v1``), and for every ended track a summary on ``tracks.v1``.
+
+Delivery: **at-least-once with deterministic replays**. Every ``commit_interval_s`` the worker flushes its
+outputs, snapshots each camera's tracking state (``workers.detect.state``) and only then commits the
+frames' offsets. A worker that takes over a camera (restart, crash of the previous owner, rebalance)
+loads the snapshot, skips frames the snapshot already covers, and replays the rest from the same state,
+so it emits the same track IDs and the same idempotency keys; downstream sees duplicates, never
+different tracks. See ``docs/design/detect.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import cv2
+import numpy as np
+
+from pipeline.bus.base import BusError, Message, TopicPartition, TopicSpec
+from pipeline.config.detect import DetectConfig
+from pipeline.core import Detections
+from pipeline.runtime.worker import ConsumerWorker
+from schemas.detections import DetectedObject
+from schemas.detections import Detections as DetectionsMessage
+from schemas.frames import FrameHeader
+from schemas.ids import stable_id
+from schemas.objects import ObjectCrop
+from schemas.topics import DETECTIONS, FRAMES, OBJECTS, TRACKS
+from schemas.tracks import TrackSummary
+from workers.detect.attributes import (
+    VEHICLE_CLASSES,
+    crop_box,
+    crop_quality,
+    dominant_colour,
+    vehicle_type,
+)
+from workers.detect.state import CameraState, TrackRecord, load_snapshot, save_snapshot
+
+log = logging.getLogger(__name__)
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=UTC)
+
+
+class DetectWorker(ConsumerWorker):
+    name = "detect"
+    topics: ClassVar = (FRAMES.name,)
+    group: ClassVar = "tubeline-detect"
+
+    def __init__(self, config: Any, *, detector: Any = None, close_on_stop: bool = False, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
+        self.settings: DetectConfig = getattr(config, "detect", None) or DetectConfig()
+        self.detector = detector
+        self.close_on_stop = close_on_stop
+        self.states: dict[str, CameraState] = {}
+        self.partitions: dict[str, TopicPartition] = {}
+        self.last_frame_at: dict[str, float] = {}
+        self.pending: list[Message] = []
+        self.touched: set[str] = set()
+        self.next_checkpoint = 0.0
+        self.frames_done = 0
+        self.summaries = 0
+        self.crops = 0
+        self.latencies: list[float] = []
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def topic_specs(self) -> list[TopicSpec]:
+        return [TopicSpec(t.name, t.partitions, t.retention_ms) for t in (FRAMES, DETECTIONS, OBJECTS, TRACKS)]
+
+    def setup(self) -> None:
+        if self.detector is None:
+            from models.zoo import ModelZoo
+
+            self.detector = ModelZoo(self.config.models).detector()
+        super().setup()
+        self.next_checkpoint = time.monotonic() + self.settings.commit_interval_s
+
+    def step(self) -> None:
+        batch = self._poll_batch()
+        self._drop_revoked()
+        if batch:
+            self._process(batch)
+        else:
+            self._close_idle()
+        if time.monotonic() >= self.next_checkpoint:
+            self.checkpoint()
+
+    def drain(self) -> None:
+        if self.close_on_stop:
+            for camera in list(self.states):
+                self._close_camera(camera, "shutdown")
+        self.checkpoint()
+
+    def finished(self) -> bool:
+        return False
+
+    # -- batching --------------------------------------------------------------------------------
+    def _poll_batch(self) -> list[Message]:
+        assert self.consumer is not None
+        size = self.settings.max_batch
+        batch = self.consumer.poll(timeout=self.config.runtime.poll_timeout_s, max_records=size)
+        deadline = time.monotonic() + self.settings.max_wait_ms / 1000
+        while batch and len(batch) < size and (remaining := deadline - time.monotonic()) > 0:
+            batch += self.consumer.poll(timeout=remaining, max_records=size - len(batch))
+        return batch
+
+    def _process(self, batch: list[Message]) -> None:
+        assert self.dead_letter is not None
+        decoded: list[tuple[Message, FrameHeader, np.ndarray]] = []
+        for message in batch:
+            try:
+                header = FrameHeader.from_headers(message.headers)
+            except ValueError as exc:
+                self.dead_letter.send(message, f"invalid frame headers: {exc}")
+                continue
+            image = cv2.imdecode(np.frombuffer(message.value, np.uint8), cv2.IMREAD_COLOR)
+            if image is None:
+                self.dead_letter.send(message, "frame value is not a decodable JPEG")
+                continue
+            decoded.append((message, header, image))
+        results = self.detector.detect_batch([image for _, _, image in decoded]) if decoded else []
+        done_at = time.time()
+        for (message, header, image), found in zip(decoded, results, strict=True):
+            self.partitions[header.camera_id] = message.tp
+            self._handle_frame(header, image, found)
+            self.latencies.append(done_at - header.captured_at.timestamp())
+        self.latencies = self.latencies[-10_000:]
+        self.pending.extend(batch)
+
+    # -- one frame -------------------------------------------------------------------------------
+    def _state_for(self, header: FrameHeader) -> CameraState:
+        camera = header.camera_id
+        state = self.states.get(camera)
+        if state is not None and state.ingest_session != header.session:
+            log.info("camera %s: new ingest session %s; closing the previous session's tracks", camera, header.session)
+            self._close_camera(camera, "lost")
+            state = None
+        if state is None:
+            snap = load_snapshot(self.store, camera)
+            if snap is not None and snap.ingest_session == header.session:
+                log.info("camera %s: continuing tracking state from snapshot at sequence %d", camera, snap.last_sequence)
+                state = snap
+            else:
+                state = CameraState.new(camera, header.session, header.sequence, self.settings.tracker)
+            self.states[camera] = state
+        return state
+
+    def _handle_frame(self, header: FrameHeader, image: np.ndarray, found: Detections) -> None:
+        state = self._state_for(header)
+        if header.sequence <= state.last_sequence:
+            return  # covered by the snapshot: outputs were flushed before it was written
+        self.last_frame_at[header.camera_id] = time.monotonic()
+        wanted = np.array([found.class_name(i) in self.settings.classes for i in range(len(found))], dtype=bool)
+        keep = wanted & (found.confidence >= self.settings.min_score)
+        found = found[keep].clipped(image.shape[1], image.shape[0])
+        ts = header.captured_at.timestamp()
+        tracked = state.tracker.update(found, ts)
+        track_of_row: dict[int, int] = {
+            int(i): int(n) for i, n in zip(tracked.data["detection_index"], tracked.tracker_id, strict=True)
+        }
+        objects = [
+            DetectedObject(
+                box=tuple(round(float(v), 2) for v in found.xyxy[i]),
+                class_name=found.class_name(i),
+                class_id=int(found.class_id[i]),
+                score=round(float(found.confidence[i]), 4),
+                track_id=state.track_id(track_of_row[i]) if i in track_of_row else None,
+            )
+            for i in range(len(found))
+        ]
+        message = DetectionsMessage(
+            camera_id=header.camera_id, session=header.session, sequence=header.sequence,
+            captured_at=header.captured_at, frame_width=image.shape[1], frame_height=image.shape[0],
+            model_id=self.detector.model_id, objects=tuple(objects),
+        )
+        self._send(DETECTIONS.name, header.camera_id, message.to_json())
+        for row, number in track_of_row.items():
+            self._observe_track(state, header, image, found, row, number)
+        for closed in state.tracker.removed:
+            record = state.tracks.pop(closed.track_id, None)
+            if record is not None:
+                self._emit_summary(state, record, "lost")
+        state.last_sequence = header.sequence
+        self.touched.add(header.camera_id)
+        self.frames_done += 1
+
+    def _observe_track(
+        self, state: CameraState, header: FrameHeader, image: np.ndarray, found: Detections, row: int, number: int
+    ) -> None:
+        when = header.captured_at
+        box = tuple(float(v) for v in found.xyxy[row])
+        record = state.tracks.get(number)
+        if record is None:
+            record = TrackRecord(state.track_id(number), number, when, when, image.shape[1], image.shape[0])
+            state.tracks[number] = record
+        elif (when - record.started_at).total_seconds() >= self.settings.max_track_s:
+            self._emit_summary(state, record, "max_duration")
+            record.next_segment(when)
+        record.observe(when, box, int(found.class_id[row]), float(found.confidence[row]))  # type: ignore[arg-type]
+        self._maybe_crop(state, record, header, image, found, row)
+
+    def _maybe_crop(
+        self, state: CameraState, record: TrackRecord, header: FrameHeader, image: np.ndarray,
+        found: Detections, row: int,
+    ) -> None:
+        s = self.settings
+        if record.crops_emitted >= s.max_crops_per_track:
+            return
+        h, w = image.shape[:2]
+        x1, y1, x2, y2 = crop_box(found.xyxy[row], w, h, s.crop_margin)
+        if min(x2 - x1, y2 - y1) < s.min_crop_side:
+            return
+        crop = image[y1:y2, x1:x2]
+        quality = crop_quality(found.xyxy[row], crop, w, h)
+        if record.best_crop_key is not None and quality < record.best_quality * s.crop_quality_gain:
+            return
+        ok, jpeg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, s.crop_jpeg_quality])
+        if not ok:
+            return
+        day = header.captured_at.strftime("%Y-%m-%d")
+        key = f"crops/{state.camera_id}/{day}/{record.track_id}/{header.sequence}.jpg"
+        self.store.put(key, jpeg.tobytes(), content_type="image/jpeg",
+                       metadata={"camera-id": state.camera_id, "track-id": record.track_id})
+        class_name = found.class_name(row)
+        record.best_quality, record.best_crop_key = quality, key
+        record.colour, record.colour_confidence = dominant_colour(crop, is_vehicle=class_name in VEHICLE_CLASSES)
+        record.crops_emitted += 1
+        crop_msg = ObjectCrop(
+            object_id=stable_id(record.track_id, header.session, header.sequence),
+            track_id=record.track_id, camera_id=state.camera_id, session=header.session, sequence=header.sequence,
+            captured_at=header.captured_at, class_name=class_name, class_id=int(found.class_id[row]),
+            score=round(float(found.confidence[row]), 4), box=tuple(round(float(v), 2) for v in found.xyxy[row]),
+            frame_width=w, frame_height=h, quality=round(quality, 4), crop_key=key,
+        )
+        self._send(OBJECTS.name, state.camera_id, crop_msg.to_json())
+        self.crops += 1
+
+    # -- track ends ------------------------------------------------------------------------------
+    def _emit_summary(self, state: CameraState, record: TrackRecord, reason: str) -> None:
+        if not record.path:
+            return
+        names = getattr(self.detector, "class_names", ())
+        class_id = record.class_id
+        class_name = names[class_id] if 0 <= class_id < len(names) else str(class_id)
+        summary = TrackSummary(
+            track_id=record.track_id, segment=record.segment, camera_id=state.camera_id, class_name=class_name,
+            class_id=class_id, started_at=record.started_at, ended_at=record.last_seen,
+            frame_width=record.frame_w, frame_height=record.frame_h,
+            path=tuple((t, round(x1, 2), round(y1, 2), round(x2, 2), round(y2, 2)) for t, x1, y1, x2, y2 in record.path),
+            mean_score=round(record.score_sum / max(1, record.score_count), 4),
+            best_crop_key=record.best_crop_key, colour=record.colour if record.best_crop_key else "unknown",
+            colour_confidence=round(record.colour_confidence, 4) if record.best_crop_key else 0.0,
+            vehicle_type=vehicle_type(class_name), closed_reason=reason,
+        )
+        self._send(TRACKS.name, state.camera_id, summary.to_json())
+        self.summaries += 1
+
+    def _close_camera(self, camera: str, reason: str) -> None:
+        state = self.states.get(camera)
+        if state is None:
+            return
+        state.tracker.close_all()
+        for record in list(state.tracks.values()):
+            self._emit_summary(state, record, reason)
+        state.tracks.clear()
+        self.touched.add(camera)
+
+    def _close_idle(self) -> None:
+        idle_s = max(2 * self.settings.tracker.track_buffer_s, 10.0)
+        now = time.monotonic()
+        for camera, state in self.states.items():
+            if state.tracks and now - self.last_frame_at.get(camera, now) > idle_s:
+                log.info("camera %s: no frames for %.0f s; closing %d track(s)", camera, idle_s, len(state.tracks))
+                self._close_camera(camera, "lost")
+
+    def _drop_revoked(self) -> None:
+        """Forget cameras whose partition moved to another worker (it continues from our last snapshot)."""
+        if not self.partitions:
+            return
+        assert self.consumer is not None
+        assigned = self.consumer.assignment()
+        for camera, tp in list(self.partitions.items()):
+            if tp not in assigned:
+                log.info("camera %s: partition %s revoked; handing over via the last snapshot", camera, tp)
+                self.states.pop(camera, None)
+                self.partitions.pop(camera, None)
+                self.touched.discard(camera)
+
+    # -- output and commits ------------------------------------------------------------------------
+    def _send(self, topic: str, key: str, value: bytes) -> None:
+        assert self.producer is not None
+        self.producer.send(topic, value, key=key)
+
+    def checkpoint(self) -> None:
+        """Flush outputs, snapshot touched cameras, then commit the processed frames."""
+        assert self.producer is not None and self.consumer is not None
+        self.producer.flush()
+        assigned = self.consumer.assignment()
+        for camera in sorted(self.touched):
+            tp = self.partitions.get(camera)
+            if camera in self.states and (tp is None or tp in assigned):
+                save_snapshot(self.store, self.states[camera])
+        if self.pending:
+            try:
+                self.consumer.commit(self.pending)
+                self.processed += len(self.pending)
+            except BusError as exc:
+                log.warning("commit refused (%s); the partition's next owner replays from its snapshot", exc)
+        self.pending.clear()
+        self.touched.clear()
+        self.next_checkpoint = time.monotonic() + self.settings.commit_interval_s
