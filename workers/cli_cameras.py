@@ -211,3 +211,32 @@ def status(ctx: click.Context, only: tuple[str, ...], wait: float, as_json: bool
         kbps = f"{r['bitrate_kbps']:.0f}" if r.get("bitrate_kbps") is not None else "-"
         click.echo(f"{r['camera_id']:<22} {r['state']:<13} {r['reason'] or '':<10} {r['since'][:19]:<20} "
                    f"{fps:<11} {kbps:>7} {r.get('rtp_lost', 0):>5} {r.get('dropped', 0):>5}  {r['detail'][:60]}")
+
+
+@cameras.command("clip")
+@click.argument("camera_id")
+@click.option("--start", "start", required=True, help="UTC start, ISO 8601 (e.g. 2026-11-25T08:00:00Z).")
+@click.option("--end", "end", required=True, help="UTC end, ISO 8601.")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Output file (.mp4 or .ts).")
+@click.pass_context
+def clip(ctx: click.Context, camera_id: str, start: str, end: str, out: Path) -> None:
+    """Cut a clip of CAMERA_ID's recording between START and END (no re-encoding, ± one GOP)."""
+    from datetime import UTC, datetime
+
+    from pipeline.store import open_store
+    from workers.ingest.recordings import cut_clip
+    from workers.ingest.worker import ingest_sections
+
+    def parse(text: str) -> datetime:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+    cfg = load_config_or_exit(ctx)
+    ingest, _ = ingest_sections(cfg)
+    try:
+        result = cut_clip(open_store(cfg), camera_id, parse(start), parse(end), out, prefix=ingest.recordings.prefix)
+    except (LookupError, ValueError) as exc:
+        _fail(str(exc))
+    click.echo(f"wrote {result.path}: {result.duration_s:.1f} s from {result.segments} segment(s), "
+               f"{result.start.isoformat()} to {result.end.isoformat()}")

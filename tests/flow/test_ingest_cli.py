@@ -101,3 +101,31 @@ def _wait(cond, timeout: float = 10.0) -> bool:  # noqa: ANN001
             return True
         time.sleep(0.05)
     return False
+
+
+def test_cameras_clip_cuts_across_segments(tmp_path: Path) -> None:
+    from tests.peers.media import make_video, probe_duration
+    from workers.ingest.recordings import segments_between
+
+    cfg = write_config(tmp_path)
+    store = LocalStore(tmp_path / "store")
+    video = make_video(tmp_path / "v.mp4", seconds=6, gop=25)
+    assert run(cfg, "add", "cam", "--kind", "file", "--url", str(video), "--as-fast-as-possible")[0] == 0
+    worker = IngestWorker(TubelineConfig(), bus=MemoryBus(), store=store, tmp_dir=tmp_path,
+                          ingest_config=IngestConfig(overflow="block", recordings={"segment_s": 2}))
+    worker.run(install_signals=False)
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC)
+    segments = segments_between(store, "cam", now - timedelta(hours=1), now + timedelta(hours=1))
+    assert len(segments) == 3
+    t0 = segments[0].start_dt
+    start, end = (t0 + timedelta(seconds=1.5)).isoformat(), (t0 + timedelta(seconds=4.5)).isoformat()
+    out = tmp_path / "clip.mp4"
+    code, text, err = run(cfg, "clip", "cam", "--start", start, "--end", end, "--out", str(out))
+    assert code == 0, err
+    assert "from 3 segment(s)" in text
+    assert 3.0 - 0.1 <= probe_duration(out) <= 4.0 + 0.1  # 3 s asked, at most one 1 s GOP more
+    code, _, err = run(cfg, "clip", "cam", "--start", "2001-01-01T00:00:00Z", "--end", "2001-01-01T00:01:00Z",
+                       "--out", str(tmp_path / "none.mp4"))
+    assert code == 1 and "no recording" in err

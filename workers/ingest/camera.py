@@ -118,7 +118,13 @@ class CameraRunner:
         attempt = 0
         try:
             while not self.stop_event.is_set():
-                delivered_s = self._session()
+                try:
+                    delivered_s = self._session()
+                except Exception as exc:  # a bug, not a camera problem: report it, retry like any failure
+                    log.exception("camera %s: reader failed", self.camera_id)
+                    self.state.last_reason, self.state.last_error = "error", f"internal error: {exc}"
+                    self._went_offline("error", self.state.last_error, force=True)
+                    delivered_s = 0.0
                 if self.state.finished or self.stop_event.is_set():
                     break
                 if delivered_s >= self.backoff.reset_after_s:
@@ -131,9 +137,8 @@ class CameraRunner:
                     attempt=attempt, retry_in_s=delay,
                 )
                 self.stop_event.wait(delay)
-        except Exception as exc:  # a bug, not a camera problem: report it, never kill the worker
+        except Exception:  # never let the reader thread die silently
             log.exception("camera %s: reader crashed", self.camera_id)
-            self._went_offline("error", f"internal error: {exc}")
         if not self.state.finished and self.state.online:
             self._went_offline("stopped", "ingest stopped")
 
