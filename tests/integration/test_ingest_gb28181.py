@@ -23,10 +23,11 @@ from pipeline.store import open_store
 from schemas.cameras import CameraStatus
 from schemas.frames import FrameHeader
 from schemas.topics import CAMERA_STATUS, FRAMES
-from tests.peers.media import make_video
+from tests.peers.media import count_frames, make_video
 from tests.peers.rtsp import free_port
 from tests.peers.sipp import SippDevice
 from workers.ingest.gb28181.source import GbSource
+from workers.ingest.recordings import cut_clip, segments_between
 from workers.ingest.registry import CameraRegistry
 from workers.ingest.worker import IngestWorker
 
@@ -48,7 +49,7 @@ def wait_for(cond: Callable[[], bool], timeout: float) -> bool:
     return False
 
 
-def gb_ingest(**gb: object) -> IngestConfig:
+def gb_ingest(*, record: bool = False, **gb: object) -> IngestConfig:
     settings: dict[str, object] = {
         "enabled": True, "sip_port": free_port(2), "devices": {DEVICE: {"password": PASSWORD}},
         "media_port_min": 32000 + (free_port() % 20) * 100, "keepalive_interval_s": 2, "keepalive_count": 2,
@@ -58,7 +59,8 @@ def gb_ingest(**gb: object) -> IngestConfig:
     settings.update(gb)
     return IngestConfig.model_validate({
         "analysis_fps": 5, "stats_interval_s": 1, "registry_refresh_s": 1,
-        "reconnect": {"initial_s": 0.5, "max_s": 2}, "recordings": {"enabled": False}, "gb28181": settings,
+        "reconnect": {"initial_s": 0.5, "max_s": 2}, "recordings": {"enabled": record, "segment_s": 2},
+        "gb28181": settings,
     })
 
 
@@ -154,7 +156,7 @@ def test_tcp_sip_h265_tcp_passive_and_active_pes_length_zero(stack, unique_name:
     registry = CameraRegistry(store)
     registry.put(CameraSpec(id=CHANNEL_A, kind="gb28181", gb_device_id=DEVICE, transport="tcp_passive"))
     registry.put(CameraSpec(id=CHANNEL_B, kind="gb28181", gb_device_id=DEVICE, transport="tcp_active"))
-    worker = IngestWorker(cfg, bus=bus, store=store, ingest_config=gb_ingest())
+    worker = IngestWorker(cfg, bus=bus, store=store, ingest_config=gb_ingest(record=True), tmp_dir=tmp_path)
     with Running(worker) as w:
         assert w.gb is not None
         with SippDevice(platform_port=w.gb.port, device_id=DEVICE, password=PASSWORD, work_dir=tmp_path,
@@ -171,6 +173,12 @@ def test_tcp_sip_h265_tcp_passive_and_active_pes_length_zero(stack, unique_name:
     assert CameraRegistry(store).get(CHANNEL_B).transport == "tcp_active"  # the catalog kept the local setting
     frames = consume(bus, FRAMES.name, f"{unique_name}-f", lambda m: len(m) >= 20)
     assert {FrameHeader.from_headers(m.headers).source_codec for m in frames} == {"hevc"}
+    # The PS-delivered stream was remuxed into playable segments and a clip can be cut from them.
+    now = datetime.now(UTC)
+    segments = segments_between(store, CHANNEL_A, now - timedelta(minutes=5), now)
+    assert len(segments) >= 2 and {s.codec for s in segments} == {"hevc"}, segments
+    clip = cut_clip(store, CHANNEL_A, segments[0].start_dt, segments[-1].end_dt, tmp_path / "gb.mp4")
+    assert count_frames(clip.path) == clip.packets >= 25
     events = [(e.event, e.reason) for e in statuses(bus, f"{unique_name}-s", DEVICE,
                                                     lambda s: any(e.event == "offline" for e in s))]
     assert ("offline", "network") in events

@@ -113,7 +113,10 @@ class _Segment:
         if info.template is not None:
             self.stream = self.container.add_stream_from_template(info.template)
         else:
-            self.stream = self.container.add_stream(info.codec)
+            # No demuxer stream to copy (GB/T 28181): a stream by codec name. PyAV opens an encoder for it
+            # that never encodes anything; keep libx265 from logging its summary.
+            options = {"x265-params": "log-level=none"} if info.codec == "hevc" else None
+            self.stream = self.container.add_stream(info.codec, options=options)
             self.stream.width, self.stream.height = info.width or 16, info.height or 16
         if self.format == "mpegts":
             self.stream.time_base = TS_TIME_BASE
