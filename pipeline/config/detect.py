@@ -5,6 +5,9 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from pipeline.config.base import Section
+from pipeline.tracking.tracker import TrackerConfig as _TrackerDefaults
+
+_TRACKER = _TrackerDefaults()  # the tracker's own defaults, tuned on the annotated benchmark
 
 VEHICLE_AND_PERSON = ("person", "bicycle", "car", "motorcycle", "bus", "truck")
 
@@ -13,28 +16,28 @@ class TrackerConfig(Section):
     """Settings passed to :class:`pipeline.tracking.ByteTracker` (see docs/tracking.md)."""
 
     track_thresh: float = Field(
-        0.5, title="Track threshold", description="Detections at or above this score are matched first.", gt=0, lt=1
+        _TRACKER.track_thresh, title="Track threshold", description="Detections at or above this score are matched first.", gt=0, lt=1
     )
     low_thresh: float = Field(
-        0.1, title="Low threshold", description="Detections between this and track_thresh only continue tracks.",
+        _TRACKER.low_thresh, title="Low threshold", description="Detections between this and track_thresh only continue tracks.",
         ge=0, lt=1,
     )
     new_track_thresh: float = Field(
-        0.6, title="New-track threshold", description="Minimum score for a detection to start a track.", gt=0, le=1
+        _TRACKER.new_track_thresh, title="New-track threshold", description="Minimum score for a detection to start a track.", gt=0, le=1
     )
     match_thresh: float = Field(
-        0.2, title="Match IoU", description="Minimum IoU for a first-stage match.", gt=0, le=1
+        _TRACKER.match_thresh, title="Match IoU", description="Minimum IoU for a first-stage match.", gt=0, le=1
     )
     low_match_thresh: float = Field(
-        0.5, title="Low-score match IoU", description="Minimum IoU to match a low-score detection.", gt=0, le=1
+        _TRACKER.low_match_thresh, title="Low-score match IoU", description="Minimum IoU to match a low-score detection.", gt=0, le=1
     )
     tentative_match_thresh: float = Field(
-        0.3, title="Tentative match IoU", description="Minimum IoU to match an unconfirmed track.", gt=0, le=1
+        _TRACKER.tentative_match_thresh, title="Tentative match IoU", description="Minimum IoU to match an unconfirmed track.", gt=0, le=1
     )
     track_buffer_s: float = Field(
-        2.0, title="Track buffer", description="Seconds a lost track is kept before it ends.", gt=0, le=120
+        _TRACKER.track_buffer_s, title="Track buffer", description="Seconds a lost track is kept before it ends.", gt=0, le=120
     )
-    min_hits: int = Field(2, title="Minimum hits", description="Matches before a track is confirmed.", ge=1, le=30)
+    min_hits: int = Field(_TRACKER.min_hits, title="Minimum hits", description="Matches before a track is confirmed.", ge=1, le=30)
 
     @model_validator(mode="after")
     def _thresholds_ordered(self) -> TrackerConfig:
