@@ -1,8 +1,9 @@
 """Object attributes computed from pixels: dominant colour, vehicle type, crop quality.
 
-The colour classifier is deliberately simple and explainable: it votes over the pixels of the
-crop's central region in HSV space with fixed thresholds into the search palette (white, black,
-grey, silver, red, blue, green, yellow, brown). Its measured accuracy is in ``docs/detect.md``;
+The colour classifier is deliberately simple and explainable: over the crop's central region in
+HSV space it first decides whether the body is coloured or achromatic, then takes the majority hue
+bin or the brightness level, into the search palette (white, black, grey, silver, red, blue, green,
+yellow, brown). Its measured accuracy is in ``docs/detect.md``;
 lighting, reflections and windows make it a coarse filter for investigators, not evidence.
 """
 
@@ -31,29 +32,62 @@ def central_region(crop: np.ndarray, is_vehicle: bool) -> np.ndarray:
     return crop[int(h * 0.2) : int(h * 0.6), int(w * 0.25) : int(w * 0.75)]  # a person's torso
 
 
-def classify_pixels(hsv: np.ndarray) -> np.ndarray:
-    """Palette index per pixel for an N×3 uint8 HSV array (OpenCV ranges: H 0–179, S and V 0–255)."""
-    h = hsv[:, 0].astype(np.int16)
-    s = hsv[:, 1].astype(np.int16)
-    v = hsv[:, 2].astype(np.int16)
-    out = np.empty(len(hsv), dtype=np.int8)
-    achromatic = s < 45
-    out[:] = PALETTE.index("red")
-    out[(h >= 10) & (h < 22)] = PALETTE.index("brown")
-    out[(h >= 10) & (h < 22) & (v > 170) & (s > 120)] = PALETTE.index("yellow")  # orange reads as yellow
-    out[(h >= 22) & (h < 35)] = PALETTE.index("yellow")
-    out[(h >= 22) & (h < 35) & (v < 110)] = PALETTE.index("brown")
-    out[(h >= 35) & (h < 85)] = PALETTE.index("green")
-    out[(h >= 85) & (h < 130)] = PALETTE.index("blue")
-    out[achromatic & (v >= 200)] = PALETTE.index("white")
-    out[achromatic & (v >= 140) & (v < 200)] = PALETTE.index("silver")
-    out[achromatic & (v >= 60) & (v < 140)] = PALETTE.index("grey")
-    out[v < 60] = PALETTE.index("black")
+_HUE_BINS = (  # (upper bound of OpenCV hue 0-179, colour); red wraps around 180
+    (10, "red"),
+    (22, "brown"),
+    (35, "yellow"),
+    (85, "green"),
+    (130, "blue"),
+    (160, "red"),  # magenta/purple are not in the palette; nearest is red
+    (180, "red"),
+)
+
+
+def hue_colour(h: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Palette index per chromatic pixel from hue (dark oranges are brown, bright ones yellow)."""
+    out = np.full(len(h), PALETTE.index("red"), dtype=np.int8)
+    lower = 0
+    for upper, name in _HUE_BINS:
+        out[(h >= lower) & (h < upper)] = PALETTE.index(name)
+        lower = upper
+    out[(h >= 10) & (h < 22) & (v > 190)] = PALETTE.index("yellow")
     return out
 
 
+def achromatic_colour(v: np.ndarray) -> str:
+    """White/silver/grey/black from the bright end of the value distribution.
+
+    Uses the 80th percentile rather than per-pixel votes: a white body in shade has dark pixels but
+    its brightest panels are still near white, whereas a grey body never gets there.
+    """
+    level = float(np.percentile(v, 80))
+    if level >= 200:
+        return "white"
+    if level >= 150:
+        return "silver"
+    if level >= 75:
+        return "grey"
+    return "black"
+
+
+def classify_region(hsv: np.ndarray, chroma_share: float = 0.3) -> tuple[str, float]:
+    """(colour, confidence) for an N×3 uint8 HSV array (OpenCV ranges: H 0–179, S and V 0–255).
+
+    Two stages: if at least ``chroma_share`` of the pixels are clearly coloured (S ≥ 60, V ≥ 50), the
+    colour is the majority hue bin among them; otherwise the body is achromatic and its brightness
+    decides between white, silver, grey and black. Confidence is the share of pixels that support it.
+    """
+    h, s, v = (hsv[:, i].astype(np.int16) for i in range(3))
+    chromatic = (s >= 60) & (v >= 50)
+    if chromatic.mean() >= chroma_share:
+        votes = np.bincount(hue_colour(h[chromatic], v[chromatic]), minlength=len(PALETTE))
+        best = int(votes.argmax())
+        return PALETTE[best], float(votes[best] / len(hsv))
+    return achromatic_colour(v[~chromatic]), float((~chromatic).mean())
+
+
 def dominant_colour(crop: np.ndarray, *, is_vehicle: bool = True, min_pixels: int = 64) -> tuple[str, float]:
-    """(colour, share of the region's pixels that voted for it); ("unknown", 0.0) for tiny or empty crops."""
+    """(colour, confidence in [0, 1]); ("unknown", 0.0) for tiny or empty crops."""
     if crop.size == 0:
         return "unknown", 0.0
     region = central_region(crop, is_vehicle)
@@ -64,9 +98,7 @@ def dominant_colour(crop: np.ndarray, *, is_vehicle: bool = True, min_pixels: in
         region = cv2.resize(region, (max(1, int(region.shape[1] * scale)), max(1, int(region.shape[0] * scale))),
                             interpolation=cv2.INTER_AREA)
     hsv = cv2.cvtColor(region, cv2.COLOR_BGR2HSV).reshape(-1, 3)
-    votes = np.bincount(classify_pixels(hsv), minlength=len(PALETTE))
-    best = int(votes.argmax())
-    return PALETTE[best], float(votes[best] / votes.sum())
+    return classify_region(hsv)
 
 
 def sharpness(crop: np.ndarray) -> float:
