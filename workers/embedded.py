@@ -72,8 +72,11 @@ def read_topic(bus: Bus, topic: str, quiet_s: float = 1.0) -> list[bytes]:
     """Every message on ``topic`` so far, read by a throwaway consumer group."""
     values: list[bytes] = []
     with bus.consumer([topic], f"tubeline-up-report-{uuid.uuid4().hex[:8]}") as consumer:
-        while batch := consumer.poll(timeout=quiet_s, max_records=1000):
+        # On Kafka the first poll also joins the group, which takes seconds.
+        batch = consumer.poll(timeout=15.0 if bus.name == "kafka" else quiet_s, max_records=1000)
+        while batch:
             values.extend(m.value for m in batch)
+            batch = consumer.poll(timeout=quiet_s, max_records=1000)
     return values
 
 
