@@ -35,7 +35,7 @@ class Detections:
     xyxy: np.ndarray
     confidence: np.ndarray
     class_id: np.ndarray
-    tracker_id: np.ndarray = field(default=None)  # type: ignore[assignment]
+    tracker_id: np.ndarray = field(default=None)  # type: ignore[arg-type]  # None: all untracked (-1)
     data: Mapping[str, np.ndarray] = field(default_factory=dict)
     source: str = ""
     class_names: tuple[str, ...] = ()
@@ -130,7 +130,7 @@ class Detections:
 
     def replace(self, **changes: Any) -> Detections:
         """Return a copy with some columns replaced (the container itself never changes)."""
-        fields = {
+        fields: dict[str, Any] = {
             "xyxy": self.xyxy,
             "confidence": self.confidence,
             "class_id": self.class_id,

@@ -20,7 +20,7 @@ import signal
 import threading
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pipeline.bus.base import Bus, Consumer, DeadLetter, Message, Producer, TopicSpec
 
@@ -135,12 +135,12 @@ class Worker(abc.ABC):
             if self._health is not Health.FAILED:
                 self._set_health(Health.STOPPED)
 
-    def _install_signals(self) -> dict[int, object]:
+    def _install_signals(self) -> dict[signal.Signals, Any]:
         def handler(signum: int, frame: FrameType | None) -> None:
             log.info("%s: received %s, stopping", self.name, signal.Signals(signum).name)
             self.stop_event.set()
 
-        previous = {}
+        previous: dict[signal.Signals, Any] = {}
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.getsignal(sig)
             signal.signal(sig, handler)

@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import urllib3
 from minio import Minio
@@ -87,7 +87,7 @@ class S3Store(ObjectStore):
         metadata: Mapping[str, str] | None = None,
     ) -> ObjectInfo:
         validate_key(key)
-        meta = encode_metadata(metadata)
+        meta: dict[str, Any] = dict(encode_metadata(metadata))
         try:
             if isinstance(data, Path):
                 self.client.fput_object(self.bucket, key, str(data), content_type=content_type, metadata=meta)
