@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.config import TubelineConfig
+from pipeline.config import TubelineConfig, with_overrides
 from pipeline.config.stack import StackConfig
 
 if TYPE_CHECKING:
@@ -187,19 +187,16 @@ class LocalStack:
         """``base`` (or defaults) pointed at this stack: Kafka bus, S3 store with its credentials."""
         base = base or TubelineConfig()
         creds = self.credentials()
-        data = base.model_dump(mode="python")
-        data["bus"]["backend"] = "kafka"
-        data["bus"]["kafka"]["bootstrap_servers"] = self.kafka_endpoint
-        data["store"]["backend"] = "s3"
-        data["store"]["s3"].update(
-            endpoint=self.s3_endpoint, access_key=creds["access_key"], secret_key=creds["secret_key"], secure=False
-        )
-        for section in ("kafka",):
-            pw = data["bus"][section].get("sasl_password")
-            if pw is not None:
-                data["bus"][section]["sasl_password"] = pw.get_secret_value()
-        data["stack"] = self.config.model_dump(mode="python")
-        return TubelineConfig.model_validate(data)
+        return with_overrides(base, {
+            "bus.backend": "kafka",
+            "bus.kafka.bootstrap_servers": self.kafka_endpoint,
+            "store.backend": "s3",
+            "store.s3.endpoint": self.s3_endpoint,
+            "store.s3.access_key": creds["access_key"],
+            "store.s3.secret_key": creds["secret_key"],
+            "store.s3.secure": False,
+            "stack": self.config.model_dump(mode="python"),
+        })
 
     def env(self) -> dict[str, str]:
         """Environment overrides that point any ``tubeline`` command at this stack."""

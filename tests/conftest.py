@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import TubelineConfig
+from pipeline.config import TubelineConfig, with_overrides
 from pipeline.config.stack import StackConfig
 from pipeline.stack import LocalStack, free_port_block
 
@@ -35,14 +35,10 @@ class RealStack:
 
     def with_prefix(self, prefix: str, bucket: str | None = None) -> TubelineConfig:
         """The stack's config with a unique topic prefix (and bucket), for an isolated test."""
-        data = self.config.model_dump(mode="python")
-        data["bus"]["topic_prefix"] = prefix
+        overrides: dict[str, object] = {"bus.topic_prefix": prefix}
         if bucket:
-            data["store"]["s3"]["bucket"] = bucket
-        for key in ("access_key", "secret_key"):
-            value = data["store"]["s3"][key]
-            data["store"]["s3"][key] = value.get_secret_value() if value is not None else None
-        return TubelineConfig.model_validate(data)
+            overrides["store.s3.bucket"] = bucket
+        return with_overrides(self.config, overrides)
 
 
 def start_private_stack(state_dir: Path) -> LocalStack:

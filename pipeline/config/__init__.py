@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 
 from pipeline.config.base import Section
 from pipeline.config.bus import BusConfig, KafkaConfig
@@ -205,6 +205,37 @@ def _locate(
     return problems
 
 
+def config_data(config: TubelineConfig, *, reveal_secrets: bool = False) -> dict[str, Any]:
+    """The configuration as plain Python data; secrets stay masked unless ``reveal_secrets``."""
+
+    def reveal(node: Any) -> Any:
+        if isinstance(node, SecretStr):
+            return node.get_secret_value()
+        if isinstance(node, dict):
+            return {k: reveal(v) for k, v in node.items()}
+        if isinstance(node, list | tuple):
+            return type(node)(reveal(v) for v in node)
+        return node
+
+    data = config.model_dump(mode="python")
+    return reveal(data) if reveal_secrets else data
+
+
+def with_overrides(config: TubelineConfig, overrides: Mapping[str, Any]) -> TubelineConfig:
+    """A new, validated configuration with dotted-path values replaced (``{"bus.topic_prefix": "t1"}``)."""
+    data = config_data(config, reveal_secrets=True)
+    for dotted, value in overrides.items():
+        node = data
+        *parents, last = dotted.split(".")
+        for part in parents:
+            node = node[part]
+        node[last] = value
+    try:
+        return TubelineConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_locate(exc, None, {}, {})) from None
+
+
 def dump_config(config: TubelineConfig) -> str:
     """The effective configuration as YAML, secrets masked."""
     data = config.model_dump(mode="json")
@@ -227,7 +258,9 @@ __all__ = [
     "StackConfig",
     "StoreConfig",
     "TubelineConfig",
+    "config_data",
     "dump_config",
     "env_overrides",
     "load_config",
+    "with_overrides",
 ]

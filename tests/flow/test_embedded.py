@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import TubelineConfig
+from pipeline.config import TubelineConfig, with_overrides
 from pipeline.config.ingest import CameraSpec
 from pipeline.store import open_store
 from workers.embedded import run_embedded
@@ -27,14 +27,8 @@ def short_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _config(base: TubelineConfig, tmp_path: Path) -> TubelineConfig:
-    data = base.model_dump(mode="python")
-    data["store"]["local"]["root"] = tmp_path / "store"
-    data["ingest"]["overflow"] = "block"
-    data["ingest"]["analysis_fps"] = 5.0
-    for key in ("access_key", "secret_key"):
-        value = data["store"]["s3"][key]
-        data["store"]["s3"][key] = value.get_secret_value() if value is not None else None
-    return TubelineConfig.model_validate(data)
+    return with_overrides(base, {"store.local.root": tmp_path / "store", "ingest.overflow": "block",
+                                 "ingest.analysis_fps": 5.0})
 
 
 def _check(config: TubelineConfig, clip: Path) -> None:

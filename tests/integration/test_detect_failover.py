@@ -15,7 +15,7 @@ import pytest
 
 from pipeline.bus import open_bus
 from pipeline.bus.memory import MemoryBus
-from pipeline.config import TubelineConfig
+from pipeline.config import TubelineConfig, with_overrides
 from pipeline.store import open_store
 from pipeline.store.local import LocalStore
 from schemas.detections import Detections as DetectionsMessage
@@ -33,13 +33,7 @@ CAMERA, SESSION = "cam-fo", "failover1"
 
 
 def _config(base: TubelineConfig) -> TubelineConfig:
-    data = base.model_dump(mode="python")
-    data["detect"]["commit_interval_s"] = 0.5
-    data["detect"]["max_batch"] = 4
-    for key in ("access_key", "secret_key"):
-        value = data["store"]["s3"][key]
-        data["store"]["s3"][key] = value.get_secret_value() if value is not None else None
-    return TubelineConfig.model_validate(data)
+    return with_overrides(base, {"detect.commit_interval_s": 0.5, "detect.max_batch": 4})
 
 
 def _env(config: TubelineConfig) -> dict[str, str]:

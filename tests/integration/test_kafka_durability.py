@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.bus import TopicSpec, open_bus
+from pipeline.config import config_data
 from tests.conftest import RealStack, start_private_stack
 from tests.contract.test_bus_contract import consume, drain, produce
 
@@ -40,12 +41,7 @@ KILLED_CONSUMER = textwrap.dedent(
 
 
 def _config_json(real: RealStack, prefix: str) -> str:
-    cfg = real.with_prefix(prefix)
-    data = cfg.model_dump(mode="json")
-    s3 = cfg.store.s3
-    data["store"]["s3"]["access_key"] = s3.access_key.get_secret_value() if s3.access_key else None
-    data["store"]["s3"]["secret_key"] = s3.secret_key.get_secret_value() if s3.secret_key else None
-    return json.dumps(data)
+    return json.dumps(config_data(real.with_prefix(prefix), reveal_secrets=True), default=str)
 
 
 def test_consumer_killed_before_commit_gets_its_messages_again(real_stack: RealStack, unique_name: str) -> None:

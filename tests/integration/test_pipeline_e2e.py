@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import TubelineConfig
+from pipeline.config import with_overrides
 from pipeline.config.ingest import CameraSpec
 from pipeline.store import open_store
 from workers.embedded import run_embedded
@@ -34,12 +34,8 @@ def testdata() -> Path:
 
 def test_video_to_tracks_and_alerts_on_real_broker_and_s3(real_stack, unique_name: str, vtest_cut: Path) -> None:
     sample = yaml.safe_load((REPO / "examples" / "sample.yaml").read_text())
-    data = real_stack.with_prefix(unique_name, bucket=unique_name).model_dump(mode="python")
-    for key in ("access_key", "secret_key"):
-        data["store"]["s3"][key] = data["store"]["s3"][key].get_secret_value()
-    data["rules"] = sample["rules"]
-    data["ingest"]["overflow"] = "block"
-    config = TubelineConfig.model_validate(data)
+    config = with_overrides(real_stack.with_prefix(unique_name, bucket=unique_name),
+                            {"rules": sample["rules"], "ingest.overflow": "block"})
     camera = CameraSpec(id="file-01", kind="file", device_type="file", url=str(vtest_cut), realtime=False)
 
     result = run_embedded(config, [camera], timeout_s=300)

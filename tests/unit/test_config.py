@@ -118,3 +118,17 @@ def test_config_validate_command(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert f"{bad}:4:5: bus.kafka.colour: Extra inputs are not permitted" in result.stderr
+
+
+def test_with_overrides_keeps_secrets_and_validates() -> None:
+    from pipeline.config import config_data, with_overrides
+
+    base = TubelineConfig.model_validate({"store": {"s3": {"access_key": "ak", "secret_key": "sk"}}})
+    cfg = with_overrides(base, {"bus.topic_prefix": "t1", "detect.max_batch": 4})
+    assert cfg.bus.topic_prefix == "t1" and cfg.detect.max_batch == 4
+    assert cfg.store.s3.secret_key is not None and cfg.store.s3.secret_key.get_secret_value() == "sk"
+    assert config_data(cfg)["store"]["s3"]["secret_key"] != "sk"  # masked unless revealed
+    assert config_data(cfg, reveal_secrets=True)["store"]["s3"]["secret_key"] == "sk"
+    with pytest.raises(ConfigError) as info:
+        with_overrides(base, {"detect.max_batch": 0})
+    assert info.value.problems[0].path == "detect.max_batch"
