@@ -16,11 +16,14 @@ import click
 # name -> "module:attribute" of a click command or group. Keep sorted.
 COMMANDS: dict[str, str] = {
     "alerts": "workers.cli_alerts:alerts",
+    "api": "workers.cli_api:api",
+    "audit": "workers.cli_api:audit",
     "cameras": "workers.cli_cameras:cameras",
     "config": "workers.cli_config:config",
     "models": "workers.cli_models:models",
     "stack": "workers.cli_stack:stack",
     "up": "workers.cli_run:up",
+    "users": "workers.cli_api:users",
     "worker": "workers.cli_run:worker",
 }
 

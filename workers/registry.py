@@ -6,8 +6,10 @@ import importlib
 
 # name -> "module:Class". Keep sorted.
 WORKERS: dict[str, str] = {
+    "api": "workers.api.worker:ApiWorker",
     "detect": "workers.detect.worker:DetectWorker",
     "framestore": "workers.framestore:FrameStoreWorker",
+    "index": "workers.index.worker:IndexWorker",
     "ingest": "workers.ingest.worker:IngestWorker",
     "rules": "workers.rules.worker:RulesWorker",
 }

@@ -1,0 +1,130 @@
+"""Configuration of the REST API and web UI: where it listens, sessions, case references, face-search
+gates, clip exports and the audit log.
+
+The section is ``api`` in the configuration tree (``TUBELINE_API__PORT=8090``). Until the root
+mounts it, code reads ``getattr(config, "api", None) or ApiConfig()``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import Field, field_validator
+
+from pipeline.config.base import Section
+
+DEFAULT_CASE_PATTERN = r"^[A-Z0-9]{2,16}(-[A-Z0-9]{1,16}){1,4}$"
+"""A case reference: upper-case letters/digits in 2 to 5 dash-separated groups, e.g. ``CASE-2024-0042``
+or ``510104-2024-000123`` (unit code, year, number)."""
+
+
+class ApiConfig(Section):
+    """The API worker (``tubeline api serve`` / ``tubeline worker api``)."""
+
+    host: str = Field(
+        "127.0.0.1",
+        title="Listen address",
+        description="Address to bind; loopback by default. Put a TLS-terminating proxy in front for other hosts.",
+        min_length=1,
+        max_length=255,
+    )
+    port: int = Field(8080, title="Port", description="TCP port of the API and web UI.", ge=1, le=65535)
+    session_ttl_s: int = Field(
+        8 * 3600, title="Session lifetime", description="Seconds a UI login stays valid.", ge=60, le=7 * 86400
+    )
+    secure_cookies: bool = Field(
+        False,
+        title="Secure cookies",
+        description="Mark the session cookie Secure (only sent over HTTPS). Turn on behind a TLS proxy.",
+    )
+    login_max_failures: int = Field(
+        5,
+        title="Login failures before lock-out",
+        description="Failed logins per user (or client address) within the lock-out window before further "
+        "attempts are refused.",
+        ge=1,
+        le=1000,
+    )
+    login_lockout_s: int = Field(
+        900, title="Lock-out window", description="Seconds failed logins are counted and a lock-out lasts.",
+        ge=1, le=86400,
+    )
+    case_pattern: str = Field(
+        DEFAULT_CASE_PATTERN,
+        title="Case reference pattern",
+        description="Regular expression a case reference must match in full (face search, trajectories, exports).",
+        min_length=1,
+        max_length=500,
+    )
+    face_min_quality: float = Field(
+        0.3,
+        title="Minimum query-face quality",
+        description="Face search refuses a query face whose quality score (0..1) is below this.",
+        ge=0.0,
+        le=1.0,
+    )
+    face_max_k: int = Field(100, title="Maximum k", description="Upper bound of k in face search.", ge=1, le=10_000)
+    max_results: int = Field(
+        500, title="Maximum results", description="Upper bound of 'limit' in searches.", ge=1, le=100_000
+    )
+    max_upload_bytes: int = Field(
+        10 * 1024 * 1024, title="Maximum upload", description="Largest accepted query image in bytes.",
+        ge=1024, le=100 * 1024 * 1024,
+    )
+    clip_before_s: float = Field(
+        5.0, title="Clip lead-in", description="Default seconds of recording before a sighting.", ge=0.0, le=600.0
+    )
+    clip_after_s: float = Field(
+        5.0, title="Clip tail", description="Default seconds of recording after a sighting ends.", ge=0.0, le=600.0
+    )
+    clip_max_s: float = Field(
+        300.0, title="Longest clip", description="Longest clip an export may cover, in seconds.", ge=1.0, le=7200.0
+    )
+    presign_media: bool = Field(
+        False,
+        title="Redirect media to presigned URLs",
+        description="On the S3 store, answer crop and export downloads with a redirect to a short-lived presigned "
+        "URL instead of streaming through the API (the browser must reach the S3 endpoint).",
+    )
+    media_url_ttl_s: int = Field(
+        900, title="Media link lifetime", description="Seconds a signed thumbnail/crop link stays valid.",
+        ge=10, le=86400,
+    )
+    refresh_s: float = Field(
+        5.0, title="Catalog refresh", description="Seconds between refreshes of the search catalog.",
+        ge=0.2, le=3600.0,
+    )
+    sse_keepalive_s: float = Field(
+        15.0, title="SSE keep-alive", description="Seconds between keep-alive comments on the alerts stream.",
+        ge=0.5, le=300.0,
+    )
+    audit_anchor_every: int = Field(
+        100,
+        title="Audit anchor interval",
+        description="Entries between anchors (an anchor records the heads of every other writer's chain).",
+        ge=1,
+        le=1_000_000,
+    )
+    cache_dir: str = Field(
+        "var/cache/api",
+        title="Cache folder",
+        description="Local folder for cut clips being served (relative to the working directory).",
+        min_length=1,
+        max_length=500,
+    )
+
+    @field_validator("case_pattern")
+    @classmethod
+    def _pattern_compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            msg = f"case_pattern is not a valid regular expression: {exc}"
+            raise ValueError(msg) from None
+        return value
+
+
+def api_config(config: object) -> ApiConfig:
+    """The ``api`` section of a :class:`~pipeline.config.TubelineConfig`, or defaults when not mounted."""
+    section = getattr(config, "api", None)
+    return section if isinstance(section, ApiConfig) else ApiConfig()

@@ -1,0 +1,94 @@
+"""Live alerts for the API's server-sent-event stream.
+
+One background thread per API process follows the alerts topic in a consumer group of its own
+(never committed, like ``tubeline alerts tail``), so every replica sees every alert. It keeps the
+last ``backlog`` alerts and hands each new one to the connected streams, which filter by the user's
+camera scope. A stream whose client is too slow loses alerts rather than holding up the others
+(each has a bounded queue; drops are counted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import deque
+
+from pipeline.bus.base import Bus
+from schemas.alerts import Alert
+from workers.rules.tail import TailFilter, follow, tail_group
+
+log = logging.getLogger(__name__)
+
+QUEUE_SIZE = 256
+
+
+class Subscription:
+    """One connected stream: an asyncio queue fed from the hub's thread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.queue: asyncio.Queue[Alert] = asyncio.Queue(QUEUE_SIZE)
+        self.dropped = 0
+
+    def _put(self, alert: Alert) -> None:
+        try:
+            self.queue.put_nowait(alert)
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+
+class AlertHub:
+    """Follows the alerts topic and fans alerts out to subscribers."""
+
+    def __init__(self, bus: Bus | None, backlog: int = 200) -> None:
+        self.bus = bus
+        self.recent: deque[Alert] = deque(maxlen=backlog)
+        self._subs: set[Subscription] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.received = 0
+
+    def start(self) -> None:
+        if self.bus is None or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="api-alerts", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        assert self.bus is not None
+        while not self._stop.is_set():
+            try:
+                follow(self.bus, self.publish, self._stop, where=TailFilter(), group=tail_group())
+            except Exception:
+                log.warning("alerts follower failed; retrying in 2 s", exc_info=True)
+                self._stop.wait(2.0)
+
+    def publish(self, alert: Alert) -> None:
+        with self._lock:
+            self.received += 1
+            self.recent.append(alert)
+            subs = list(self._subs)
+        for sub in subs:
+            try:
+                sub.loop.call_soon_threadsafe(sub._put, alert)
+            except RuntimeError:  # the stream's loop is gone
+                self.unsubscribe(sub)
+
+    def subscribe(self) -> tuple[Subscription, list[Alert]]:
+        """A new subscription and the recent alerts (oldest first), taken atomically."""
+        sub = Subscription(asyncio.get_running_loop())
+        with self._lock:
+            self._subs.add(sub)
+            return sub, list(self.recent)
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        with self._lock:
+            self._subs.discard(sub)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+            self._thread = None

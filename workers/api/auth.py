@@ -1,0 +1,217 @@
+"""Who is calling, what they may do, and the audit entry of every call.
+
+A request is authenticated by an API token (``Authorization: Bearer tl_…``) or by the UI's session
+cookie. Requests that change state with a session cookie must carry the session's CSRF token in
+``X-CSRF-Token`` and, when the browser sends one, a same-origin ``Origin`` header.
+
+Each endpoint runs inside an :class:`Action`: it checks the role's permission, the case reference
+where one is required, and the camera scope; whatever happens — served, refused, invalid, failed —
+ends in exactly one audit entry, written *before* the response leaves. If the audit log cannot be
+written, the caller gets 503 and no data.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from fastapi import HTTPException, Request
+
+from pipeline.store.base import StoreError
+from workers.api.scope import narrow
+from workers.api.sessions import Session
+from workers.api.users import Permission, User
+from workers.search.hits import QueryError
+
+if TYPE_CHECKING:
+    from workers.api.context import ApiContext
+
+log = logging.getLogger(__name__)
+
+SESSION_COOKIE = "tubeline_session"
+CSRF_HEADER = "x-csrf-token"
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+MAX_RESULT_IDS = 500
+
+
+@dataclass(frozen=True)
+class Principal:
+    user: User
+    via: str  # "session" or "token"
+    client: str
+    session: Session | None = None
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+def authenticate(ctx: ApiContext, request: Request) -> Principal | None:
+    """The caller, or None. Never raises for bad credentials."""
+    header = request.headers.get("authorization", "")
+    client = client_address(request)
+    if header.lower().startswith("bearer "):
+        user = ctx.users.authenticate_token(header[7:].strip())
+        return Principal(user, "token", client) if user else None
+    session = ctx.sessions.get(request.cookies.get(SESSION_COOKIE))
+    if session is None:
+        return None
+    user = ctx.users.get(session.user)
+    if user is None or user.disabled or user.epoch != session.epoch:
+        return None
+    return Principal(user, "session", client, session)
+
+
+def _same_origin(request: Request) -> bool:
+    origin = request.headers.get("origin")
+    if not origin or origin == "null":
+        return origin is None
+    return origin.rstrip("/") == f"{request.url.scheme}://{request.url.netloc}"
+
+
+def principal(request: Request) -> Principal:
+    """FastAPI dependency: the authenticated caller (401 otherwise; 403 on a failed CSRF check)."""
+    ctx: ApiContext = request.app.state.ctx
+    who = authenticate(ctx, request)
+    if who is None:
+        raise HTTPException(401, "not authenticated: log in or send 'Authorization: Bearer <token>'",
+                            headers={"WWW-Authenticate": "Bearer"})
+    if who.via == "session" and request.method in UNSAFE_METHODS:
+        assert who.session is not None
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not _same_origin(request) or not hmac.compare_digest(sent, who.session.csrf):
+            raise HTTPException(403, "missing or wrong CSRF token (send X-CSRF-Token from GET /api/session)")
+    return who
+
+
+@dataclass
+class Action:
+    """One audited API call. Use as a context manager around the endpoint's work."""
+
+    ctx: ApiContext
+    who: Principal
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+    case: str | None = None
+    recorded: bool = False
+
+    def __enter__(self) -> Action:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+        if exc is None or self.recorded:
+            return False
+        if isinstance(exc, QueryError):
+            raise self.refuse(400, str(exc), outcome="invalid") from None
+        if isinstance(exc, HTTPException):
+            self.record("refused" if exc.status_code < 500 else "error", exc.status_code, reason=str(exc.detail))
+            return False
+        if isinstance(exc, StoreError):
+            log.warning("%s failed on the object store: %s", self.name, exc)
+            self.record("error", 503, reason="object store unavailable")
+            raise HTTPException(503, "the object store is unavailable; try again") from None
+        log.exception("%s failed", self.name)
+        self.record("error", 500, reason=type(exc).__name__)
+        return False
+
+    # -- checks ----------------------------------------------------------------------------------
+    def need(self, permission: Permission, what: str = "") -> None:
+        if not self.who.user.can(permission):
+            role = self.who.user.role.value
+            raise self.refuse(403, f"role {role} may not {what or permission.value.replace('_', ' ')}")
+
+    def need_case(self, case: str | None, what: str) -> str:
+        """The case reference, or a refusal (400) when it is missing or malformed."""
+        self.case = case or None
+        if not case:
+            raise self.refuse(400, f"{what} needs a case reference ('case', e.g. CASE-2024-0042)")
+        if not self.ctx.case_re.fullmatch(case):
+            raise self.refuse(400, f"case reference {case!r} does not match the pattern {self.ctx.case_re.pattern}")
+        return case
+
+    def cameras(self, requested: Iterable[str] | None = None) -> list[str] | None:
+        """The camera scope for the service call: the user's scope narrowed to ``requested``."""
+        allowed = narrow(self.ctx.directory.allowed(self.who.user), requested)
+        self.params.setdefault("scope", "all" if allowed is None else len(allowed))
+        return allowed
+
+    # -- outcome ---------------------------------------------------------------------------------
+    def record(self, outcome: str, status: int, *, reason: str = "", result_count: int | None = None,
+               result_ids: Iterable[str] = (), exported_keys: Iterable[str] = (),
+               extra: Mapping[str, Any] | None = None) -> None:
+        entry = {
+            "action": self.name,
+            "user": self.who.user.name,
+            "role": self.who.user.role.value,
+            "via": self.who.via,
+            "client": self.who.client,
+            "outcome": outcome,
+            "status": status,
+            "reason": reason,
+            "case": self.case,
+            "params": self.params,
+            "result_count": result_count,
+            "result_ids": list(result_ids)[:MAX_RESULT_IDS],
+            "exported_keys": list(exported_keys),
+        }
+        if extra:
+            entry.update(extra)
+        self.recorded = True
+        try:
+            self.ctx.audit.append(entry)
+        except Exception as exc:
+            log.error("audit log write failed for %s: %s", self.name, exc)
+            raise HTTPException(503, "the audit log cannot be written; nothing was served") from None
+
+    def refuse(self, status: int, reason: str, *, outcome: str = "refused") -> HTTPException:
+        self.record(outcome, status, reason=reason)
+        return HTTPException(status, reason)
+
+    def done(self, result: Any, *, count: int | None = None, ids: Iterable[str] = (),
+             exported: Iterable[str] = ()) -> Any:
+        self.record("ok", 200, result_count=count, result_ids=ids, exported_keys=exported)
+        return result
+
+
+def begin(request: Request, who: Principal, name: str, params: dict[str, Any] | None = None) -> Action:
+    return Action(request.app.state.ctx, who, name, dict(params or {}))
+
+
+class LoginThrottle:
+    """Counts failed logins per user name and per client address; refuses while over the limit."""
+
+    def __init__(self, max_failures: int, window_s: float) -> None:
+        self.max_failures = max_failures
+        self.window_s = window_s
+        self._fails: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, key: str, now: float) -> deque[float]:
+        q = self._fails.setdefault(key, deque())
+        while q and now - q[0] > self.window_s:
+            q.popleft()
+        return q
+
+    def locked(self, *keys: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            return any(len(self._recent(k, now)) >= self.max_failures for k in keys)
+
+    def failed(self, *keys: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for k in keys:
+                self._recent(k, now).append(now)
+            if len(self._fails) > 100_000:
+                self._fails.clear()
+
+    def succeeded(self, *keys: str) -> None:
+        with self._lock:
+            for k in keys:
+                self._fails.pop(k, None)

@@ -1,0 +1,144 @@
+"""Everything one API process shares between requests, built once from the configuration."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.bus.base import Bus
+from pipeline.config import TubelineConfig
+from pipeline.config.api import ApiConfig, api_config
+from pipeline.store.base import ObjectStore
+from workers.api.alerts import AlertHub
+from workers.api.audit import AuditLog
+from workers.api.auth import LoginThrottle
+from workers.api.clips import ClipExporter
+from workers.api.faces import FaceQueries, zoo_analyzer_factory
+from workers.api.scope import CameraDirectory
+from workers.api.sessions import MediaSigner, SessionStore
+from workers.api.users import UserStore
+
+log = logging.getLogger(__name__)
+
+
+class LockedSearch:
+    """Serialises calls into the search service (its DuckDB connection and FAISS shards are shared state)."""
+
+    METHODS = frozenset({"refresh", "plates", "vehicles", "faces", "plate_trajectory", "face_trajectory",
+                         "sighting", "alerts", "camera_status"})
+
+    def __init__(self, service: Any) -> None:
+        self._service = service
+        self._lock = threading.RLock()
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in self.METHODS:
+            raise AttributeError(name)
+        method = getattr(self._service, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            cameras: Collection[str] | None = kwargs.get("cameras")
+            if cameras is not None and not cameras and name != "refresh":
+                return None if name == "sighting" else []  # an empty scope sees nothing
+            with self._lock:
+                return method(*args, **kwargs)
+
+        return call
+
+
+@dataclass
+class ApiContext:
+    config: TubelineConfig
+    api: ApiConfig
+    store: ObjectStore
+    search: Any
+    users: UserStore
+    sessions: SessionStore
+    audit: AuditLog
+    media: MediaSigner
+    directory: CameraDirectory
+    alerts: AlertHub
+    clips: ClipExporter
+    faces: FaceQueries
+    throttle: LoginThrottle
+    case_re: re.Pattern[str]
+    recordings_prefix: str = "recordings"
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _refresher: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Background work: follow alerts, refresh the search catalog, sweep expired sessions."""
+        self.alerts.start()
+        if self._refresher is None:
+            self._refresher = threading.Thread(target=self._refresh_loop, name="api-refresh", daemon=True)
+            self._refresher.start()
+
+    def _refresh_loop(self) -> None:
+        sweeps = 0
+        while not self._stop.wait(self.api.refresh_s):
+            try:
+                self.search.refresh()
+            except Exception:
+                log.warning("search catalog refresh failed", exc_info=True)
+            sweeps += 1
+            if sweeps * self.api.refresh_s >= 3600:
+                sweeps = 0
+                try:
+                    self.sessions.sweep()
+                except Exception:
+                    log.warning("session sweep failed", exc_info=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.alerts.stop()
+        if self._refresher is not None:
+            self._refresher.join(timeout=10)
+            self._refresher = None
+        try:
+            self.audit.close()
+        except Exception:
+            log.warning("could not write the audit chain's closing entry", exc_info=True)
+
+
+def build_context(
+    config: TubelineConfig,
+    *,
+    store: ObjectStore,
+    search: Any = None,
+    bus: Bus | None = None,
+    face_analyzer_factory: Callable[[], Any] | None = None,
+    audit_writer: str | None = None,
+) -> ApiContext:
+    """Wire the API's parts. ``search`` defaults to the real :class:`workers.search.service.SearchService`."""
+    api = api_config(config)
+    if search is None:
+        from workers.search.service import SearchService
+
+        search = SearchService(store, config)
+        try:
+            search.refresh()
+        except Exception:
+            log.warning("initial search catalog refresh failed", exc_info=True)
+    recordings_prefix = config.ingest.recordings.prefix
+    return ApiContext(
+        config=config,
+        api=api,
+        store=store,
+        search=LockedSearch(search),
+        users=UserStore(store),
+        sessions=SessionStore(store, api.session_ttl_s),
+        audit=AuditLog(store, writer_id=audit_writer, anchor_every=api.audit_anchor_every),
+        media=MediaSigner(store, api.media_url_ttl_s),
+        directory=CameraDirectory(store, config.cameras.registry_prefix, config.cameras.static),
+        alerts=AlertHub(bus),
+        clips=ClipExporter(store, Path(api.cache_dir) / "exports", recordings_prefix=recordings_prefix),
+        faces=FaceQueries(face_analyzer_factory or zoo_analyzer_factory(config.models), api.face_min_quality),
+        throttle=LoginThrottle(api.login_max_failures, api.login_lockout_s),
+        case_re=re.compile(api.case_pattern),
+        recordings_prefix=recordings_prefix,
+    )

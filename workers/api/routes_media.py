@@ -1,0 +1,133 @@
+"""Sighting detail, crops and clip exports.
+
+* ``GET /api/sighting`` — one sighting (scoped) with a signed crop link; face sightings need face-search
+  rights and a case reference. Audited as a view.
+* ``GET /api/media/{token}`` — a crop or thumbnail behind a signed link issued by a scoped, audited
+  response to this same user. Served by the API (the local store's ``file://`` URLs mean nothing to a
+  browser) or, with ``api.presign_media`` on S3, redirected to a short-lived presigned URL.
+* ``POST /api/exports`` — cut the MP4 around a sighting (needs a case reference). Audited as an export
+  with the clip's key and SHA-256. ``GET /api/exports/{id}/clip.mp4`` serves it (with range requests)
+  to the user who made it, or an admin, while the camera is still in their scope.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response
+
+from pipeline.store.base import ObjectNotFound
+from workers.api.auth import Action, Principal, begin, principal
+from workers.api.models import ExportOut, ExportRequest, Kind, SightingDetail
+from workers.api.present import camera_out, check_times, iso, sighting_out
+from workers.api.users import Permission, Role
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api", tags=["sightings and exports"])
+Who = Annotated[Principal, Depends(principal)]
+
+
+def _need_view(act: Action, kind: str, case: str | None) -> None:
+    if kind == "face":
+        act.need(Permission.SEARCH_FACES, "view face sightings")
+        act.need_case(case, "viewing a face sighting")
+    else:
+        act.need(Permission.VIEW, "view sightings")
+        act.case = case or None
+
+
+def _find(act: Action, kind: str, sighting_id: str):  # noqa: ANN202 - a Sighting
+    sighting = act.ctx.search.sighting(kind, sighting_id, cameras=act.cameras())
+    if sighting is None:
+        raise act.refuse(404, f"no {kind} sighting {sighting_id!r} in your camera scope")
+    return sighting
+
+
+@router.get("/sighting", response_model=SightingDetail, name="sighting.view",
+            summary="One sighting with its crop link and whether a clip can be cut")
+def sighting_detail(
+    request: Request,
+    who: Who,
+    kind: Kind,
+    sighting_id: Annotated[str, Query(alias="id", min_length=1, max_length=300)],
+    case: Annotated[str | None, Query(max_length=100)] = None,
+) -> SightingDetail:
+    with begin(request, who, "sighting.view", {"kind": kind, "id": sighting_id}) as act:
+        _need_view(act, kind, case)
+        sighting = _find(act, kind, sighting_id)
+        available = act.ctx.clips.has_recording(sighting.camera_id, sighting.clip_start, sighting.clip_end)
+        states = act.ctx.search.camera_status(cameras=[sighting.camera_id])
+        body = SightingDetail(sighting=sighting_out(act, sighting), clip_available=available,
+                              camera=camera_out(states[0]) if states else None)
+        return act.done(body, count=1, ids=[sighting.id])
+
+
+@router.get("/media/{token}", name="media.get", summary="A crop behind a signed link (not audited per image)",
+            response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
+def media(request: Request, who: Who, token: str) -> Response:
+    ctx = request.app.state.ctx
+    key = ctx.media.verify(token, who.user.name)
+    if key is None:
+        raise HTTPException(403, "invalid or expired media link")
+    if ctx.api.presign_media and ctx.store.name == "s3":
+        return RedirectResponse(ctx.store.presigned_get(key, 300), status_code=307)
+    try:
+        data = ctx.store.get(key)
+        info = ctx.store.stat(key)
+    except ObjectNotFound:
+        raise HTTPException(404, "the object is gone (retention or deleted)") from None
+    return Response(data, media_type=info.content_type if info.content_type.startswith("image/") else "image/jpeg",
+                    headers={"Cache-Control": "private, max-age=600", "X-Content-Type-Options": "nosniff"})
+
+
+@router.post("/exports", response_model=ExportOut, name="export.clip",
+             summary="Cut the MP4 clip around a sighting from the recordings (needs a case reference)")
+def export_clip(request: Request, who: Who, body: ExportRequest) -> ExportOut:
+    params = {"kind": body.kind, "id": body.id, "start": iso(body.start), "end": iso(body.end)}
+    with begin(request, who, "export.clip", params) as act:
+        act.need(Permission.EXPORT, "export clips")
+        if body.kind == "face":
+            act.need(Permission.SEARCH_FACES, "export face sightings")
+        case = act.need_case(body.case, "a clip export")
+        check_times(act, body.start, body.end)
+        sighting = _find(act, body.kind, body.id)
+        start = body.start or sighting.clip_start
+        end = body.end or sighting.clip_end
+        if end <= start:
+            raise act.refuse(422, "end must be after start", outcome="invalid")
+        if (end - start) > timedelta(seconds=act.ctx.api.clip_max_s):
+            raise act.refuse(422, f"a clip may cover at most {act.ctx.api.clip_max_s:.0f} s", outcome="invalid")
+        try:
+            rec = act.ctx.clips.export(user=who.user.name, case=case, camera_id=sighting.camera_id,
+                                       sighting=f"{body.kind}:{body.id}", start=start, end=end)
+        except LookupError as exc:
+            raise act.refuse(404, str(exc)) from None
+        act.params.update(export_id=rec.export_id, sha256=rec.sha256, camera_id=rec.camera_id)
+        out = ExportOut(export_id=rec.export_id, url=f"/api/exports/{rec.export_id}/clip.mp4", key=rec.key,
+                        sha256=rec.sha256, bytes=rec.bytes, camera_id=rec.camera_id, case=rec.case, start=rec.start,
+                        end=rec.end, duration_s=rec.duration_s, transcoded=rec.transcoded,
+                        source_codec=rec.source_codec)
+        return act.done(out, count=1, ids=[sighting.id], exported=[rec.key])
+
+
+@router.get("/exports/{export_id}/clip.mp4", name="export.download", response_class=FileResponse,
+            summary="Download (or play) an export made by this user", responses={200: {"content": {"video/mp4": {}}}})
+def export_file(request: Request, who: Who, export_id: str) -> Response:
+    ctx = request.app.state.ctx
+    rec = ctx.clips.record(export_id)
+    if rec is None:
+        raise HTTPException(404, "no such export")
+    allowed = ctx.directory.allowed(who.user)
+    in_scope = allowed is None or rec.camera_id in allowed
+    if not who.user.can(Permission.EXPORT) or not in_scope or (rec.user != who.user.name
+                                                               and who.user.role is not Role.ADMIN):
+        raise HTTPException(404, "no such export")
+    if ctx.api.presign_media and ctx.store.name == "s3":
+        return RedirectResponse(ctx.store.presigned_get(rec.key, 300), status_code=307)
+    path = ctx.clips.local_file(rec)
+    return FileResponse(path, media_type="video/mp4", filename=f"{rec.case}-{rec.export_id}.mp4",
+                        content_disposition_type="inline", headers={"Cache-Control": "private, max-age=3600"})

@@ -1,0 +1,240 @@
+"""Search endpoints: plates, vehicles, faces (by uploaded image) and trajectories.
+
+Every endpoint passes the caller's camera scope to the query layer, and every call is audited
+(parameters, case, result count and the IDs of what was returned). Face search and both
+trajectories need a case reference; operators cannot run face search; auditors search nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+
+from workers.api.auth import Action, Principal, begin, principal
+from workers.api.faces import FaceRefused, QueryFace
+from workers.api.models import FaceResults, PlateResults, QueryFaceOut, TrajectoryOut, VehicleResults
+from workers.api.present import (
+    camera_names,
+    check_times,
+    face_out,
+    ids,
+    iso,
+    plate_out,
+    scope_label,
+    sighting_out,
+    vehicle_out,
+)
+from workers.api.users import Permission
+from workers.search.hits import QueryError
+
+router = APIRouter(prefix="/api", tags=["search"])
+
+Who = Annotated[Principal, Depends(principal)]
+Cameras = Annotated[list[str] | None, Query(description="Narrow to these camera IDs (repeat the parameter).",
+                                            max_length=1000)]
+Start = Annotated[datetime | None, Query(description="Inclusive start, ISO 8601 with a time zone.")]
+End = Annotated[datetime | None, Query(description="Exclusive end, ISO 8601 with a time zone.")]
+PLATE_QUERY = r"^[0-9A-Za-z\u4e00-\u9fff*?]{1,16}$"
+VehicleType = Literal["car", "van", "bus", "truck", "motorcycle", "bicycle", "other"]
+Colour = Literal["white", "black", "grey", "silver", "red", "blue", "green", "yellow", "brown", "unknown"]
+
+
+def _limit(act: Action, limit: int) -> int:
+    return min(limit, act.ctx.api.max_results)
+
+
+@router.get("/search/plates", response_model=PlateResults, name="search.plates",
+            summary="Plate reads by exact text, wildcard (川A*58?) or edit distance")
+def search_plates(
+    request: Request,
+    who: Who,
+    q: Annotated[str, Query(pattern=PLATE_QUERY, description="Plate text; * and ? are wildcards.")],
+    mode: Literal["exact", "wildcard", "fuzzy"] = "exact",
+    max_edits: Annotated[int, Query(ge=0, le=3)] = 1,
+    camera: Cameras = None,
+    start: Start = None,
+    end: End = None,
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 100,
+) -> PlateResults:
+    params = {"q": q, "mode": mode, "max_edits": max_edits, "camera": camera, "start": iso(start), "end": iso(end),
+              "limit": limit}
+    with begin(request, who, "search.plates", params) as act:
+        act.need(Permission.SEARCH, "search plates")
+        check_times(act, start, end)
+        if mode != "wildcard" and any(c in q for c in "*?"):
+            raise act.refuse(422, "'*' and '?' are wildcards: use mode=wildcard", outcome="invalid")
+        cams = act.cameras(camera)
+        hits = act.ctx.search.plates(q.upper(), mode=mode, max_edits=max_edits, cameras=cams, start=start, end=end,
+                                     limit=_limit(act, limit))
+        names = camera_names(act)
+        body = PlateResults(count=len(hits), scope=scope_label(cams), hits=[plate_out(act, h, names) for h in hits])
+        return act.done(body, count=len(hits), ids=ids(hits, "read_id"))
+
+
+@router.get("/search/vehicles", response_model=VehicleResults, name="search.vehicles",
+            summary="Vehicle tracks by type, colour, camera and time")
+def search_vehicles(
+    request: Request,
+    who: Who,
+    vehicle_type: Annotated[VehicleType | None, Query(alias="type")] = None,
+    colour: Colour | None = None,
+    camera: Cameras = None,
+    start: Start = None,
+    end: End = None,
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 100,
+) -> VehicleResults:
+    params = {"type": vehicle_type, "colour": colour, "camera": camera, "start": iso(start), "end": iso(end),
+              "limit": limit}
+    with begin(request, who, "search.vehicles", params) as act:
+        act.need(Permission.SEARCH, "search vehicles")
+        check_times(act, start, end)
+        cams = act.cameras(camera)
+        hits = act.ctx.search.vehicles(vehicle_type=vehicle_type, colour=colour, cameras=cams, start=start, end=end,
+                                       limit=_limit(act, limit))
+        names = camera_names(act)
+        body = VehicleResults(count=len(hits), scope=scope_label(cams),
+                              hits=[vehicle_out(act, h, names) for h in hits])
+        return act.done(body, count=len(hits), ids=[f"{h.track_id}/{h.segment}" for h in hits])
+
+
+async def _read_upload(act: Action, image: UploadFile | None) -> bytes | None:
+    if image is None:
+        return None
+    data = await image.read(act.ctx.api.max_upload_bytes + 1)
+    if len(data) > act.ctx.api.max_upload_bytes:
+        raise act.refuse(413, f"the image is larger than {act.ctx.api.max_upload_bytes} bytes", outcome="invalid")
+    return data
+
+
+def _query_face(act: Action, data: bytes | None, query: str | None) -> QueryFace:
+    """Analyse the uploaded image, or the stored query image named by its SHA-256."""
+    if data is None and query:
+        if len(query) != 64 or not all(c in "0123456789abcdef" for c in query):
+            raise act.refuse(422, "query must be the image_sha256 of an earlier face search", outcome="invalid")
+        try:
+            data = act.ctx.store.get(f"{act.ctx.audit.prefix}/queries/{query}.jpg")
+        except KeyError:
+            raise act.refuse(404, "no stored query image with that reference") from None
+    if not data:
+        raise act.refuse(422, "upload an image of the face ('image')", outcome="invalid")
+    try:
+        face = act.ctx.faces.analyze(data)
+    except FaceRefused as exc:
+        raise act.refuse(422, str(exc)) from None
+    key = act.ctx.audit.store_query_image(data, ".jpg")
+    act.params.update(image_sha256=face.image_sha256, image_key=key, query_quality=face.quality)
+    return face
+
+
+def _query_out(face: QueryFace, threshold: float | None = None) -> QueryFaceOut:
+    return QueryFaceOut(quality=face.quality, components=face.components, faces_in_image=face.faces_in_image,
+                        model_id=face.model_id, threshold=face.threshold if threshold is None else threshold,
+                        image_sha256=face.image_sha256)
+
+
+FormCameras = Annotated[list[str] | None, Form(description="Narrow to these camera IDs.")]
+
+
+@router.post("/search/faces", response_model=FaceResults, name="search.faces",
+             summary="Faces most similar to the face in an uploaded image (needs a case reference)")
+async def search_faces(
+    request: Request,
+    who: Who,
+    image: Annotated[UploadFile | None, File(description="Image showing one face.")] = None,
+    case: Annotated[str | None, Form(max_length=100)] = None,
+    k: Annotated[int, Form(ge=1, le=10_000)] = 20,
+    threshold: Annotated[float | None, Form(ge=-1.0, le=1.0)] = None,
+    camera: FormCameras = None,
+    start: Annotated[datetime | None, Form()] = None,
+    end: Annotated[datetime | None, Form()] = None,
+) -> FaceResults:
+    from starlette.concurrency import run_in_threadpool
+
+    params = {"k": k, "threshold": threshold, "camera": camera, "start": iso(start), "end": iso(end)}
+    with begin(request, who, "search.faces", params) as act:
+        act.need(Permission.SEARCH_FACES, "run face search")
+        act.need_case(case, "face search")
+        check_times(act, start, end)
+        if k > act.ctx.api.face_max_k:
+            raise act.refuse(422, f"k is at most {act.ctx.api.face_max_k}", outcome="invalid")
+        data = await _read_upload(act, image)
+        return await run_in_threadpool(_run_face_search, act, data, k, threshold, camera, start, end)
+
+
+def _run_face_search(act: Action, data: bytes | None, k: int, threshold: float | None, camera: list[str] | None,
+                     start: datetime | None, end: datetime | None) -> FaceResults:
+    with act:
+        face = _query_face(act, data, None)
+        cams = act.cameras(camera)
+        hits = act.ctx.search.faces(face.embedding, model_id=face.model_id, k=k, threshold=threshold, cameras=cams,
+                                    start=start, end=end)
+        names = camera_names(act)
+        body = FaceResults(count=len(hits), scope=scope_label(cams), query=_query_out(face, threshold),
+                           hits=[face_out(act, h, names) for h in hits])
+        return act.done(body, count=len(hits), ids=ids(hits, "face_id"))
+
+
+@router.get("/trajectory/plate", response_model=TrajectoryOut, name="trajectory.plate",
+            summary="Every sighting of one plate, in time order, with camera positions (needs a case reference)")
+def plate_trajectory(
+    request: Request,
+    who: Who,
+    plate: Annotated[str, Query(pattern=r"^[0-9A-Za-z\u4e00-\u9fff]{1,16}$")],
+    case: Annotated[str | None, Query(max_length=100)] = None,
+    camera: Cameras = None,
+    start: Start = None,
+    end: End = None,
+) -> TrajectoryOut:
+    params = {"plate": plate, "camera": camera, "start": iso(start), "end": iso(end)}
+    with begin(request, who, "trajectory.plate", params) as act:
+        act.need(Permission.TRAJECTORY, "follow trajectories")
+        act.need_case(case, "a trajectory")
+        check_times(act, start, end)
+        cams = act.cameras(camera)
+        sightings = act.ctx.search.plate_trajectory(plate.upper(), cameras=cams, start=start, end=end)
+        body = TrajectoryOut(count=len(sightings), scope=scope_label(cams), subject=plate.upper(),
+                             sightings=[sighting_out(act, s) for s in sightings])
+        return act.done(body, count=len(sightings), ids=ids(sightings, "id"))
+
+
+@router.post("/trajectory/face", response_model=TrajectoryOut, name="trajectory.face",
+             summary="Sightings of the person in an uploaded image (or an earlier query), in time order")
+async def face_trajectory(
+    request: Request,
+    who: Who,
+    image: Annotated[UploadFile | None, File()] = None,
+    query: Annotated[str | None, Form(max_length=64, description="image_sha256 of an earlier face search.")] = None,
+    case: Annotated[str | None, Form(max_length=100)] = None,
+    threshold: Annotated[float | None, Form(ge=-1.0, le=1.0)] = None,
+    camera: FormCameras = None,
+    start: Annotated[datetime | None, Form()] = None,
+    end: Annotated[datetime | None, Form()] = None,
+) -> TrajectoryOut:
+    from starlette.concurrency import run_in_threadpool
+
+    params = {"threshold": threshold, "camera": camera, "start": iso(start), "end": iso(end), "query": query}
+    with begin(request, who, "trajectory.face", params) as act:
+        act.need(Permission.SEARCH_FACES, "run face search")
+        act.need(Permission.TRAJECTORY, "follow trajectories")
+        act.need_case(case, "a face trajectory")
+        check_times(act, start, end)
+        data = await _read_upload(act, image)
+        return await run_in_threadpool(_run_face_trajectory, act, data, query, threshold, camera, start, end)
+
+
+def _run_face_trajectory(act: Action, data: bytes | None, query: str | None, threshold: float | None,
+                         camera: list[str] | None, start: datetime | None, end: datetime | None) -> TrajectoryOut:
+    with act:
+        face = _query_face(act, data, query)
+        cams = act.cameras(camera)
+        used = face.threshold if threshold is None else threshold
+        sightings = act.ctx.search.face_trajectory(face.embedding, model_id=face.model_id, threshold=used,
+                                                   cameras=cams, start=start, end=end)
+        body = TrajectoryOut(count=len(sightings), scope=scope_label(cams), subject=f"face:{face.image_sha256}",
+                             sightings=[sighting_out(act, s) for s in sightings], query=_query_out(face, used))
+        return act.done(body, count=len(sightings), ids=ids(sightings, "id"))
+
+
+__all__ = ["QueryError", "router"]
