@@ -2,26 +2,41 @@
 
 :class:`SearchService` is what the REST API calls. It reads the Parquet catalog and the FAISS face
 shards the indexer (``workers.index``) writes to the object store, through a local cache folder
-(``index.cache_dir``, segments kept by etag), and answers with the dataclasses of
-:mod:`workers.search.hits`.
+(``index.cache_dir``, segments kept by etag; :mod:`workers.search.catalog`), and answers with the
+dataclasses of :mod:`workers.search.hits`. The first query refreshes once; after that call
+:meth:`SearchService.refresh` to see newer segments (it costs one listing of the catalog).
 
 Camera scope: every method takes ``cameras``. ``None`` means every camera; otherwise nothing from a
 camera outside the collection is ever returned — not as a hit, not inside a trajectory, not
-through a sighting's detail. An empty collection returns nothing.
+through a sighting's detail. An empty collection returns nothing. The scope is applied in the
+query itself and checked again on every result.
+
+Duplicates: the catalog may hold a record more than once (redelivery); every query keeps one row
+per idempotency key, and for plate reads the highest revision (a superseded read never matches).
 
 Times: ``start`` and ``end`` are timezone-aware datetimes (naive ones are rejected with
-:class:`QueryError`); ``start`` is inclusive, ``end`` exclusive. Every returned time is UTC.
+:class:`QueryError`); ``start`` is inclusive, ``end`` exclusive; a track matches when its time span
+overlaps [start, end). Every returned time is UTC. Methods are safe to call from several threads.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Collection
-from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 
+from pipeline.config.index import IndexConfig, index_section
+from schemas.alerts import AlertType
+from schemas.tracks import Colour, VehicleType
+from workers.search.catalog import CatalogCache
+from workers.search.faces import FaceCandidate, FaceIndex
 from workers.search.hits import AlertHit, CameraState, FaceHit, PlateHit, QueryError, Sighting, TrackHit
+from workers.search.plates import check_edits, exact_plate, wildcard_to_like
+from workers.search.registry import CameraDirectory
 
 if TYPE_CHECKING:
     from pipeline.config import TubelineConfig
@@ -38,18 +53,117 @@ __all__ = [
     "TrackHit",
 ]
 
+log = logging.getLogger(__name__)
+
+MAX_LIMIT = 10_000
+_PLATE_LATEST = "revision DESC, ingested_at DESC, src_partition DESC, src_offset DESC"
+_LATEST = "ingested_at DESC, src_partition DESC, src_offset DESC"
+_PLATE_COLUMNS = "read_id, track_id, camera_id, captured_at, text, confidence, plate_kind, region, crop_key, box, " \
+                 "revision, model_id"
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def _check_time(value: datetime | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None or value.utcoffset() is None:
+        msg = f"{name} must be a timezone-aware datetime"
+        raise QueryError(msg)
+    return _utc(value)
+
+
+def _check_limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_LIMIT:
+        msg = f"limit must be between 1 and {MAX_LIMIT}, got {limit}"
+        raise QueryError(msg)
+    return limit
+
+
+def _check_choice(value: str | None, allowed: tuple[str, ...], name: str) -> None:
+    if value is not None and value not in allowed:
+        msg = f"unknown {name} {value!r}; one of: {', '.join(allowed)}"
+        raise QueryError(msg)
+
+
+class _Filter:
+    """WHERE clauses and their parameters for camera scope and time range."""
+
+    def __init__(self) -> None:
+        self.clauses: list[str] = []
+        self.params: list[Any] = []
+
+    def add(self, clause: str, *params: Any) -> _Filter:
+        self.clauses.append(clause)
+        self.params.extend(params)
+        return self
+
+    def scope(self, cameras: list[str] | None) -> _Filter:
+        if cameras is not None:
+            self.add("camera_id IN (SELECT unnest(?::VARCHAR[]))", cameras)
+        return self
+
+    def at(self, column: str, start: datetime | None, end: datetime | None) -> _Filter:
+        if start is not None:
+            self.add(f"{column} >= ?", start)
+        if end is not None:
+            self.add(f"{column} < ?", end)
+        return self
+
+    def sql(self) -> str:
+        return " AND ".join(self.clauses) if self.clauses else "TRUE"
+
 
 class SearchService:
     """Structured search with DuckDB over the Parquet catalog, vector search with FAISS shards."""
 
-    def __init__(self, store: ObjectStore, config: TubelineConfig) -> None:
+    def __init__(self, store: ObjectStore, config: TubelineConfig, *, settings: IndexConfig | None = None) -> None:
+        """``settings`` overrides the configuration's ``index`` section (tests, benchmarks)."""
         self.store = store
         self.config = config
+        self.settings = settings if settings is not None else index_section(config)
+        self.catalog = CatalogCache(store, self.settings)
+        self.face_index = FaceIndex(store, self.settings, self.catalog)
+        self.directory = CameraDirectory(store, config)
+        self._refreshed = False
 
     def refresh(self) -> None:
         """Pick up newly flushed Parquet segments and FAISS snapshots (and forget deleted ones)."""
-        raise NotImplementedError
+        self.catalog.refresh()
+        self.directory.refresh()
+        self._refreshed = True
 
+    def close(self) -> None:
+        self.catalog.close()
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _query(self, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+        if not self._refreshed:
+            self.refresh()
+        cur = self.catalog.cursor()
+        try:
+            cur.execute(sql, params)
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        finally:
+            cur.close()
+
+    @staticmethod
+    def _scope(cameras: Collection[str] | None) -> list[str] | None:
+        if cameras is None:
+            return None
+        if isinstance(cameras, str):
+            msg = "cameras must be a collection of camera IDs, not one string"
+            raise QueryError(msg)
+        return sorted(set(cameras))
+
+    @staticmethod
+    def _in_scope(camera_id: str, scope: list[str] | None) -> bool:
+        return scope is None or camera_id in scope
+
+    # -- plates ----------------------------------------------------------------------------------
     def plates(
         self,
         query: str,
@@ -66,8 +180,49 @@ class SearchService:
         ``wildcard``: ``*`` matches any run of characters, ``?`` exactly one (``川A*58?``).
         ``fuzzy``: Levenshtein distance at most ``max_edits`` (0-3).
         """
-        raise NotImplementedError
+        scope = self._scope(cameras)
+        start, end, limit = _check_time(start, "start"), _check_time(end, "end"), _check_limit(limit)
+        if scope == []:
+            return []
+        match, match_params, edits, order = self._plate_match(query, mode, max_edits)
+        cand = _Filter().add(match, *match_params).scope(scope)
+        final = _Filter().add(match, *match_params).scope(scope).at("captured_at", start, end)
+        sql = (
+            f"WITH cand AS (SELECT DISTINCT ikey FROM plates WHERE {cand.sql()}), "
+            f"latest AS (SELECT * FROM plates WHERE ikey IN (SELECT ikey FROM cand) "
+            f"QUALIFY row_number() OVER (PARTITION BY ikey ORDER BY {_PLATE_LATEST}) = 1) "
+            f"SELECT {_PLATE_COLUMNS}, {edits} AS edits FROM latest WHERE {final.sql()} "
+            f"ORDER BY {order}, read_id LIMIT ?"
+        )
+        rows = self._query(sql, [*cand.params, *final.params, limit])
+        return [self._plate_hit(r) for r in rows if self._in_scope(r["camera_id"], scope)]
 
+    @staticmethod
+    def _plate_match(query: str, mode: str, max_edits: int) -> tuple[str, list[Any], str, str]:
+        """(WHERE clause, its params, SQL for the edit count, ORDER BY) for a plate query."""
+        if mode == "exact":
+            return "text = ?", [exact_plate(query)], "0", "captured_at DESC"
+        if mode == "wildcard":
+            return "text LIKE ? ESCAPE '\\'", [wildcard_to_like(query)], "0", "captured_at DESC"
+        if mode == "fuzzy":
+            plate, k = exact_plate(query), check_edits(max_edits)
+            clause = "length(text) BETWEEN ? AND ? AND levenshtein(text, ?) <= ?"
+            lit = plate.replace("'", "")
+            return clause, [len(plate) - k, len(plate) + k, plate, k], f"levenshtein(text, '{lit}')", \
+                "edits ASC, captured_at DESC"
+        msg = f"unknown plate search mode {mode!r}; one of: exact, wildcard, fuzzy"
+        raise QueryError(msg)
+
+    @staticmethod
+    def _plate_hit(r: dict[str, Any]) -> PlateHit:
+        return PlateHit(
+            read_id=r["read_id"], track_id=r["track_id"], camera_id=r["camera_id"], captured_at=_utc(r["captured_at"]),
+            text=r["text"], confidence=float(r["confidence"]), plate_kind=r["plate_kind"], region=r["region"],
+            crop_key=r["crop_key"], box=tuple(r["box"]), revision=int(r["revision"]), model_id=r["model_id"],
+            edits=int(r["edits"]),
+        )
+
+    # -- vehicles --------------------------------------------------------------------------------
     def vehicles(
         self,
         *,
@@ -79,8 +234,42 @@ class SearchService:
         limit: int = 100,
     ) -> list[TrackHit]:
         """Vehicle tracks overlapping [start, end) with the given type and colour; newest first."""
-        raise NotImplementedError
+        scope = self._scope(cameras)
+        start, end, limit = _check_time(start, "start"), _check_time(end, "end"), _check_limit(limit)
+        _check_choice(vehicle_type, get_args(VehicleType), "vehicle type")
+        _check_choice(colour, get_args(Colour), "colour")
+        if scope == []:
+            return []
+        where = _Filter().add("vehicle_type IS NOT NULL").scope(scope)
+        if vehicle_type is not None:
+            where.add("vehicle_type = ?", vehicle_type)
+        if colour is not None:
+            where.add("colour = ?", colour)
+        where.at("ended_at", start, None).at("started_at", None, end)
+        return self._tracks(where, "started_at DESC, track_id, segment", limit, scope)
 
+    def _tracks(self, where: _Filter, order: str, limit: int, scope: list[str] | None) -> list[TrackHit]:
+        sql = (
+            f"WITH t AS (SELECT * FROM tracks WHERE {where.sql()} "
+            f"QUALIFY row_number() OVER (PARTITION BY ikey ORDER BY {_LATEST}) = 1 ORDER BY {order} LIMIT ?), "
+            f"p AS (SELECT track_id, camera_id, text FROM plates WHERE track_id IN (SELECT track_id FROM t) "
+            f"QUALIFY row_number() OVER (PARTITION BY ikey ORDER BY {_PLATE_LATEST}) = 1) "
+            f"SELECT t.*, p.text AS plate FROM t LEFT JOIN p ON p.track_id = t.track_id AND p.camera_id = t.camera_id "
+            f"ORDER BY {order}"
+        )
+        rows = self._query(sql, [*where.params, limit])
+        return [self._track_hit(r) for r in rows if self._in_scope(r["camera_id"], scope)]
+
+    @staticmethod
+    def _track_hit(r: dict[str, Any]) -> TrackHit:
+        return TrackHit(
+            track_id=r["track_id"], segment=int(r["segment"]), camera_id=r["camera_id"],
+            started_at=_utc(r["started_at"]), ended_at=_utc(r["ended_at"]), class_name=r["class_name"],
+            vehicle_type=r["vehicle_type"], colour=r["colour"], colour_confidence=float(r["colour_confidence"]),
+            score=float(r["mean_score"]), crop_key=r["best_crop_key"], box=tuple(r["box"]), plate=r.get("plate"),
+        )
+
+    # -- faces -----------------------------------------------------------------------------------
     def faces(
         self,
         embedding: np.ndarray,
@@ -93,8 +282,39 @@ class SearchService:
         end: datetime | None = None,
     ) -> list[FaceHit]:
         """The ``k`` faces most similar to ``embedding`` (same model), exactly re-ranked; best first."""
-        raise NotImplementedError
+        found = self._face_candidates(embedding, model_id, k, threshold, cameras, start, end)
+        return [self._face_hit(c) for c in found]
 
+    def _face_candidates(
+        self, embedding: np.ndarray, model_id: str, k: int, threshold: float | None,
+        cameras: Collection[str] | None, start: datetime | None, end: datetime | None,
+    ) -> list[FaceCandidate]:
+        scope = self._scope(cameras)
+        start, end = _check_time(start, "start"), _check_time(end, "end")
+        if not 1 <= k <= MAX_LIMIT:
+            msg = f"k must be between 1 and {MAX_LIMIT}, got {k}"
+            raise QueryError(msg)
+        if threshold is not None and not -1.0 <= threshold <= 1.0:
+            msg = f"threshold must be a cosine similarity in [-1, 1], got {threshold}"
+            raise QueryError(msg)
+        if scope == []:
+            return []
+        if not self._refreshed:
+            self.refresh()
+        found = self.face_index.search(embedding, model_id=model_id, k=k, threshold=threshold, cameras=scope,
+                                       start=start, end=end)
+        return [c for c in found if self._in_scope(c.row["camera_id"], scope)]
+
+    @staticmethod
+    def _face_hit(c: FaceCandidate) -> FaceHit:
+        r = c.row
+        return FaceHit(
+            face_id=r["face_id"], track_id=r["track_id"], camera_id=r["camera_id"], captured_at=_utc(r["captured_at"]),
+            score=c.score, quality=float(r["quality"]), crop_key=r["crop_key"], box=tuple(r["box"]),
+            model_id=r["model_id"],
+        )
+
+    # -- trajectories and sightings --------------------------------------------------------------
     def plate_trajectory(
         self,
         plate: str,
@@ -104,7 +324,11 @@ class SearchService:
         end: datetime | None = None,
     ) -> list[Sighting]:
         """Every read of exactly this plate, in time order, with camera positions."""
-        raise NotImplementedError
+        hits = self.plates(plate, mode="exact", cameras=cameras, start=start, end=end,
+                           limit=self.settings.max_trajectory_points)
+        hits.sort(key=lambda h: (h.captured_at, h.read_id))
+        spans = self._track_spans([h.track_id for h in hits], self._scope(cameras))
+        return [self._plate_sighting(h, spans) for h in hits]
 
     def face_trajectory(
         self,
@@ -117,7 +341,14 @@ class SearchService:
         end: datetime | None = None,
     ) -> list[Sighting]:
         """Person tracks with a face at least ``threshold`` similar, one sighting per track, in time order."""
-        raise NotImplementedError
+        found = self._face_candidates(embedding, model_id, self.settings.max_trajectory_points, threshold,
+                                      cameras, start, end)
+        best: dict[str, FaceCandidate] = {}
+        for cand in found:  # best first, so the first face of a track is its best
+            best.setdefault(cand.row["track_id"], cand)
+        hits = sorted((self._face_hit(c) for c in best.values()), key=lambda h: (h.captured_at, h.face_id))
+        spans = self._track_spans([h.track_id for h in hits], self._scope(cameras))
+        return [self._face_sighting(h, spans) for h in hits]
 
     def sighting(
         self,
@@ -128,8 +359,87 @@ class SearchService:
     ) -> Sighting | None:
         """One sighting by ID (``read_id``, ``{track_id}/{segment}`` or ``track_id``, ``face_id``); None if
         unknown or outside ``cameras``."""
-        raise NotImplementedError
+        scope = self._scope(cameras)
+        if scope == []:
+            return None
+        if kind == "plate":
+            where = _Filter().add("read_id = ?", sighting_id).scope(scope)
+            rows = self._query(f"SELECT {_PLATE_COLUMNS}, 0 AS edits FROM plates WHERE {where.sql()} "
+                               f"ORDER BY {_LATEST} LIMIT 1", where.params)
+            hits = [self._plate_hit(r) for r in rows if self._in_scope(r["camera_id"], scope)]
+            spans = self._track_spans([h.track_id for h in hits], scope)
+            return self._plate_sighting(hits[0], spans) if hits else None
+        if kind == "track":
+            return self._track_sighting(sighting_id, scope)
+        if kind == "face":
+            where = _Filter().add("face_id = ?", sighting_id).scope(scope)
+            rows = self._query(f"SELECT *, 0.0 AS score FROM faces WHERE {where.sql()} ORDER BY {_LATEST} LIMIT 1",
+                               where.params)
+            faces = [self._face_hit(FaceCandidate(r, 0.0)) for r in rows if self._in_scope(r["camera_id"], scope)]
+            if not faces:
+                return None
+            hit = faces[0]
+            return self._face_sighting(hit, self._track_spans([hit.track_id], scope), with_score=False)
+        msg = f"unknown sighting kind {kind!r}; one of: plate, track, face"
+        raise QueryError(msg)
 
+    def _track_sighting(self, sighting_id: str, scope: list[str] | None) -> Sighting | None:
+        track_id, _, segment = sighting_id.partition("/")
+        where = _Filter().add("track_id = ?", track_id).scope(scope)
+        if segment:
+            if not segment.isdigit():
+                return None
+            where.add("segment = ?", int(segment))
+        hits = self._tracks(where, "segment, started_at", MAX_LIMIT, scope)
+        if not hits:
+            return None
+        first = hits[0]
+        began = min(h.started_at for h in hits)
+        ended = max(h.ended_at for h in hits)
+        pad = timedelta(seconds=self.settings.clip_padding_s)
+        return self._make_sighting(
+            "track", sighting_id, first.camera_id, began, first.crop_key, track_id, began - pad, ended + pad,
+            box=first.box, text=first.plate, score=first.score,
+        )
+
+    def _track_spans(self, track_ids: list[str], scope: list[str] | None) -> dict[str, tuple[datetime, datetime]]:
+        """Track ID → (first start, last end) over its segments, for clip ranges."""
+        if not track_ids:
+            return {}
+        where = _Filter().add("track_id IN (SELECT unnest(?::VARCHAR[]))", sorted(set(track_ids))).scope(scope)
+        rows = self._query(f"SELECT track_id, min(started_at) AS s, max(ended_at) AS e FROM tracks "
+                           f"WHERE {where.sql()} GROUP BY track_id", where.params)
+        return {r["track_id"]: (_utc(r["s"]), _utc(r["e"])) for r in rows}
+
+    def _clip(self, at: datetime, track_id: str, spans: dict[str, tuple[datetime, datetime]]) -> tuple[datetime, datetime]:
+        pad = timedelta(seconds=self.settings.clip_padding_s)
+        began, ended = spans.get(track_id, (at, at))
+        return min(began, at) - pad, max(ended, at) + pad
+
+    def _plate_sighting(self, h: PlateHit, spans: dict[str, tuple[datetime, datetime]]) -> Sighting:
+        clip_start, clip_end = self._clip(h.captured_at, h.track_id, spans)
+        return self._make_sighting("plate", h.read_id, h.camera_id, h.captured_at, h.crop_key, h.track_id,
+                                   clip_start, clip_end, box=h.box, text=h.text, score=h.confidence)
+
+    def _face_sighting(
+        self, h: FaceHit, spans: dict[str, tuple[datetime, datetime]], *, with_score: bool = True
+    ) -> Sighting:
+        clip_start, clip_end = self._clip(h.captured_at, h.track_id, spans)
+        return self._make_sighting("face", h.face_id, h.camera_id, h.captured_at, h.crop_key, h.track_id,
+                                   clip_start, clip_end, box=h.box, score=h.score if with_score else None)
+
+    def _make_sighting(
+        self, kind: Literal["plate", "track", "face"], ident: str, camera_id: str, at: datetime, crop_key: str | None,
+        track_id: str, clip_start: datetime, clip_end: datetime, **extra: Any,
+    ) -> Sighting:
+        cam = self.directory.get(camera_id)
+        return Sighting(
+            kind=kind, id=ident, camera_id=camera_id, camera_name=(cam.name if cam and cam.name else camera_id),
+            lat=cam.latitude if cam else None, lon=cam.longitude if cam else None, time=at, crop_key=crop_key,
+            track_id=track_id, clip_start=clip_start, clip_end=clip_end, **extra,
+        )
+
+    # -- alerts and cameras ----------------------------------------------------------------------
     def alerts(
         self,
         *,
@@ -140,8 +450,42 @@ class SearchService:
         limit: int = 100,
     ) -> list[AlertHit]:
         """Alerts in [start, end), newest first."""
-        raise NotImplementedError
+        scope = self._scope(cameras)
+        start, end, limit = _check_time(start, "start"), _check_time(end, "end"), _check_limit(limit)
+        _check_choice(alert_type, get_args(AlertType), "alert type")
+        if scope == []:
+            return []
+        where = _Filter().scope(scope).at("occurred_at", start, end)
+        if alert_type is not None:
+            where.add("alert_type = ?", alert_type)
+        rows = self._query(
+            f"SELECT * FROM alerts WHERE {where.sql()} QUALIFY row_number() OVER (PARTITION BY ikey ORDER BY {_LATEST}) = 1 "
+            "ORDER BY occurred_at DESC, alert_id LIMIT ?", [*where.params, limit])
+        return [
+            AlertHit(
+                alert_id=r["alert_id"], alert_type=r["alert_type"], camera_id=r["camera_id"],
+                occurred_at=_utc(r["occurred_at"]), severity=r["severity"], rule_id=r["rule_id"],
+                track_id=r["track_id"], message=r["message"], evidence_keys=tuple(r["evidence_keys"] or ()),
+                details=json.loads(r["details"] or "{}"),
+            )
+            for r in rows if self._in_scope(r["camera_id"], scope)
+        ]
 
     def camera_status(self, *, cameras: Collection[str] | None = None) -> list[CameraState]:
         """Every camera (registry and any camera that reported status), with its latest state; by ID."""
-        raise NotImplementedError
+        scope = self._scope(cameras)
+        if scope == []:
+            return []
+        where = _Filter().scope(scope)
+        order = f"observed_at DESC, {_LATEST}"
+        rows = self._query(
+            f"WITH s AS (SELECT * FROM camera_status WHERE {where.sql()}), "
+            f"conn AS (SELECT camera_id, event, reason, detail, observed_at FROM s WHERE event <> 'stats' "
+            f"QUALIFY row_number() OVER (PARTITION BY camera_id ORDER BY {order}) = 1), "
+            f"stats AS (SELECT camera_id, observed_at, fps_in, fps_out, bitrate_kbps FROM s WHERE event = 'stats' "
+            f"QUALIFY row_number() OVER (PARTITION BY camera_id ORDER BY {order}) = 1) "
+            "SELECT coalesce(conn.camera_id, stats.camera_id) AS camera_id, conn.event, conn.reason, conn.detail, "
+            "conn.observed_at AS changed_at, stats.observed_at AS stats_at, stats.fps_in, stats.fps_out, "
+            "stats.bitrate_kbps FROM conn FULL OUTER JOIN stats ON conn.camera_id = stats.camera_id",
+            where.params)
+        return self.directory.states(rows, scope)

@@ -1,0 +1,173 @@
+"""The indexer worker (``tubeline worker index``): result topics in, Parquet catalog and FAISS shards out.
+
+Consumes ``tracks.v1``, ``plates.v1``, ``faces.v1``, ``alerts.v1`` and ``camera-status.v1`` in the
+consumer group ``tubeline-index`` and appends the records to the Parquet catalog in the object store
+(:mod:`workers.index.catalog`), one segment per kind, UTC date, camera and bus partition, flushed
+when ``index.flush_max_records`` records or ``index.flush_max_bytes`` bytes are buffered or the
+oldest buffered record is ``index.flush_interval_s`` old. Face embeddings also go into FAISS
+shards per model and window (:mod:`workers.index.faces`), snapshotted every
+``index.shard_snapshot_interval_s``.
+
+Delivery: **at-least-once, idempotent when read**. Offsets are committed only after every segment
+holding the polled messages was acknowledged by the object store and dead letters were flushed; a
+crash (or a failed write) before that replays the uncommitted messages. A replayed record is written
+again — into a segment with the same key when the replayed batch is the same, otherwise into a new
+one — and the query layer keeps one row per idempotency key (for plates, the highest ``revision``),
+as does compaction. FAISS shards skip face IDs they already hold. A message that is not valid JSON
+of its topic's schema goes to ``<topic>.dlq`` with the reason and is committed with the batch.
+Commits refused after a rebalance are logged; the partition's new owner replays those messages.
+
+Compaction: after ``index.compact_after_parts`` segments written by this worker to one
+kind/date/camera partition (faces excepted: shard manifests name face segments), the partition is
+merged into one deduplicated segment (:mod:`workers.index.compact`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, ClassVar
+
+from pipeline.bus.base import BusError, Message, TopicSpec, dead_letter_topic
+from pipeline.config.index import IndexConfig, index_section
+from pipeline.runtime.worker import BadMessage, ConsumerWorker
+from pipeline.store.base import StoreError
+from workers.index.catalog import FACE_KIND, KIND_BY_TOPIC, KINDS, RowMeta
+from workers.index.compact import compact_partition
+from workers.index.faces import FaceShardKeeper
+from workers.index.shards import ShardError
+from workers.index.writer import CatalogWriter, Written
+
+if TYPE_CHECKING:
+    import threading
+
+    from pipeline.bus.base import Bus
+    from pipeline.config import TubelineConfig
+    from pipeline.store.base import ObjectStore
+
+log = logging.getLogger(__name__)
+
+GROUP = "tubeline-index"
+
+
+class IndexWorker(ConsumerWorker):
+    """Writes the catalog and the face shards; see the module docstring for the guarantee."""
+
+    name = "index"
+    topics: ClassVar = tuple(k.topic.name for k in KINDS)
+    group: ClassVar = GROUP
+    max_batch: ClassVar = 500
+
+    def __init__(
+        self,
+        config: TubelineConfig,
+        *,
+        bus: Bus,
+        store: ObjectStore,
+        stop_event: threading.Event | None = None,
+        settings: IndexConfig | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(config, bus=bus, store=store, stop_event=stop_event)
+        self.settings = settings if settings is not None else index_section(config)
+        self.monotonic = monotonic
+        self.writer = CatalogWriter(store, self.settings, monotonic=monotonic)
+        self.faces = FaceShardKeeper(store, self.settings, monotonic=monotonic)
+        self.pending: list[Message] = []
+        self.pending_since: float | None = None
+        self.parts_written: Counter[tuple[str, str, str]] = Counter()
+        self.flushes = 0
+        self.compactions = 0
+
+    def topic_specs(self) -> Sequence[TopicSpec]:
+        specs = [TopicSpec(k.topic.name, k.topic.partitions, k.topic.retention_ms) for k in KINDS]
+        specs += [TopicSpec(dead_letter_topic(k.topic.name), 1) for k in KINDS]
+        return specs
+
+    # -- the loop --------------------------------------------------------------------------------
+    def step(self) -> None:
+        assert self.consumer is not None
+        batch = self.consumer.poll(timeout=self.config.runtime.poll_timeout_s, max_records=self.max_batch)
+        if batch:
+            self.handle(batch)
+            self.pending.extend(batch)
+            if self.pending_since is None:
+                self.pending_since = self.monotonic()
+        if self._flush_due():
+            self.flush()
+        if self.faces.snapshot_due():
+            self.faces.snapshot()
+
+    def handle_message(self, message: Message) -> None:
+        kind = KIND_BY_TOPIC.get(message.topic)
+        if kind is None:
+            msg = f"unexpected topic {message.topic!r}"
+            raise BadMessage(msg)
+        try:
+            parsed = kind.message.from_json(message.value)
+        except ValueError as exc:
+            msg = f"invalid {message.topic} message: {exc}"
+            raise BadMessage(msg) from None
+        meta = RowMeta(message.partition, message.offset, datetime.now(UTC))
+        self.writer.add(kind, parsed, meta, len(message.value))
+
+    def _flush_due(self) -> bool:
+        if not self.pending:
+            return False
+        if self.writer.due():
+            return True
+        assert self.pending_since is not None
+        return self.monotonic() - self.pending_since >= self.settings.flush_interval_s
+
+    def flush(self) -> list[Written]:
+        """Write the buffered segments, index the faces, flush dead letters, then commit."""
+        assert self.consumer is not None and self.producer is not None
+        written = self.writer.flush()
+        self.producer.flush()
+        if self.pending:
+            try:
+                self.consumer.commit(self.pending)
+                self.processed += len(self.pending)
+            except BusError as exc:
+                log.warning("index: commit refused (%s); the partition's new owner replays those messages", exc)
+        self.pending.clear()
+        self.pending_since = None
+        self.flushes += 1
+        try:
+            self.faces.add(written)
+        except (StoreError, ShardError, RuntimeError, ValueError, OSError):
+            # Shards are derived from the catalog, which is already written: forget them and let the
+            # next open catch up (or rebuild) from the segments.
+            log.exception("index: face shards not updated; they will catch up from the catalog")
+            self.faces.shards.clear()
+        self._compact(written)
+        return written
+
+    def _compact(self, written: list[Written]) -> None:
+        every = self.settings.compact_after_parts
+        if every <= 0:
+            return
+        for w in written:
+            if w.ref.kind == FACE_KIND.name:
+                continue
+            part = (w.ref.kind, w.ref.date, w.ref.camera_id)
+            self.parts_written[part] += 1
+            if self.parts_written[part] >= every:
+                compact_partition(self.store, self.settings, *part)
+                self.parts_written[part] = 0
+                self.compactions += 1
+
+    def drain(self) -> None:
+        if self.pending:
+            self.flush()
+        self.faces.snapshot()
+
+    def teardown(self) -> None:
+        try:
+            if self.consumer is not None and self.writer.records:
+                log.info("index: stopping with %d unflushed record(s); they will be replayed", self.writer.records)
+        finally:
+            super().teardown()

@@ -1,0 +1,134 @@
+"""Face search in the query layer: FAISS shards per model and window, kept in step with the catalog.
+
+A shard is opened from its snapshot the first time a query needs its window and is checked against
+the catalog on every use: face segments written since the snapshot are added in memory, and a
+shard whose snapshot is missing, corrupt or names a segment the catalog no longer has is rebuilt
+from the Parquet segments — and the rebuilt snapshot written back, so the next reader (or the
+indexer) does not rebuild it again. Camera and time filters are applied inside the FAISS search
+(an ID selector), then the candidates are re-ranked by exact cosine similarity.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+
+from pipeline.config.index import IndexConfig
+from pipeline.store.base import ObjectStore, StoreError
+from workers.index.shards import Shard, ShardBuilder, ShardError, window_bounds
+from workers.search.catalog import CatalogCache
+from workers.search.hits import QueryError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FaceCandidate:
+    """One scored face: its row in a shard's metadata."""
+
+    row: dict
+    score: float
+
+
+def unit_query(embedding: np.ndarray) -> np.ndarray:
+    """The query as a float32 unit vector; QueryError when it is not a finite, non-zero 1-D vector."""
+    q = np.asarray(embedding, dtype=np.float32).reshape(-1)
+    norm = float(np.linalg.norm(q))
+    if q.ndim != 1 or len(q) == 0 or not np.isfinite(norm) or norm == 0.0:
+        msg = "the face embedding must be a finite, non-zero vector"
+        raise QueryError(msg)
+    return q / norm
+
+
+class FaceIndex:
+    """The shards the query layer has opened, keyed by (model_id, window)."""
+
+    def __init__(self, store: ObjectStore, settings: IndexConfig, catalog: CatalogCache) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.builder = ShardBuilder(store, settings, catalog.fetch)
+        self.shards: dict[tuple[str, str], Shard] = {}
+        self.rebuilt = 0
+
+    def windows(self, model_id: str, start: datetime | None, end: datetime | None) -> list[str]:
+        """Windows holding faces of the model in [start, end), oldest first."""
+        fmt = "%Y-%m-%d" if self.settings.face_window == "day" else "%Y-%m-%dT%H"
+        sql = "SELECT DISTINCT strftime(captured_at, ?) AS w FROM faces WHERE model_id = ?"
+        params: list[object] = [fmt, model_id]
+        if start is not None:
+            sql += " AND captured_at >= ?"
+            params.append(start)
+        if end is not None:
+            sql += " AND captured_at < ?"
+            params.append(end)
+        return sorted(r[0] for r in self.catalog.cursor().execute(sql, params).fetchall())
+
+    def shard(self, model_id: str, window: str) -> Shard | None:
+        """The shard, in step with the loaded catalog; None when the window has no face of the model."""
+        with self.catalog.lock:
+            date = window_bounds(window)[0].strftime("%Y-%m-%d")
+            segments = self.catalog.segments("faces", [date])
+            shard = self.shards.get((model_id, window))
+            if shard is not None and any(segments.get(k) != e for k, e in shard.covered().items()):
+                shard = None  # a covered segment was compacted or deleted: open again
+            try:
+                if shard is None:
+                    shard, rebuilt = self.builder.open(model_id, window, segments)
+                    if rebuilt:
+                        self.rebuilt += 1
+                        self._write_back(shard)
+                else:
+                    self.builder.catch_up(shard, segments)
+            except ShardError as exc:
+                log.info("face shard %s/%s: %s", model_id, window, exc)
+                return None
+            self.shards[(model_id, window)] = shard
+            return shard
+
+    def _write_back(self, shard: Shard) -> None:
+        try:
+            self.builder.snapshot(shard)
+        except StoreError as exc:
+            log.warning("face shard %s/%s rebuilt but not written back: %s", shard.manifest.model_id,
+                        shard.manifest.window, exc)
+
+    def search(
+        self,
+        query: np.ndarray,
+        *,
+        model_id: str,
+        k: int,
+        threshold: float | None,
+        cameras: Collection[str] | None,
+        start: datetime | None,
+        end: datetime | None,
+    ) -> list[FaceCandidate]:
+        """The best ``k`` faces over every window in range, exact scores, best first, one per face ID."""
+        q = unit_query(query)
+        found: list[FaceCandidate] = []
+        for window in self.windows(model_id, start, end):
+            shard = self.shard(model_id, window)
+            if shard is None:
+                continue
+            if shard.manifest.dimension != len(q):
+                msg = f"model {model_id} has {shard.manifest.dimension}-dimensional embeddings, the query has {len(q)}"
+                raise QueryError(msg)
+            mask = shard.filter_mask(cameras, start, end)
+            ids, scores = shard.search(q, k, self.settings, mask)
+            if threshold is not None:
+                keep = scores >= threshold
+                ids, scores = ids[keep], scores[keep]
+            rows = shard.meta.take(ids).to_pylist() if len(ids) else []
+            found += [FaceCandidate(row, float(s)) for row, s in zip(rows, scores, strict=True)]
+        found.sort(key=lambda c: (-c.score, c.row["face_id"]))
+        seen: set[str] = set()
+        unique = []
+        for cand in found:
+            if cand.row["face_id"] not in seen:
+                seen.add(cand.row["face_id"])
+                unique.append(cand)
+        return unique[:k]

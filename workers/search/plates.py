@@ -1,0 +1,85 @@
+"""Plate query text: normalisation, wildcard patterns and edit distance.
+
+Plates are stored normalised (upper case, no separators: ``川AF058Y``); a query is normalised the
+same way first, so ``川a·f058y`` and ``川A F058Y`` find it. Wildcards: ``*`` matches any run of
+characters (including none), ``?`` exactly one; the pattern must match the whole plate. Fuzzy search
+uses the Levenshtein distance (insertions, deletions and substitutions of whole characters — a
+province character counts as one), computed by DuckDB's ``levenshtein`` after a length prefilter;
+:func:`levenshtein` is the reference the tests hold it to.
+"""
+
+from __future__ import annotations
+
+import re
+
+from schemas.plates import PLATE_TEXT_PATTERN
+from workers.search.hits import QueryError
+
+MAX_EDITS = 3
+_SEPARATORS = re.compile(r"[\s·•.\-_/]+")
+_PLATE_CHARS = r"0-9A-Z\u4e00-\u9fff"
+"""The character class of ``schemas.plates.PLATE_TEXT_PATTERN`` (a unit test keeps them equal)."""
+_PLATE = re.compile(PLATE_TEXT_PATTERN)
+_PATTERN = re.compile(rf"^[{_PLATE_CHARS}*?]{{1,32}}$")
+
+
+def normalise_plate(text: str) -> str:
+    """Upper case, separators and spaces removed (full-width Latin letters and digits folded too)."""
+    folded = "".join(chr(ord(c) - 0xFEE0) if "\uff01" <= c <= "\uff5e" else c for c in text)
+    return _SEPARATORS.sub("", folded).upper()
+
+
+def exact_plate(query: str) -> str:
+    """The normalised plate; QueryError when it is not a possible plate."""
+    plate = normalise_plate(query)
+    if not _PLATE.fullmatch(plate):
+        msg = f"not a plate: {query!r} (letters, digits and CJK characters, at most 16)"
+        raise QueryError(msg)
+    return plate
+
+
+def wildcard_to_like(pattern: str) -> str:
+    """A SQL LIKE pattern (escape character ``\\``) for a plate wildcard: ``*`` → ``%``, ``?`` → ``_``."""
+    text = normalise_plate(pattern)
+    if not _PATTERN.fullmatch(text) or not text.strip("*"):
+        msg = f"not a plate pattern: {pattern!r} (plate characters, '*' and '?'; at least one character)"
+        raise QueryError(msg)
+    text = re.sub(r"\*+", "*", text)
+    out = []
+    for ch in text:
+        if ch == "*":
+            out.append("%")
+        elif ch == "?":
+            out.append("_")
+        elif ch in "%_\\":
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def wildcard_to_regex(pattern: str) -> re.Pattern[str]:
+    """The same wildcard as a Python regular expression (whole-string match), for checks and tests."""
+    text = normalise_plate(pattern)
+    parts = [".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in text]
+    return re.compile("^" + "".join(parts) + "$")
+
+
+def check_edits(max_edits: int) -> int:
+    if not 0 <= max_edits <= MAX_EDITS:
+        msg = f"max_edits must be between 0 and {MAX_EDITS}, got {max_edits}"
+        raise QueryError(msg)
+    return max_edits
+
+
+def levenshtein(a: str, b: str) -> int:
+    """Edit distance between two strings (unit costs), by characters."""
+    if len(a) < len(b):
+        a, b = b, a
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, start=1):
+        current = [i]
+        for j, cb in enumerate(b, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
