@@ -1,0 +1,185 @@
+"""Building one synopsis: request → tracks → tubes → arrangement → backgrounds, mattes, frames → MP4 + index.
+
+:func:`build_synopsis` is the function the CLI, the worker and the API call. It reads tracks through a
+:class:`workers.synopsis.sources.TrackSource` and pixels from the recordings in ``store``, writes
+``synopsis/{camera}/{id}.mp4`` and ``synopsis/{camera}/{id}.json`` (keys from the request's stable ID:
+a rebuild overwrites) and returns a :class:`SynopsisResult`. The steps and their reasons are in
+``docs/design/synopsis.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.config.synopsis import SynopsisConfig
+from pipeline.store.base import ObjectStore
+from workers.synopsis.arrange import Arrangement, arrange
+from workers.synopsis.index import SynopsisIndex, SynopsisMetrics, SynopsisObject
+from workers.synopsis.matte import CropCache, build_backgrounds
+from workers.synopsis.metrics import collision_ratio, reversed_pairs, source_frames
+from workers.synopsis.render import CropStats, extract_crops, render_video, schedule
+from workers.synopsis.request import SynopsisKeys, SynopsisRequest
+from workers.synopsis.sources import TrackPath, TrackSource, select_tracks
+from workers.synopsis.tubes import Group, Tube, build_tubes
+from workers.synopsis.video import Footage, FootageReader, find_footage, output_size
+
+log = logging.getLogger(__name__)
+
+
+class NothingToShow(LookupError):
+    """No track of the camera matches the request in the window: there is nothing to condense."""
+
+
+@dataclass
+class SynopsisResult:
+    """What a build produced: the stable ID, the store keys, the index (with metrics) and a local copy if asked."""
+
+    synopsis_id: str
+    camera_id: str
+    keys: SynopsisKeys
+    index: SynopsisIndex
+    video_path: Path | None = None
+
+
+@dataclass
+class _Plan:
+    paths: list[TrackPath]
+    footage: Footage
+    window: tuple[float, float]
+    fps: float
+    size: tuple[int, int]
+    tubes: list[Tube]
+    groups: list[Group]
+    arrangement: Arrangement
+    arrange_s: float
+
+
+def synopsis_length_s(request: SynopsisRequest, settings: SynopsisConfig, window_s: float) -> float:
+    """Requested length, else the configured default, else window / target condensation within bounds."""
+    if request.length_s is not None:
+        length = request.length_s
+    elif settings.default_length_s is not None:
+        length = settings.default_length_s
+    else:
+        length = min(settings.max_length_s, max(settings.min_length_s, window_s / settings.target_condensation))
+    return max(1.0, min(length, window_s)) if window_s >= 1.0 else 1.0
+
+
+def plan_synopsis(store: ObjectStore, request: SynopsisRequest, source: TrackSource,
+                  settings: SynopsisConfig) -> _Plan:
+    """Tracks, recordings, tubes and their arrangement (everything before pixels)."""
+    paths = select_tracks(source, request)
+    if not paths:
+        msg = f"no object of camera {request.camera_id} matches the request between " \
+              f"{request.start.isoformat()} and {request.end.isoformat()}"
+        raise NothingToShow(msg)
+    footage = find_footage(store, request.camera_id, request.start, request.end, settings.recordings_prefix)
+    window = (max(request.start.timestamp(), footage.start_s), min(request.end.timestamp(), footage.end_s))
+    fps = settings.render.fps or footage.fps
+    size = output_size(footage.width, footage.height, settings.render.max_width, settings.render.max_height)
+    length_frames = max(2, round(synopsis_length_s(request, settings, window[1] - window[0]) * fps))
+    tubes, groups = build_tubes(paths, fps=fps, size=size, length_frames=length_frames, settings=settings.arrange)
+    started = time.monotonic()
+    arrangement = arrange(tubes, groups, fps=fps, size=size, length_frames=length_frames,
+                          settings=settings.arrange, window=window)
+    return _Plan(paths, footage, window, fps, size, tubes, groups, arrangement, time.monotonic() - started)
+
+
+def _object(tube: Tube, start: int, plan: _Plan) -> SynopsisObject:
+    width, height = plan.size
+    boxes = np.rint(tube.boxes).astype(int)
+    boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, width)
+    boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, height)
+    path = tube.path
+    return SynopsisObject(
+        track_id=path.track_id, segments=path.segments, camera_id=path.camera_id, class_name=path.class_name,
+        colour=path.colour, plate=path.plate, original_start=path.started_at, original_end=path.ended_at,
+        clipped=path.clipped, speed=float(tube.speed), group=tube.group, first_frame=start,
+        first_frame_time=datetime.fromtimestamp(float(tube.times[0]), tz=UTC),
+        synopsis_start_s=start / plan.fps, synopsis_end_s=(start + tube.frames) / plan.fps,
+        boxes=tuple(tuple(int(v) for v in box) for box in boxes),
+    )
+
+
+def _metrics(plan: _Plan, frames: int, crops: CropStats, timings: dict[str, float]) -> SynopsisMetrics:
+    shown, _ = schedule(plan.tubes, plan.arrangement)
+    placed = [t for t in plan.tubes if plan.arrangement.tube_start(t) >= 0]
+    starts = np.array([plan.arrangement.tube_start(t) for t in placed], dtype=np.float64)
+    original = np.array([t.path.start_s for t in placed], dtype=np.float64)
+    n = len(placed)
+    source_s = plan.window[1] - plan.window[0]
+    synopsis_s = frames / plan.fps
+    render_s = timings["render"]
+    return SynopsisMetrics(
+        source_s=source_s, synopsis_s=synopsis_s, condensation=source_s / synopsis_s if synopsis_s else 0.0,
+        objects=n, left_out=len(plan.tubes) - n, groups=len(plan.groups),
+        time_lapsed=sum(1 for t in placed if t.speed > 1.0),
+        collision_ratio=collision_ratio(np.array([t.boxes[k] for t, k in shown[f]]) for f in sorted(shown)),
+        source_collision_ratio=collision_ratio(source_frames(plan.paths, plan.fps)),
+        chronology_violations=reversed_pairs(original, starts), chronology_pairs=n * (n - 1) // 2,
+        energy=float(plan.arrangement.energy), greedy_energy=float(plan.arrangement.greedy_energy),
+        missing_crops=crops.missing, arrange_s=plan.arrange_s, render_s=render_s, build_s=timings["build"],
+        render_fps=frames / render_s if render_s > 0 else 0.0,
+    )
+
+
+def _index(request: SynopsisRequest, keys: SynopsisKeys, plan: _Plan, frames: int,
+           metrics: SynopsisMetrics) -> SynopsisIndex:
+    objects = [_object(t, plan.arrangement.tube_start(t), plan) for t in plan.tubes
+               if plan.arrangement.tube_start(t) >= 0]
+    return SynopsisIndex(
+        synopsis_id=request.synopsis_id(), camera_id=request.camera_id, request=request,
+        created_at=datetime.now(UTC), video_key=keys.video,
+        window_start=datetime.fromtimestamp(plan.window[0], tz=UTC),
+        window_end=datetime.fromtimestamp(plan.window[1], tz=UTC),
+        fps=float(plan.fps), width=plan.size[0], height=plan.size[1], frames=frames,
+        source_width=plan.footage.width, source_height=plan.footage.height, metrics=metrics, objects=tuple(objects),
+    )
+
+
+def build_synopsis(
+    store: ObjectStore, request: SynopsisRequest, source: TrackSource, settings: SynopsisConfig | None = None,
+    *, out_path: str | Path | None = None,
+) -> SynopsisResult:
+    """Build, store and return one synopsis; ``NothingToShow`` when no track matches, ``LookupError`` when
+    the camera has no recording in the window."""
+    settings = settings or SynopsisConfig()
+    started = time.monotonic()
+    keys = SynopsisKeys.of(request.camera_id, request.synopsis_id(), settings.prefix, settings.request_prefix)
+    plan = plan_synopsis(store, request, source, settings)
+    with tempfile.TemporaryDirectory(prefix="tubeline-synopsis-") as tmp:
+        render_started = time.monotonic()
+        reader = FootageReader(store, plan.footage, plan.size)
+        backgrounds = build_backgrounds(reader, plan.window[0], plan.window[1], settings.background)
+        cache = CropCache(tmp)
+        video = Path(tmp) / "synopsis.mp4"
+        try:
+            crops = extract_crops(reader, plan.tubes, plan.arrangement, backgrounds, settings.matte, cache,
+                                  plan.footage.fps)
+            rendered = render_video(video, plan.tubes, plan.arrangement, backgrounds, cache, fps=plan.fps,
+                                    size=plan.size, window=plan.window, settings=settings.render)
+        finally:
+            cache.close()
+        timings = {"render": time.monotonic() - render_started, "build": time.monotonic() - started}
+        metrics = _metrics(plan, rendered.frames, crops, timings)
+        index = _index(request, keys, plan, rendered.frames, metrics)
+        store.put(keys.video, video, content_type="video/mp4",
+                  metadata={"camera-id": request.camera_id, "synopsis-id": index.synopsis_id})
+        store.put(keys.index, index.to_json(), content_type="application/json",
+                  metadata={"camera-id": request.camera_id, "synopsis-id": index.synopsis_id})
+        local = None
+        if out_path is not None:
+            local = Path(out_path)
+            shutil.copyfile(video, local)
+    log.info("synopsis %s of %s: %d objects, %.1f s from %.1f s (x%.1f), collision %.3f, built in %.1f s",
+             index.synopsis_id, request.camera_id, metrics.objects, metrics.synopsis_s, metrics.source_s,
+             metrics.condensation, metrics.collision_ratio, metrics.build_s)
+    return SynopsisResult(index.synopsis_id, request.camera_id, keys, index, local)
