@@ -18,13 +18,6 @@ from pipeline.config.base import Section
 _PREFIX_PATTERN = r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$"
 
 
-def check_flush_bounds(max_records: int, max_bytes: int) -> None:
-    """A segment must be allowed to hold at least one record of a reasonable size."""
-    if max_bytes < 1024 * min(max_records, 16):
-        msg = f"flush_max_bytes {max_bytes} is too small for flush_max_records {max_records}"
-        raise ValueError(msg)
-
-
 def check_prefixes_differ(catalog: str, index: str) -> None:
     """Catalog and index objects must not share a prefix (the catalog is listed recursively)."""
     if catalog == index or catalog.startswith(index + "/") or index.startswith(catalog + "/"):
@@ -106,7 +99,6 @@ class IndexConfig(Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> IndexConfig:
-        check_flush_bounds(self.flush_max_records, self.flush_max_bytes)
         check_prefixes_differ(self.catalog_prefix, self.index_prefix)
         return self
 

@@ -32,15 +32,21 @@ from workers.index.catalog import (
 log = logging.getLogger(__name__)
 
 
+def arrow_table(relation: duckdb.DuckDBPyRelation) -> pa.Table:
+    """A relation's result as one Arrow table (``to_arrow_table`` in DuckDB ≥ 1.4, ``arrow`` before)."""
+    convert = getattr(relation, "to_arrow_table", None) or relation.arrow
+    return convert()
+
+
 def dedupe(kind: KindSpec, table: pa.Table) -> pa.Table:
     """One row per ``ikey``: the first by the kind's ``latest_first`` order; rows sorted by event time."""
     con = duckdb.connect()
     try:
         con.register("segment_rows", table)
-        result = con.execute(
+        result = arrow_table(con.sql(
             f"SELECT * FROM segment_rows QUALIFY row_number() OVER (PARTITION BY ikey ORDER BY {kind.latest_first}) = 1 "
             f"ORDER BY {kind.time_column}, ikey"
-        ).fetch_arrow_table()
+        ))
     finally:
         con.close()
     return result.cast(kind.schema)

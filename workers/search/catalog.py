@@ -23,6 +23,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pipeline.config.index import IndexConfig
 from pipeline.store.base import ObjectNotFound, ObjectStore
@@ -60,6 +61,7 @@ class CatalogCache:
         self.lock = threading.RLock()
         self.loaded: dict[str, str] = {}
         self.refs: dict[str, SegmentRef] = {}
+        self.bad: dict[str, str] = {}
         self._cached_etags = self._read_etags()
         for kind in KINDS:
             self._create_table(kind.name)
@@ -100,6 +102,22 @@ class CatalogCache:
             self._cached_etags[key] = info.etag or etag
         return path
 
+    def _usable(self, key: str, etag: str) -> bool:
+        """Download the segment; False (and remembered until its etag changes) when it is not valid Parquet."""
+        path = self.ensure_local(key, etag)
+        try:
+            schema = pq.read_schema(path)
+        except (pa.ArrowException, OSError) as exc:
+            log.warning("catalog: skipping unreadable segment %s: %s", key, exc)
+            self.bad[key] = etag
+            return False
+        missing = set(KIND_BY_NAME[self.refs[key].kind].schema.names) - set(schema.names)
+        if missing:
+            log.warning("catalog: skipping segment %s without column(s) %s", key, ", ".join(sorted(missing)))
+            self.bad[key] = etag
+            return False
+        return True
+
     def fetch(self, key: str, etag: str) -> pa.Table:
         """A segment's full table (every column), from the cache."""
         return read_table(self.ensure_local(key, etag))
@@ -121,9 +139,10 @@ class CatalogCache:
             for attempt in range(_LIST_ATTEMPTS):
                 listed = self.list_segments()
                 try:
-                    fresh = {k: e for k, e in listed.items() if self.loaded.get(k) != e}
+                    fresh = {k: e for k, e in listed.items() if self.loaded.get(k) != e and self.bad.get(k) != e}
                     for key, etag in sorted(fresh.items()):
-                        self.ensure_local(key, etag)
+                        if not self._usable(key, etag):
+                            del fresh[key]
                     break
                 except ObjectNotFound as exc:
                     log.info("catalog: %s vanished while refreshing (compaction?); listing again", exc)

@@ -109,6 +109,21 @@ class FaceIndex:
     ) -> list[FaceCandidate]:
         """The best ``k`` faces over every window in range, exact scores, best first, one per face ID."""
         q = unit_query(query)
+        with self.catalog.lock:  # FAISS shards are not safe to search while another thread adds to them
+            found = self._search(q, model_id, k, threshold, cameras, start, end)
+        found.sort(key=lambda c: (-c.score, c.row["face_id"]))
+        seen: set[str] = set()
+        unique = []
+        for cand in found:
+            if cand.row["face_id"] not in seen:
+                seen.add(cand.row["face_id"])
+                unique.append(cand)
+        return unique[:k]
+
+    def _search(
+        self, q: np.ndarray, model_id: str, k: int, threshold: float | None,
+        cameras: Collection[str] | None, start: datetime | None, end: datetime | None,
+    ) -> list[FaceCandidate]:
         found: list[FaceCandidate] = []
         for window in self.windows(model_id, start, end):
             shard = self.shard(model_id, window)
@@ -124,11 +139,4 @@ class FaceIndex:
                 ids, scores = ids[keep], scores[keep]
             rows = shard.meta.take(ids).to_pylist() if len(ids) else []
             found += [FaceCandidate(row, float(s)) for row, s in zip(rows, scores, strict=True)]
-        found.sort(key=lambda c: (-c.score, c.row["face_id"]))
-        seen: set[str] = set()
-        unique = []
-        for cand in found:
-            if cand.row["face_id"] not in seen:
-                seen.add(cand.row["face_id"])
-                unique.append(cand)
-        return unique[:k]
+        return found

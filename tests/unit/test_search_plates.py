@@ -1,0 +1,133 @@
+"""Plate query text: normalisation, wildcard translation (checked against DuckDB's LIKE) and edit distance."""
+
+from __future__ import annotations
+
+import re
+
+import duckdb
+import numpy as np
+import pytest
+
+from benchmarks.search.synthetic import random_plate
+from schemas.plates import PLATE_TEXT_PATTERN
+from workers.search import plates as p
+from workers.search.hits import QueryError
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("川AF058Y", "川AF058Y"),
+        ("川a f058y", "川AF058Y"),
+        ("川A·F058Y", "川AF058Y"),
+        ("川A-F0 58Y", "川AF058Y"),
+        ("ＡＢ１２", "AB12"),  # full-width Latin letters and digits
+        ("A_B", "AB"),
+    ],
+)
+def test_normalise_plate(raw: str, expected: str) -> None:
+    assert p.normalise_plate(raw) == expected
+
+
+def test_plate_characters_match_the_schema() -> None:
+    assert f"^[{p._PLATE_CHARS}]{{1,16}}$" == PLATE_TEXT_PATTERN
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "川A%F", "AB!", "X" * 17, "川A*"])
+def test_exact_plate_rejects_what_cannot_be_a_plate(bad: str) -> None:
+    with pytest.raises(QueryError):
+        p.exact_plate(bad)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "like"),
+    [
+        ("川A*58?", "川A%58_"),
+        ("川a*58?", "川A%58_"),
+        ("*58", "%58"),
+        ("**58**", "%58%"),
+        ("???", "___"),
+        ("AB12", "AB12"),
+    ],
+)
+def test_wildcard_to_like(pattern: str, like: str) -> None:
+    assert p.wildcard_to_like(pattern) == like
+
+
+@pytest.mark.parametrize("bad", ["", "*", "***", "川A%", "A{B}", "A[B]", "A" * 33])
+def test_wildcard_rejects_bad_patterns(bad: str) -> None:
+    with pytest.raises(QueryError):
+        p.wildcard_to_like(bad)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "plate", "matches"),
+    [
+        ("川A*58?", "川AF058Y", True),
+        ("川A*58?", "川A58Y", True),  # '*' matches nothing too
+        ("川A*58?", "川AF058", False),  # '?' needs exactly one character
+        ("川A*58?", "京AF058Y", False),
+        ("*8Y", "川AF058Y", True),
+        ("川?F058Y", "川AF058Y", True),
+        ("?AF058Y", "川AF058Y", True),  # the province character is one character
+        ("AF058Y", "川AF058Y", False),  # anchored: the whole plate must match
+    ],
+)
+def test_wildcard_semantics_in_duckdb_and_python(pattern: str, plate: str, matches: bool) -> None:
+    like = p.wildcard_to_like(pattern)
+    (got,) = duckdb.execute("SELECT ? LIKE ? ESCAPE '\\'", [plate, like]).fetchone()
+    assert got is matches
+    assert bool(p.wildcard_to_regex(pattern).match(plate)) is matches
+
+
+def test_like_and_regex_agree_on_random_plates() -> None:
+    rng = np.random.default_rng(7)
+    plates = [random_plate(rng) for _ in range(300)]
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT unnest(?::VARCHAR[]) AS text", [plates])
+    for pattern in ("川*", "*A*", "?B*1?", "京A?????", "*0*0*"):
+        got = {r[0] for r in con.execute("SELECT text FROM t WHERE text LIKE ? ESCAPE '\\'",
+                                         [p.wildcard_to_like(pattern)]).fetchall()}
+        rx = p.wildcard_to_regex(pattern)
+        assert got == {t for t in plates if rx.match(t)}, pattern
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "distance"),
+    [
+        ("川AF058Y", "川AF058Y", 0),
+        ("川AF058Y", "京AF058Y", 1),  # a province character is one substitution, not three bytes
+        ("川AF058Y", "川AF058", 1),
+        ("川AF058Y", "川AF0588Y", 1),
+        ("川AF058Y", "川AF850Y", 2),
+        ("", "ABC", 3),
+        ("ABC", "", 3),
+        ("KITTEN", "SITTING", 3),
+    ],
+)
+def test_levenshtein(a: str, b: str, distance: int) -> None:
+    assert p.levenshtein(a, b) == distance
+    assert p.levenshtein(b, a) == distance
+    (db,) = duckdb.execute("SELECT levenshtein(?, ?)", [a, b]).fetchone()
+    assert db == distance
+
+
+def test_duckdb_levenshtein_agrees_with_the_reference_on_random_plates() -> None:
+    rng = np.random.default_rng(3)
+    pairs = []
+    for _ in range(200):
+        a = random_plate(rng)
+        b = list(a)
+        for _ in range(int(rng.integers(0, 3))):
+            i = int(rng.integers(len(b)))
+            b[i] = random_plate(rng)[int(rng.integers(7))]
+        pairs.append((a, "".join(b)))
+    rows = duckdb.execute("SELECT levenshtein(a, b) FROM (SELECT unnest(?::VARCHAR[]) AS a, unnest(?::VARCHAR[]) AS b)",
+                          [[a for a, _ in pairs], [b for _, b in pairs]]).fetchall()
+    assert [r[0] for r in rows] == [p.levenshtein(a, b) for a, b in pairs]
+
+
+@pytest.mark.parametrize("edits", [-1, 4])
+def test_check_edits_bounds(edits: int) -> None:
+    with pytest.raises(QueryError, match=re.escape("max_edits")):
+        p.check_edits(edits)
