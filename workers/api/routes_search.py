@@ -7,6 +7,7 @@ trajectories need a case reference; operators cannot run face search; auditors s
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -50,7 +51,7 @@ def _limit(act: Action, limit: int) -> int:
 def search_plates(
     request: Request,
     who: Who,
-    q: Annotated[str, Query(pattern=PLATE_QUERY, description="Plate text; * and ? are wildcards.")],
+    q: Annotated[str, Query(min_length=1, max_length=16, description="Plate text; * and ? are wildcards.")],
     mode: Literal["exact", "wildcard", "fuzzy"] = "exact",
     max_edits: Annotated[int, Query(ge=0, le=3)] = 1,
     camera: Cameras = None,
@@ -63,6 +64,9 @@ def search_plates(
     with begin(request, who, "search.plates", params) as act:
         act.need(Permission.SEARCH, "search plates")
         check_times(act, start, end)
+        if not re.fullmatch(PLATE_QUERY, q):
+            msg = "a plate query has letters, digits and Chinese characters only (and * ? with mode=wildcard)"
+            raise act.refuse(422, msg, outcome="invalid")
         if mode != "wildcard" and any(c in q for c in "*?"):
             raise act.refuse(422, "'*' and '?' are wildcards: use mode=wildcard", outcome="invalid")
         cams = act.cameras(camera)
@@ -181,7 +185,7 @@ def _run_face_search(act: Action, data: bytes | None, k: int, threshold: float |
 def plate_trajectory(
     request: Request,
     who: Who,
-    plate: Annotated[str, Query(pattern=r"^[0-9A-Za-z\u4e00-\u9fff]{1,16}$")],
+    plate: Annotated[str, Query(min_length=1, max_length=16, description="The exact plate text.")],
     case: Annotated[str | None, Query(max_length=100)] = None,
     camera: Cameras = None,
     start: Start = None,
@@ -192,6 +196,8 @@ def plate_trajectory(
         act.need(Permission.TRAJECTORY, "follow trajectories")
         act.need_case(case, "a trajectory")
         check_times(act, start, end)
+        if not re.fullmatch(PLATE_QUERY, plate) or any(c in plate for c in "*?"):
+            raise act.refuse(422, "a plate has letters, digits and Chinese characters only", outcome="invalid")
         cams = act.cameras(camera)
         sightings = act.ctx.search.plate_trajectory(plate.upper(), cameras=cams, start=start, end=end)
         body = TrajectoryOut(count=len(sightings), scope=scope_label(cams), subject=plate.upper(),
