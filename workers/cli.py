@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "config": "workers.cli_config:config",
     "models": "workers.cli_models:models",
     "stack": "workers.cli_stack:stack",
+    "synopsis": "workers.cli_synopsis:synopsis",
     "up": "workers.cli_run:up",
     "users": "workers.cli_api:users",
     "worker": "workers.cli_run:worker",

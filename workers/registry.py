@@ -12,6 +12,7 @@ WORKERS: dict[str, str] = {
     "index": "workers.index.worker:IndexWorker",
     "ingest": "workers.ingest.worker:IngestWorker",
     "rules": "workers.rules.worker:RulesWorker",
+    "synopsis": "workers.synopsis.worker:SynopsisWorker",
 }
 
 
