@@ -22,13 +22,16 @@ import yaml
 from pydantic import Field, SecretStr, ValidationError
 
 from pipeline.config.base import Section
+from pipeline.config.api import ApiConfig
 from pipeline.config.bus import BusConfig, KafkaConfig
 from pipeline.config.detect import DetectConfig
+from pipeline.config.index import IndexConfig
 from pipeline.config.ingest import CamerasConfig, IngestConfig
 from pipeline.config.models import ModelsConfig
 from pipeline.config.rules import RulesConfig
 from pipeline.config.runtime import RuntimeConfig
 from pipeline.config.stack import StackConfig
+from pipeline.config.synopsis import SynopsisConfig
 from pipeline.config.store import LocalStoreConfig, S3Config, StoreConfig
 
 ENV_PREFIX = "TUBELINE_"
@@ -52,6 +55,13 @@ class TubelineConfig(Section):
     )
     rules: RulesConfig = Field(
         default_factory=RulesConfig, title="Rules", description="Rules worker: zones, lines and rules per camera."
+    )
+    index: IndexConfig = Field(
+        default_factory=IndexConfig, title="Index", description="Indexer: Parquet catalog and FAISS shards."
+    )
+    api: ApiConfig = Field(default_factory=ApiConfig, title="API", description="REST API, web UI, users and audit.")
+    synopsis: SynopsisConfig = Field(
+        default_factory=SynopsisConfig, title="Synopsis", description="Video synopsis builder and worker."
     )
 
 
@@ -243,6 +253,7 @@ def dump_config(config: TubelineConfig) -> str:
 
 
 __all__ = [
+    "ApiConfig",
     "BusConfig",
     "CamerasConfig",
     "IngestConfig",
@@ -250,6 +261,7 @@ __all__ = [
     "ConfigError",
     "ConfigProblem",
     "DetectConfig",
+    "IndexConfig",
     "KafkaConfig",
     "LocalStoreConfig",
     "RulesConfig",
@@ -257,6 +269,7 @@ __all__ = [
     "S3Config",
     "StackConfig",
     "StoreConfig",
+    "SynopsisConfig",
     "TubelineConfig",
     "config_data",
     "dump_config",
