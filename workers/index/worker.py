@@ -90,7 +90,8 @@ class IndexWorker(ConsumerWorker):
     # -- the loop --------------------------------------------------------------------------------
     def step(self) -> None:
         assert self.consumer is not None
-        batch = self.consumer.poll(timeout=self.config.runtime.poll_timeout_s, max_records=self.max_batch)
+        room = max(1, self.settings.flush_max_records - self.writer.records)  # segments never exceed the flush size
+        batch = self.consumer.poll(timeout=self.config.runtime.poll_timeout_s, max_records=min(self.max_batch, room))
         if batch:
             self.handle(batch)
             self.pending.extend(batch)
