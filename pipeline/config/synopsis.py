@@ -8,8 +8,9 @@ optimiser the arrangement fields tune are described in ``docs/design/synopsis.md
 from __future__ import annotations
 
 import re
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from pipeline.config.base import Section
 from schemas.common import CAMERA_ID_PATTERN
@@ -38,6 +39,16 @@ class RenderConfig(Section):
         "UTC", title="Label time zone", description="IANA time zone of the labels (e.g. Europe/Berlin).",
         min_length=1, max_length=64,
     )
+
+    @field_validator("label_timezone")
+    @classmethod
+    def _known_time_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            msg = f"unknown time zone {value!r} (use an IANA name such as UTC or Europe/Berlin)"
+            raise ValueError(msg) from None
+        return value
 
 
 class BackgroundConfig(Section):
