@@ -28,7 +28,8 @@ class ApiConfig(Section):
         min_length=1,
         max_length=255,
     )
-    port: int = Field(8080, title="Port", description="TCP port of the API and web UI.", ge=1, le=65535)
+    port: int = Field(8080, title="Port", description="TCP port of the API and web UI (0: any free port).",
+                      ge=0, le=65535)
     session_ttl_s: int = Field(
         8 * 3600, title="Session lifetime", description="Seconds a UI login stays valid.", ge=60, le=7 * 86400
     )
@@ -96,7 +97,7 @@ class ApiConfig(Section):
     )
     sse_keepalive_s: float = Field(
         15.0, title="SSE keep-alive", description="Seconds between keep-alive comments on the alerts stream.",
-        ge=0.5, le=300.0,
+        ge=0.1, le=300.0,
     )
     audit_anchor_every: int = Field(
         100,

@@ -268,3 +268,49 @@ def write_recording(store: Any, camera_id: str, start: datetime, seconds: float,
                                         width=width, height=height, after_gap=False))
     save_index(store, "recordings", camera_id, start.strftime("%Y-%m-%d"), entries)
     return len(entries)
+
+
+PASSWORD = "correct horse battery"
+USERS = {  # name: (role, scope kwargs)
+    "boss": ("admin", {"all_cameras": True}),
+    "ann": ("investigator", {"all_cameras": True}),
+    "ivy": ("investigator", {"units": ("510104",)}),  # cam-a and cam-b, not cam-c
+    "otto": ("operator", {"all_cameras": True}),
+    "aud": ("auditor", {"all_cameras": True}),
+    "nemo": ("investigator", {}),  # no camera at all
+}
+
+
+def register_cameras(store: Any) -> None:
+    from pipeline.config.ingest import CameraSpec
+    from workers.ingest.registry import CameraRegistry
+
+    registry = CameraRegistry(store)
+    for cid, (name, lat, lon, unit) in CAMERAS.items():
+        registry.put(CameraSpec(id=cid, name=name, latitude=lat, longitude=lon, admin_unit=unit, kind="rtsp",
+                                url=f"rtsp://10.0.0.1/{cid}"))
+
+
+_USER_RECORDS: list[Any] = []
+
+
+def add_users(store: Any) -> None:
+    """The USERS, all with PASSWORD (hashed once per test session: scrypt is slow on purpose)."""
+    from workers.api.users import Role, Scope, User, UserStore, hash_password, utc_now
+
+    if not _USER_RECORDS:
+        password_hash = hash_password(PASSWORD)
+        _USER_RECORDS.extend(User(name=name, role=Role(role), scope=Scope(**scope), password_hash=password_hash,
+                                  created_at=utc_now()) for name, (role, scope) in USERS.items())
+    users = UserStore(store)
+    for user in _USER_RECORDS:
+        users.put(user)
+
+
+def login(client: Any, name: str) -> str:
+    """Log ``client`` in as ``name``; returns the CSRF token (and sets it as a default header)."""
+    response = client.post("/api/session", json={"username": name, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    csrf = response.json()["csrf"]
+    client.headers["X-CSRF-Token"] = csrf
+    return csrf

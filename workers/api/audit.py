@@ -89,6 +89,7 @@ class AuditLog:
         self._lock = threading.Lock()
         self._seq = -1
         self._prev = GENESIS
+        self._count = 0
         self._closed = False
 
     def chain_key(self, seq: int, writer: str | None = None) -> str:
@@ -103,7 +104,8 @@ class AuditLog:
             if self._seq < 0:
                 self._write({"action": OPEN, "heads": self._other_heads()})
             entry = self._write(dict(event))
-            if self._seq % self.anchor_every == 0:
+            self._count += 1
+            if self._count % self.anchor_every == 0:
                 self._write({"action": ANCHOR, "heads": self._other_heads()})
             return entry
 

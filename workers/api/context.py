@@ -113,9 +113,11 @@ def build_context(
     bus: Bus | None = None,
     face_analyzer_factory: Callable[[], Any] | None = None,
     audit_writer: str | None = None,
+    api: ApiConfig | None = None,
 ) -> ApiContext:
-    """Wire the API's parts. ``search`` defaults to the real :class:`workers.search.service.SearchService`."""
-    api = api_config(config)
+    """Wire the API's parts. ``search`` defaults to the real :class:`workers.search.service.SearchService`;
+    ``api`` overrides the configuration's ``api`` section."""
+    api = api or api_config(config)
     if search is None:
         from workers.search.service import SearchService
 

@@ -24,7 +24,7 @@ import uvicorn
 
 from pipeline.bus.base import Bus
 from pipeline.config import TubelineConfig
-from pipeline.config.api import api_config
+from pipeline.config.api import ApiConfig, api_config
 from pipeline.store.base import ObjectStore
 from workers.api.app import create_app
 from workers.api.context import ApiContext, build_context
@@ -97,20 +97,22 @@ def start_api(
     port: int | None = None,
     bootstrap: bool = True,
     face_analyzer_factory: Any = None,
+    api: ApiConfig | None = None,
     ready_timeout_s: float = 30.0,
 ) -> ApiServer:
     """Start the API + UI in a background thread and return once it accepts connections.
 
-    ``store`` and ``bus`` default to the configured ones (a bus is needed only for live alerts).
+    ``api`` overrides the configuration's ``api`` section. ``store`` and ``bus`` default to the configured ones (a bus is needed only for live alerts).
     With ``bootstrap`` and no user yet, an ``admin`` with a random password is created; the password
     is in ``ApiServer.admin_password`` (and in ``banner()``), nowhere else.
     """
     from pipeline.store import open_store
 
-    api = api_config(config)
+    api = api or api_config(config)
     store = store or open_store(config)
     password = bootstrap_admin(store) if bootstrap else None
-    ctx = build_context(config, store=store, search=search, bus=bus, face_analyzer_factory=face_analyzer_factory)
+    ctx = build_context(config, store=store, search=search, bus=bus, face_analyzer_factory=face_analyzer_factory,
+                        api=api)
     app = create_app(ctx)
     host = host or api.host
     uv_config = uvicorn.Config(app, host=host, port=api.port if port is None else port, log_level="warning",
