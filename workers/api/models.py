@@ -77,6 +77,7 @@ class FaceHitOut(Out):
     camera_name: str = ""
     captured_at: datetime
     score: float = Field(description="Cosine similarity to the query face.")
+    match: bool = Field(False, description="score is at or above the threshold the search used.")
     quality: float
     crop_key: str
     crop_url: str | None = None

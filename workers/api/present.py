@@ -56,9 +56,9 @@ def vehicle_out(act: Action, hit: Any, names: dict[str, str]) -> VehicleHitOut:
                     camera_name=names.get(hit.camera_id, hit.camera_id))
 
 
-def face_out(act: Action, hit: Any, names: dict[str, str]) -> FaceHitOut:
+def face_out(act: Action, hit: Any, names: dict[str, str], threshold: float) -> FaceHitOut:
     return from_hit(FaceHitOut, hit, id=hit.face_id, crop_url=media_url(act, hit.crop_key),
-                    camera_name=names.get(hit.camera_id, hit.camera_id))
+                    camera_name=names.get(hit.camera_id, hit.camera_id), match=hit.score >= threshold)
 
 
 def sighting_out(act: Action, s: Any) -> SightingOut:

@@ -175,8 +175,9 @@ def _run_face_search(act: Action, data: bytes | None, k: int, threshold: float |
         hits = act.ctx.search.faces(face.embedding, model_id=face.model_id, k=k, threshold=threshold, cameras=cams,
                                     start=start, end=end)
         names = camera_names(act)
-        body = FaceResults(count=len(hits), scope=scope_label(cams), query=_query_out(face, threshold),
-                           hits=[face_out(act, h, names) for h in hits])
+        used = face.threshold if threshold is None else threshold
+        body = FaceResults(count=len(hits), scope=scope_label(cams), query=_query_out(face, used),
+                           hits=[face_out(act, h, names, used) for h in hits])
         return act.done(body, count=len(hits), ids=ids(hits, "face_id"))
 
 
