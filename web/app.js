@@ -101,8 +101,9 @@ async function startSession(session) {
   $("#who").textContent = `${session.user.name} · ${session.user.role} · ${scope}`;
   const perms = new Set(session.user.permissions);
   for (const tab of $$("#tabs [data-tab]")) tab.hidden = !perms.has(tab.dataset.perm);
+  $(".case-field").hidden = !["search_faces", "trajectory", "export"].some((p) => perms.has(p));
   $("#case").value = sessionStorage.getItem("tubeline-case") || "";
-  if (perms.has("cameras")) await loadCameras().catch(() => {});
+  if (perms.has("search") || perms.has("trajectory")) await loadCameras().catch(() => {});  // filters and the plot
   if (perms.has("alerts")) startAlerts();
   const wanted = location.hash.slice(1);
   const first = $$("#tabs [data-tab]").find((t) => !t.hidden && (t.dataset.tab === wanted || !wanted)) || $$("#tabs [data-tab]").find((t) => !t.hidden);
@@ -191,9 +192,9 @@ function hitCard(hit) {
   let title, sub, time;
   if (hit.kind === "plate") { title = hit.text; sub = `${(hit.confidence * 100).toFixed(0)}%${hit.edits ? ` · ${hit.edits} edit(s)` : ""}`; time = hit.captured_at; }
   else if (hit.kind === "track") { title = `${hit.colour} ${hit.vehicle_type || hit.class_name}`; sub = hit.plate || ""; time = hit.started_at; }
-  else { title = `similarity ${hit.score.toFixed(3)}`; sub = `quality ${hit.quality.toFixed(2)}`; time = hit.captured_at; }
+  else { title = `similarity ${hit.score.toFixed(3)}`; sub = `${hit.match ? "match" : "below threshold"} · quality ${hit.quality.toFixed(2)}`; time = hit.captured_at; }
   const img = hit.crop_url ? el("img", { src: hit.crop_url, alt: `crop: ${title}`, loading: "lazy" }) : el("div", { class: "noimg" }, "no crop");
-  return el("button", { type: "button", class: "hit", "data-kind": hit.kind, "data-id": hit.id, onclick: () => openDetail(hit.kind, hit.id) },
+  return el("button", { type: "button", class: hit.kind === "face" && !hit.match ? "hit weak" : "hit", "data-kind": hit.kind, "data-id": hit.id, onclick: () => openDetail(hit.kind, hit.id) },
     img,
     el("span", { class: "hit-title" }, title),
     sub ? el("span", { class: "hit-sub" }, sub) : null,
@@ -503,9 +504,16 @@ $("#audit-form").addEventListener("submit", (ev) => {
     $("#audit-rows").replaceChildren(...data.entries.map((e) => el("tr", { class: e.outcome === "ok" ? "" : "refused" },
       el("td", {}, (e.ts || "").slice(0, 19).replace("T", " ")), el("td", {}, e.user || "–"), el("td", {}, e.action),
       el("td", {}, `${e.outcome} ${e.status}`), el("td", {}, e.case || ""), el("td", {}, e.result_count ?? ""),
-      el("td", {}, e.client || ""), el("td", { class: "details" }, e.reason || JSON.stringify(e.params || {})))));
+      el("td", {}, e.client || ""), el("td", { class: "details" }, auditDetails(e)))));
   });
 });
+
+function auditDetails(e) {
+  const params = Object.entries(e.params || {}).filter(([, v]) => v !== null && v !== undefined && !(Array.isArray(v) && !v.length))
+    .map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`);
+  if (e.exported_keys && e.exported_keys.length) params.push(`exported=${e.exported_keys.join(",")}`);
+  return [e.reason, params.join(" ")].filter(Boolean).join(" — ");
+}
 
 $("#audit-verify").addEventListener("click", async () => {
   const section = $("#tab-audit");
