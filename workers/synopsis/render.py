@@ -81,16 +81,33 @@ def extract_crops(
     return stats
 
 
-def _label(frame: np.ndarray, text: str, box: np.ndarray, scale: float) -> None:
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    (tw, th), base = cv2.getTextSize(text, font, scale, 1)
-    height, width = frame.shape[:2]
+LABEL_FONT = cv2.FONT_HERSHEY_SIMPLEX
+LABEL_SAMPLE = "00:00:00"
+
+
+def label_scale(height: int) -> float:
+    """Font scale of the time labels for a frame ``height`` pixels high (readable down to 288 lines)."""
+    return max(0.33, 0.45 * height / 576)
+
+
+def label_rect(box: np.ndarray | tuple[float, ...], width: int, height: int, scale: float,
+               text: str = LABEL_SAMPLE) -> tuple[int, int, int, int]:
+    """``(x0, y0, x1, y1)`` of the label plate of an object whose box is ``box``: above the box, or just
+    inside its top when there is no room above."""
+    (tw, th), base = cv2.getTextSize(text, LABEL_FONT, scale, 1)
     x = int(min(max(0, box[0]), max(0, width - tw - 2)))
     y = int(box[1]) - 3
     if y - th - base < 0:
         y = min(height - base - 1, int(box[1]) + th + 3)
-    cv2.rectangle(frame, (x, y - th - 2), (x + tw + 2, y + base - 1), (24, 24, 24), -1)
-    cv2.putText(frame, text, (x + 1, y - 1), font, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return x, y - th - 2, x + tw + 2, y + base - 1
+
+
+def _label(frame: np.ndarray, text: str, box: np.ndarray, scale: float) -> None:
+    height, width = frame.shape[:2]
+    x0, y0, x1, y1 = label_rect(box, width, height, scale, text)
+    cv2.rectangle(frame, (x0, y0), (x1, y1), (24, 24, 24), -1)
+    _, base = cv2.getTextSize(text, LABEL_FONT, scale, 1)
+    cv2.putText(frame, text, (x0 + 1, y1 - base), LABEL_FONT, scale, (255, 255, 255), 1, cv2.LINE_AA)
 
 
 def _composite(frame: np.ndarray, x: int, y: int, bgr: np.ndarray, alpha: np.ndarray) -> None:
@@ -129,7 +146,7 @@ def render_video(
     total = max(total, 1)
     width, height = size
     zone = ZoneInfo(settings.label_timezone)
-    scale = max(0.33, 0.45 * height / 576)
+    scale = label_scale(height)
     stats = RenderStats()
     rate = Fraction(fps).limit_denominator(1001)
     with av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:

@@ -121,9 +121,10 @@ class SynopsisWorker(Worker):
 
     name = "synopsis"
 
-    def __init__(self, config: Any, *, source: TrackSource | None = None, **kwargs: Any) -> None:
+    def __init__(self, config: Any, *, source: TrackSource | None = None, settings: SynopsisConfig | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
-        self.settings = synopsis_settings(config)
+        self.settings = settings or synopsis_settings(config)
         self.injected_source = source
         self.cache = MemoryTrackSource()
         self.source: TrackSource = source or self.cache
