@@ -41,18 +41,15 @@ def serve(ctx: click.Context, host: str | None, port: int | None, no_bootstrap: 
     printed here, once.
     """
     from pipeline.bus import open_bus
-    from workers.api.serve import start_api
+    from workers.api.serve import serve_until_interrupted
 
     config = load_config_or_exit(ctx)
     bus = open_bus(config) if config.bus.backend == "kafka" else None
     try:
-        server = start_api(config, bus=bus, host=host, port=port, bootstrap=not no_bootstrap)
+        serve_until_interrupted(config, echo=click.echo, bus=bus, host=host, port=port, bootstrap=not no_bootstrap)
     except RuntimeError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    for line in server.banner():
-        click.echo(line)
-    server.wait()
 
 
 # -- users ----------------------------------------------------------------------------------------

@@ -119,6 +119,10 @@ def test_investigator_searches_a_plate_plays_the_clip_and_follows_the_trajectory
     assert "Export" in pg.inner_text("#detail-status") and "SHA-256" in pg.inner_text("#detail-status")
     pg.screenshot(path=str(shots / "03-detail-clip.png"))
 
+    _trajectory_faces_alerts_cameras(pg, bus, shots)
+
+
+def _trajectory_faces_alerts_cameras(pg: Any, bus: MemoryBus, shots: Path) -> None:
     pg.click("#detail-trajectory")
     pg.wait_for_selector("#trajectory-list li:nth-child(3)")
     items = pg.eval_on_selector_all("#trajectory-list li", "li => li.map(x => x.textContent)")

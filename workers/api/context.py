@@ -26,15 +26,17 @@ from workers.api.users import UserStore
 log = logging.getLogger(__name__)
 
 
-class LockedSearch:
-    """Serialises calls into the search service (its DuckDB connection and FAISS shards are shared state)."""
+class ScopedSearch:
+    """The search service behind one more guard: an empty camera scope returns nothing without a query.
+
+    (The service is safe to call from several threads, so calls are not serialised here.)
+    """
 
     METHODS = frozenset({"refresh", "plates", "vehicles", "faces", "plate_trajectory", "face_trajectory",
                          "sighting", "alerts", "camera_status"})
 
     def __init__(self, service: Any) -> None:
         self._service = service
-        self._lock = threading.RLock()
 
     def __getattr__(self, name: str) -> Any:
         if name not in self.METHODS:
@@ -45,8 +47,7 @@ class LockedSearch:
             cameras: Collection[str] | None = kwargs.get("cameras")
             if cameras is not None and not cameras and name != "refresh":
                 return None if name == "sighting" else []  # an empty scope sees nothing
-            with self._lock:
-                return method(*args, **kwargs)
+            return method(*args, **kwargs)
 
         return call
 
@@ -131,7 +132,7 @@ def build_context(
         config=config,
         api=api,
         store=store,
-        search=LockedSearch(search),
+        search=ScopedSearch(search),
         users=UserStore(store),
         sessions=SessionStore(store, api.session_ttl_s),
         audit=AuditLog(store, writer_id=audit_writer, anchor_every=api.audit_anchor_every),

@@ -26,6 +26,7 @@ router = APIRouter(prefix="/api", tags=["alerts and cameras"])
 Who = Annotated[Principal, Depends(principal)]
 AlertType = Literal["zone_intrusion", "line_crossing", "loitering", "crowding", "camera_offline", "plate_hotlist"]
 REPLAY = 50
+SEEN_IDS = 10_000
 
 
 @router.get("/alerts", response_model=AlertResults, name="alerts.list", summary="Alerts from the catalog, newest first")
@@ -95,6 +96,8 @@ async def alert_stream(request: Request, who: Who) -> StreamingResponse:
                     continue
                 if (allowed is not None and alert.camera_id not in allowed) or alert.alert_id in sent:
                     continue
+                if len(sent) > SEEN_IDS:
+                    sent.clear()
                 sent.add(alert.alert_id)
                 yield _event(alert.alert_id, alert_json(act, alert))
         finally:

@@ -1,9 +1,13 @@
 """Serving the API + UI: uvicorn in a thread, the first-admin bootstrap, and the entry points for
 ``tubeline api serve`` and ``tubeline up``.
 
-For the embedded main job::
+For the embedded main job (``tubeline up``), after the pipeline has run::
 
-    from workers.api.serve import start_api
+    from workers.api.serve import serve_until_interrupted
+    serve_until_interrupted(config, echo=click.echo)   # prints the URL and, on first run, the admin password
+
+or, to keep control::
+
     server = start_api(config)                     # opens its own store; bootstraps the first admin
     for line in server.banner(): click.echo(line)  # URL + (first run only) the admin password, once
     server.wait()                                  # until Ctrl-C / SIGTERM, then server.stop()
@@ -17,6 +21,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,19 +71,16 @@ class ApiServer:
     def alive(self) -> bool:
         return self.thread.is_alive()
 
-    def wait(self) -> None:
-        """Block until SIGINT/SIGTERM (main thread) or the server stops; then stop it."""
-        stop = threading.Event()
-        previous: dict[int, Any] = {}
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                previous[sig] = signal.signal(sig, lambda *_: stop.set())
+    def wait(self, stop: threading.Event | None = None) -> None:
+        """Block until ``stop`` is set (default: SIGINT/SIGTERM in the main thread) or the server ends; then stop it."""
+        own = stop is None
+        stop = stop or threading.Event()
+        previous = _on_signals(stop) if own else {}
         try:
             while not stop.wait(0.5) and self.alive():
                 pass
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+            _restore(previous)
             self.stop()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -130,3 +132,40 @@ def start_api(
     bound = server.servers[0].sockets[0].getsockname()[1] if server.servers else uv_config.port
     log.info("API listening on %s:%s", host, bound)
     return ApiServer(ctx, server, thread, host, int(bound), password)
+
+
+def serve_until_interrupted(
+    config: TubelineConfig,
+    *,
+    echo: Callable[[str], None],
+    store: ObjectStore | None = None,
+    bus: Bus | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    bootstrap: bool = True,
+) -> None:
+    """Start the API + UI, print the banner through ``echo`` (the console, never a log), serve until
+    SIGINT/SIGTERM. Raises RuntimeError when it cannot listen."""
+    stop = threading.Event()
+    previous = _on_signals(stop)  # before the banner: a signal right after it must still stop cleanly
+    try:
+        server = start_api(config, store=store, bus=bus, host=host, port=port, bootstrap=bootstrap)
+        for line in server.banner():
+            echo(line)
+        server.wait(stop)
+    finally:
+        _restore(previous)
+
+
+def _on_signals(stop: threading.Event) -> dict[int, Any]:
+    """Make SIGINT and SIGTERM set ``stop`` (main thread only); returns the previous handlers."""
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda *_: stop.set())
+    return previous
+
+
+def _restore(previous: dict[int, Any]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
