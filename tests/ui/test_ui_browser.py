@@ -137,6 +137,12 @@ def _trajectory_faces_alerts_cameras(pg: Any, bus: MemoryBus, shots: Path) -> No
     pg.wait_for_selector("#tab-faces .hit")
     assert "Query face quality" in pg.inner_text("#tab-faces .query-face")
     pg.screenshot(path=str(shots / "05-face-results.png"))
+    pg.click("#tab-faces .hit:first-child")  # the best match, then where that person went
+    pg.wait_for_selector("#detail[open]")
+    pg.click("#detail-trajectory")
+    pg.wait_for_function("() => document.querySelector('#tab-trajectory .status').textContent.includes('query face')")
+    cams = pg.eval_on_selector_all("#trajectory-list li", "li => li.map(x => x.textContent.split('— ')[1])")
+    assert cams == ["North gate", "Airport"]
 
     pg.click("#tabs [data-tab=alerts]")
     pg.wait_for_selector("#alert-list li:nth-child(2)")
