@@ -106,6 +106,12 @@ class ApiConfig(Section):
         ge=1,
         le=1_000_000,
     )
+    web_dir: str | None = Field(
+        None,
+        title="Web UI folder",
+        description="Folder with the UI's static files; empty: the checkout's web/, else ./web.",
+        max_length=500,
+    )
     cache_dir: str = Field(
         "var/cache/api",
         title="Cache folder",

@@ -30,6 +30,13 @@ from workers.api.context import ApiContext
 log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
+
+
+def find_web_dir(configured: str | None) -> Path:
+    """``api.web_dir``, else the checkout's ``web/``, else ``./web`` (an installed package next to a copy)."""
+    if configured:
+        return Path(configured)
+    return WEB_DIR if WEB_DIR.is_dir() else Path.cwd() / "web"
 CSP = ("default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; style-src 'self'; "
        "script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
        "form-action 'self'")
@@ -81,7 +88,7 @@ def _mount_web(app: FastAPI, web_dir: Path) -> None:
         return FileResponse(web_dir / "docs.html", headers={"Cache-Control": "no-cache"})
 
 
-def create_app(ctx: ApiContext, *, web_dir: Path = WEB_DIR, start_background: bool = True) -> FastAPI:
+def create_app(ctx: ApiContext, *, web_dir: Path | None = None, start_background: bool = True) -> FastAPI:
     """The API + UI application around ``ctx`` (background work starts and stops with the app)."""
 
     @asynccontextmanager
@@ -121,5 +128,5 @@ def create_app(ctx: ApiContext, *, web_dir: Path = WEB_DIR, start_background: bo
 
     for module in (routes_admin, routes_search, routes_media, routes_live):
         app.include_router(module.router)
-    _mount_web(app, web_dir)
+    _mount_web(app, web_dir or find_web_dir(ctx.api.web_dir))
     return app
