@@ -21,8 +21,8 @@ from typing import Any
 import yaml
 from pydantic import Field, SecretStr, ValidationError
 
-from pipeline.config.base import Section
 from pipeline.config.api import ApiConfig
+from pipeline.config.base import Section
 from pipeline.config.bus import BusConfig, KafkaConfig
 from pipeline.config.detect import DetectConfig
 from pipeline.config.index import IndexConfig
@@ -31,8 +31,8 @@ from pipeline.config.models import ModelsConfig
 from pipeline.config.rules import RulesConfig
 from pipeline.config.runtime import RuntimeConfig
 from pipeline.config.stack import StackConfig
-from pipeline.config.synopsis import SynopsisConfig
 from pipeline.config.store import LocalStoreConfig, S3Config, StoreConfig
+from pipeline.config.synopsis import SynopsisConfig
 
 ENV_PREFIX = "TUBELINE_"
 ENV_CONFIG_FILE = "TUBELINE_CONFIG"
