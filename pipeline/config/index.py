@@ -58,15 +58,17 @@ class IndexConfig(Section):
         "day", title="Face shard window", description="Time window of one FAISS shard (per embedding model).",
     )
     flat_max_vectors: int = Field(
-        200_000, title="Exact-search threshold",
+        100_000, title="Exact-search threshold",
         description="Shards with at most this many vectors use exact search (IndexFlatIP); larger ones use "
         "the approximate index named by large_index.", ge=0, le=100_000_000,
     )
     large_index: Literal["ivf", "hnsw"] = Field(
-        "ivf", title="Large-shard index", description="Approximate index for shards above flat_max_vectors.",
+        "hnsw", title="Large-shard index",
+        description="Approximate index for shards above flat_max_vectors: hnsw (better recall and latency, "
+        "slow to rebuild) or ivf (fast to rebuild, needs a high nprobe for the same recall).",
     )
     ivf_nprobe: int = Field(
-        32, title="IVF nprobe", description="Inverted lists visited per IVF query (recall against speed).",
+        128, title="IVF nprobe", description="Inverted lists visited per IVF query (recall against speed).",
         ge=1, le=65536,
     )
     hnsw_m: int = Field(32, title="HNSW M", description="Neighbours per HNSW node.", ge=4, le=128)

@@ -91,11 +91,11 @@ def test_model_version_and_windows() -> None:
 
 # -- shards over a real catalog in a local store -------------------------------------------------
 def _write_faces(store: LocalStore, settings: IndexConfig, vectors: np.ndarray, cameras: list[str],
-                 offset: int = 0, start: int = 0) -> None:
+                 offset: int = 0, start: int = 0, spacing: float = 10.0) -> None:
     writer = CatalogWriter(store, settings)
     for i, v in enumerate(vectors):
         cam = cameras[i % len(cameras)]
-        person = syn.track(cam, start + i, T0 + timedelta(seconds=10 * (start + i)), class_name="person",
+        person = syn.track(cam, start + i, T0 + timedelta(seconds=spacing * (start + i)), class_name="person",
                            vehicle_type=None)
         writer.add(FACE_KIND, syn.face(person, 0, v), RowMeta(0, offset + i, T0))
     writer.flush()
@@ -104,7 +104,7 @@ def _write_faces(store: LocalStore, settings: IndexConfig, vectors: np.ndarray, 
 @pytest.fixture
 def catalog(tmp_path: Path) -> tuple[LocalStore, IndexConfig, np.ndarray]:
     store = LocalStore(tmp_path / "store")
-    settings = IndexConfig(cache_dir=tmp_path / "cache", flat_max_vectors=0, ivf_nprobe=64)
+    settings = IndexConfig(cache_dir=tmp_path / "cache", flat_max_vectors=0, large_index="ivf", ivf_nprobe=64)
     rng = np.random.default_rng(1)
     vectors = syn.faces_of(rng, syn.identities(rng, 300, 64), rng.integers(0, 300, size=3000))
     _write_faces(store, settings, vectors, ["cam-1", "cam-2", "cam-3"])
@@ -112,7 +112,7 @@ def catalog(tmp_path: Path) -> tuple[LocalStore, IndexConfig, np.ndarray]:
 
 
 def _builder(store: LocalStore, settings: IndexConfig) -> ShardBuilder:
-    return ShardBuilder(store, settings, lambda key, etag: read_table(store.get(key)))
+    return ShardBuilder(store, settings, lambda key, etag, columns: read_table(store.get(key), columns))
 
 
 def test_rebuild_snapshot_and_load_give_the_same_answers(catalog) -> None:  # noqa: ANN001
@@ -159,7 +159,7 @@ def test_selector_search_on_a_large_filtered_set(catalog) -> None:  # noqa: ANN0
     mask = shard.filter_mask(["cam-1", "cam-3"], None, None)  # 2000 allowed, above the brute-force cut-off
     ids, _ = shard.search(vectors[5], 2, settings, mask)  # wanted 8 → brute force below max(32, 4096)
     assert set(shard.meta.take(ids)["camera_id"].to_pylist()) <= {"cam-1", "cam-3"}
-    small = IndexConfig(flat_max_vectors=0, rerank_factor=1, ivf_nprobe=64)
+    small = IndexConfig(flat_max_vectors=0, large_index="ivf", rerank_factor=1, ivf_nprobe=64)
     mask_all = np.ones(shard.count, dtype=bool)
     mask_all[:10] = False
     ids, scores = shard.search(vectors[5], 3, small, mask_all)
@@ -224,3 +224,21 @@ def test_upgrade_from_flat_keeps_ids(tmp_path: Path) -> None:
     builder.catch_up(shard, list_face_segments(store, settings, "2024-05-01"))
     assert shard.manifest.factory == "HNSW32,Flat" and shard.count == 2600
     assert shard.search(vectors[7], 3, settings)[0].tolist() == before
+
+
+@pytest.mark.parametrize("large", ["ivf", "hnsw"])
+def test_filtered_search_through_the_selector_for_each_large_index(tmp_path: Path, large: str) -> None:
+    store = LocalStore(tmp_path / "store")
+    settings = IndexConfig(cache_dir=tmp_path / "cache", flat_max_vectors=0, large_index=large, rerank_factor=1)
+    rng = np.random.default_rng(2)
+    vectors = syn.faces_of(rng, syn.identities(rng, 2000, 32), rng.integers(0, 2000, size=10_000))
+    _write_faces(store, settings, vectors, ["cam-1", "cam-2"], spacing=1.0)
+    shard, _ = _builder(store, settings).open(MODEL, "2024-05-01", list_face_segments(store, settings, "2024-05-01"))
+    assert shard.manifest.factory.startswith("IVF" if large == "ivf" else "HNSW")
+    mask = shard.filter_mask(["cam-2"], None, None)
+    assert mask is not None and mask.sum() == 5000  # above the brute-force cut-off: the selector is used
+    for i in (1, 3, 5):  # faces of cam-2 (odd rows); each must find itself, and nothing from cam-1
+        ids, scores = shard.search(vectors[i], 10, settings, mask)
+        meta = shard.meta.take(ids)
+        assert set(meta["camera_id"].to_pylist()) == {"cam-2"}
+        assert meta["face_id"][0].as_py() == f"cam-2:s0:{i}.face.0" and scores[0] == pytest.approx(1.0, abs=1e-5)

@@ -60,9 +60,9 @@ class FaceShardKeeper:
         self.next_snapshot = monotonic() + settings.shard_snapshot_interval_s
         self.rebuilt = 0
 
-    def _fetch(self, key: str, etag: str) -> pa.Table:
+    def _fetch(self, key: str, etag: str, columns: list[str] | None = None) -> pa.Table:
         table = self._recent.get(key)
-        return table if table is not None else read_table(self.store.get(key))
+        return table if table is not None else read_table(self.store.get(key), columns)
 
     def add(self, written: list[Written]) -> None:
         """Add the face segments among ``written`` to their shards (opening or building shards as needed)."""

@@ -48,13 +48,14 @@ MANIFEST_VERSION = 1
 SHARD_FILE = "shard.faiss"
 MANIFEST_FILE = "manifest.json"
 META_COLUMNS = ["face_id", "track_id", "camera_id", "captured_at", "model_id", "quality", "crop_key", "box"]
+"""What a shard keeps per vector (and all it reads of a segment when it loads from a snapshot)."""
 MIN_ANN_VECTORS = 2048
 """Below this an approximate index is pointless (and IVF could not train ~39 vectors per list)."""
 META_SCHEMA = pa.schema([FACE_KIND.schema.field(c) for c in META_COLUMNS])
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.@+-]")
 
-SegmentFetcher = Callable[[str, str], pa.Table]
-"""``fetch(key, etag)``: the segment's table (with ``embedding`` and META_COLUMNS)."""
+SegmentFetcher = Callable[[str, str, "list[str] | None"], pa.Table]
+"""``fetch(key, etag, columns)``: the segment's table, all columns (None) or only ``columns``."""
 
 
 class ShardError(RuntimeError):
@@ -399,7 +400,7 @@ class ShardBuilder:
         shard = Shard(manifest, index)
         entries, manifest.segments = manifest.segments, []
         for entry in entries:
-            meta, _ = shard.select_rows(self.fetch(entry.key, entry.etag), vectors=False)
+            meta, _ = shard.select_rows(self.fetch(entry.key, entry.etag, META_COLUMNS), vectors=False)
             if meta.num_rows != entry.count or entry.first_id != sum(s.count for s in manifest.segments):
                 msg = f"segment {entry.key} gives {meta.num_rows} faces, the manifest says {entry.count}"
                 raise ShardError(msg)
@@ -414,7 +415,7 @@ class ShardBuilder:
         covered = shard.covered()
         added = 0
         for key in sorted(k for k in segments if k not in covered):
-            added += shard.add_segment(key, segments[key], self.fetch(key, segments[key]))
+            added += shard.add_segment(key, segments[key], self.fetch(key, segments[key], None))
         if added:
             log.info("face shard %s/%s: caught up %d face(s)", shard.manifest.model_id, shard.manifest.window, added)
         self.maybe_upgrade(shard)
@@ -422,7 +423,7 @@ class ShardBuilder:
 
     def rebuild(self, model_id: str, window: str, segments: dict[str, str], dimension: int | None = None) -> Shard:
         """A fresh shard from every segment of the window (the Parquet truth)."""
-        tables = [(key, segments[key], self.fetch(key, segments[key])) for key in sorted(segments)]
+        tables = [(key, segments[key], self.fetch(key, segments[key], None)) for key in sorted(segments)]
         if dimension is None:
             dimension = next((_dimension(t, model_id) for _, _, t in tables if _dimension(t, model_id)), 0)
         if not dimension:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -90,7 +91,7 @@ class CatalogCache:
             return {}
 
     def _write_etags(self) -> None:
-        tmp = self.root / (_ETAGS_FILE + ".tmp")
+        tmp = self.root / f"{_ETAGS_FILE}.{os.getpid()}.{threading.get_ident()}.tmp"
         tmp.write_text(json.dumps(self._cached_etags), encoding="utf-8")
         tmp.replace(self.root / _ETAGS_FILE)
 
@@ -104,13 +105,17 @@ class CatalogCache:
 
     def _usable(self, key: str, etag: str) -> bool:
         """Download the segment; False (and remembered until its etag changes) when it is not valid Parquet."""
-        path = self.ensure_local(key, etag)
-        try:
-            schema = pq.read_schema(path)
-        except (pa.ArrowException, OSError) as exc:
-            log.warning("catalog: skipping unreadable segment %s: %s", key, exc)
-            self.bad[key] = etag
-            return False
+        for attempt in range(2):
+            path = self.ensure_local(key, etag)
+            try:
+                schema = pq.read_schema(path)
+                break
+            except (pa.ArrowException, OSError) as exc:
+                self._cached_etags.pop(key, None)  # maybe only the cached copy is damaged: fetch it again
+                if attempt == 1:
+                    log.warning("catalog: skipping unreadable segment %s: %s", key, exc)
+                    self.bad[key] = etag
+                    return False
         missing = set(KIND_BY_NAME[self.refs[key].kind].schema.names) - set(schema.names)
         if missing:
             log.warning("catalog: skipping segment %s without column(s) %s", key, ", ".join(sorted(missing)))
@@ -118,9 +123,9 @@ class CatalogCache:
             return False
         return True
 
-    def fetch(self, key: str, etag: str) -> pa.Table:
-        """A segment's full table (every column), from the cache."""
-        return read_table(self.ensure_local(key, etag))
+    def fetch(self, key: str, etag: str, columns: list[str] | None = None) -> pa.Table:
+        """A segment's table (every column, or only ``columns``), from the cache."""
+        return read_table(self.ensure_local(key, etag), columns)
 
     # -- refresh ---------------------------------------------------------------------------------
     def list_segments(self) -> dict[str, str]:
