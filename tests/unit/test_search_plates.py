@@ -131,3 +131,36 @@ def test_duckdb_levenshtein_agrees_with_the_reference_on_random_plates() -> None
 def test_check_edits_bounds(edits: int) -> None:
     with pytest.raises(QueryError, match=re.escape("max_edits")):
         p.check_edits(edits)
+
+
+@pytest.mark.parametrize(("plate", "k", "pieces"), [
+    ("川AF058Y", 0, ["川AF058Y"]),
+    ("川AF058Y", 1, ["川AF0", "58Y"]),
+    ("川AF058Y", 2, ["川A", "F05", "8Y"]),
+    ("AB", 3, ["", "A", "B", ""]),  # more pieces than characters: an empty piece filters nothing
+])
+def test_fuzzy_pieces(plate: str, k: int, pieces: list[str]) -> None:
+    assert p.fuzzy_pieces(plate, k) == pieces
+    assert "".join(pieces) == plate
+
+
+def test_fuzzy_prefilter_never_drops_a_match() -> None:
+    """Pigeonhole: any text within k edits of the plate contains one of its k + 1 pieces."""
+    rng = np.random.default_rng(5)
+    alphabet = "川京ABC0123"
+    for _ in range(3000):
+        plate = random_plate(rng)
+        text = list(plate)
+        for _ in range(int(rng.integers(0, 4))):
+            op, i = int(rng.integers(3)), int(rng.integers(len(text) + 1))
+            ch = alphabet[int(rng.integers(len(alphabet)))]
+            if op == 0:
+                text.insert(i, ch)
+            elif text and op == 1:
+                del text[min(i, len(text) - 1)]
+            elif text:
+                text[min(i, len(text) - 1)] = ch
+        text_s = "".join(text)
+        k = p.levenshtein(plate, text_s)
+        if k <= 3:
+            assert any(piece in text_s for piece in p.fuzzy_pieces(plate, k)), (plate, text_s)

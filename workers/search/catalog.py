@@ -6,6 +6,8 @@ whose etag still matches), loads their rows into one in-memory DuckDB table per 
 columns — track paths, face embeddings — stay in the files) and drops the rows of segments that
 left the catalog (compaction, retention). Each refresh is one DuckDB transaction, so a query sees
 the catalog before or after it, never half of it. Every row keeps its segment key in ``_segment``.
+``plates_latest`` holds one row per plate key — its highest revision — kept up to date for the keys
+each refresh touches, so plate queries need no deduplication of their own.
 
 Why not query the Parquet files directly on every request: DuckDB reads thousands of small files
 far slower than it scans a table in memory (``docs/search.md`` has the numbers); the in-memory
@@ -28,7 +30,7 @@ import pyarrow.parquet as pq
 
 from pipeline.config.index import IndexConfig
 from pipeline.store.base import ObjectNotFound, ObjectStore
-from workers.index.catalog import KIND_BY_NAME, KINDS, SegmentRef, parse_segment_key, read_table
+from workers.index.catalog import KIND_BY_NAME, KINDS, PLATE_KIND, SegmentRef, parse_segment_key, read_table
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,7 @@ class CatalogCache:
         self._cached_etags = self._read_etags()
         for kind in KINDS:
             self._create_table(kind.name)
+        self.db.execute("CREATE TABLE plates_latest AS SELECT * FROM plates")
 
     # -- tables ----------------------------------------------------------------------------------
     def _create_table(self, kind_name: str) -> None:
@@ -175,15 +178,32 @@ class CatalogCache:
         cur = self.db.cursor()
         cur.execute("BEGIN TRANSACTION")
         try:
+            cur.execute("CREATE OR REPLACE TEMP TABLE _touched (ikey VARCHAR)")
             if drop:
+                cur.execute("INSERT INTO _touched SELECT ikey FROM plates WHERE _segment IN (SELECT unnest(?::VARCHAR[]))",
+                            [drop])
                 for table in TABLES.values():
                     cur.execute(f"DELETE FROM {table} WHERE _segment IN (SELECT unnest(?::VARCHAR[]))", [drop])
             for kind_name, keys in by_kind.items():
                 self._load(cur, kind_name, keys)
+            if by_kind.get("plates"):
+                cur.execute("INSERT INTO _touched SELECT ikey FROM plates WHERE _segment IN (SELECT unnest(?::VARCHAR[]))",
+                            [by_kind["plates"]])
+            self._update_latest(cur)
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
             raise
+
+    @staticmethod
+    def _update_latest(cur: duckdb.DuckDBPyConnection) -> None:
+        """Recompute ``plates_latest`` (one row per plate key: its highest revision) for the touched keys."""
+        cur.execute("CREATE OR REPLACE TEMP TABLE _keys AS SELECT DISTINCT ikey FROM _touched")
+        cur.execute("DELETE FROM plates_latest WHERE ikey IN (SELECT ikey FROM _keys)")
+        cur.execute(
+            "INSERT INTO plates_latest SELECT * FROM plates WHERE ikey IN (SELECT ikey FROM _keys) "
+            f"QUALIFY row_number() OVER (PARTITION BY ikey ORDER BY {PLATE_KIND.latest_first}) = 1"
+        )
 
     def _load(self, cur: duckdb.DuckDBPyConnection, kind_name: str, keys: list[str]) -> None:
         skip = ", ".join([*NOT_LOADED.get(kind_name, ()), "filename"])

@@ -4,7 +4,8 @@ Plates are stored normalised (upper case, no separators: ``川AF058Y``); a query
 same way first, so ``川a·f058y`` and ``川A F058Y`` find it. Wildcards: ``*`` matches any run of
 characters (including none), ``?`` exactly one; the pattern must match the whole plate. Fuzzy search
 uses the Levenshtein distance (insertions, deletions and substitutions of whole characters — a
-province character counts as one), computed by DuckDB's ``levenshtein`` after a length prefilter;
+province character counts as one), computed by DuckDB's ``levenshtein`` after a length and a
+pigeonhole prefilter (:func:`fuzzy_pieces`);
 :func:`levenshtein` is the reference the tests hold it to.
 """
 
@@ -70,6 +71,15 @@ def check_edits(max_edits: int) -> int:
         msg = f"max_edits must be between 0 and {MAX_EDITS}, got {max_edits}"
         raise QueryError(msg)
     return max_edits
+
+
+def fuzzy_pieces(plate: str, max_edits: int) -> list[str]:
+    """``max_edits + 1`` contiguous pieces of ``plate``: any text within ``max_edits`` edits of the plate
+    contains at least one of them unchanged (each edit touches at most one piece) — a cheap prefilter
+    (``contains``) before the edit distance itself."""
+    parts = max_edits + 1
+    bounds = [round(i * len(plate) / parts) for i in range(parts + 1)]
+    return [plate[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
 def levenshtein(a: str, b: str) -> int:

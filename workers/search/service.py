@@ -35,7 +35,7 @@ from schemas.tracks import Colour, VehicleType
 from workers.search.catalog import CatalogCache
 from workers.search.faces import FaceCandidate, FaceIndex
 from workers.search.hits import AlertHit, CameraState, FaceHit, PlateHit, QueryError, Sighting, TrackHit
-from workers.search.plates import check_edits, exact_plate, wildcard_to_like
+from workers.search.plates import check_edits, exact_plate, fuzzy_pieces, wildcard_to_like
 from workers.search.registry import CameraDirectory
 
 if TYPE_CHECKING:
@@ -56,7 +56,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_LIMIT = 10_000
-_PLATE_LATEST = "revision DESC, ingested_at DESC, src_partition DESC, src_offset DESC"
 _LATEST = "ingested_at DESC, src_partition DESC, src_offset DESC"
 _PLATE_COLUMNS = "read_id, track_id, camera_id, captured_at, text, confidence, plate_kind, region, crop_key, box, " \
                  "revision, model_id"
@@ -185,16 +184,12 @@ class SearchService:
         if scope == []:
             return []
         match, match_params, edits, order = self._plate_match(query, mode, max_edits)
-        cand = _Filter().add(match, *match_params).scope(scope)
-        final = _Filter().add(match, *match_params).scope(scope).at("captured_at", start, end)
+        where = _Filter().add(match, *match_params).scope(scope).at("captured_at", start, end)
         sql = (
-            f"WITH cand AS (SELECT DISTINCT ikey FROM plates WHERE {cand.sql()}), "
-            f"latest AS (SELECT * FROM plates WHERE ikey IN (SELECT ikey FROM cand) "
-            f"QUALIFY row_number() OVER (PARTITION BY ikey ORDER BY {_PLATE_LATEST}) = 1) "
-            f"SELECT {_PLATE_COLUMNS}, {edits} AS edits FROM latest WHERE {final.sql()} "
+            f"SELECT {_PLATE_COLUMNS}, {edits} AS edits FROM plates_latest WHERE {where.sql()} "
             f"ORDER BY {order}, read_id LIMIT ?"
         )
-        rows = self._query(sql, [*cand.params, *final.params, limit])
+        rows = self._query(sql, [*where.params, limit])
         return [self._plate_hit(r) for r in rows if self._in_scope(r["camera_id"], scope)]
 
     @staticmethod
@@ -206,9 +201,11 @@ class SearchService:
             return "text LIKE ? ESCAPE '\\'", [wildcard_to_like(query)], "0", "captured_at DESC"
         if mode == "fuzzy":
             plate, k = exact_plate(query), check_edits(max_edits)
-            clause = "length(text) BETWEEN ? AND ? AND levenshtein(text, ?) <= ?"
-            lit = plate.replace("'", "")
-            return clause, [len(plate) - k, len(plate) + k, plate, k], f"levenshtein(text, '{lit}')", \
+            pieces = fuzzy_pieces(plate, k)
+            clause = ("length(text) BETWEEN ? AND ? AND (" + " OR ".join(["contains(text, ?)"] * len(pieces))
+                      + ") AND levenshtein(text, ?) <= ?")
+            # the plate is validated ([0-9A-Z] and CJK only), so it can sit in the SELECT list as a literal
+            return clause, [len(plate) - k, len(plate) + k, *pieces, plate, k], f"levenshtein(text, '{plate}')", \
                 "edits ASC, captured_at DESC"
         msg = f"unknown plate search mode {mode!r}; one of: exact, wildcard, fuzzy"
         raise QueryError(msg)
@@ -252,8 +249,7 @@ class SearchService:
         sql = (
             f"WITH t AS (SELECT * FROM tracks WHERE {where.sql()} "
             f"QUALIFY row_number() OVER (PARTITION BY ikey ORDER BY {_LATEST}) = 1 ORDER BY {order} LIMIT ?), "
-            f"p AS (SELECT track_id, camera_id, text FROM plates WHERE track_id IN (SELECT track_id FROM t) "
-            f"QUALIFY row_number() OVER (PARTITION BY ikey ORDER BY {_PLATE_LATEST}) = 1) "
+            "p AS (SELECT track_id, camera_id, text FROM plates_latest WHERE track_id IN (SELECT track_id FROM t)) "
             f"SELECT t.*, p.text AS plate FROM t LEFT JOIN p ON p.track_id = t.track_id AND p.camera_id = t.camera_id "
             f"ORDER BY {order}"
         )
