@@ -11,6 +11,7 @@ WORKERS: dict[str, str] = {
     "framestore": "workers.framestore:FrameStoreWorker",
     "index": "workers.index.worker:IndexWorker",
     "ingest": "workers.ingest.worker:IngestWorker",
+    "plate": "workers.plate.worker:PlateWorker",
     "rules": "workers.rules.worker:RulesWorker",
     "synopsis": "workers.synopsis.worker:SynopsisWorker",
 }

@@ -1,0 +1,285 @@
+"""The plate worker (``tubeline worker plate``): vehicle crops in, one voted plate read per vehicle out.
+
+Consumes ``tubeline.objects.v1`` in the consumer group ``tubeline-plate``. Crops of classes not in
+``plate.classes`` (persons ...) are committed and skipped; so are crops captured more than
+``plate.max_lag_s`` ago (counted and logged: a worker that fell far behind catches up instead of reading
+stale crops; the group only lags, ingest and detect are never held up). For each vehicle crop it fetches
+the JPEG, runs the plate pipeline (:mod:`workers.plate.reading`), stores the plate's evidence crop at
+``plates/{camera}/{date}/{track}/{sequence}.jpg``, and adds the read to the track's vote
+(:mod:`workers.plate.voting`). When the voted plate is new or better it publishes a
+:class:`schemas.plates.PlateRead` on ``tubeline.plates.v1`` (key: camera) with the next ``revision``
+under the idempotency key ``{track}/plate``, and matches it against the hotlists
+(:mod:`workers.plate.hotlists`): each hit is an ``Alert`` (``plate_hotlist``) on ``tubeline.alerts.v1``
+with ``alert_id = stable_id("plate_hotlist", list, entry, track)``, raised once per track and entry.
+
+Delivery: **at-least-once**. Per batch: handle → flush outputs → write the touched tracks' vote state to
+the store (:mod:`workers.plate.state`) → commit offsets. A crash before the commit redelivers the batch:
+the state either does not know those crops yet (the same reads and revisions are published again,
+identical) or already counts them (they are recognised by object ID and change nothing). A crop whose
+object is missing or not an image goes to ``tubeline.objects.v1.dlq`` with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pipeline.bus.base import TopicSpec, dead_letter_topic
+from pipeline.config.enrich import HotlistsConfig, PlateWorkerConfig
+from pipeline.runtime.worker import ConsumerWorker
+from schemas.alerts import Alert
+from schemas.ids import stable_id
+from schemas.objects import ObjectCrop
+from schemas.plates import PlateRead
+from schemas.topics import ALERTS, OBJECTS, PLATES
+from workers.plate import crops
+from workers.plate.hotlists import HotlistBook, HotlistEntry
+from workers.plate.matching import Match
+from workers.plate.reading import PlateFound, best_plate, region_of
+from workers.plate.state import PlateStateStore, TrackTable
+from workers.plate.voting import TrackPlates, Vote, vote
+
+if TYPE_CHECKING:
+    import threading
+
+    from pipeline.bus.base import Bus, Message
+    from pipeline.config import TubelineConfig
+    from pipeline.store.base import ObjectStore
+    from workers.plate.hotlists import Hotlist
+
+log = logging.getLogger(__name__)
+
+GROUP = "tubeline-plate"
+HOUSEKEEPING_S = 5.0
+REPORT_S = 60.0
+
+
+def plate_section(config: Any) -> PlateWorkerConfig:
+    section = getattr(config, "plate", None)
+    return section if isinstance(section, PlateWorkerConfig) else PlateWorkerConfig()
+
+
+def hotlists_section(config: Any) -> HotlistsConfig:
+    section = getattr(config, "hotlists", None)
+    return section if isinstance(section, HotlistsConfig) else HotlistsConfig()
+
+
+def detect_margin(config: Any) -> float:
+    """The detect worker's crop margin (to place crops in the frame)."""
+    return float(getattr(getattr(config, "detect", None), "crop_margin", 0.1))
+
+
+class PlateWorker(ConsumerWorker):
+    """Reads plates on vehicle crops, votes per track, publishes plate reads and hotlist alerts."""
+
+    name = "plate"
+    topics: ClassVar = (OBJECTS.name,)
+    group: ClassVar = GROUP
+
+    def __init__(
+        self,
+        config: TubelineConfig,
+        *,
+        bus: Bus,
+        store: ObjectStore,
+        stop_event: threading.Event | None = None,
+        recognizer: Any = None,
+        settings: PlateWorkerConfig | None = None,
+        hotlists: HotlistsConfig | None = None,
+        extra_hotlists: Sequence[Hotlist] = (),
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        super().__init__(config, bus=bus, store=store, stop_event=stop_event)
+        self.settings = settings or plate_section(config)
+        self.book = HotlistBook(hotlists or hotlists_section(config), store, extra=extra_hotlists)
+        self.recognizer = recognizer
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.margin = detect_margin(config)
+        self.saved = PlateStateStore(store, self.settings.state_prefix)
+        self.tracks: TrackTable[TrackPlates] = TrackTable(
+            self._load_track, self.settings.max_tracks, self.settings.track_idle_s
+        )
+        self.dirty: dict[str, TrackPlates] = {}
+        self.stats: Counter[str] = Counter()
+        self._next_housekeeping = 0.0
+        self._next_report = 0.0
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def topic_specs(self) -> Sequence[TopicSpec]:
+        specs = [TopicSpec(t.name, t.partitions, t.retention_ms) for t in (OBJECTS, PLATES, ALERTS)]
+        return [*specs, TopicSpec(dead_letter_topic(OBJECTS.name), 1)]
+
+    def setup(self) -> None:
+        if self.recognizer is None:
+            from models.zoo import ModelZoo
+
+            self.recognizer = ModelZoo(self.config.models).plate_recognizer()
+        self.book.refresh(force=True)
+        super().setup()
+        self._next_report = time.monotonic() + REPORT_S
+
+    def step(self) -> None:
+        """poll → handle → flush outputs → save vote state → commit (see the module docstring)."""
+        assert self.consumer is not None and self.producer is not None
+        batch = self.consumer.poll(timeout=self.config.runtime.poll_timeout_s, max_records=self.max_batch)
+        if batch:
+            self.handle(batch)
+            self.producer.flush()
+            self._save_dirty()
+            self.consumer.commit(batch)
+            self.processed += len(batch)
+        self._housekeeping()
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        if now < self._next_housekeeping:
+            return
+        self._next_housekeeping = now + HOUSEKEEPING_S
+        self.tracks.evict_idle()
+        self.book.refresh()
+        if now >= self._next_report:
+            self._next_report = now + REPORT_S
+            log.info("plate: %s", ", ".join(f"{k} {v}" for k, v in sorted(self.stats.items())) or "idle")
+
+    # -- one message ------------------------------------------------------------------------------
+    def handle_message(self, message: Message) -> None:
+        crop = crops.parse_object(message)
+        self.stats["objects"] += 1
+        if crop.class_name not in self.settings.classes:
+            self.stats["skipped_class"] += 1
+            return
+        if crops.is_stale(crop, self.clock(), self.settings.max_lag_s):
+            self._skip_stale(crop)
+            return
+        image = crops.load_image(self.store, crop)
+        where = crops.placement(crop, image, self.margin)
+        day = crop.captured_at.strftime("%Y-%m-%d")
+        plate_key = f"plates/{crop.camera_id}/{day}/{crop.track_id}/{crop.sequence}.jpg"
+        found = best_plate(self.recognizer, image, crop, where, min_confidence=self.settings.min_read_confidence,
+                           margin=self.settings.plate_crop_margin, plate_key=plate_key)
+        if found is None:
+            self.stats["no_plate"] += 1
+        else:
+            self._store_evidence(found, crop)
+            self.stats["reads"] += 1
+        self._vote(crop, found)
+
+    def _skip_stale(self, crop: ObjectCrop) -> None:
+        self.stats["skipped_stale"] += 1
+        count = self.stats["skipped_stale"]
+        if count == 1 or count % 1000 == 0:
+            log.warning("plate: skipping objects captured more than %.0f s ago (%d so far; latest %.0f s old)",
+                        self.settings.max_lag_s, count, crops.lag_seconds(crop, self.clock()))
+
+    def _store_evidence(self, found: PlateFound, crop: ObjectCrop) -> None:
+        if found.plate_image.size == 0:
+            return
+        self.store.put(found.observation.crop_key, crops.encode_jpeg(found.plate_image, self.settings.jpeg_quality),
+                       content_type="image/jpeg", metadata={"camera-id": crop.camera_id, "track-id": crop.track_id})
+
+    # -- votes ------------------------------------------------------------------------------------
+    def _load_track(self, camera_id: str, track_id: str) -> TrackPlates:
+        return self.saved.load(camera_id, track_id) or TrackPlates(track_id, camera_id)
+
+    def _track(self, crop: ObjectCrop) -> TrackPlates:
+        state = self.tracks.get(crop.camera_id, crop.track_id)
+        if state.alias_of:
+            return self.tracks.get(crop.camera_id, state.alias_of)
+        return state
+
+    def _vote(self, crop: ObjectCrop, found: PlateFound | None) -> None:
+        self.tracks.observe(crop.camera_id, crop.captured_at)
+        own = self.tracks.get(crop.camera_id, crop.track_id)
+        state = self._track(crop)
+        read = found.observation if found else None
+        if not state.add(read, crop.object_id, crop.captured_at, self.settings.max_reads_per_track):
+            self.stats["redelivered"] += 1
+            return
+        self.dirty[state.track_id] = state
+        if read is None:
+            return
+        voted = vote(state.reads)
+        if voted is None:
+            return
+        if state is own and own.revision < 0:
+            state = self._maybe_alias(own, voted)
+            voted = vote(state.reads) or voted
+        if state.is_better(voted, self.settings.min_improvement):
+            self._publish(state, voted)
+
+    def _maybe_alias(self, state: TrackPlates, voted: Vote) -> TrackPlates:
+        """A new track that reads the plate an earlier track of the camera published moments ago is the same
+        vehicle (the detector's duplicate or a fragmented track): fold its reads into that track."""
+        window = self.settings.dedupe_window_s
+        if window <= 0 or state.last_seen is None:
+            return state
+        canonical = self.book.table.canonical(voted.text)
+        for other in self.tracks.of_camera(state.camera_id):
+            if other is state or other.revision < 0 or other.alias_of or other.last_seen is None:
+                continue
+            if self.book.table.canonical(other.published_text) != canonical:
+                continue
+            if abs((state.last_seen - other.last_seen).total_seconds()) > window:
+                continue
+            log.info("plate: track %s reads %s like track %s; counting it as the same vehicle",
+                     state.track_id, voted.text, other.track_id)
+            state.alias_of = other.track_id
+            for read in state.reads:
+                other.add(read, read.object_id, read.captured_at, self.settings.max_reads_per_track)
+            self.dirty[state.track_id] = state
+            self.dirty[other.track_id] = other
+            self.stats["merged_tracks"] += 1
+            return other
+        return state
+
+    def _save_dirty(self) -> None:
+        for state in self.dirty.values():
+            self.saved.save(state)
+        self.dirty.clear()
+
+    # -- outputs ----------------------------------------------------------------------------------
+    def _publish(self, state: TrackPlates, voted: Vote) -> None:
+        assert self.producer is not None
+        revision = state.published(voted)
+        evidence = voted.evidence
+        read = PlateRead(
+            read_id=f"{state.track_id}.plate.{revision}", track_id=state.track_id, camera_id=state.camera_id,
+            captured_at=evidence.captured_at, text=voted.text, char_confidences=voted.char_confidences,
+            confidence=voted.confidence, plate_box=evidence.plate_box, crop_key=evidence.crop_key,
+            region=region_of(voted.text), plate_kind=evidence.kind,  # type: ignore[arg-type]
+            model_id=self.recognizer.model_id, votes=voted.votes, revision=revision,
+        )
+        self.producer.send(PLATES.name, read.to_json(), key=state.camera_id)
+        self.stats["published"] += 1
+        log.debug("plate: track %s revision %d: %s (%.2f, %d votes)", state.track_id, revision, read.text,
+                  read.confidence, read.votes)
+        if read.confidence >= self.book.config.min_confidence:
+            for hotlist, entry, match in self.book.match(read.text):
+                self._alert(state, read, evidence.object_key, hotlist, entry, match)
+
+    def _alert(self, state: TrackPlates, read: PlateRead, vehicle_key: str, hotlist: Hotlist, entry: HotlistEntry,
+               match: Match) -> None:
+        assert self.producer is not None
+        alert_id = stable_id("plate_hotlist", hotlist.name, entry.plate, state.track_id)
+        if alert_id in state.alerted:
+            return
+        state.alerted.add(alert_id)
+        self.dirty[state.track_id] = state
+        alert = Alert(
+            alert_id=alert_id, alert_type="plate_hotlist", camera_id=read.camera_id, occurred_at=read.captured_at,
+            severity=hotlist.severity, rule_id=hotlist.rule_id(), track_id=read.track_id,
+            message=f"Plate {read.text} matches {entry.plate} on hotlist '{hotlist.name}' ({match.kind})"[:500],
+            evidence_keys=(read.crop_key, vehicle_key),
+            details={
+                "hotlist": hotlist.name, "reason": hotlist.reason[:1000], "owner": hotlist.owner,
+                "matched": entry.plate, "note": entry.note, "plate": read.text, "match_kind": match.kind,
+                "match_cost": round(match.cost, 4), "confidence": read.confidence, "revision": read.revision,
+            },
+        )
+        self.producer.send(ALERTS.name, alert.to_json(), key=read.camera_id)
+        self.stats["alerts"] += 1
+        log.info("alert plate_hotlist %s camera %s: %s", hotlist.severity, read.camera_id, alert.message)
