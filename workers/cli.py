@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "audit": "workers.cli_api:audit",
     "cameras": "workers.cli_cameras:cameras",
     "config": "workers.cli_config:config",
+    "hotlists": "workers.cli_hotlists:hotlists",
     "models": "workers.cli_models:models",
     "stack": "workers.cli_stack:stack",
     "synopsis": "workers.cli_synopsis:synopsis",

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import re
 import time
@@ -80,6 +79,13 @@ class Hotlist(BaseModel):
     entries: tuple[HotlistEntry, ...] = Field((), title="Entries", description="Listed plates.", max_length=5_000_000)
     updated_at: datetime | None = Field(None, title="Updated", description="UTC time of the last change.")
 
+    @field_validator("entries", mode="before")
+    @classmethod
+    def _plain_plates(cls, value: object) -> object:
+        if isinstance(value, list | tuple):
+            return [_entry(item) if isinstance(item, str) else item for item in value]
+        return value
+
     @model_validator(mode="after")
     def _unique_plates(self) -> Hotlist:
         seen: set[str] = set()
@@ -107,6 +113,8 @@ def _entry(item: Any) -> dict[str, Any]:
 def _from_mapping(data: Mapping[str, Any]) -> Hotlist:
     fields = dict(data)
     fields["entries"] = [_entry(e) for e in fields.get("entries") or []]
+    if "name" in fields and not isinstance(fields["name"], str):
+        fields["name"] = str(fields["name"])
     return Hotlist.model_validate(fields)
 
 
@@ -116,7 +124,7 @@ def parse_yaml(text: str) -> list[Hotlist]:
         data = data["lists"]
     if isinstance(data, Mapping):
         return [_from_mapping(data)]
-    if isinstance(data, list):
+    if isinstance(data, list) and all(isinstance(item, Mapping) for item in data):
         return [_from_mapping(item) for item in data]
     msg = "a hotlist YAML file holds one list (a mapping with name and entries) or `lists: [...]`"
     raise HotlistError(msg)
@@ -299,7 +307,3 @@ class HotlistBook:
             out.append((hotlist, entry, found))
         return out
 
-
-def dump_lists(lists: Iterable[Hotlist]) -> str:
-    """Lists as JSON lines (for scripts: one list per line)."""
-    return "\n".join(json.dumps(h.model_dump(mode="json"), ensure_ascii=False) for h in lists)
