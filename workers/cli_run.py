@@ -50,12 +50,16 @@ def worker(ctx: click.Context, name: str) -> None:
 @click.option("--realtime/--no-realtime", default=False, show_default=True, help="Pace files at their own frame rate.")
 @click.option("--keep-frames", is_flag=True, help="Also store every analysed frame as a JPEG (frame store worker).")
 @click.option("--timeout", default=1800.0, show_default=True, help="Give up after this many seconds.")
+@click.option("--serve/--no-serve", default=True, show_default=True,
+              help="After the run, serve the API and web UI on localhost until Ctrl-C.")
 @click.pass_context
-def up(ctx: click.Context, sources: tuple[Path, ...], realtime: bool, keep_frames: bool, timeout: float) -> None:
-    """Run the whole pipeline in one process on video files and print what it found.
+def up(ctx: click.Context, sources: tuple[Path, ...], realtime: bool, keep_frames: bool, timeout: float,
+       serve: bool) -> None:
+    """Run the whole pipeline in one process on video files, print what it found, then serve the UI.
 
-    ingest → detect + track → rules (→ frame store), on the configured bus and store: by
-    default the in-memory bus and the local folder var/store, so nothing else needs to run.
+    ingest → detect + track → rules → index (→ frame store), on the configured bus and store: by
+    default the in-memory bus and the local folder var/store, so nothing else needs to run. Then the
+    API and web UI serve the results on 127.0.0.1 (first run: an admin password is printed once).
     """
     from pipeline.config.ingest import CameraSpec
     from workers.embedded import run_embedded, sample_video
@@ -97,3 +101,7 @@ def up(ctx: click.Context, sources: tuple[Path, ...], realtime: bool, keep_frame
     if result.frames_published == 0 or result.frames_detected + result.dead_letters < result.frames_published:
         click.echo("error: not every published frame was analysed", err=True)
         sys.exit(1)
+    if serve:
+        from workers.api.serve import serve_until_interrupted
+
+        serve_until_interrupted(config, echo=click.echo)

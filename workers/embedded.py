@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.bus import Bus, open_bus
+from pipeline.bus.memory import MemoryBus
 from pipeline.config import TubelineConfig
 from pipeline.config.ingest import CameraSpec
 from pipeline.runtime.supervisor import Supervisor
@@ -30,11 +31,13 @@ from schemas.alerts import Alert
 from schemas.topics import ALERTS, TRACKS
 from schemas.tracks import TrackSummary
 from workers.detect.worker import DetectWorker
-from workers.framestore import FrameStoreWorker
 from workers.ingest.worker import IngestWorker
 from workers.registry import WORKERS, worker_class
 
 log = logging.getLogger(__name__)
+
+# Workers after detect that `up` runs when they are registered, in the order they are stopped.
+DOWNSTREAM = ("rules", "plate", "face", "framestore", "index")
 
 
 @dataclass
@@ -52,7 +55,8 @@ class EmbeddedResult:
 
 
 def summarize_store(
-    store: ObjectStore, prefixes: tuple[str, ...] = ("frames/", "crops/", "recordings/", "state/")
+    store: ObjectStore,
+    prefixes: tuple[str, ...] = ("frames/", "crops/", "recordings/", "catalog/", "index/", "state/"),
 ) -> tuple[dict[str, tuple[int, int]], list[str]]:
     summary: dict[str, tuple[int, int]] = {}
     samples: list[str] = []
@@ -82,20 +86,40 @@ def read_topic(bus: Bus, topic: str, quiet_s: float = 1.0) -> list[bytes]:
 
 def _build(config: TubelineConfig, bus: Bus, store: ObjectStore, cameras: list[CameraSpec], keep_frames: bool,
            detector: Any) -> Supervisor:
+    """Workers in pipeline order: the supervisor stops them in this order, each after the one before drained."""
     supervisor = Supervisor(
         restart_budget=config.runtime.restart_budget, restart_window_s=config.runtime.restart_window_s
     )
     common = {"bus": bus, "store": store}
-    if "rules" in WORKERS:
-        rules_cls = worker_class("rules")
-        supervisor.add("rules", lambda stop: rules_cls(config, stop_event=stop, **common))
-    if keep_frames:
-        supervisor.add("framestore", lambda stop: FrameStoreWorker(config, stop_event=stop, **common))
+    supervisor.add("ingest", lambda stop: IngestWorker(config, stop_event=stop, cameras=cameras, **common))
     supervisor.add(
         "detect", lambda stop: DetectWorker(config, stop_event=stop, close_on_stop=True, detector=detector, **common)
     )
-    supervisor.add("ingest", lambda stop: IngestWorker(config, stop_event=stop, cameras=cameras, **common))
+    for name in DOWNSTREAM:
+        if name in WORKERS and (name != "framestore" or keep_frames):
+            cls = worker_class(name)
+            supervisor.add(name, lambda stop, cls=cls: cls(config, stop_event=stop, **common))
     return supervisor
+
+
+def _drain_downstream(supervisor: Supervisor, bus: Bus, quiet_s: float = 3.0, timeout_s: float = 120.0) -> None:
+    """Wait until the workers after detect have consumed everything, then stop them in order."""
+    workers = {n: w for n, w in supervisor.workers().items() if n in DOWNSTREAM}
+    deadline = time.monotonic() + timeout_s
+    if isinstance(bus, MemoryBus):
+        groups = [getattr(w, "group", "") or w.name for w in workers.values()]
+        while time.monotonic() < deadline and any(bus.lag(g) for g in groups):
+            time.sleep(0.1)
+        time.sleep(0.2)  # let the last polled batch be handled
+    else:  # Kafka: end offsets are not reliable on every broker; wait for a quiet period instead
+        last, quiet_since = None, time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - quiet_since < quiet_s:
+            now = tuple(getattr(w, "processed", 0) for w in workers.values())
+            if now != last:
+                last, quiet_since = now, time.monotonic()
+            time.sleep(0.2)
+    for name in workers:
+        supervisor.stop_worker(name)
 
 
 def run_embedded(
@@ -149,6 +173,9 @@ def run_embedded(
 
     try:
         supervisor.run_until(finished)
+        supervisor.stop_worker("ingest")
+        supervisor.stop_worker("detect")  # closes its open tracks: their summaries go downstream
+        _drain_downstream(supervisor, bus)
     finally:
         published, dropped, done, dead = counts()
         supervisor.stop(timeout=config.runtime.drain_timeout_s + 30)

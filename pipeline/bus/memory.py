@@ -141,6 +141,18 @@ class MemoryBus(Bus):
                     raise CommitFailedError(msg)
                 state.committed[tp] = offset
 
+    def lag(self, group: str) -> int:
+        """Messages the group's members have not yet polled (0 once every member has caught up)."""
+        with self._lock:
+            state = self._groups.get(group)
+            if state is None:
+                return 0
+            total = 0
+            for member in state.members.values():
+                for tp, position in member._assigned.items():
+                    total += len(self._partitions(tp.topic)[tp.partition]) - position
+            return total
+
     def committed(self, group: str, tp: TopicPartition) -> int | None:
         with self._lock:
             state = self._groups.get(group)

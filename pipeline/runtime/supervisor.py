@@ -1,10 +1,11 @@
 """Run several workers in one process (the embedded ``up`` mode) and restart crashed ones.
 
-Each worker runs in its own thread sharing one stop event. A worker that raises is
+Each worker runs in its own thread with its own stop event. A worker that raises is
 restarted (a fresh instance from its factory) unless it crashed more than
 ``restart_budget`` times within ``restart_window_s``; then the supervisor stops
-everything and reports the failure. Stopping is ordered: the supervisor sets the
-stop event and joins workers in reverse start order (sinks drain after sources).
+everything and reports the failure. Stopping is ordered: sources first, then each
+downstream worker once the one before it has drained, so whatever a stage emits
+while stopping (the detect worker's final track summaries) is still consumed.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class SupervisorError(RuntimeError):
 class _Slot:
     name: str
     factory: WorkerFactory
+    stop: threading.Event = field(default_factory=threading.Event)
     worker: Worker | None = None
     thread: threading.Thread | None = None
     crashes: deque[float] = field(default_factory=deque)
@@ -55,7 +57,7 @@ class Supervisor:
         return {s.name: s.worker for s in self._slots if s.worker is not None}
 
     def _start(self, slot: _Slot) -> None:
-        slot.worker = slot.factory(self.stop_event)
+        slot.worker = slot.factory(slot.stop)
 
         def target() -> None:
             try:
@@ -93,6 +95,8 @@ class Supervisor:
             if len(slot.crashes) > self.restart_budget:
                 self.failure = f"{slot.name} crashed {len(slot.crashes)} times in {self.restart_window_s:.0f} s: {slot.worker.error!r}"
                 self.stop_event.set()
+                for other in self._slots:
+                    other.stop.set()
                 raise SupervisorError(self.failure)
             slot.restarts += 1
             log.warning("restarting %s after crash (%d in window): %r", slot.name, len(slot.crashes), slot.worker.error)
@@ -103,11 +107,19 @@ class Supervisor:
             self.monitor_once()
             time.sleep(poll_s)
 
+    def stop_worker(self, name: str, timeout: float = 30.0) -> None:
+        """Stop one worker and wait until it has drained and torn down."""
+        for slot in self._slots:
+            if slot.name == name:
+                slot.stop.set()
+                if slot.thread is not None:
+                    slot.thread.join(timeout)
+                    if slot.thread.is_alive():
+                        log.error("%s did not stop within %.0f s", slot.name, timeout)
+
     def stop(self, timeout: float = 30.0) -> None:
+        """Stop every worker, in the order they were added (sources first, sinks last)."""
         self.stop_event.set()
         deadline = time.monotonic() + timeout
-        for slot in reversed(self._slots):
-            if slot.thread is not None:
-                slot.thread.join(max(0.0, deadline - time.monotonic()))
-                if slot.thread.is_alive():
-                    log.error("%s did not stop within %.0f s", slot.name, timeout)
+        for slot in self._slots:
+            self.stop_worker(slot.name, max(0.1, deadline - time.monotonic()))

@@ -61,7 +61,7 @@ def test_embedded_pipeline_on_real_broker_and_s3(short_clip: Path, tmp_path: Pat
 
 def test_up_command_prints_what_was_stored(short_clip: Path, tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "workers.cli", "up", "--source", str(short_clip)],
+        [sys.executable, "-m", "workers.cli", "up", "--no-serve", "--source", str(short_clip)],
         capture_output=True, text=True, timeout=180,
         env={"PATH": "/usr/bin:/bin", "TUBELINE_STORE__LOCAL__ROOT": str(tmp_path / "store"), "HOME": str(tmp_path)},
         cwd=Path(__file__).resolve().parents[2],
@@ -74,7 +74,7 @@ def test_up_command_prints_what_was_stored(short_clip: Path, tmp_path: Path) -> 
 
 def test_up_rejects_a_missing_file(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "workers.cli", "up", "--source", str(tmp_path / "nope.mp4")],
+        [sys.executable, "-m", "workers.cli", "up", "--no-serve", "--source", str(tmp_path / "nope.mp4")],
         capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 2
