@@ -8,6 +8,7 @@ import importlib
 WORKERS: dict[str, str] = {
     "api": "workers.api.worker:ApiWorker",
     "detect": "workers.detect.worker:DetectWorker",
+    "face": "workers.face.worker:FaceWorker",
     "framestore": "workers.framestore:FrameStoreWorker",
     "index": "workers.index.worker:IndexWorker",
     "ingest": "workers.ingest.worker:IngestWorker",

@@ -12,6 +12,7 @@ import pytest
 from benchmarks.search import synthetic as syn
 from pipeline.config.index import IndexConfig
 from pipeline.store.local import LocalStore
+from workers.index import shards as shards_module
 from workers.index.catalog import FACE_KIND, RowMeta, read_table
 from workers.index.faces import list_face_segments
 from workers.index.shards import (
@@ -227,7 +228,11 @@ def test_upgrade_from_flat_keeps_ids(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("large", ["ivf", "hnsw"])
-def test_filtered_search_through_the_selector_for_each_large_index(tmp_path: Path, large: str) -> None:
+@pytest.mark.parametrize("exact_subset_max", [0, 32768])
+def test_filtered_search_for_each_large_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, large: str, exact_subset_max: int
+) -> None:
+    monkeypatch.setattr(shards_module, "EXACT_SUBSET_MAX", exact_subset_max)  # 0: through the FAISS selector
     store = LocalStore(tmp_path / "store")
     settings = IndexConfig(cache_dir=tmp_path / "cache", flat_max_vectors=0, large_index=large, rerank_factor=1)
     rng = np.random.default_rng(2)
@@ -236,7 +241,7 @@ def test_filtered_search_through_the_selector_for_each_large_index(tmp_path: Pat
     shard, _ = _builder(store, settings).open(MODEL, "2024-05-01", list_face_segments(store, settings, "2024-05-01"))
     assert shard.manifest.factory.startswith("IVF" if large == "ivf" else "HNSW")
     mask = shard.filter_mask(["cam-2"], None, None)
-    assert mask is not None and mask.sum() == 5000  # above the brute-force cut-off: the selector is used
+    assert mask is not None and mask.sum() == 5000  # above the 4096 cut-off for small filtered sets
     for i in (1, 3, 5):  # faces of cam-2 (odd rows); each must find itself, and nothing from cam-1
         ids, scores = shard.search(vectors[i], 10, settings, mask)
         meta = shard.meta.take(ids)

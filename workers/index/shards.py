@@ -49,6 +49,9 @@ SHARD_FILE = "shard.faiss"
 MANIFEST_FILE = "manifest.json"
 META_COLUMNS = ["face_id", "track_id", "camera_id", "captured_at", "model_id", "quality", "crop_key", "box"]
 """What a shard keeps per vector (and all it reads of a segment when it loads from a snapshot)."""
+EXACT_SUBSET_MAX = 32768
+"""A filter leaving at most this many vectors of an approximate index is searched exactly instead:
+graph and list searches lose recall and speed when most of the index is filtered out."""
 MIN_ANN_VECTORS = 2048
 """Below this an approximate index is pointless (and IVF could not train ~39 vectors per list)."""
 META_SCHEMA = pa.schema([FACE_KIND.schema.field(c) for c in META_COLUMNS])
@@ -313,7 +316,8 @@ class Shard:
 
         FAISS proposes ``k × rerank_factor`` candidates (filtered inside the search with an ID
         selector); their stored vectors are scored exactly against the query and sorted. When the
-        filter leaves few vectors they are all scored exactly instead.
+        filter leaves few vectors (or at most EXACT_SUBSET_MAX of an approximate index) they are all
+        scored exactly instead.
         """
         if self.count == 0 or k <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
@@ -323,7 +327,8 @@ class Shard:
             allowed = np.flatnonzero(mask)
             if len(allowed) == 0:
                 return np.zeros(0, np.int64), np.zeros(0, np.float32)
-            if len(allowed) <= max(4 * wanted, 4096):
+            if len(allowed) <= max(4 * wanted, 4096) or (
+                    len(allowed) <= EXACT_SUBSET_MAX and not isinstance(self.index, faiss.IndexFlat)):
                 return self._exact(q, allowed, k)
             bits = np.packbits(mask.astype(np.uint8), bitorder="little")
             selector = faiss.IDSelectorBitmap(self.count, faiss.swig_ptr(bits))

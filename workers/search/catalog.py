@@ -65,6 +65,8 @@ class CatalogCache:
         self.loaded: dict[str, str] = {}
         self.refs: dict[str, SegmentRef] = {}
         self.bad: dict[str, str] = {}
+        self.version = 0
+        """Incremented by every refresh that changed the tables."""
         self._cached_etags = self._read_etags()
         for kind in KINDS:
             self._create_table(kind.name)
@@ -165,6 +167,8 @@ class CatalogCache:
                 self.refs.pop(key, None)
                 self.path(key).unlink(missing_ok=True)
             self.loaded.update(fresh)
+            if fresh or gone:
+                self.version += 1
             self._write_etags()
             if fresh or gone:
                 log.info("catalog: loaded %d segment(s), dropped %d", len(fresh), len(gone))

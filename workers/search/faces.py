@@ -53,19 +53,28 @@ class FaceIndex:
         self.builder = ShardBuilder(store, settings, catalog.fetch)
         self.shards: dict[tuple[str, str], Shard] = {}
         self.rebuilt = 0
+        self._windows: dict[str, list[str]] = {}
+        self._windows_version = -1
 
     def windows(self, model_id: str, start: datetime | None, end: datetime | None) -> list[str]:
-        """Windows holding faces of the model in [start, end), oldest first."""
-        fmt = "%Y-%m-%d" if self.settings.face_window == "day" else "%Y-%m-%dT%H"
-        sql = "SELECT DISTINCT strftime(captured_at, ?) AS w FROM faces WHERE model_id = ?"
-        params: list[object] = [fmt, model_id]
-        if start is not None:
-            sql += " AND captured_at >= ?"
-            params.append(start)
-        if end is not None:
-            sql += " AND captured_at < ?"
-            params.append(end)
-        return sorted(r[0] for r in self.catalog.cursor().execute(sql, params).fetchall())
+        """Windows holding faces of the model that overlap [start, end), oldest first."""
+        with self.catalog.lock:
+            if self._windows_version != self.catalog.version:
+                fmt = "%Y-%m-%d" if self.settings.face_window == "day" else "%Y-%m-%dT%H"
+                rows = self.catalog.cursor().execute(
+                    "SELECT DISTINCT model_id, strftime(captured_at, ?) FROM faces", [fmt]).fetchall()
+                by_model: dict[str, list[str]] = {}
+                for model, window in rows:
+                    by_model.setdefault(model, []).append(window)
+                self._windows = {m: sorted(w) for m, w in by_model.items()}
+                self._windows_version = self.catalog.version
+            windows = self._windows.get(model_id, [])
+        out = []
+        for window in windows:
+            lo, hi = window_bounds(window)
+            if (end is None or lo < end) and (start is None or hi > start):
+                out.append(window)
+        return out
 
     def shard(self, model_id: str, window: str) -> Shard | None:
         """The shard, in step with the loaded catalog; None when the window has no face of the model."""

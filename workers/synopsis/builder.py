@@ -126,7 +126,8 @@ def _metrics(plan: _Plan, frames: int, crops: CropStats, timings: dict[str, floa
         source_collision_ratio=collision_ratio(source_frames(plan.paths, plan.fps)),
         chronology_violations=reversed_pairs(original, starts), chronology_pairs=n * (n - 1) // 2,
         energy=float(plan.arrangement.energy), greedy_energy=float(plan.arrangement.greedy_energy),
-        missing_crops=crops.missing, arrange_s=plan.arrange_s, render_s=render_s, build_s=timings["build"],
+        missing_crops=crops.missing, arrange_s=plan.arrange_s, background_s=timings["background"],
+        matte_s=timings["matte"], composite_s=timings["composite"], render_s=render_s, build_s=timings["build"],
         render_fps=frames / render_s if render_s > 0 else 0.0,
     )
 
@@ -156,19 +157,23 @@ def build_synopsis(
     keys = SynopsisKeys.of(request.camera_id, request.synopsis_id(), settings.prefix, settings.request_prefix)
     plan = plan_synopsis(store, request, source, settings)
     with tempfile.TemporaryDirectory(prefix="tubeline-synopsis-") as tmp:
-        render_started = time.monotonic()
+        marks = [time.monotonic()]
         reader = FootageReader(store, plan.footage, plan.size)
         backgrounds = build_backgrounds(reader, plan.window[0], plan.window[1], settings.background)
+        marks.append(time.monotonic())
         cache = CropCache(tmp)
         video = Path(tmp) / "synopsis.mp4"
         try:
             crops = extract_crops(reader, plan.tubes, plan.arrangement, backgrounds, settings.matte, cache,
                                   plan.footage.fps)
+            marks.append(time.monotonic())
             rendered = render_video(video, plan.tubes, plan.arrangement, backgrounds, cache, fps=plan.fps,
                                     size=plan.size, window=plan.window, settings=settings.render)
+            marks.append(time.monotonic())
         finally:
             cache.close()
-        timings = {"render": time.monotonic() - render_started, "build": time.monotonic() - started}
+        timings = {"background": marks[1] - marks[0], "matte": marks[2] - marks[1], "composite": marks[3] - marks[2],
+                   "render": marks[3] - marks[0], "build": marks[3] - started}
         metrics = _metrics(plan, rendered.frames, crops, timings)
         index = _index(request, keys, plan, rendered.frames, metrics)
         store.put(keys.video, video, content_type="video/mp4",

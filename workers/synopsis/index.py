@@ -70,7 +70,9 @@ class SynopsisMetrics(WireModel):
     left_out: int = Field(title="Left out", description="Objects the optimiser left out (drop_objects).", ge=0)
     groups: int = Field(title="Groups", description="Groups of interacting objects.", ge=0)
     time_lapsed: int = Field(title="Time-lapsed objects", description="Objects shown faster than real time.", ge=0)
-    collision_ratio: Seconds = Field(title="Collision ratio", description="Overlap area / box area in the synopsis.")
+    collision_ratio: Seconds = Field(
+        title="Collision ratio", description="Share of the objects' area another object overlaps, in the synopsis."
+    )
     source_collision_ratio: Seconds = Field(
         title="Source collision ratio", description="The same on the original timeline (natural overlap)."
     )
@@ -80,6 +82,9 @@ class SynopsisMetrics(WireModel):
     greedy_energy: float = Field(title="Greedy energy", description="Energy after the greedy placement.")
     missing_crops: int = Field(title="Missing crops", description="Shown frames without recorded pixels.", ge=0)
     arrange_s: Seconds = Field(title="Arrange time", description="Seconds to arrange.")
+    background_s: Seconds = Field(title="Background time", description="Seconds for pass 1 (median backgrounds).")
+    matte_s: Seconds = Field(title="Matte time", description="Seconds for pass 2 (object crops and mattes).")
+    composite_s: Seconds = Field(title="Composite time", description="Seconds to composite and encode the frames.")
     render_s: Seconds = Field(title="Render time", description="Seconds for backgrounds, mattes and encoding.")
     build_s: Seconds = Field(title="Build time", description="Seconds for the whole build.")
     render_fps: Seconds = Field(title="Render speed", description="Synopsis frames per second of render_s.")

@@ -109,10 +109,6 @@ def grown_region(box: np.ndarray, margin: float, size: tuple[int, int]) -> tuple
     return x0, y0, max(x0 + 1, x3), max(y0 + 1, y3)
 
 
-def _odd(n: int) -> int:
-    return max(1, n | 1)
-
-
 def _ellipse(shape: tuple[int, int], box: tuple[int, int, int, int]) -> np.ndarray:
     mask = np.zeros(shape, np.uint8)
     bx0, by0, bx1, by1 = box
@@ -151,7 +147,7 @@ def object_matte(crop: np.ndarray, background: np.ndarray, box: tuple[int, int, 
     mask[:, :border] = 0
     mask[:, -border:] = 0
     if settings.feather_px > 0:
-        k = _odd(int(math.ceil(6 * settings.feather_px)))
+        k = 2 * int(math.ceil(2 * settings.feather_px)) + 1
         mask = cv2.GaussianBlur(mask, (k, k), settings.feather_px)
     return mask
 

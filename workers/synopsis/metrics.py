@@ -1,9 +1,10 @@
 """Synopsis quality figures, computed exactly from the boxes (not from the optimiser's grid).
 
 - condensation ratio: source window length / synopsis length;
-- collision ratio: Σ over frames of Σ over pairs of boxes of their intersection area, divided by
-  Σ over frames of Σ box areas (0: nothing overlaps; a pair overlapping completely in every frame
-  gives 0.5); also computed on the source timeline, where objects overlap naturally;
+- collision ratio: the share of the objects' area that another object overlaps — over all frames,
+  Σ of the pixels of each box that lie in any other box, divided by Σ box areas (0: nothing overlaps,
+  1: every object is always covered by another); also computed on the source timeline, where objects
+  overlap naturally;
 - chronology violations: pairs of objects shown in the opposite order of their original start
   (ties in either time do not count), and that number as a fraction of all pairs.
 """
@@ -17,31 +18,35 @@ import numpy as np
 from workers.synopsis.sources import TrackPath
 
 
-def pair_overlap(boxes: np.ndarray) -> float:
-    """Σ over unordered pairs of the intersection area of ``(n, 4)`` boxes."""
-    n = len(boxes)
-    if n < 2:
-        return 0.0
-    x1 = np.maximum(boxes[:, None, 0], boxes[None, :, 0])
-    y1 = np.maximum(boxes[:, None, 1], boxes[None, :, 1])
-    x2 = np.minimum(boxes[:, None, 2], boxes[None, :, 2])
-    y2 = np.minimum(boxes[:, None, 3], boxes[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    return float(np.triu(inter, 1).sum())
-
-
-def box_area(boxes: np.ndarray) -> float:
-    return float((np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)).sum())
+def _coverage(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact coverage of ``(n, 4)`` boxes on their compressed grid: per cell, how many boxes cover it and its area."""
+    xs = np.unique(np.concatenate([boxes[:, 0], boxes[:, 2]]))
+    ys = np.unique(np.concatenate([boxes[:, 1], boxes[:, 3]]))
+    x1, x2 = np.searchsorted(xs, boxes[:, 0]), np.searchsorted(xs, boxes[:, 2])
+    y1, y2 = np.searchsorted(ys, boxes[:, 1]), np.searchsorted(ys, boxes[:, 3])
+    diff = np.zeros((len(ys) + 1, len(xs) + 1), np.int64)
+    np.add.at(diff, (y1, x1), 1)
+    np.add.at(diff, (y1, x2), -1)
+    np.add.at(diff, (y2, x1), -1)
+    np.add.at(diff, (y2, x2), 1)
+    count = diff.cumsum(axis=0).cumsum(axis=1)[: len(ys) - 1, : len(xs) - 1]
+    return count, np.outer(np.diff(ys), np.diff(xs))
 
 
 def collision_ratio(frames: Iterable[np.ndarray]) -> float:
-    """Overlapping area / total box area over ``frames`` (each an ``(n, 4)`` array of the boxes shown)."""
-    overlap = total = 0.0
+    """Overlapped object area / object area over ``frames`` (each an ``(n, 4)`` array of the boxes shown)."""
+    overlapped = total = 0.0
     for boxes in frames:
-        if len(boxes):
-            overlap += pair_overlap(boxes)
-            total += box_area(boxes)
-    return overlap / total if total > 0 else 0.0
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        if len(boxes) == 0:
+            continue
+        widths = np.clip(boxes[:, 2] - boxes[:, 0], 0, None)
+        heights = np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
+        total += float((widths * heights).sum())
+        if len(boxes) > 1:
+            count, area = _coverage(boxes)
+            overlapped += float((count * area)[count >= 2].sum())
+    return overlapped / total if total > 0 else 0.0
 
 
 def source_frames(paths: list[TrackPath], fps: float) -> list[np.ndarray]:

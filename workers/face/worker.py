@@ -1,0 +1,218 @@
+"""The face worker (``tubeline worker face``): person crops in, a few good, diverse faces per track out.
+
+Consumes ``tubeline.objects.v1`` in the consumer group ``tubeline-face``. Crops of classes other than
+``face.classes`` are committed and skipped, as are person boxes shorter than ``face.min_person_height_px``
+(their face could never pass the size gate) and crops captured more than ``face.max_lag_s`` ago (counted
+and logged; the group lags, ingest and detect are never held up). For each remaining crop it detects
+faces in the crop, keeps the best face belonging to the person (centre inside the person box, upper
+part), applies the quality gates (:mod:`workers.face.quality`), and — when the track should publish it
+(first good face, a clearly better one, or a clearly different view; at most ``max_faces_per_track``) —
+aligns it, embeds it, stores the aligned chip at ``faces/{camera}/{date}/{track}/{sequence}.jpg`` and
+publishes a :class:`schemas.faces.FaceRecord` on ``tubeline.faces.v1`` (key: camera).
+
+Delivery: **at-least-once** (:class:`pipeline.runtime.worker.ConsumerWorker`: outputs flushed before
+offsets are committed). ``face_id`` is ``{track}.face.{sequence}``, so a redelivered crop republishes the
+same record. Per-track choices live in memory only (bounded, :class:`workers.plate.state.TrackTable`):
+after a restart or rebalance a track that already published may publish up to ``max_faces_per_track``
+more records — each a valid face of that track, never a duplicate ID with different content. A crop whose
+object is missing or not an image goes to ``tubeline.objects.v1.dlq`` with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from models.faces.alignment import align
+from pipeline.bus.base import TopicSpec, dead_letter_topic
+from pipeline.config.enrich import FaceWorkerConfig
+from pipeline.runtime.worker import ConsumerWorker
+from schemas.faces import FaceEmbedding, FaceRecord
+from schemas.objects import ObjectCrop
+from schemas.topics import FACES, OBJECTS
+from workers.face.quality import FaceMeasures, TrackFaces, failed_gate, reason_to_publish, wire_quality
+from workers.plate import crops
+from workers.plate.state import TrackTable
+
+if TYPE_CHECKING:
+    import threading
+
+    from pipeline.bus.base import Bus, Message
+    from pipeline.config import TubelineConfig
+    from pipeline.core import Detections
+    from pipeline.store.base import ObjectStore
+
+log = logging.getLogger(__name__)
+
+GROUP = "tubeline-face"
+HOUSEKEEPING_S = 5.0
+REPORT_S = 60.0
+HEAD_SHARE = 0.6  # a person's face sits in the upper 60 % of the person box
+
+
+def face_section(config: Any) -> FaceWorkerConfig:
+    section = getattr(config, "face", None)
+    return section if isinstance(section, FaceWorkerConfig) else FaceWorkerConfig()
+
+
+def measures(faces: Detections, i: int) -> FaceMeasures:
+    d = faces.data
+    return FaceMeasures(
+        detection=float(faces.confidence[i]), eye_distance=float(d["eye_distance"][i]),
+        sharpness=float(d["sharpness"][i]), yaw=float(d["yaw"][i]), pitch=float(d["pitch"][i]),
+        roll=float(d["roll"][i]), quality=float(d["quality"][i]),
+    )
+
+
+def person_face(faces: Detections, person_box: np.ndarray) -> int | None:
+    """The row of the face that belongs to the person (centre in the box's upper part), best quality first."""
+    x1, y1, x2, y2 = (float(v) for v in person_box)
+    head_bottom = y1 + HEAD_SHARE * (y2 - y1)
+    best, best_key = None, (-1.0, -1.0)
+    for i in range(len(faces)):
+        fx1, fy1, fx2, fy2 = (float(v) for v in faces.xyxy[i])
+        cx, cy = (fx1 + fx2) / 2, (fy1 + fy2) / 2
+        if not (x1 <= cx <= x2 and y1 <= cy <= head_bottom):
+            continue
+        key = (float(faces.data["quality"][i]), (fx2 - fx1) * (fy2 - fy1))
+        if key > best_key:
+            best, best_key = i, key
+    return best
+
+
+class FaceWorker(ConsumerWorker):
+    """Detects, gates, embeds and publishes the faces of person tracks."""
+
+    name = "face"
+    topics: ClassVar = (OBJECTS.name,)
+    group: ClassVar = GROUP
+
+    def __init__(
+        self,
+        config: TubelineConfig,
+        *,
+        bus: Bus,
+        store: ObjectStore,
+        stop_event: threading.Event | None = None,
+        analyzer: Any = None,
+        settings: FaceWorkerConfig | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        super().__init__(config, bus=bus, store=store, stop_event=stop_event)
+        self.settings = settings or face_section(config)
+        self.analyzer = analyzer
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.margin = float(getattr(getattr(config, "detect", None), "crop_margin", 0.1))
+        self.tracks: TrackTable[TrackFaces] = TrackTable(
+            lambda camera, track: TrackFaces(track, camera), self.settings.max_tracks, self.settings.track_idle_s
+        )
+        self.stats: Counter[str] = Counter()
+        self._next_housekeeping = 0.0
+        self._next_report = 0.0
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def topic_specs(self) -> Sequence[TopicSpec]:
+        specs = [TopicSpec(t.name, t.partitions, t.retention_ms) for t in (OBJECTS, FACES)]
+        return [*specs, TopicSpec(dead_letter_topic(OBJECTS.name), 1)]
+
+    def setup(self) -> None:
+        if self.analyzer is None:
+            from models.zoo import ModelZoo
+
+            self.analyzer = ModelZoo(self.config.models).face_analyzer()
+        super().setup()
+        self._next_report = time.monotonic() + REPORT_S
+
+    def step(self) -> None:
+        super().step()
+        now = time.monotonic()
+        if now >= self._next_housekeeping:
+            self._next_housekeeping = now + HOUSEKEEPING_S
+            self.tracks.evict_idle()
+            if now >= self._next_report:
+                self._next_report = now + REPORT_S
+                log.info("face: %s", ", ".join(f"{k} {v}" for k, v in sorted(self.stats.items())) or "idle")
+
+    # -- one message ------------------------------------------------------------------------------
+    def handle_message(self, message: Message) -> None:
+        crop = crops.parse_object(message)
+        self.stats["objects"] += 1
+        if crop.class_name not in self.settings.classes:
+            self.stats["skipped_class"] += 1
+            return
+        if crop.box[3] - crop.box[1] < self.settings.min_person_height_px:
+            self.stats["skipped_small"] += 1
+            return
+        if crops.is_stale(crop, self.clock(), self.settings.max_lag_s):
+            self.stats["skipped_stale"] += 1
+            if self.stats["skipped_stale"] % 1000 == 1:
+                log.warning("face: skipping objects captured more than %.0f s ago (%d so far)",
+                            self.settings.max_lag_s, self.stats["skipped_stale"])
+            return
+        image = crops.load_image(self.store, crop)
+        self.tracks.observe(crop.camera_id, crop.captured_at)
+        track = self.tracks.get(crop.camera_id, crop.track_id)
+        track.last_seen = crop.captured_at if track.last_seen is None else max(track.last_seen, crop.captured_at)
+        if track.full(self.settings):
+            self.stats["track_full"] += 1
+            return
+        self._consider(crop, image, track)
+
+    def _consider(self, crop: ObjectCrop, image: np.ndarray, track: TrackFaces) -> None:
+        where = crops.placement(crop, image, self.margin)
+        faces = self.analyzer.analyze(image, embed=False)
+        person = np.asarray(crop.box, dtype=np.float64) - np.array([where.x, where.y, where.x, where.y])
+        row = person_face(faces, person) if len(faces) else None
+        if row is None:
+            self.stats["no_face"] += 1
+            return
+        face = measures(faces, row)
+        gate = failed_gate(face, self.settings)
+        if gate is not None:
+            self.stats[f"gate_{gate}"] += 1
+            return
+        early = reason_to_publish(track, face.quality, None, self.settings)
+        if early is None and self.settings.max_similarity <= -1.0:  # nothing can be "different enough"
+            self.stats["not_better"] += 1
+            return
+        embedder = self.analyzer.embedder
+        chip = align(image, faces.data["landmarks"][row], embedder.template, embedder.chip_size)
+        embedding = embedder.embed_chips([chip])[0]
+        self.stats["embedded"] += 1
+        reason = reason_to_publish(track, face.quality, embedding, self.settings)
+        if reason is None:
+            self.stats["not_better"] += 1
+            return
+        self._publish(crop, track, faces, row, face, chip, embedding, where)
+        self.stats[f"published_{reason}"] += 1
+
+    def _publish(self, crop: ObjectCrop, track: TrackFaces, faces: Detections, row: int, face: FaceMeasures,
+                 chip: np.ndarray, embedding: np.ndarray, where: crops.CropPlacement) -> None:
+        assert self.producer is not None
+        embedder = self.analyzer.embedder
+        day = crop.captured_at.strftime("%Y-%m-%d")
+        key = f"faces/{crop.camera_id}/{day}/{crop.track_id}/{crop.sequence}.jpg"
+        self.store.put(key, crops.encode_jpeg(chip, self.settings.jpeg_quality), content_type="image/jpeg",
+                       metadata={"camera-id": crop.camera_id, "track-id": crop.track_id})
+        template_eyes = float(np.linalg.norm(embedder.template[1] - embedder.template[0]))
+        landmarks = where.to_frame(np.asarray(faces.data["landmarks"][row], dtype=np.float64))
+        landmarks = np.clip(landmarks, 0, [crop.frame_width, crop.frame_height])
+        values = np.clip(np.asarray(embedding, dtype=np.float64), -1.0, 1.0)
+        record = FaceRecord(
+            face_id=f"{crop.track_id}.face.{crop.sequence}", track_id=crop.track_id, camera_id=crop.camera_id,
+            captured_at=crop.captured_at,
+            embedding=FaceEmbedding(model_id=embedder.model_id, dimension=len(values),
+                                    values=tuple(round(float(v), 6) for v in values)),
+            quality=wire_quality(face, chip, template_eyes), crop_key=key,
+            box=crops.clip_box(where.to_frame(faces.xyxy[row]), crop.frame_width, crop.frame_height),
+            landmarks=tuple((round(float(x), 2), round(float(y), 2)) for x, y in landmarks),  # type: ignore[arg-type]
+        )
+        self.producer.send(FACES.name, record.to_json(), key=crop.camera_id)
+        track.add(face.quality, embedding)
+        log.debug("face: track %s published face %s (quality %.2f)", crop.track_id, record.face_id, face.quality)
