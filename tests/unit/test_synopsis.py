@@ -15,7 +15,7 @@ from schemas.tracks import TrackSummary
 from workers.synopsis.arrange import arrange
 from workers.synopsis.index import SynopsisIndex, SynopsisMetrics, SynopsisObject, object_at
 from workers.synopsis.matte import object_matte
-from workers.synopsis.metrics import collision_ratio, pair_overlap, reversed_pairs
+from workers.synopsis.metrics import collision_ratio, reversed_pairs
 from workers.synopsis.request import SynopsisRequest, normalise_plate, parse_zone
 from workers.synopsis.sources import MemoryTrackSource, clip_path, join_segments, select_tracks
 from workers.synopsis.tubes import build_tubes, group_paths
@@ -241,18 +241,16 @@ def test_left_out_only_when_allowed() -> None:
 # -- metrics ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("frames", "expected"), [
     ([np.array([[0, 0, 10, 10]])], 0.0),
-    ([np.array([[0, 0, 10, 10], [0, 0, 10, 10]])], 0.5),
-    ([np.array([[0, 0, 10, 10], [5, 0, 15, 10]])], 50 / 200),
-    ([np.array([[0, 0, 10, 10], [20, 20, 30, 30]]), np.array([[0, 0, 10, 10], [0, 0, 10, 10]])], 100 / 400),
+    ([np.array([[0, 0, 10, 10], [0, 0, 10, 10]])], 1.0),                       # each fully covered by the other
+    ([np.array([[0, 0, 10, 10], [5, 0, 15, 10]])], 100 / 200),                 # half of each
+    ([np.array([[0, 0, 10, 10]] * 3)], 1.0),
+    ([np.array([[0, 0, 10, 10], [20, 20, 30, 30]]), np.array([[0, 0, 10, 10], [0, 0, 10, 10]])], 200 / 400),
+    ([np.array([[0, 0, 10, 10], [5, 5, 15, 15], [30, 30, 40, 40]])], (25 + 25) / 300),
+    ([np.array([[0, 0, 10, 10], [5, 5, 15, 15], [0, 5, 15, 10]])], (50 + 50 + 75) / 275),  # 2-3 deep
     ([], 0.0),
 ])
 def test_collision_ratio(frames: list[np.ndarray], expected: float) -> None:
     assert collision_ratio(frames) == pytest.approx(expected)
-
-
-def test_pair_overlap_counts_each_pair_once() -> None:
-    boxes = np.array([[0, 0, 10, 10]] * 3, dtype=float)
-    assert pair_overlap(boxes) == 300.0
 
 
 @pytest.mark.parametrize(("original", "shown", "expected"), [
