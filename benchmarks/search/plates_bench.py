@@ -128,7 +128,10 @@ def main() -> None:
         service.refresh()
         load_s = time.monotonic() - t
         (rows,) = service.catalog.cursor().execute("SELECT count(*) FROM plates").fetchone()
-        print(f"cold refresh (copy to cache + load {rows:,} rows into DuckDB): {load_s:.1f} s", flush=True)
+        (mem,) = service.catalog.cursor().execute("SELECT sum(memory_usage_bytes) FROM duckdb_memory()").fetchone()
+        print(f"cold refresh (copy to cache + load {rows:,} rows into DuckDB): {load_s:.1f} s; "
+              f"DuckDB memory {mem / 2**20:.0f} MiB ({mem / rows:.0f} bytes per read, plates + plates_latest)",
+              flush=True)
         t = time.monotonic()
         service.refresh()
         print(f"refresh with nothing new: {(time.monotonic() - t) * 1000:.0f} ms", flush=True)

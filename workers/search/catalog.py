@@ -11,7 +11,8 @@ each refresh touches, so plate queries need no deduplication of their own.
 
 Why not query the Parquet files directly on every request: DuckDB reads thousands of small files
 far slower than it scans a table in memory (``docs/search.md`` has the numbers); the in-memory
-tables cost about 150 bytes per row without the bulky columns.
+tables cost a few hundred bytes per row without the bulky columns (a plate read ~750 bytes, counting
+its copy in ``plates_latest``).
 """
 
 from __future__ import annotations
