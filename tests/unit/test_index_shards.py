@@ -228,11 +228,7 @@ def test_upgrade_from_flat_keeps_ids(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("large", ["ivf", "hnsw"])
-@pytest.mark.parametrize("exact_subset_max", [0, 32768])
-def test_filtered_search_for_each_large_index(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, large: str, exact_subset_max: int
-) -> None:
-    monkeypatch.setattr(shards_module, "EXACT_SUBSET_MAX", exact_subset_max)  # 0: through the FAISS selector
+def test_filtered_search_for_each_large_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, large: str) -> None:
     store = LocalStore(tmp_path / "store")
     settings = IndexConfig(cache_dir=tmp_path / "cache", flat_max_vectors=0, large_index=large, rerank_factor=1)
     rng = np.random.default_rng(2)
@@ -242,8 +238,10 @@ def test_filtered_search_for_each_large_index(
     assert shard.manifest.factory.startswith("IVF" if large == "ivf" else "HNSW")
     mask = shard.filter_mask(["cam-2"], None, None)
     assert mask is not None and mask.sum() == 5000  # above the 4096 cut-off for small filtered sets
-    for i in (1, 3, 5):  # faces of cam-2 (odd rows); each must find itself, and nothing from cam-1
-        ids, scores = shard.search(vectors[i], 10, settings, mask)
-        meta = shard.meta.take(ids)
-        assert set(meta["camera_id"].to_pylist()) == {"cam-2"}
-        assert meta["face_id"][0].as_py() == f"cam-2:s0:{i}.face.0" and scores[0] == pytest.approx(1.0, abs=1e-5)
+    for exact_subset_max in (0, 32768):  # 0: through the FAISS selector; else scored exactly
+        monkeypatch.setattr(shards_module, "EXACT_SUBSET_MAX", exact_subset_max)
+        for i in (1, 3, 5):  # faces of cam-2 (odd rows); each must find itself, and nothing from cam-1
+            ids, scores = shard.search(vectors[i], 10, settings, mask)
+            meta = shard.meta.take(ids)
+            assert set(meta["camera_id"].to_pylist()) == {"cam-2"}
+            assert meta["face_id"][0].as_py() == f"cam-2:s0:{i}.face.0" and scores[0] == pytest.approx(1.0, abs=1e-5)

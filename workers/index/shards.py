@@ -149,11 +149,12 @@ def configure(index: faiss.Index, settings: IndexConfig) -> None:
 
 
 def search_params(index: faiss.Index, settings: IndexConfig, selector: Any) -> faiss.SearchParameters:
+    """Search parameters carrying the ID selector (FAISS's Python layer takes them as keywords)."""
     if isinstance(index, faiss.IndexHNSW):
-        return faiss.SearchParametersHNSW(sel=selector, efSearch=settings.hnsw_ef_search)
+        return faiss.SearchParametersHNSW(sel=selector, efSearch=settings.hnsw_ef_search)  # type: ignore[attr-defined]
     if isinstance(index, faiss.IndexIVF):
-        return faiss.SearchParametersIVF(sel=selector, nprobe=settings.ivf_nprobe)
-    return faiss.SearchParameters(sel=selector)
+        return faiss.SearchParametersIVF(sel=selector, nprobe=settings.ivf_nprobe)  # type: ignore[call-arg]
+    return faiss.SearchParameters(sel=selector)  # type: ignore[call-arg]
 
 
 # -- manifest ------------------------------------------------------------------------------------
@@ -488,8 +489,9 @@ def _dimension(table: pa.Table, model_id: str) -> int:
 
 def _params(index: faiss.Index) -> dict[str, Any]:
     if isinstance(index, faiss.IndexHNSW):
-        return {"M": index.hnsw.nb_neighbors(1), "efSearch": index.hnsw.efSearch,
-                "efConstruction": index.hnsw.efConstruction}
+        hnsw = index.hnsw
+        return {"M": hnsw.nb_neighbors(1), "efSearch": hnsw.efSearch,  # type: ignore[attr-defined]
+                "efConstruction": hnsw.efConstruction}
     if isinstance(index, faiss.IndexIVF):
         return {"nlist": index.nlist, "nprobe": index.nprobe}
     return {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pipeline.config.ingest import CameraSpec
 from pipeline.store.base import ObjectStore, StoreError
@@ -63,7 +63,7 @@ class CameraDirectory:
         cam = self.cameras.get(camera_id)
         row = row or {}
         changed, stats_at = _utc(row.get("changed_at")), _utc(row.get("stats_at"))
-        status = row.get("event") or "unknown"
+        status: Literal["online", "offline", "reconnecting", "unknown"] = row.get("event") or "unknown"
         detail = row.get("detail") or ""
         if stats_at is not None and (changed is None or stats_at > changed):
             status, detail = "online", ""  # statistics only flow while the camera is connected
