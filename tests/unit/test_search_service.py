@@ -277,3 +277,13 @@ def test_face_segments_of_another_model_stay_apart(world: World) -> None:
     world.service.refresh()
     assert [h.model_id for h in world.service.faces(world.person[:32], model_id="dlib@1")] == ["dlib@1"]
     assert len(world.service.faces(world.person, model_id=MODEL, k=50)) == 9
+
+
+def test_deleted_days_leave_the_results_and_memory(world: World) -> None:
+    s = world.service
+    assert len(s.faces(world.person, model_id=MODEL, k=50)) == 9 and s.face_index.shards
+    for info in list(world.store.list("catalog/")):  # retention: the whole day goes
+        world.store.delete(info.key)
+    s.refresh()
+    assert s.faces(world.person, model_id=MODEL, k=50) == [] and not s.face_index.shards
+    assert s.plates(PLATE) == [] and s.vehicles() == [] and s.alerts() == []

@@ -61,13 +61,18 @@ class FaceIndex:
         with self.catalog.lock:
             if self._windows_version != self.catalog.version:
                 fmt = "%Y-%m-%d" if self.settings.face_window == "day" else "%Y-%m-%dT%H"
-                rows = self.catalog.cursor().execute(
-                    "SELECT DISTINCT model_id, strftime(captured_at, ?) FROM faces", [fmt]).fetchall()
+                cur = self.catalog.cursor()
+                try:
+                    rows = cur.execute("SELECT DISTINCT model_id, strftime(captured_at, ?) FROM faces", [fmt]).fetchall()
+                finally:
+                    cur.close()
                 by_model: dict[str, list[str]] = {}
                 for model, window in rows:
                     by_model.setdefault(model, []).append(window)
                 self._windows = {m: sorted(w) for m, w in by_model.items()}
                 self._windows_version = self.catalog.version
+                for key in [k for k in self.shards if k[1] not in self._windows.get(k[0], ())]:
+                    del self.shards[key]  # the window's faces left the catalog (retention): free the shard
             windows = self._windows.get(model_id, [])
         out = []
         for window in windows:
