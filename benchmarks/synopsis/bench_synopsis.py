@@ -108,6 +108,9 @@ def side_by_side(row: Row, prepared: Prepared, video: Path, png: Path) -> None:
     right = _caption(synopsis, f"synopsis at {n / index.fps:.1f} s of {index.duration_s:.0f} s: {counts[n]} objects "
                                f"from {index.metrics.source_s:.0f} s")
     picture = np.hstack([left, np.full((left.shape[0], 8, 3), 255, np.uint8), right])
+    if picture.shape[1] > 1280:
+        scale = 1280 / picture.shape[1]
+        picture = cv2.resize(picture, (1280, round(picture.shape[0] * scale)), interpolation=cv2.INTER_AREA)
     png.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(png), picture, [cv2.IMWRITE_PNG_COMPRESSION, 9])
 

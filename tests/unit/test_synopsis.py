@@ -373,3 +373,10 @@ def test_catalog_source_reads_what_the_indexer_wrote(tmp_path) -> None:  # noqa:
     assert got[0].path == first.path and got[0].started_at == first.started_at
     assert source.plates(CAM, T0, T0 + timedelta(minutes=10)) == {first.track_id: "AB128"}
     assert source.tracks("cam-02", T0, T0 + timedelta(minutes=10)) == []
+
+
+def test_every_config_field_is_titled_and_described() -> None:
+    schema = SynopsisConfig.model_json_schema()
+    for section in [schema, *schema.get("$defs", {}).values()]:
+        for name, prop in section.get("properties", {}).items():
+            assert prop.get("title") and prop.get("description"), f"{section.get('title')}.{name}"

@@ -20,7 +20,7 @@ from pipeline.store.base import ObjectStore
 from schemas.common import CameraId, UtcDateTime, WireModel
 from workers.synopsis.request import SynopsisRequest
 
-INDEX_VERSION = 1
+INDEX_VERSION: Literal[1] = 1
 
 Seconds = Annotated[float, Strict(), Field(ge=0.0)]
 IntBox = tuple[int, int, int, int]

@@ -123,7 +123,7 @@ def object_matte(crop: np.ndarray, background: np.ndarray, box: tuple[int, int, 
     """8-bit alpha of the object in ``crop`` (the grown box); ``box`` is the object's box in crop pixels."""
     h, w = crop.shape[:2]
     diff = cv2.absdiff(crop, background).max(axis=2)
-    mask = np.where(diff > settings.threshold, 255, 0).astype(np.uint8)
+    mask: np.ndarray = np.where(diff > settings.threshold, 255, 0).astype(np.uint8)
     if settings.open_px > 1:
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (settings.open_px,) * 2))
     if settings.close_px > 1:

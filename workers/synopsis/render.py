@@ -4,8 +4,8 @@
 shown, cuts the object's grown box out of the source frame nearest its time and mattes it against
 the background of that time (:mod:`workers.synopsis.matte`). :func:`render_video` then builds each
 synopsis frame: the time-lapse background, the objects from far to near (ascending box bottom) with
-their alpha, and the original-time labels; frames are encoded with libx264 (yuv420p, ``+faststart``)
-so browsers play the file directly.
+their alpha, and the original-time labels (nearest first, none covering another); frames are encoded
+with libx264 (yuv420p, ``+faststart``) so browsers play the file directly.
 """
 
 from __future__ import annotations
@@ -110,6 +110,21 @@ def _label(frame: np.ndarray, text: str, box: np.ndarray, scale: float) -> None:
     cv2.putText(frame, text, (x0 + 1, y1 - base), LABEL_FONT, scale, (255, 255, 255), 1, cv2.LINE_AA)
 
 
+def _labels(frame: np.ndarray, active: list[tuple[Tube, int]], zone: ZoneInfo, scale: float) -> None:
+    """Original-time labels, nearest object first; a label that would cover an earlier one is left out
+    (in a crowd the labels would otherwise hide the objects)."""
+    height, width = frame.shape[:2]
+    placed = np.empty((0, 4), dtype=np.int64)
+    for tube, k in reversed(active):
+        rect = np.array(label_rect(tube.boxes[k], width, height, scale))
+        if len(placed) and np.any((placed[:, 0] < rect[2]) & (rect[0] < placed[:, 2]) &
+                                  (placed[:, 1] < rect[3]) & (rect[1] < placed[:, 3])):
+            continue
+        placed = np.vstack([placed, rect])
+        when = datetime.fromtimestamp(float(tube.times[k]), tz=UTC).astimezone(zone)
+        _label(frame, when.strftime("%H:%M:%S"), tube.boxes[k], scale)
+
+
 def _composite(frame: np.ndarray, x: int, y: int, bgr: np.ndarray, alpha: np.ndarray) -> None:
     h, w = alpha.shape
     roi = frame[y:y + h, x:x + w]
@@ -162,9 +177,7 @@ def render_video(
                     _composite(frame, *entry)
                     stats.drawn += 1
             if settings.labels:
-                for tube, k in active:
-                    when = datetime.fromtimestamp(float(tube.times[k]), tz=UTC).astimezone(zone)
-                    _label(frame, when.strftime("%H:%M:%S"), tube.boxes[k], scale)
+                _labels(frame, active, zone, scale)
             video_frame = av.VideoFrame.from_ndarray(frame, format="bgr24")
             video_frame.pts = n
             for packet in stream.encode(video_frame):
