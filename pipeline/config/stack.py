@@ -28,7 +28,7 @@ class StackConfig(Section):
         title="SeaweedFS internal ports",
         description="First of four ports for SeaweedFS's master, volume, filer and admin servers; each also uses port+10000 for gRPC.",
         ge=1024,
-        le=55530,
+        le=55532,
     )
     kafka_bucket: str = Field(
         "tubeline-kafka",

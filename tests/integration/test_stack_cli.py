@@ -79,9 +79,9 @@ def test_stack_up_reports_a_busy_port_clearly(tmp_path: Path) -> None:
     import socket
 
     with socket.socket() as blocker:
-        blocker.bind(("127.0.0.1", 0))
+        busy = free_port_block(1, also_grpc=True)  # a valid s3_port (its gRPC port +10000 must fit too)
+        blocker.bind(("127.0.0.1", busy))
         blocker.listen()
-        busy = blocker.getsockname()[1]
         config = tmp_path / "tubeline.yaml"
         config.write_text(yaml.safe_dump({"stack": {"state_dir": str(tmp_path / "state"), "s3_port": busy,
                                                     "seaweed_base_port": free_port_block(4, also_grpc=True)}}))
