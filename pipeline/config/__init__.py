@@ -25,6 +25,7 @@ from pipeline.config.api import ApiConfig
 from pipeline.config.base import Section
 from pipeline.config.bus import BusConfig, KafkaConfig
 from pipeline.config.detect import DetectConfig
+from pipeline.config.enrich import FaceWorkerConfig, HotlistsConfig, PlateWorkerConfig
 from pipeline.config.index import IndexConfig
 from pipeline.config.ingest import CamerasConfig, IngestConfig
 from pipeline.config.models import ModelsConfig
@@ -55,6 +56,15 @@ class TubelineConfig(Section):
     )
     rules: RulesConfig = Field(
         default_factory=RulesConfig, title="Rules", description="Rules worker: zones, lines and rules per camera."
+    )
+    plate: PlateWorkerConfig = Field(
+        default_factory=PlateWorkerConfig, title="Plate worker", description="Plate recognition and voting."
+    )
+    hotlists: HotlistsConfig = Field(
+        default_factory=HotlistsConfig, title="Hotlists", description="Plate hotlists and matching."
+    )
+    face: FaceWorkerConfig = Field(
+        default_factory=FaceWorkerConfig, title="Face worker", description="Face quality gates and embedding."
     )
     index: IndexConfig = Field(
         default_factory=IndexConfig, title="Index", description="Indexer: Parquet catalog and FAISS shards."
