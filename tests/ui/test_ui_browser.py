@@ -101,7 +101,12 @@ def test_investigator_searches_a_plate_plays_the_clip_and_follows_the_trajectory
     pg.click("#plate-form button[type=submit]")
     pg.wait_for_selector("#tab-plates .hit")
     assert "4 plate reads" in pg.inner_text("#tab-plates .status")
-    assert pg.eval_on_selector_all("#tab-plates .hit img", "imgs => imgs.every(i => i.complete && i.naturalWidth > 0)")
+    # Thumbnails load asynchronously: wait until every one has decoded (a broken image never does).
+    pg.wait_for_function(
+        "() => { const imgs = [...document.querySelectorAll('#tab-plates .hit img')];"
+        " return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0); }",
+        timeout=20_000,
+    )
     pg.screenshot(path=str(shots / "02-plate-results.png"))
 
     # keyboard: focus the oldest result (cam-a, recorded) and open it with Enter
