@@ -102,6 +102,9 @@ def up(ctx: click.Context, sources: tuple[Path, ...], realtime: bool, keep_frame
         click.echo("error: not every published frame was analysed", err=True)
         sys.exit(1)
     if serve:
+        from pipeline.config.api import api_config
         from workers.api.serve import serve_until_interrupted
 
-        serve_until_interrupted(config, echo=click.echo)
+        # One process, no synopsis worker beside it: the API builds requested synopses itself.
+        api = api_config(config).model_copy(update={"build_synopses": True})
+        serve_until_interrupted(config, echo=click.echo, api=api)

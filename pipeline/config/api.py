@@ -115,9 +115,22 @@ class ApiConfig(Section):
     cache_dir: str = Field(
         "var/cache/api",
         title="Cache folder",
-        description="Local folder for cut clips being served (relative to the working directory).",
+        description="Local folder for cut clips and synopses being served (relative to the working directory).",
         min_length=1,
         max_length=500,
+    )
+    synopsis_max_window_s: float = Field(
+        86_400.0,
+        title="Longest synopsis window",
+        description="The longest source window one synopsis request may cover, in seconds.",
+        ge=60.0,
+        le=7 * 86_400.0,
+    )
+    build_synopses: bool = Field(
+        False,
+        title="Build synopses in the API",
+        description="Build requested synopses inside the API process (embedded deployments such as "
+        "'tubeline up'); otherwise the synopsis worker ('tubeline worker synopsis') builds them.",
     )
 
     @field_validator("case_pattern")

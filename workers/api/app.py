@@ -23,7 +23,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from workers.api import routes_admin, routes_live, routes_media, routes_search
+from workers.api import routes_admin, routes_live, routes_media, routes_search, routes_synopsis
 from workers.api.auth import Action, authenticate
 from workers.api.context import ApiContext
 
@@ -103,7 +103,7 @@ def create_app(ctx: ApiContext, *, web_dir: Path | None = None, start_background
     app = FastAPI(
         title="Tubeline API",
         version="1",
-        description="Search, trajectories, sightings, clip exports, alerts and cameras — every call authenticated, "
+        description="Search, trajectories, sightings, clip exports, video synopses, alerts and cameras — every call authenticated, "
         "scoped to the caller's cameras and written to the hash-chained audit log.",
         openapi_url="/api/openapi.json",
         docs_url=None,
@@ -126,7 +126,7 @@ def create_app(ctx: ApiContext, *, web_dir: Path | None = None, start_background
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    for module in (routes_admin, routes_search, routes_media, routes_live):
+    for module in (routes_admin, routes_search, routes_media, routes_synopsis, routes_live):
         app.include_router(module.router)
     _mount_web(app, web_dir or find_web_dir(ctx.api.web_dir))
     return app

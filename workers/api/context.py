@@ -21,6 +21,7 @@ from workers.api.clips import ClipExporter
 from workers.api.faces import FaceQueries, zoo_analyzer_factory
 from workers.api.scope import CameraDirectory
 from workers.api.sessions import MediaSigner, SessionStore
+from workers.api.synopses import SynopsisDesk
 from workers.api.users import UserStore
 
 log = logging.getLogger(__name__)
@@ -68,13 +69,16 @@ class ApiContext:
     faces: FaceQueries
     throttle: LoginThrottle
     case_re: re.Pattern[str]
+    synopses: SynopsisDesk
     recordings_prefix: str = "recordings"
     _stop: threading.Event = field(default_factory=threading.Event)
     _refresher: threading.Thread | None = None
 
     def start(self) -> None:
-        """Background work: follow alerts, refresh the search catalog, sweep expired sessions."""
+        """Background work: follow alerts, refresh the search catalog, sweep expired sessions, build synopses
+        (with ``api.build_synopses``)."""
         self.alerts.start()
+        self.synopses.start()
         if self._refresher is None:
             self._refresher = threading.Thread(target=self._refresh_loop, name="api-refresh", daemon=True)
             self._refresher.start()
@@ -97,6 +101,7 @@ class ApiContext:
     def stop(self) -> None:
         self._stop.set()
         self.alerts.stop()
+        self.synopses.stop()
         if self._refresher is not None:
             self._refresher.join(timeout=10)
             self._refresher = None
@@ -143,5 +148,6 @@ def build_context(
         faces=FaceQueries(face_analyzer_factory or zoo_analyzer_factory(config.models), api.face_min_quality),
         throttle=LoginThrottle(api.login_max_failures, api.login_lockout_s),
         case_re=re.compile(api.case_pattern),
+        synopses=SynopsisDesk.from_config(config, store, Path(api.cache_dir), build=api.build_synopses),
         recordings_prefix=recordings_prefix,
     )

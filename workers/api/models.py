@@ -233,3 +233,99 @@ class AuditVerifyOut(Out):
     entries: int
     chains: dict[str, dict[str, Any]]
     problems: list[str]
+
+
+# -- synopses ---------------------------------------------------------------------------------------
+class SynopsisRequestIn(BaseModel):
+    """A synopsis to build: camera, window, filters, length (see ``workers.synopsis.SynopsisRequest``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    camera_id: str = Field(min_length=1, max_length=64, description="The camera whose recording is condensed.")
+    start: datetime = Field(description="Start of the source window (with a time zone).")
+    end: datetime = Field(description="End of the source window (with a time zone).")
+    classes: list[str] = Field(default_factory=list, max_length=32,
+                               description="Detector classes to show ('person', 'vehicle', 'car' …); empty: all.")
+    colours: list[str] = Field(default_factory=list, max_length=10, description="Dominant colours; empty: any.")
+    plate: str | None = Field(None, max_length=16, description="Only tracks whose plate read contains this text.")
+    zone: list[tuple[float, float]] | None = Field(
+        None, max_length=64, description="Only tracks that entered this polygon (normalised x, y pairs).")
+    length_s: float | None = Field(None, ge=1.0, le=3600.0, description="Target length; default from configuration.")
+    case: str | None = Field(None, max_length=100, description="Case reference (optional; recorded in the audit log).")
+
+
+class SynopsisOut(Out):
+    synopsis_id: str
+    camera_id: str
+    camera_name: str = ""
+    state: Literal["queued", "running", "done", "empty", "failed"]
+    updated_at: datetime
+    error: str = ""
+    start: datetime
+    end: datetime
+    classes: list[str]
+    colours: list[str]
+    plate: str | None
+    zone: list[tuple[float, float]] | None
+    length_s: float | None
+    requested_by: str
+    url: str = Field(description="This synopsis (status, and the index once built).")
+    video_url: str | None = Field(None, description="The MP4, once built.")
+
+
+class SynopsisList(Results):
+    synopses: list[SynopsisOut]
+
+
+class SynopsisObjectOut(Out):
+    number: int = Field(description="Position of the object in the index (original order).")
+    track_id: str
+    sighting_id: str = Field(description="Opens the track's sighting detail (kind 'track').")
+    class_name: str
+    colour: str
+    plate: str | None
+    original_start: datetime
+    original_end: datetime
+    clipped: bool
+    speed: float = Field(description="Time-lapse factor (1: real time).")
+    synopsis_start_s: float
+    synopsis_end_s: float
+
+
+class SynopsisDetail(Out):
+    synopsis: SynopsisOut
+    width: int
+    height: int
+    fps: float
+    frames: int
+    duration_s: float
+    window_start: datetime
+    window_end: datetime
+    metrics: dict[str, Any]
+    objects: list[SynopsisObjectOut]
+
+
+class SynopsisHitOut(Out):
+    object: SynopsisObjectOut
+    frame: int = Field(description="The synopsis frame clicked.")
+    box: tuple[int, int, int, int] = Field(description="The object's box in that frame (synopsis pixels).")
+    original_time: datetime = Field(description="The original moment shown in that frame.")
+    clip_start: datetime = Field(description="Start of the original clip a clip request would cut.")
+    clip_end: datetime = Field(description="End of that clip.")
+
+
+class SynopsisClipRequest(BaseModel):
+    """A click on the synopsis (time and pixel, as for ``/at``) to cut the original clip of that object."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    t: float = Field(ge=0.0, le=86_400.0, description="Seconds into the synopsis.")
+    x: float = Field(ge=0.0, le=100_000.0, description="Pixel column in synopsis pixels.")
+    y: float = Field(ge=0.0, le=100_000.0, description="Pixel row in synopsis pixels.")
+    case: str | None = Field(None, max_length=100, description="Case reference (required).")
+
+
+class SynopsisClipOut(Out):
+    hit: SynopsisHitOut
+    export: ExportOut
+    offset_s: float = Field(description="Seconds into the clip where the clicked moment is.")

@@ -143,13 +143,15 @@ def serve_until_interrupted(
     host: str | None = None,
     port: int | None = None,
     bootstrap: bool = True,
+    api: ApiConfig | None = None,
 ) -> None:
     """Start the API + UI, print the banner through ``echo`` (the console, never a log), serve until
-    SIGINT/SIGTERM. Raises RuntimeError when it cannot listen."""
+    SIGINT/SIGTERM. ``api`` overrides the configuration's ``api`` section. Raises RuntimeError when it
+    cannot listen."""
     stop = threading.Event()
     previous = _on_signals(stop)  # before the banner: a signal right after it must still stop cleanly
     try:
-        server = start_api(config, store=store, bus=bus, host=host, port=port, bootstrap=bootstrap)
+        server = start_api(config, store=store, bus=bus, host=host, port=port, bootstrap=bootstrap, api=api)
         for line in server.banner():
             echo(line)
         server.wait(stop)

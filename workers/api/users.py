@@ -58,6 +58,7 @@ class Permission(StrEnum):
     TRAJECTORY = "trajectory"
     VIEW = "view"  # sighting detail and crops of plate and vehicle sightings
     EXPORT = "export"  # clips
+    SYNOPSIS = "synopsis"  # request and watch video synopses of cameras in scope
     ALERTS = "alerts"
     CAMERAS = "cameras"
     AUDIT = "audit"
@@ -68,13 +69,14 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(Permission),
     Role.INVESTIGATOR: frozenset(
         {Permission.SEARCH, Permission.SEARCH_FACES, Permission.TRAJECTORY, Permission.VIEW, Permission.EXPORT,
-         Permission.ALERTS, Permission.CAMERAS}
+         Permission.SYNOPSIS, Permission.ALERTS, Permission.CAMERAS}
     ),
-    Role.OPERATOR: frozenset({Permission.SEARCH, Permission.VIEW, Permission.ALERTS, Permission.CAMERAS}),
+    Role.OPERATOR: frozenset({Permission.SEARCH, Permission.VIEW, Permission.SYNOPSIS, Permission.ALERTS,
+                              Permission.CAMERAS}),
     Role.AUDITOR: frozenset({Permission.AUDIT, Permission.CAMERAS}),
 }
-"""What each role may do. Operators watch alerts and check plates and vehicles; they never run face
-search, trajectories or exports. Auditors read the audit log and the camera list, and search nothing."""
+"""What each role may do. Operators watch alerts, check plates and vehicles and review synopses; they never
+run face search, trajectories or exports (so a synopsis click shows them the object, not a clip export). Auditors read the audit log and the camera list, and search nothing."""
 
 UserName = Annotated[str, StringConstraints(pattern=USER_NAME_PATTERN)]
 CameraRef = Annotated[str, StringConstraints(pattern=CAMERA_ID_PATTERN)]

@@ -1,0 +1,168 @@
+"""The API's side of video synopses: requests, status, stored indexes, the video file, and (optionally) a builder.
+
+Requests go to the same queue the synopsis worker polls (:func:`workers.synopsis.worker.submit_synopsis`),
+so a deployment scales synopsis builds with ``tubeline worker synopsis`` replicas while the API stays
+responsive. With ``api.build_synopses`` (the embedded ``tubeline up``) the API process runs that worker's
+request loop in a background thread itself, reading tracks from the Parquet catalog.
+
+A synopsis's ID is derived from what it shows (camera, window, filters, length), so two users asking for
+the same synopsis share one build; access is decided per request by the camera scope, never by who asked.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from pipeline.config.synopsis import SynopsisConfig, synopsis_settings
+from pipeline.store.base import ObjectNotFound, ObjectStore
+from workers.synopsis.index import SynopsisIndex, load_synopsis_index
+from workers.synopsis.request import SynopsisKeys, SynopsisRequest, SynopsisStatus
+from workers.synopsis.worker import submit_synopsis, synopsis_status
+
+log = logging.getLogger(__name__)
+
+_ID_CHARS = frozenset("0123456789abcdef")
+ACTIVE = frozenset({"queued", "running", "done"})
+
+
+def valid_id(synopsis_id: str) -> bool:
+    return len(synopsis_id) == 32 and set(synopsis_id) <= _ID_CHARS
+
+
+class SynopsisDesk:
+    """Submits, lists and reads synopses in the store; caches indexes and videos for serving."""
+
+    def __init__(self, store: ObjectStore, settings: SynopsisConfig, cache_dir: Path, *,
+                 config: Any = None, build: bool = False, index_cache: int = 16) -> None:
+        self.store = store
+        self.settings = settings
+        self.cache_dir = cache_dir
+        self.config = config
+        self.build = build
+        self._indexes: OrderedDict[tuple[str, str], SynopsisIndex] = OrderedDict()
+        self._index_cache = index_cache
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._builder: threading.Thread | None = None
+        self.worker: Any = None
+
+    @classmethod
+    def from_config(cls, config: Any, store: ObjectStore, cache_dir: Path, *, build: bool) -> SynopsisDesk:
+        return cls(store, synopsis_settings(config), cache_dir, config=config, build=build)
+
+    def keys(self, camera_id: str, synopsis_id: str) -> SynopsisKeys:
+        return SynopsisKeys.of(camera_id, synopsis_id, self.settings.prefix, self.settings.request_prefix)
+
+    # -- requests and status -------------------------------------------------------------------------
+    def submit(self, request: SynopsisRequest) -> SynopsisStatus:
+        """Queue ``request`` unless the same synopsis is already queued, running or built (then that status).
+
+        A synopsis that came out empty or failed is queued again (the tracks may have arrived since)."""
+        synopsis_id = request.synopsis_id()
+        current = self.status(request.camera_id, synopsis_id)
+        if current is not None and current.state in ACTIVE:
+            if current.state != "done" or self.store.exists(self.keys(request.camera_id, synopsis_id).index):
+                return current
+        submit_synopsis(self.store, request, self.settings)
+        status = self.status(request.camera_id, synopsis_id)
+        assert status is not None
+        return status
+
+    def status(self, camera_id: str, synopsis_id: str) -> SynopsisStatus | None:
+        if not valid_id(synopsis_id):
+            return None
+        try:
+            return synopsis_status(self.store, camera_id, synopsis_id, self.settings)
+        except ValueError:
+            log.warning("unreadable synopsis status %s/%s", camera_id, synopsis_id)
+            return None
+
+    def list(self, cameras: list[str] | None, limit: int) -> list[SynopsisStatus]:
+        """The newest ``limit`` synopses of ``cameras`` (None: every camera), newest first."""
+        prefixes = [f"{self.settings.prefix}/"] if cameras is None else [f"{self.settings.prefix}/{c}/" for c in cameras]
+        infos = [info for prefix in prefixes for info in self.store.list(prefix) if info.key.endswith(".status.json")]
+        infos.sort(key=lambda i: (i.last_modified is not None, i.last_modified or 0, i.key), reverse=True)
+        out: list[SynopsisStatus] = []
+        for info in infos:
+            if len(out) >= limit:
+                break
+            try:
+                status = SynopsisStatus.from_json(self.store.get(info.key))
+            except (ObjectNotFound, ValueError):
+                continue
+            if cameras is None or status.camera_id in cameras:
+                out.append(status)
+        out.sort(key=lambda s: s.updated_at, reverse=True)
+        return out
+
+    # -- outputs -------------------------------------------------------------------------------------
+    def index(self, camera_id: str, synopsis_id: str) -> SynopsisIndex | None:
+        """The stored index (cached; a rebuild writes a new ``created_at``, which the etag follows)."""
+        key = self.keys(camera_id, synopsis_id).index
+        try:
+            etag = self.store.stat(key).etag
+        except ObjectNotFound:
+            return None
+        with self._lock:
+            cached = self._indexes.get((key, etag))
+            if cached is not None:
+                self._indexes.move_to_end((key, etag))
+                return cached
+        index = load_synopsis_index(self.store, key)
+        if index.camera_id != camera_id or index.synopsis_id != synopsis_id:
+            log.error("synopsis index %s names %s/%s; refusing it", key, index.camera_id, index.synopsis_id)
+            return None
+        with self._lock:
+            self._indexes[(key, etag)] = index
+            while len(self._indexes) > self._index_cache:
+                self._indexes.popitem(last=False)
+        return index
+
+    def video_file(self, camera_id: str, synopsis_id: str) -> Path:
+        """The MP4 as a local file for range requests (downloaded once per stored version)."""
+        key = self.keys(camera_id, synopsis_id).video
+        etag = "".join(ch for ch in self.store.stat(key).etag if ch.isalnum())[:24] or "0"
+        path = self.cache_dir / "synopsis" / camera_id / f"{synopsis_id}-{etag}.mp4"
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            part = path.with_suffix(".part")
+            self.store.download(key, part)
+            part.replace(path)
+        return path
+
+    # -- in-process builder ----------------------------------------------------------------------------
+    def start(self, bus: Any = None) -> None:
+        """With ``build``: run the synopsis worker's request loop in a thread (tracks from the catalog)."""
+        if not self.build or self._builder is not None:
+            return
+        from pipeline.bus.memory import MemoryBus
+        from pipeline.config import TubelineConfig
+        from pipeline.config.index import IndexConfig
+        from workers.synopsis.catalog import CatalogTrackSource
+        from workers.synopsis.worker import SynopsisWorker
+
+        config = self.config or TubelineConfig()
+        index = getattr(config, "index", None) or IndexConfig()
+        self.worker = SynopsisWorker(config, bus=bus or MemoryBus(), store=self.store, stop_event=self._stop,
+                                     source=CatalogTrackSource(self.store, index.catalog_prefix), settings=self.settings)
+        self._builder = threading.Thread(target=self._build_loop, name="api-synopsis-builder", daemon=True)
+        self._builder.start()
+
+    def _build_loop(self) -> None:
+        while True:
+            try:
+                self.worker.poll_requests()
+            except Exception:
+                log.warning("synopsis builder: polling the requests failed", exc_info=True)
+            if self._stop.wait(self.settings.worker.poll_s):
+                return
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        if self._builder is not None:
+            self._builder.join(timeout)
+            self._builder = None
