@@ -373,7 +373,8 @@ def cut_clip(
 
     The clip starts at the last keyframe at or before ``start`` (accuracy: one GOP) and runs to
     ``end``; timestamps are rewritten onto one timeline from the segments' UTC starts, so segment
-    borders leave no gap. Raises ``LookupError`` when nothing was recorded in the range.
+    borders leave no gap. Raises ``LookupError`` when nothing was recorded in the range and ``ValueError``
+    when the clip format cannot carry the recording's codec (MS-MPEG4 in MP4 or TS, for example).
     """
     if end <= start:
         msg = "clip end must be after its start"
@@ -384,6 +385,10 @@ def cut_clip(
         raise LookupError(msg)
     out_path = Path(out_path)
     fmt = "mp4" if out_path.suffix.lower() in (".mp4", ".m4v", ".mov") else "mpegts"
+    if fmt == "mpegts" and (others := sorted({e.codec for e in entries} - _TS_CODECS)):
+        # FFmpeg's TS muxer would write the file without a playable video stream.
+        msg = f"MPEG-TS cannot carry {', '.join(others)}: a clip of this recording needs re-encoding"
+        raise ValueError(msg)
     writer = _ClipWriter(out_path, fmt)
     with tempfile.TemporaryDirectory(prefix="tubeline-clip-") as tmp:
         try:
