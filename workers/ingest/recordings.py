@@ -5,16 +5,20 @@ Layout in the object store (``prefix`` defaults to ``recordings``)::
     recordings/{camera}/{YYYY-MM-DD}/{camera}_{YYYYMMDDTHHMMSS.fffZ}.ts   one segment (MPEG-TS; Matroska .mkv for codecs TS cannot carry)
     recordings/{camera}/{YYYY-MM-DD}/index.json                          the day's segment index
 
-Segments start on a keyframe; a new one starts at the first keyframe after ``segment_s`` seconds of
-wall-clock time. Keys come from the camera ID and the UTC time of the segment's first packet, so a
-retried upload overwrites. Only the camera's recorder writes the day's index (one ingest worker owns a
-camera). :func:`cut_clip` reads the index, demuxes the overlapping segments and writes one clip on a
-continuous timeline, so clips across segment borders have no gap.
+Segments start on a keyframe; a new one starts at the first keyframe at least ``segment_s`` seconds after
+the segment's start in capture time (for files: media time, ``session start + (pts - first pts)``, however
+fast the file is read; for live sources: the pts timeline anchored to arrival time). Keys come from the
+camera ID and the UTC capture time of the segment's first packet, so a retried upload overwrites. Only the
+camera's recorder writes the day's index (one ingest worker owns a camera). :func:`cut_clip` reads the
+index, demuxes the overlapping segments and writes one clip on a continuous timeline, so clips across
+segment borders have no gap.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
+import io
 import json
 import logging
 import tempfile
@@ -103,6 +107,23 @@ def save_index(store: ObjectStore, prefix: str, camera_id: str, day: str, entrie
     store.put(index_key(prefix, camera_id, day), json.dumps(doc, indent=1).encode(), content_type="application/json")
 
 
+def own_template(info: StreamInfo) -> StreamInfo:
+    """``info`` with its template copied into a stream that no source owns.
+
+    A source's template is its demuxer's stream, which FFmpeg frees when the source closes its input
+    container: at the end of a file (while packets of it may still wait in the recorder's queue), when a
+    looping file is reopened, on a reconnect. Opening a segment from a freed stream reads freed memory and
+    can crash the process. The codec parameters (extradata included) are therefore copied, on the
+    caller's thread while the source is open, into a stream of a private output container that is never
+    written: an output container's streams live as long as the container object, which the stream
+    references. Raises ``ValueError``/``av.error.FFmpegError`` when the segment format cannot carry the codec.
+    """
+    if info.template is None:
+        return info
+    holder = av.open(io.BytesIO(), mode="w", format=segment_format(info.codec)[0])
+    return dataclasses.replace(info, template=holder.add_stream_from_template(info.template))
+
+
 class _Segment:
     """An open segment file being muxed."""
 
@@ -185,7 +206,14 @@ class Recorder:
         self._thread.start()
 
     def begin(self, info: StreamInfo) -> None:
-        self._control(("begin", info))
+        """A source session starts: call it while the source is open (its stream's parameters are copied here,
+        so packets still queued when the source closes are muxed without touching its container)."""
+        try:
+            owned: StreamInfo | None = own_template(info)
+        except (av.error.FFmpegError, ValueError) as exc:
+            log.warning("%s: cannot record %s: %s", self.camera_id, info.codec, exc)
+            owned = None
+        self._control(("begin", owned))
 
     def end(self) -> None:
         self._control(("end",))
