@@ -70,8 +70,7 @@ def prepare_vtest(work: Path, video: Path, log=print) -> Prepared:  # noqa: ANN0
         log(f"running the pipeline on {video} ...")
         config = TubelineConfig.model_validate({
             "store": {"local": {"root": str(root)}},
-            # One segment: see tests/flow/test_synopsis_flow.py (ingest's recorder and a closed demuxer).
-            "ingest": {"overflow": "block", "analysis_fps": 5.0, "recordings": {"segment_s": 3600}},
+            "ingest": {"overflow": "block", "analysis_fps": 5.0},
         })
         bus = MemoryBus(default_partitions=config.bus.default_partitions)
         camera = CameraSpec(id=VTEST_CAMERA, kind="file", device_type="file", url=str(video), realtime=False)
@@ -112,7 +111,7 @@ def _record_hour(video: Path, store: LocalStore, start: datetime, work: Path, lo
     try:
         for item in source.items():
             recorder.offer(item)
-        recorder.close(timeout=1800)  # before the source: segments are muxed from its demuxer stream
+        recorder.close(timeout=1800)
     finally:
         source.close()
     concat.unlink()

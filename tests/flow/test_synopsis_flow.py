@@ -74,11 +74,9 @@ def vtest_run(factory: pytest.TempPathFactory) -> VtestRun:
     if "vtest" in _RUNS:
         return _RUNS["vtest"]
     root = factory.mktemp("synopsis-vtest") / "store"
-    # One recording segment: ingest's recorder opens a later segment from the source's demuxer stream, which
-    # the reader may already have closed at the end of the file (a use-after-free that crashes the process).
     config = TubelineConfig.model_validate({
         "store": {"local": {"root": str(root)}},
-        "ingest": {"overflow": "block", "analysis_fps": 5.0, "recordings": {"segment_s": 3600}},
+        "ingest": {"overflow": "block", "analysis_fps": 5.0},
     })
     bus = MemoryBus(default_partitions=config.bus.default_partitions)
     video = TESTDATA / "vtest.avi"
