@@ -16,6 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -27,6 +28,7 @@ from schemas.topics import TRACKS
 from schemas.tracks import TrackSummary
 from tests.unit.test_api_support import T0
 from workers.ingest.recordings import SegmentEntry, save_index, segment_key
+from workers.synopsis.index import SynopsisIndex, SynopsisObject
 
 CAMERA = "cam-c"
 S0 = T0 + timedelta(hours=1)
@@ -162,3 +164,23 @@ def colour_centre(image: np.ndarray, bgr: tuple[int, int, int], tolerance: int =
     if len(xs) < 40:
         return None
     return float(xs.mean()), float(ys.mean())
+
+
+def centre(box: Any) -> tuple[float, float]:
+    return (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+
+
+def clear_points(index: SynopsisIndex, obj: SynopsisObject, count: int = 3) -> list[tuple[int, tuple[int, ...]]]:
+    """Up to ``count`` (frame, box) of ``obj``, spread over its time, where no other object's box is within 4 px
+    of its centre (where objects overlap, a click rightly picks the one drawn on top)."""
+    free = []
+    for k, box in enumerate(obj.boxes):
+        frame = obj.first_frame + k
+        cx, cy = centre(box)
+        others = [o.boxes[frame - o.first_frame] for o in index.objects
+                  if o is not obj and o.first_frame <= frame <= o.last_frame]
+        if not any(b[0] - 4 <= cx <= b[2] + 4 and b[1] - 4 <= cy <= b[3] + 4 for b in others):
+            free.append((frame, box))
+    assert free, f"{obj.track_id} is never clear of other objects"
+    step = max(1, len(free) // count)
+    return free[step // 2::step][:count]

@@ -2,7 +2,8 @@
 // Talks only to the API on this origin; every call it makes is authenticated and audited server-side.
 "use strict";
 
-const state = { user: null, csrf: null, casePattern: null, cameras: [], events: null, unseen: 0, current: null };
+const state = { user: null, csrf: null, casePattern: null, cameras: [], events: null, unseen: 0, current: null,
+  synopsis: null, synopsisPoll: null, synopsisHit: null };
 const SVG = "http://www.w3.org/2000/svg";
 
 // -- small helpers ---------------------------------------------------------------------------------
@@ -103,7 +104,8 @@ async function startSession(session) {
   for (const tab of $$("#tabs [data-tab]")) tab.hidden = !perms.has(tab.dataset.perm);
   $(".case-field").hidden = !["search_faces", "trajectory", "export"].some((p) => perms.has(p));
   $("#case").value = sessionStorage.getItem("tubeline-case") || "";
-  if (perms.has("search") || perms.has("trajectory")) await loadCameras().catch(() => {});  // filters and the plot
+  if (perms.has("search") || perms.has("trajectory") || perms.has("synopsis")) await loadCameras().catch(() => {});  // filters and the plot
+  if (perms.has("synopsis")) synopsisDefaults();
   if (perms.has("alerts")) startAlerts();
   const wanted = location.hash.slice(1);
   const first = $$("#tabs [data-tab]").find((t) => !t.hidden && (t.dataset.tab === wanted || !wanted)) || $$("#tabs [data-tab]").find((t) => !t.hidden);
@@ -154,6 +156,7 @@ function selectTab(name) {
   if (location.hash !== `#${name}`) history.replaceState(null, "", `#${name}`);
   if (name === "alerts") { state.unseen = 0; updateBadge(); }
   if (name === "cameras") loadCameras().then(renderCameras).catch((e) => setStatus($("#tab-cameras"), e.message, true));
+  if (name === "synopsis") { loadSynopses(); synopsisWindowFromRecordings(); }
   const field = $(`#tab-${name} input, #tab-${name} select`);
   if (field) field.focus();
 }
@@ -173,6 +176,10 @@ async function loadCameras() {
       ...data.cameras.map((c) => el("option", { value: c.camera_id }, `${c.name || c.camera_id} (${c.camera_id})`)));
     select.value = keep;
   }
+  const syn = $("#synopsis-camera");
+  const keep = syn.value;
+  syn.replaceChildren(...data.cameras.map((c) => el("option", { value: c.camera_id }, `${c.name || c.camera_id} (${c.camera_id})`)));
+  if (keep) syn.value = keep;
   return data;
 }
 
@@ -465,6 +472,215 @@ function drawPlot(sightings, cameras) {
   }
   title.textContent = `Trajectory: ${placed.length} sighting(s) on ${byPlace.size} camera(s), arrows in time order`;
 }
+
+// -- synopsis ------------------------------------------------------------------------------------------
+function localValue(date) {
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
+}
+
+function synopsisDefaults() {
+  const form = $("#synopsis-form");
+  if (form.start.value) return;
+  const now = new Date();
+  form.end.value = localValue(now);
+  form.start.value = localValue(new Date(now.getTime() - 3600 * 1000));
+}
+
+// Until the user edits the window, it follows the chosen camera's newest hour of recording.
+let synopsisWindowEdited = false;
+for (const name of ["start", "end"]) $(`#synopsis-form [name=${name}]`).addEventListener("input", () => { synopsisWindowEdited = true; });
+
+async function synopsisWindowFromRecordings() {
+  const form = $("#synopsis-form");
+  if (synopsisWindowEdited || !form.camera_id.value) return;
+  try {
+    const cov = await api(`/api/synopses/coverage?${query({ camera: form.camera_id.value })}`);
+    if (!cov.latest_end || synopsisWindowEdited) return;
+    const end = new Date(Math.ceil(new Date(cov.latest_end).getTime() / 1000) * 1000);
+    const last = cov.spans[cov.spans.length - 1];
+    const start = new Date(Math.max(Math.floor(new Date(last.start).getTime() / 1000) * 1000, end.getTime() - 3600 * 1000));
+    form.start.value = localValue(start);
+    form.end.value = localValue(end);
+  } catch (_) { /* keep the last hour */ }
+}
+
+$("#synopsis-camera").addEventListener("change", synopsisWindowFromRecordings);
+
+function synopsisShows(s) {
+  const parts = [s.classes.length ? s.classes.join(", ") : "everything"];
+  if (s.colours.length) parts.push(s.colours.join(", "));
+  if (s.plate) parts.push(`plate ~${s.plate}`);
+  if (s.zone) parts.push("zone");
+  return parts.join(" · ");
+}
+
+async function loadSynopses() {
+  const section = $("#tab-synopsis");
+  try {
+    const data = await api("/api/synopses?limit=50");
+    $("#synopsis-rows").replaceChildren(...data.synopses.map((s) => el("tr", {
+      "aria-current": state.synopsis && state.synopsis.synopsis_id === s.synopsis_id ? "true" : "false",
+      tabindex: 0, title: "Watch", "data-id": s.synopsis_id,
+      onclick: () => openSynopsis(s.url), onkeydown: (ev) => { if (ev.key === "Enter") openSynopsis(s.url); } },
+    el("td", {}, s.camera_name || s.camera_id),
+    el("td", {}, `${fmtTime(s.start)} – ${fmtTime(s.end).slice(11)}`),
+    el("td", {}, synopsisShows(s)),
+    el("td", {}, el("span", { class: `pill ${s.state}`, title: s.error || "" }, s.state)))));
+    if (!data.count) $("#synopsis-rows").replaceChildren(el("tr", {}, el("td", { colspan: 4, class: "muted" }, "None yet: build one with the form above.")));
+  } catch (err) { setStatus(section, err.message, true); }
+}
+
+$("#synopsis-refresh").addEventListener("click", loadSynopses);
+
+$("#synopsis-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const section = $("#tab-synopsis");
+  const v = formValues(ev.target);
+  const body = { camera_id: v.camera_id, start: v.start, end: v.end, classes: v.classes ? [v.classes] : [], colours: v.colour ? [v.colour] : [] };
+  if (v.plate.trim()) body.plate = v.plate.trim().toUpperCase();
+  if (v.length_s) body.length_s = Number(v.length_s);
+  if (caseRef()) body.case = caseRef();
+  runSearch(section, async () => {
+    const s = await api("/api/synopses", { method: "POST", json: body });
+    await openSynopsis(s.url);
+    loadSynopses();
+  });
+});
+
+function stopSynopsisPoll() {
+  if (state.synopsisPoll) { clearTimeout(state.synopsisPoll); state.synopsisPoll = null; }
+}
+
+async function openSynopsis(url) {
+  const section = $("#tab-synopsis");
+  stopSynopsisPoll();
+  let data;
+  try { data = await api(url); } catch (err) { setStatus(section, err.message, true); return; }
+  const s = data.synopsis || data;
+  const changed = !state.synopsis || state.synopsis.synopsis_id !== s.synopsis_id;
+  state.synopsis = s;
+  for (const row of $$("#synopsis-rows tr")) row.setAttribute("aria-current", row.dataset.id === s.synopsis_id ? "true" : "false");
+  if (changed) { $("#synopsis-hit").hidden = true; $("#synopsis-mark").hidden = true; }
+  if (s.state === "queued" || s.state === "running") {
+    setStatus(section, `Synopsis of ${s.camera_name} ${fmtTime(s.start)} – ${fmtTime(s.end).slice(11)}: ${s.state === "queued" ? "waiting for a builder" : "building"}…`);
+    state.synopsisPoll = setTimeout(() => openSynopsis(url), 1500);
+    return;
+  }
+  if (s.state !== "done") {
+    setStatus(section, `Synopsis ${s.state}: ${s.error || "no reason given"}`, true);
+    loadSynopses();
+    return;
+  }
+  state.synopsis.detail = data;
+  const m = data.metrics;
+  setStatus(section, `${data.objects.length} object(s) of ${s.camera_name}, ${fmtTime(data.window_start)} – ${fmtTime(data.window_end).slice(11)}, in ${data.duration_s.toFixed(1)} s.`);
+  $("#synopsis-facts").textContent = `${m.source_s.toFixed(0)} s of recording condensed ×${m.condensation.toFixed(1)} · `
+    + `${m.time_lapsed} time-lapsed · collision ratio ${m.collision_ratio.toFixed(3)} (source ${m.source_collision_ratio.toFixed(3)}) · `
+    + `${m.chronology_violations} of ${m.chronology_pairs} pairs out of order · ${data.width}×${data.height} at ${data.fps} fps`;
+  const video = $("#synopsis-video");
+  if (changed || !video.src) {
+    video.src = s.video_url;
+    video.playbackRate = Number($("#synopsis-rate").value);
+  }
+  $("#synopsis-frame").hidden = false;
+  $("#synopsis-controls").hidden = false;
+  loadSynopses();
+}
+
+const synVideo = $("#synopsis-video");
+
+function synopsisClock() {
+  const d = synVideo.duration || 0;
+  $("#synopsis-seek").max = String(d || 1);
+  $("#synopsis-seek").value = String(synVideo.currentTime);
+  $("#synopsis-time").textContent = `${synVideo.currentTime.toFixed(1)} / ${d.toFixed(1)} s`;
+  $("#synopsis-play").textContent = synVideo.paused ? "Play" : "Pause";
+}
+
+for (const evName of ["timeupdate", "loadedmetadata", "play", "pause", "ended"]) synVideo.addEventListener(evName, synopsisClock);
+synVideo.addEventListener("play", () => { $("#synopsis-mark").hidden = true; });
+$("#synopsis-play").addEventListener("click", () => { if (synVideo.paused) synVideo.play().catch(() => {}); else synVideo.pause(); });
+$("#synopsis-seek").addEventListener("input", (ev) => { synVideo.currentTime = Number(ev.target.value); $("#synopsis-mark").hidden = true; });
+$("#synopsis-rate").addEventListener("change", (ev) => { synVideo.playbackRate = Number(ev.target.value); });
+
+function markBox(box) {
+  const d = state.synopsis.detail;
+  const sx = synVideo.clientWidth / d.width, sy = synVideo.clientHeight / d.height;
+  const mark = $("#synopsis-mark");
+  Object.assign(mark.style, { left: `${box[0] * sx - 3}px`, top: `${box[1] * sy - 3}px`, width: `${(box[2] - box[0]) * sx + 6}px`, height: `${(box[3] - box[1]) * sy + 6}px` });
+  mark.hidden = false;
+}
+
+synVideo.addEventListener("click", async (ev) => {
+  const s = state.synopsis;
+  if (!s || !s.detail) return;
+  synVideo.pause();
+  const rect = synVideo.getBoundingClientRect();
+  const x = ((ev.clientX - rect.left) * s.detail.width) / rect.width;
+  const y = ((ev.clientY - rect.top) * s.detail.height) / rect.height;
+  const t = synVideo.currentTime;
+  const status = $("#synopsis-hit-status");
+  try {
+    const hit = await api(`${s.url}/at?${query({ t: t.toFixed(3), x: x.toFixed(1), y: y.toFixed(1) })}`);
+    showSynopsisHit(hit, { t, x, y });
+  } catch (err) {
+    $("#synopsis-mark").hidden = true;
+    $("#synopsis-hit").hidden = false;
+    $("#synopsis-hit-title").textContent = "Nothing there";
+    $("#synopsis-hit-fields").replaceChildren();
+    $("#synopsis-clip-button").hidden = true;
+    $("#synopsis-sighting").hidden = true;
+    $("#synopsis-clip").hidden = true;
+    status.textContent = err.status === 404 ? "No object under that point at this moment: click on a person or vehicle." : err.message;
+    status.classList.toggle("error", err.status !== 404);
+  }
+});
+
+function showSynopsisHit(hit, click) {
+  state.synopsisHit = { hit, click };
+  const o = hit.object;
+  markBox(hit.box);
+  $("#synopsis-hit").hidden = false;
+  $("#synopsis-hit-title").textContent = `${o.colour !== "unknown" ? o.colour + " " : ""}${o.class_name} at ${fmtTime(hit.original_time)}`;
+  const rows = [["Original time", fmtTime(hit.original_time)], ["In view", `${fmtTime(o.original_start)} – ${fmtTime(o.original_end).slice(11)}`],
+    ["Track", o.track_id], ["Shown", `${o.synopsis_start_s.toFixed(1)} – ${o.synopsis_end_s.toFixed(1)} s${o.speed > 1 ? ` (time-lapse ×${o.speed.toFixed(1)})` : ""}`]];
+  if (o.plate) rows.push(["Plate", o.plate]);
+  $("#synopsis-hit-fields").replaceChildren(...rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+  const perms = state.user.permissions;
+  $("#synopsis-clip-button").hidden = !perms.includes("export");
+  $("#synopsis-sighting").hidden = !perms.includes("view");
+  $("#synopsis-clip").hidden = true;
+  $("#synopsis-clip").removeAttribute("src");
+  const status = $("#synopsis-hit-status");
+  status.classList.remove("error");
+  status.textContent = perms.includes("export") ? "Play original clip cuts the recording of this object (needs the case reference)." : "";
+}
+
+$("#synopsis-clip-button").addEventListener("click", async () => {
+  const { click } = state.synopsisHit;
+  const status = $("#synopsis-hit-status");
+  const c = caseRef();
+  if (!c) { status.textContent = "A clip export needs the case reference (top right)."; status.classList.add("error"); $("#case").focus(); return; }
+  status.classList.remove("error");
+  status.textContent = "Cutting the original clip from the recordings…";
+  const button = $("#synopsis-clip-button");
+  button.disabled = true;
+  try {
+    const out = await api(`${state.synopsis.url}/clip`, { method: "POST", json: { t: click.t, x: click.x, y: click.y, case: c } });
+    const clip = $("#synopsis-clip");
+    clip.hidden = false;
+    clip.src = out.export.url;
+    clip.addEventListener("loadedmetadata", () => { clip.currentTime = out.offset_s; clip.play().catch(() => {}); }, { once: true });
+    status.textContent = `Export ${out.export.export_id}: ${fmtTime(out.export.start)} – ${fmtTime(out.export.end).slice(11)}, the clicked moment is ${out.offset_s.toFixed(1)} s in; SHA-256 ${out.export.sha256.slice(0, 16)}…`;
+  } catch (err) {
+    status.textContent = err.message;
+    status.classList.add("error");
+  } finally {
+    button.disabled = false;
+  }
+});
+
+$("#synopsis-sighting").addEventListener("click", () => openDetail("track", state.synopsisHit.hit.object.sighting_id));
 
 // -- live alerts ---------------------------------------------------------------------------------------
 function updateBadge() {

@@ -37,6 +37,8 @@ from tests.synopsis_scene import (
     H,
     W,
     box_at,
+    centre,
+    clear_points,
     colour_centre,
     mover_of,
     seconds_after_s0,
@@ -46,7 +48,7 @@ from tests.unit.test_api_support import add_users, login, register_cameras
 from workers.api import audit as audit_log
 from workers.api.app import create_app
 from workers.api.context import ApiContext, build_context
-from workers.synopsis.index import SynopsisIndex, SynopsisObject
+from workers.synopsis.index import SynopsisIndex
 
 LENGTH_S = 10.0
 
@@ -105,26 +107,6 @@ def decode(data: bytes) -> list[tuple[float, np.ndarray]]:
     return out
 
 
-def centre(box: Any) -> tuple[float, float]:
-    return (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-
-
-def clear_points(index: SynopsisIndex, obj: SynopsisObject, count: int = 3) -> list[tuple[int, tuple[int, ...]]]:
-    """Up to ``count`` (frame, box) of ``obj``, spread over its time, where no other object's box is within 4 px
-    of its centre (where objects overlap, a click rightly picks the one drawn on top)."""
-    free = []
-    for k, box in enumerate(obj.boxes):
-        frame = obj.first_frame + k
-        cx, cy = centre(box)
-        others = [o.boxes[frame - o.first_frame] for o in index.objects
-                  if o is not obj and o.first_frame <= frame <= o.last_frame]
-        if not any(b[0] - 4 <= cx <= b[2] + 4 and b[1] - 4 <= cy <= b[3] + 4 for b in others):
-            free.append((frame, box))
-    assert free, f"{obj.track_id} is never clear of other objects"
-    step = max(1, len(free) // count)
-    return free[step // 2::step][:count]
-
-
 @pytest.fixture(scope="module")
 def built(served: Served) -> tuple[dict[str, Any], SynopsisIndex]:
     client = served.client
@@ -154,6 +136,18 @@ def test_request_builds_a_synopsis_with_every_object_at_its_original_times(built
         assert obj["sighting_id"] == f"{mover.track_id}/0"
     assert detail["metrics"]["condensation"] >= 5.0
     assert 0.0 <= detail["metrics"]["collision_ratio"] <= 1.0
+
+
+def test_coverage_shows_what_was_recorded(served: Served, built: tuple[dict, SynopsisIndex]) -> None:
+    client = served.client
+    around = {"camera": CAMERA, "start": (S0 - timedelta(hours=1)).isoformat(),
+              "end": (S0 + timedelta(hours=1)).isoformat()}
+    cov = client.get("/api/synopses/coverage", params=around).json()
+    spans = [(datetime.fromisoformat(s["start"]), datetime.fromisoformat(s["end"])) for s in cov["spans"]]
+    assert spans == [(S0, S0 + timedelta(seconds=SECONDS))]  # six 10-s segments joined
+    assert datetime.fromisoformat(cov["latest_end"]) == S0 + timedelta(seconds=SECONDS)
+    assert client.get("/api/synopses/coverage", params={"camera": CAMERA}).json()["spans"] == []  # last 2 days
+    assert client.get("/api/synopses/coverage", params={**around, "start": "2026-05-01T08:00:00"}).status_code == 422
 
 
 def test_the_video_plays_and_range_requests_work(served: Served, built: tuple[dict, SynopsisIndex]) -> None:
@@ -192,6 +186,10 @@ def test_a_click_leads_to_the_true_original_moment_of_that_object(served: Served
             # and the synopsis frame shows that mover there
             seen = colour_centre(frames[frame][1], mover.bgr)
             assert seen is not None and abs(seen[0] - cx) <= 4 and abs(seen[1] - cy) <= 6, (mover.number, seen)
+        # the object's sighting ID opens its track in the sighting detail
+        sighting = client.get("/api/sighting", params={"kind": "track", "id": hit["object"]["sighting_id"]})
+        assert sighting.status_code == 200, sighting.text
+        assert sighting.json()["sighting"]["track_id"] == mover.track_id
 
 
 def test_empty_spots_and_bad_clicks(served: Served, built: tuple[dict, SynopsisIndex]) -> None:
@@ -283,6 +281,7 @@ def test_scope_and_roles(served: Served, built: tuple[dict, SynopsisIndex], tmp_
             assert ivy.get(url).status_code == 404, url
         assert ivy.post(f"{base}/clip", json={**click, "case": CASE}).status_code == 404
         assert ivy.post("/api/synopses", json=window()).status_code == 404
+        assert ivy.get("/api/synopses/coverage", params={"camera": CAMERA}).status_code == 404
     with TestClient(served.client.app) as otto:  # operator: may watch and locate, not export
         login(otto, "otto")
         assert otto.get(base).status_code == 200

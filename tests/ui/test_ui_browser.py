@@ -11,18 +11,21 @@ It fails (never skips) when Chromium is missing.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pipeline.bus.memory import MemoryBus
-from pipeline.config import TubelineConfig
+from pipeline.config import TubelineConfig, with_overrides
+from pipeline.config.api import api_config
 from pipeline.store.local import LocalStore
 from schemas.alerts import Alert
 from schemas.topics import ALERTS
 from tests.flow.test_api_scene import CASE, PLATE, TESTDATA, load_analyzer, scene_config, setup_scene
+from tests.synopsis_scene import CAMERA as SYN_CAMERA
+from tests.synopsis_scene import MOVERS, S0, centre, clear_points, setup_synopsis_scene
 from tests.unit.test_api_support import PASSWORD, T0
 from workers.api.serve import ApiServer, start_api
 
@@ -42,11 +45,13 @@ def shots() -> Path:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ApiServer, MemoryBus]]:
     tmp = tmp_path_factory.mktemp("ui")
-    config = scene_config(TubelineConfig(), tmp)
+    config = with_overrides(scene_config(TubelineConfig(), tmp), {"synopsis.worker.poll_s": 0.3})
     store, bus = LocalStore(tmp / "store"), MemoryBus(default_partitions=3)
     analyzer = load_analyzer()
     setup_scene(config, bus, store, analyzer)
-    server = start_api(config, store=store, bus=bus, bootstrap=False, face_analyzer_factory=lambda: analyzer)
+    setup_synopsis_scene(config, bus, store)
+    api = api_config(config).model_copy(update={"build_synopses": True})
+    server = start_api(config, store=store, bus=bus, bootstrap=False, face_analyzer_factory=lambda: analyzer, api=api)
     yield server, bus
     server.stop()
 
@@ -162,6 +167,56 @@ def _trajectory_faces_alerts_cameras(pg: Any, bus: MemoryBus, shots: Path) -> No
     pg.click("#tabs [data-tab=cameras]")
     pg.wait_for_selector("#camera-rows tr:nth-child(3)")
     pg.screenshot(path=str(shots / "07-cameras.png"))
+
+
+def test_investigator_builds_a_synopsis_and_clicks_an_object_to_its_original_clip(
+        served: tuple[ApiServer, MemoryBus], page: Any, shots: Path) -> None:
+    server, _ = served
+    pg = page
+    log_in(pg, server.url, "ann")
+    pg.fill("#case", CASE)
+    pg.dispatch_event("#case", "change")
+    pg.click("#tabs [data-tab=synopsis]")
+    pg.select_option("#synopsis-camera", SYN_CAMERA)
+    pg.fill("#synopsis-form [name=start]", S0.strftime("%Y-%m-%dT%H:%M:%S"))  # the browser runs in UTC
+    pg.fill("#synopsis-form [name=end]", (S0 + timedelta(seconds=60)).strftime("%Y-%m-%dT%H:%M:%S"))
+    pg.fill("#synopsis-form [name=length_s]", "10")
+    pg.click("#synopsis-form button[type=submit]")
+    pg.wait_for_function("() => { const v = document.querySelector('#synopsis-video');"
+                         " return !document.querySelector('#synopsis-frame').hidden && v.readyState >= 2; }",
+                         timeout=120_000)
+    assert "3 object(s)" in pg.inner_text("#tab-synopsis .status")
+    assert "condensed ×" in pg.inner_text("#synopsis-facts")
+    pg.wait_for_selector("#synopsis-rows tr[aria-current=true] .pill.done")
+
+    # play it, then click the third mover where no other object is near, at a known frame
+    pg.click("#synopsis-play")
+    pg.wait_for_function("() => document.querySelector('#synopsis-video').currentTime > 0.5", timeout=15_000)
+    synopsis_id = pg.evaluate("() => state.synopsis.synopsis_id")
+    index = server.ctx.synopses.index(SYN_CAMERA, synopsis_id)
+    assert index is not None
+    obj = next(o for o in index.objects if o.track_id == MOVERS[2].track_id)
+    frame, box = clear_points(index, obj)[1]
+    pg.evaluate(f"() => {{ const v = document.querySelector('#synopsis-video'); v.pause();"
+                f" v.currentTime = {(frame + 0.5) / index.fps}; }}")
+    pg.wait_for_function("() => !document.querySelector('#synopsis-video').seeking")
+    size = pg.evaluate("() => { const v = document.querySelector('#synopsis-video');"
+                       " return [v.clientWidth, v.clientHeight]; }")
+    cx, cy = centre(box)
+    pg.click("#synopsis-video", position={"x": cx * size[0] / index.width, "y": cy * size[1] / index.height})
+    pg.wait_for_selector("#synopsis-hit:not([hidden]) #synopsis-hit-fields dd")
+    assert MOVERS[2].track_id in pg.inner_text("#synopsis-hit-fields")
+    assert "person" in pg.inner_text("#synopsis-hit-title")
+    assert pg.is_visible("#synopsis-mark")
+    pg.screenshot(path=str(shots / "09-synopsis-click.png"))
+
+    pg.click("#synopsis-clip-button")
+    pg.wait_for_function("() => { const v = document.querySelector('#synopsis-clip');"
+                         " return !v.hidden && v.readyState >= 2 && v.duration > 10 && v.currentTime > 1; }",
+                         timeout=60_000)
+    assert "the clicked moment is" in pg.inner_text("#synopsis-hit-status")
+    pg.evaluate("() => document.querySelector('#synopsis-clip').pause()")
+    pg.screenshot(path=str(shots / "10-synopsis-clip.png"), full_page=True)
 
 
 def test_auditor_reads_and_verifies_the_log(served: tuple[ApiServer, MemoryBus], page: Any, shots: Path) -> None:

@@ -273,6 +273,17 @@ class SynopsisOut(Out):
     video_url: str | None = Field(None, description="The MP4, once built.")
 
 
+class RecordedSpan(Out):
+    start: datetime
+    end: datetime
+
+
+class RecordingCoverage(Out):
+    camera_id: str
+    spans: list[RecordedSpan] = Field(description="Recorded time, gaps under 2 s joined, oldest first.")
+    latest_end: datetime | None = Field(None, description="End of the newest recording (a window default).")
+
+
 class SynopsisList(Results):
     synopses: list[SynopsisOut]
 

@@ -3,6 +3,8 @@
 * ``POST /api/synopses`` — queue a synopsis of a camera in the caller's scope (audited ``synopsis.request``);
   asking again for the same camera, window, filters and length returns the same synopsis.
 * ``GET /api/synopses`` — the synopses of the caller's cameras, newest first (``synopsis.list``).
+* ``GET /api/synopses/coverage?camera=`` — what a camera has recorded in the last days, to choose a window
+  (``synopsis.coverage``).
 * ``GET /api/synopses/{camera}/{id}`` — status, and once built the size, rate, metrics and every object with
   its track and original time range (``synopsis.view``).
 * ``GET /api/synopses/{camera}/{id}/video.mp4`` — the H.264 MP4 (range requests); each playback from the
@@ -32,6 +34,8 @@ from pipeline.store.base import ObjectNotFound
 from workers.api.auth import Action, Principal, begin, principal
 from workers.api.models import (
     ExportOut,
+    RecordedSpan,
+    RecordingCoverage,
     SynopsisClipOut,
     SynopsisClipRequest,
     SynopsisDetail,
@@ -44,6 +48,7 @@ from workers.api.models import (
 from workers.api.present import check_times, iso, scope_label
 from workers.api.synopses import valid_id
 from workers.api.users import Permission
+from workers.ingest.recordings import segments_between
 from workers.synopsis.index import ObjectHit, SynopsisIndex, SynopsisObject, object_at
 from workers.synopsis.request import SynopsisRequest, SynopsisStatus
 
@@ -187,6 +192,39 @@ def list_synopses(
         out = [_status_out(act, s) for s in found]
         return act.done(SynopsisList(count=len(out), scope=scope_label(cameras), synopses=out), count=len(out),
                         ids=[s.synopsis_id for s in found])
+
+
+@router.get("/coverage", response_model=RecordingCoverage, name="synopsis.coverage",
+            summary="Recorded time of a camera over the last days (to pick a synopsis window)")
+def coverage(
+    request: Request,
+    who: Who,
+    camera: Annotated[str, Query(min_length=1, max_length=64)],
+    days: Annotated[int, Query(ge=1, le=31, description="Without start/end: the last N days.")] = 2,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> RecordingCoverage:
+    params = {"camera": camera, "days": days, "start": iso(start), "end": iso(end)}
+    with begin(request, who, "synopsis.coverage", params) as act:
+        act.need(Permission.SYNOPSIS, "request synopses")
+        check_times(act, start, end)
+        if not _in_scope(act, camera):
+            raise act.refuse(404, f"no camera {camera!r} in your camera scope")
+        now = datetime.now(UTC)
+        # a file read faster than real time is stamped ahead of the clock: look a day ahead too
+        until = end or now + timedelta(days=1)
+        since = start or min(now, until) - timedelta(days=days)
+        if until - since > timedelta(days=32):
+            raise act.refuse(422, "coverage covers at most 32 days at a time", outcome="invalid")
+        entries = segments_between(act.ctx.store, camera, since, until, act.ctx.recordings_prefix)
+        spans: list[RecordedSpan] = []
+        for entry in entries:
+            if spans and entry.start_dt <= spans[-1].end + timedelta(seconds=2):
+                spans[-1].end = max(spans[-1].end, entry.end_dt)
+            else:
+                spans.append(RecordedSpan(start=entry.start_dt, end=entry.end_dt))
+        body = RecordingCoverage(camera_id=camera, spans=spans, latest_end=spans[-1].end if spans else None)
+        return act.done(body, count=len(spans))
 
 
 @router.get("/{camera_id}/{synopsis_id}", response_model=SynopsisDetail | SynopsisOut, name="synopsis.view",
