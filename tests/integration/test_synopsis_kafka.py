@@ -9,12 +9,17 @@ import threading
 import time
 
 import pytest
+from fastapi.testclient import TestClient
 
 from pipeline.bus import open_bus
 from pipeline.bus.base import TopicSpec
+from pipeline.config import with_overrides
 from pipeline.store import open_store
 from schemas.topics import TRACKS
 from tests.flow.test_synopsis_flow import CAMERA, SETTINGS, vtest_run
+from tests.unit.test_api_support import add_users, login
+from workers.api.app import create_app
+from workers.api.context import build_context
 from workers.synopsis.index import SynopsisIndex, object_at
 from workers.synopsis.request import SynopsisKeys
 from workers.synopsis.worker import SynopsisWorker, submit_synopsis, synopsis_status
@@ -74,5 +79,26 @@ def test_worker_builds_a_requested_synopsis_on_kafka_and_s3(
     # A new worker (say, after a restart) finds the request done and builds nothing.
     again = SynopsisWorker(config, bus=bus, store=store, settings=settings, source=worker.cache)
     assert again.poll_requests() == 0 and again.built == 0
+
+    # The API over the same bucket: the synopsis, its video, a click and the original clip, all from S3.
+    add_users(store)
+    api_config = with_overrides(config, {"api.cache_dir": str(tmp_path_factory.mktemp("api-cache"))})
+    ctx = build_context(api_config, store=store, face_analyzer_factory=lambda: None)
+    with TestClient(create_app(ctx, start_background=False)) as client:
+        login(client, "ann")
+        base = f"/api/synopses/{CAMERA}/{synopsis_id}"
+        detail = client.get(base).json()
+        assert detail["synopsis"]["state"] == "done" and len(detail["objects"]) == len(index.objects)
+        served = client.get(f"{base}/video.mp4")
+        assert served.status_code == 200 and served.content == video
+        click = {"t": (obj.first_frame + 0.5) / index.fps, "x": (x1 + x2) / 2, "y": (y1 + y2) / 2}
+        located = client.get(f"{base}/at", params=click).json()
+        assert located["object"]["track_id"] == hit.object.track_id
+        cut = client.post(f"{base}/clip", json={**click, "case": "CASE-2026-0001"})
+        assert cut.status_code == 200, cut.text
+        export = cut.json()["export"]
+        assert export["transcoded"] and store.exists(export["key"])  # MS-MPEG4 → H.264 for the browser
+        assert client.get(export["url"]).content[4:8] == b"ftyp"
+    ctx.stop()
     bus.close()
     store.close()
