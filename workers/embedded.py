@@ -130,9 +130,14 @@ def run_embedded(
     detector: Any = None,
     timeout_s: float = 1800.0,
     progress: Callable[[str], None] | None = None,
+    bus: Bus | None = None,
 ) -> EmbeddedResult:
-    """Run ingest → detect → rules (→ frame store) on ``cameras`` (files) until done; report what was found."""
-    bus = open_bus(config)
+    """Run ingest → detect → rules (→ frame store) on ``cameras`` (files) until done; report what was found.
+
+    ``bus``: run on this bus and leave it open (the caller reads the topics afterwards, e.g. the track
+    summaries of an in-memory run); default: the configured bus, closed on return."""
+    own_bus = bus is None
+    bus = bus if bus is not None else open_bus(config)
     store = open_store(config)
     if detector is None:
         from models.zoo import ModelZoo
@@ -188,7 +193,8 @@ def run_embedded(
     for value in read_topic(bus, ALERTS.name):
         alerts[Alert.from_json(value).alert_type] += 1
     objects, samples = summarize_store(store)
-    bus.close()
+    if own_bus:
+        bus.close()
     store.close()
     if supervisor.failure:
         raise RuntimeError(supervisor.failure)

@@ -20,7 +20,6 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from unittest import mock
 
 import av
 
@@ -75,8 +74,7 @@ def prepare_vtest(work: Path, video: Path, log=print) -> Prepared:  # noqa: ANN0
         bus = MemoryBus(default_partitions=config.bus.default_partitions)
         camera = CameraSpec(id=VTEST_CAMERA, kind="file", device_type="file", url=str(video), realtime=False)
         started = time.monotonic()
-        with mock.patch.object(workers.embedded, "open_bus", lambda _config: bus):
-            result = workers.embedded.run_embedded(config, [camera], timeout_s=1200)
+        result = workers.embedded.run_embedded(config, [camera], timeout_s=1200, bus=bus)
         values = workers.embedded.read_topic(bus, TRACKS.name)
         tracks.write_bytes(b"".join(v + b"\n" for v in values))
         log(f"  {result.frames_detected} frames analysed, {len(values)} track summaries in "

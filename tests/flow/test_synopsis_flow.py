@@ -81,9 +81,7 @@ def vtest_run(factory: pytest.TempPathFactory) -> VtestRun:
     bus = MemoryBus(default_partitions=config.bus.default_partitions)
     video = TESTDATA / "vtest.avi"
     camera = CameraSpec(id=CAMERA, kind="file", device_type="file", url=str(video), realtime=False)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(workers.embedded, "open_bus", lambda _config: bus)
-        result = workers.embedded.run_embedded(config, [camera], timeout_s=300)
+    result = workers.embedded.run_embedded(config, [camera], timeout_s=300, bus=bus)
     assert result.frames_published == result.frames_detected > 300
     summaries = [TrackSummary.from_json(v) for v in workers.embedded.read_topic(bus, TRACKS.name)]
     assert len({s.track_id for s in summaries}) >= 10
