@@ -1,12 +1,16 @@
 """Multi-object tracking: the per-camera ByteTrack-style tracker and its building blocks.
 
 ``ByteTracker.update(detections, timestamp) -> Detections`` gives each confirmed object a stable
-``tracker_id``; ``removed`` / ``close_all()`` report tracks that ended. See ``docs/tracking.md``.
+``tracker_id``; ``removed`` / ``close_all()`` report tracks that ended. ``suppress_confusable`` drops the
+second box a detector gives one object under a confusable class (car and truck) before tracking. See
+``docs/tracking.md``.
 """
 
 from __future__ import annotations
 
 from pipeline.tracking.kalman import BoxKalman, MotionNoise
+from pipeline.tracking.matching import suppress_confusable
 from pipeline.tracking.tracker import ByteTracker, ClosedTrack, TrackerConfig, TrackState
 
-__all__ = ["BoxKalman", "ByteTracker", "ClosedTrack", "MotionNoise", "TrackState", "TrackerConfig"]
+__all__ = ["BoxKalman", "ByteTracker", "ClosedTrack", "MotionNoise", "TrackState", "TrackerConfig",
+           "suppress_confusable"]

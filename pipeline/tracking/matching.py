@@ -1,11 +1,13 @@
-"""Association helpers for the tracker: class groups and IoU assignment.
+"""Association helpers for the tracker: class groups, cross-class suppression and IoU assignment.
 
 ``class_groups`` turns detector class ids into association groups: classes listed together
 (by name, e.g. car/truck/bus) form one group, every other class is its own group, so a person
 detection can never continue a car track while a car that the detector calls a truck in one frame
-keeps its track. ``buffered`` grows boxes for the buffered IoU used with tracks that have no
-velocity estimate yet. ``assign`` solves the one-to-one IoU assignment (Hungarian, via SciPy) and drops
-pairs below a minimum IoU.
+keeps its track. ``suppress_confusable`` is the matching step *within* one frame: a detector with
+per-class NMS may box one vehicle twice, as car and as truck; boxes of one group that overlap strongly
+are one object, and only the higher-scoring box is kept. ``buffered`` grows boxes for the buffered IoU
+used with tracks that have no velocity estimate yet. ``assign`` solves the one-to-one IoU assignment
+(Hungarian, via SciPy) and drops pairs below a minimum IoU.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from collections.abc import Sequence
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+
+from pipeline.core import Detections, box_iou
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +43,34 @@ def class_groups(
     for i, cid in enumerate(class_id):
         out[i] = lookup.get(int(cid), int(cid))
     return out
+
+
+def suppress_confusable(dets: Detections, groups: Sequence[Sequence[str]], min_iou: float) -> np.ndarray:
+    """Rows of ``dets`` to keep after suppression across confusable classes, in their original order.
+
+    Within each named group of ``groups`` (e.g. car/truck/bus) boxes are taken by descending confidence
+    and a box is dropped when its IoU with a box already kept is at least ``min_iou``: the detector saw
+    one object and hedged on its class. Rows whose class is in no group (persons, by default) are never
+    dropped and never drop anything, so a rider and the bicycle under him stay two objects. Ties in
+    confidence keep the earlier row. Returns an int64 array of row indices.
+    """
+    rows = np.arange(len(dets), dtype=np.int64)
+    if len(dets) < 2 or not groups:
+        return rows
+    keys = class_groups(dets.class_id, dets.class_names, groups)
+    drop = np.zeros(len(dets), dtype=bool)
+    for key in np.unique(keys[keys < 0]):
+        members = rows[keys == key]
+        if len(members) < 2:
+            continue
+        order = members[np.argsort(-dets.confidence[members], kind="stable")]
+        iou = box_iou(dets.xyxy[order], dets.xyxy[order])
+        for i in range(len(order)):
+            if drop[order[i]]:
+                continue
+            later = np.arange(i + 1, len(order))
+            drop[order[later[iou[i, later] >= min_iou]]] = True
+    return rows[~drop]
 
 
 def buffered(xyxy: np.ndarray, scale: float) -> np.ndarray:
