@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import cv2
 from pipeline.bus import Bus, TopicSpec
 from schemas.frames import FrameHeader
 from schemas.topics import FRAMES
+from workers.detect.worker import DetectWorker
 
 BASE_TIME = datetime(2026, 11, 25, 8, 0, 0, tzinfo=UTC)
 
@@ -44,3 +46,16 @@ def publish_frames(bus: Bus, camera: str, session: str, images: list, fps: float
             )
             producer.send(FRAMES.name, jpeg.tobytes(), key=camera, headers=header.to_headers())
         producer.flush()
+
+
+def run_until(worker: DetectWorker, frames: int, timeout: float = 120) -> None:
+    """Run ``worker`` (set up, steps, drain, teardown) until it has handled ``frames`` frames."""
+    worker.setup()
+    try:
+        deadline = time.monotonic() + timeout
+        while worker.frames_done + (worker.dead_letter.count if worker.dead_letter else 0) < frames:
+            assert time.monotonic() < deadline, f"only {worker.frames_done} of {frames} frames processed"
+            worker.step()
+        worker.drain()
+    finally:
+        worker.teardown()

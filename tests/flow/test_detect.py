@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from schemas.objects import ObjectCrop
 from schemas.topics import DETECTIONS, FRAMES, OBJECTS, TRACKS
 from schemas.tracks import TrackSummary
 from tests.contract.test_bus_contract import drain
-from tests.detect_helpers import publish_frames, sample_frames
+from tests.detect_helpers import publish_frames, run_until, sample_frames
 from workers.detect.worker import DetectWorker
 
 
@@ -26,18 +25,6 @@ def detector():
     from models.zoo import ModelZoo
 
     return ModelZoo(TubelineConfig().models).detector()
-
-
-def run_until(worker: DetectWorker, frames: int, timeout: float = 120) -> None:
-    worker.setup()
-    try:
-        deadline = time.monotonic() + timeout
-        while worker.frames_done + (worker.dead_letter.count if worker.dead_letter else 0) < frames:
-            assert time.monotonic() < deadline, f"only {worker.frames_done} of {frames} frames processed"
-            worker.step()
-        worker.drain()
-    finally:
-        worker.teardown()
 
 
 def test_detect_worker_tracks_people_and_summarises_every_track(detector, testdata: Path, tmp_path: Path) -> None:

@@ -101,25 +101,52 @@ def dominant_colour(crop: np.ndarray, *, is_vehicle: bool = True, min_pixels: in
     return classify_region(hsv)
 
 
-def sharpness(crop: np.ndarray) -> float:
-    """Variance of the Laplacian of the grey crop, mapped to [0, 1) (≈0.5 at 150)."""
+def sharpness(crop: np.ndarray, max_side: int | None = None) -> float:
+    """Variance of the Laplacian of the grey crop, mapped to [0, 1) (≈0.5 at 150).
+
+    With ``max_side`` a larger crop is first scaled down to that longest side (never up), so the measure is
+    blur relative to the object rather than per pixel: at native resolution a larger view of the same
+    object has smoother pixels and would score *lower*, though it shows more detail."""
     if crop.size == 0:
         return 0.0
     grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
+    if max_side is not None and max(grey.shape[:2]) > max_side:
+        scale = max_side / max(grey.shape[:2])
+        grey = cv2.resize(grey, (max(1, round(grey.shape[1] * scale)), max(1, round(grey.shape[0] * scale))),
+                          interpolation=cv2.INTER_AREA)
     var = float(cv2.Laplacian(grey, cv2.CV_64F).var())
     return var / (var + 150.0)
 
 
+SIZE_FULL = 0.5  # share of the frame's area at which the size factor of crop quality reaches 1
+SHARPNESS_SIDE = 128  # crops are judged for blur at this longest side (sharpness's max_side)
+
+
 def crop_quality(box: np.ndarray, crop: np.ndarray, frame_w: int, frame_h: int) -> float:
-    """How good a moment this is to keep a crop: size, sharpness, centrality, not cut by the frame edge."""
+    """How good a moment this is to keep a crop, in [0, 1]: size × sharpness × centrality × not cut.
+
+    A product, so that within one track the ratio of two moments' qualities reads directly: a view 15 %
+    larger (linear size: what a plate reader or face embedder gets in pixels) at the same sharpness is
+    15 % better, which is what ``detect.crop_quality_gain`` compares. Factors:
+
+    * size: ``sqrt(box area / (SIZE_FULL × frame area))``, capped at 1 — linear, and it keeps growing
+      until the object covers half the frame (it used to saturate at 4 %, so every vehicle close enough
+      to read a plate had the same size score and its first, smallest view was never bettered);
+    * sharpness: ``0.5 + 0.5 × sharpness`` of the crop at ``SHARPNESS_SIDE`` px (motion blur, defocus);
+    * centrality: ``0.9 + 0.1 × c``, ``c`` 1 at the frame centre, 0 in a corner (lens edges distort; a
+      camera aimed at a spot sees it most head-on);
+    * cut: × 0.6 when the box touches the frame edge (the plate or face may be outside).
+
+    The box gives no view angle, so "frontal" is not measured here; the face worker's own gates judge it.
+    """
     x1, y1, x2, y2 = (float(v) for v in box)
     area = max(0.0, (x2 - x1) * (y2 - y1))
-    size = min(1.0, (area / (0.04 * frame_w * frame_h)) ** 0.5)
+    size = min(1.0, (area / (SIZE_FULL * frame_w * frame_h)) ** 0.5)
     cx, cy = (x1 + x2) / 2 / frame_w - 0.5, (y1 + y2) / 2 / frame_h - 0.5
     centrality = 1.0 - min(1.0, (cx * cx + cy * cy) ** 0.5 / 0.7071)
     margin = 2.0
     cut = x1 <= margin or y1 <= margin or x2 >= frame_w - margin or y2 >= frame_h - margin
-    score = 0.45 * size + 0.3 * sharpness(crop) + 0.1 * centrality + 0.15 * (0.0 if cut else 1.0)
+    score = size * (0.5 + 0.5 * sharpness(crop, SHARPNESS_SIDE)) * (0.9 + 0.1 * centrality) * (0.6 if cut else 1.0)
     return float(min(1.0, max(0.0, score)))
 
 

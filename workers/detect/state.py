@@ -1,7 +1,8 @@
 """Per-camera tracking state of the detect worker, and its snapshots in the object store.
 
 A :class:`CameraState` holds the camera's tracker, the bookkeeping of every live track (box path,
-class votes, best crop, colour) and the last frame it processed. It is what moves between workers:
+class votes, crops announced, the best moment held back for the track's end, colour) and the last frame
+it processed. It is what moves between workers:
 it is pickled to ``state/detect/{camera}.pkl`` before each offset commit and loaded by whichever
 worker owns the camera next (see ``docs/design/detect.md``). Snapshots are internal, written and read
 only by detect workers through the project's own object store.
@@ -11,11 +12,10 @@ from __future__ import annotations
 
 import logging
 import pickle
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from pipeline.config.detect import TrackerConfig
+from pipeline.config.detect import CONFUSABLE_CLASSES, TrackerConfig
 from pipeline.store.base import ObjectNotFound, ObjectStore
 from pipeline.tracking import ByteTracker
 from schemas.ids import make_track_id
@@ -39,6 +39,23 @@ class TrackCounter:
 
 
 @dataclass
+class CropCandidate:
+    """One moment of a track worth a crop: the encoded crop and what its ``objects.v1`` message needs.
+
+    Announced at once, or held in :attr:`TrackRecord.held` until the track ends; a held one travels in the
+    snapshot (JPEG bytes included), so a worker that replays the frames after it announces the same crop."""
+
+    sequence: int
+    captured_at: datetime
+    box: tuple[float, float, float, float]
+    score: float
+    quality: float
+    jpeg: bytes
+    colour: str
+    colour_confidence: float
+
+
+@dataclass
 class TrackRecord:
     """What the worker remembers about one live track (segment)."""
 
@@ -49,7 +66,7 @@ class TrackRecord:
     frame_w: int
     frame_h: int
     segment: int = 0
-    class_votes: Counter[int] = field(default_factory=Counter)
+    class_votes: dict[int, float] = field(default_factory=dict)  # class id -> summed detection score
     path: list[tuple[float, float, float, float, float]] = field(default_factory=list)
     score_sum: float = 0.0
     score_count: int = 0
@@ -58,14 +75,17 @@ class TrackRecord:
     colour: str = "unknown"
     colour_confidence: float = 0.0
     crops_emitted: int = 0
+    held: CropCandidate | None = None  # the best moment not announced yet (hold_best_crop)
 
     @property
     def class_id(self) -> int:
-        return self.class_votes.most_common(1)[0][0]
+        """The track's class: highest summed detection score over the segment's frames (ties: lower id),
+        so a vehicle the detector calls car in one frame and truck in the next reports one class."""
+        return max(self.class_votes.items(), key=lambda kv: (kv[1], -kv[0]))[0]
 
     def observe(self, when: datetime, box: tuple[float, float, float, float], class_id: int, score: float) -> None:
         self.last_seen = when
-        self.class_votes[class_id] += 1
+        self.class_votes[class_id] = self.class_votes.get(class_id, 0.0) + score
         self.score_sum += score
         self.score_count += 1
         t = max(0.0, (when - self.started_at).total_seconds())
@@ -78,7 +98,7 @@ class TrackRecord:
         self.segment += 1
         self.started_at = when
         self.path = []
-        self.class_votes = Counter()
+        self.class_votes = {}
         self.score_sum = 0.0
         self.score_count = 0
 
@@ -95,9 +115,11 @@ class CameraState:
     version: int = SNAPSHOT_VERSION
 
     @classmethod
-    def new(cls, camera_id: str, ingest_session: str, epoch: int, config: TrackerConfig) -> CameraState:
+    def new(cls, camera_id: str, ingest_session: str, epoch: int, config: TrackerConfig,
+            class_groups: tuple[tuple[str, ...], ...] = CONFUSABLE_CLASSES) -> CameraState:
+        """A fresh state; ``class_groups`` are the tracker's association groups (``detect.confusable_classes``)."""
         counter = TrackCounter()
-        tracker = ByteTracker(**config.model_dump(), id_source=counter)
+        tracker = ByteTracker(**config.model_dump(), class_groups=class_groups, id_source=counter)
         return cls(camera_id, ingest_session, epoch, tracker, counter)
 
     def track_id(self, number: int) -> str:

@@ -4,6 +4,13 @@ Consumes ``tubeline.frames.v1`` in the group ``tubeline-detect`` and produces pe
 ``detections.v1`` message, for vehicle and person tracks a few best-moment crops (stored in the object
 store, announced on ``objects.v1``), and for every ended track a summary on ``tracks.v1``.
 
+Before tracking, boxes of one confusable class group (car/truck/bus) that overlap strongly are reduced to
+the higher-scoring one (``pipeline.tracking.suppress_confusable``): the detector's NMS is per class and
+boxes one vehicle as car *and* truck, which used to start a second track. A tracked object reports its
+track's voted class, so its class does not flicker between frames. Crops: the first usable moment of a
+track at once, later ones only when clearly better (``crop_quality_gain``), and the last slot held for the
+track's best moment, announced when the track ends (``hold_best_crop``).
+
 Delivery: **at-least-once with deterministic replays**. Every ``commit_interval_s`` the worker flushes its
 outputs, snapshots each camera's tracking state (``workers.detect.state``) and only then commits the
 frames' offsets. A worker that takes over a camera (restart, crash of the previous owner, rebalance)
@@ -26,6 +33,7 @@ from pipeline.bus.base import BusError, Message, TopicPartition, TopicSpec
 from pipeline.config.detect import DetectConfig
 from pipeline.core import Detections
 from pipeline.runtime.worker import ConsumerWorker
+from pipeline.tracking import suppress_confusable
 from schemas.detections import DetectedObject
 from schemas.detections import Detections as DetectionsMessage
 from schemas.frames import FrameHeader
@@ -40,7 +48,7 @@ from workers.detect.attributes import (
     dominant_colour,
     vehicle_type,
 )
-from workers.detect.state import CameraState, TrackRecord, load_snapshot, save_snapshot
+from workers.detect.state import CameraState, CropCandidate, TrackRecord, load_snapshot, save_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -148,52 +156,64 @@ class DetectWorker(ConsumerWorker):
                 log.info("camera %s: continuing tracking state from snapshot at sequence %d", camera, snap.last_sequence)
                 state = snap
             else:
-                state = CameraState.new(camera, header.session, header.sequence, self.settings.tracker)
+                state = CameraState.new(camera, header.session, header.sequence, self.settings.tracker,
+                                        self.settings.confusable_classes)
             self.states[camera] = state
         return state
 
     def _handle_frame(self, header: FrameHeader, image: np.ndarray, found: Detections) -> None:
+        s = self.settings
         state = self._state_for(header)
         if header.sequence <= state.last_sequence:
             return  # covered by the snapshot: outputs were flushed before it was written
         self.last_frame_at[header.camera_id] = time.monotonic()
-        wanted = np.array([found.class_name(i) in self.settings.classes for i in range(len(found))], dtype=bool)
-        keep = wanted & (found.confidence >= self.settings.min_score)
+        wanted = np.array([found.class_name(i) in s.classes for i in range(len(found))], dtype=bool)
+        keep = wanted & (found.confidence >= s.min_score)
         found = found[keep].clipped(image.shape[1], image.shape[0])
+        if s.suppress_iou is not None:
+            found = found[suppress_confusable(found, s.confusable_classes, s.suppress_iou)]
         ts = header.captured_at.timestamp()
         tracked = state.tracker.update(found, ts)
         track_of_row: dict[int, int] = {
             int(i): int(n) for i, n in zip(tracked.data["detection_index"], tracked.tracker_id, strict=True)
         }
-        objects = [
-            DetectedObject(
+        records = {row: self._observe_track(state, header, image, found, row, number)
+                   for row, number in track_of_row.items()}
+        objects = []
+        for i in range(len(found)):
+            record = records.get(i)
+            class_id = record.class_id if record is not None else int(found.class_id[i])  # the track's vote
+            objects.append(DetectedObject(
                 box=tuple(round(float(v), 2) for v in found.xyxy[i]),
-                class_name=found.class_name(i),
-                class_id=int(found.class_id[i]),
+                class_name=self._class_name(found, class_id),
+                class_id=class_id,
                 score=round(float(found.confidence[i]), 4),
-                track_id=state.track_id(track_of_row[i]) if i in track_of_row else None,
-            )
-            for i in range(len(found))
-        ]
+                track_id=record.track_id if record is not None else None,
+            ))
         message = DetectionsMessage(
             camera_id=header.camera_id, session=header.session, sequence=header.sequence,
             captured_at=header.captured_at, frame_width=image.shape[1], frame_height=image.shape[0],
             model_id=self.detector.model_id, objects=tuple(objects),
         )
         self._send(DETECTIONS.name, header.camera_id, message.to_json())
-        for row, number in track_of_row.items():
-            self._observe_track(state, header, image, found, row, number)
+        for row, record in records.items():
+            self._maybe_crop(state, record, header, image, found, row)
         for closed in state.tracker.removed:
-            record = state.tracks.pop(closed.track_id, None)
-            if record is not None:
-                self._emit_summary(state, record, "lost")
+            ended = state.tracks.pop(closed.track_id, None)
+            if ended is not None:
+                self._emit_summary(state, ended, "lost")
         state.last_sequence = header.sequence
         self.touched.add(header.camera_id)
         self.frames_done += 1
 
+    @staticmethod
+    def _class_name(found: Detections, class_id: int) -> str:
+        names = found.class_names
+        return names[class_id] if 0 <= class_id < len(names) else str(class_id)
+
     def _observe_track(
         self, state: CameraState, header: FrameHeader, image: np.ndarray, found: Detections, row: int, number: int
-    ) -> None:
+    ) -> TrackRecord:
         when = header.captured_at
         box = tuple(float(v) for v in found.xyxy[row])
         record = state.tracks.get(number)
@@ -204,12 +224,18 @@ class DetectWorker(ConsumerWorker):
             self._emit_summary(state, record, "max_duration")
             record.next_segment(when)
         record.observe(when, box, int(found.class_id[row]), float(found.confidence[row]))  # type: ignore[arg-type]
-        self._maybe_crop(state, record, header, image, found, row)
+        return record
 
     def _maybe_crop(
         self, state: CameraState, record: TrackRecord, header: FrameHeader, image: np.ndarray,
         found: Detections, row: int,
     ) -> None:
+        """Announce this moment's crop, hold it for the track's end, or let it go (docs/detect.md, "Crops").
+
+        The first usable moment is announced at once (downstream gets something early). After that a moment
+        must beat the best announced by ``crop_quality_gain``; it is announced at once while more than one
+        slot is left, and with ``hold_best_crop`` the last slot takes the best such moment of the rest of
+        the track, held until the track ends (``_emit_summary``)."""
         s = self.settings
         if record.crops_emitted >= s.max_crops_per_track:
             return
@@ -219,31 +245,54 @@ class DetectWorker(ConsumerWorker):
             return
         crop = image[y1:y2, x1:x2]
         quality = crop_quality(found.xyxy[row], crop, w, h)
-        if record.best_crop_key is not None and quality < record.best_quality * s.crop_quality_gain:
+        first = record.best_crop_key is None
+        if not first and quality < record.best_quality * s.crop_quality_gain:
+            return
+        hold = not first and s.hold_best_crop and record.crops_emitted >= s.max_crops_per_track - 1
+        if hold and record.held is not None and quality <= record.held.quality:
             return
         ok, jpeg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, s.crop_jpeg_quality])
         if not ok:
             return
-        day = header.captured_at.strftime("%Y-%m-%d")
-        key = f"crops/{state.camera_id}/{day}/{record.track_id}/{header.sequence}.jpg"
-        self.store.put(key, jpeg.tobytes(), content_type="image/jpeg",
+        colour, colour_confidence = dominant_colour(crop, is_vehicle=self._class_name(found, record.class_id)
+                                                    in VEHICLE_CLASSES)
+        candidate = CropCandidate(
+            sequence=header.sequence, captured_at=header.captured_at,
+            box=tuple(round(float(v), 2) for v in found.xyxy[row]),  # type: ignore[arg-type]
+            score=round(float(found.confidence[row]), 4), quality=quality, jpeg=jpeg.tobytes(),
+            colour=colour, colour_confidence=colour_confidence,
+        )
+        if hold:
+            record.held = candidate
+        else:
+            self._announce(state, record, candidate, w, h)
+
+    def _announce(self, state: CameraState, record: TrackRecord, crop: CropCandidate, w: int, h: int) -> None:
+        """Store the crop and announce it on ``objects.v1`` under the track's voted class."""
+        day = crop.captured_at.strftime("%Y-%m-%d")
+        key = f"crops/{state.camera_id}/{day}/{record.track_id}/{crop.sequence}.jpg"
+        self.store.put(key, crop.jpeg, content_type="image/jpeg",
                        metadata={"camera-id": state.camera_id, "track-id": record.track_id})
-        class_name = found.class_name(row)
-        record.best_quality, record.best_crop_key = quality, key
-        record.colour, record.colour_confidence = dominant_colour(crop, is_vehicle=class_name in VEHICLE_CLASSES)
+        record.best_quality, record.best_crop_key = crop.quality, key
+        record.colour, record.colour_confidence = crop.colour, crop.colour_confidence
         record.crops_emitted += 1
+        record.held = None
+        names = getattr(self.detector, "class_names", ())
+        class_id = record.class_id
         crop_msg = ObjectCrop(
-            object_id=stable_id(record.track_id, header.session, header.sequence),
-            track_id=record.track_id, camera_id=state.camera_id, session=header.session, sequence=header.sequence,
-            captured_at=header.captured_at, class_name=class_name, class_id=int(found.class_id[row]),
-            score=round(float(found.confidence[row]), 4), box=tuple(round(float(v), 2) for v in found.xyxy[row]),
-            frame_width=w, frame_height=h, quality=round(quality, 4), crop_key=key,
+            object_id=stable_id(record.track_id, state.ingest_session, crop.sequence),
+            track_id=record.track_id, camera_id=state.camera_id, session=state.ingest_session, sequence=crop.sequence,
+            captured_at=crop.captured_at, class_name=names[class_id] if 0 <= class_id < len(names) else str(class_id),
+            class_id=class_id, score=crop.score, box=crop.box, frame_width=w, frame_height=h,
+            quality=round(crop.quality, 4), crop_key=key,
         )
         self._send(OBJECTS.name, state.camera_id, crop_msg.to_json())
         self.crops += 1
 
     # -- track ends ------------------------------------------------------------------------------
     def _emit_summary(self, state: CameraState, record: TrackRecord, reason: str) -> None:
+        if record.held is not None:  # the track's best moment goes out before the summary that names it
+            self._announce(state, record, record.held, record.frame_w, record.frame_h)
         if not record.path:
             return
         names = getattr(self.detector, "class_names", ())
