@@ -2,7 +2,9 @@
 
 Runs the model zoo's detector (the configured one unless ``--detector``) on every analysed frame of
 the annotated span (video frames 0–198, every 2nd = 5 fps analysis rate), feeds the person and vehicle
-detections to :class:`pipeline.tracking.ByteTracker` with timestamps in seconds, and scores the tracks
+detections — after the detect worker's cross-class suppression (``detect.suppress_iou`` over
+``detect.confusable_classes``; ``--suppress-iou 0`` turns it off) — to :class:`pipeline.tracking.ByteTracker`
+with timestamps in seconds, and scores the tracks
 against ``data/vtest/gt.txt`` (IoU >= 0.5). Prints one row per class set (``person``, ``all`` =
 persons + parked vehicles), compares with ``baseline.json`` and exits 1 if MOTA or IDF1 of any row
 dropped by more than 0.02 (``--tolerance``). ``--update-baseline`` writes the new figures instead.
@@ -33,8 +35,9 @@ if str(ROOT) not in sys.path:
 
 from benchmarks.tracking.annotate import VIDEO, video_frames  # noqa: E402
 from benchmarks.tracking.mot_metrics import MotAccumulator, MotRow, read_mot_csv, write_mot_csv  # noqa: E402
+from pipeline.config.detect import DetectConfig  # noqa: E402
 from pipeline.core import Detections  # noqa: E402
-from pipeline.tracking import ByteTracker, TrackerConfig  # noqa: E402
+from pipeline.tracking import ByteTracker, TrackerConfig, suppress_confusable  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 GT = HERE / "data" / "vtest" / "gt.txt"
@@ -82,8 +85,12 @@ def run_span(
     step: int = STEP,
     gt_path: Path = GT,
     video: Path = VIDEO,
+    suppress_iou: float | None = None,
 ) -> Result:
-    """Detect + track video frames ``start..stop`` (0-based, exclusive) every ``step``; score them."""
+    """Detect + track video frames ``start..stop`` (0-based, exclusive) every ``step``; score them.
+
+    ``suppress_iou``: apply the detect worker's cross-class suppression at this IoU first (None: off)."""
+    groups = DetectConfig().confusable_classes
     gt = load_gt(gt_path)
     tracker = make_tracker()
     accumulators = {name: MotAccumulator(0.5) for name in CLASS_SETS}
@@ -93,6 +100,8 @@ def run_span(
     for index, image in video_frames(video, set(range(start, stop, step))):
         t0 = time.monotonic()
         dets = tracked_classes(detector.detect(image))
+        if suppress_iou is not None:
+            dets = dets[suppress_confusable(dets, groups, suppress_iou)]
         t1 = time.monotonic()
         tracks = tracker.update(dets, index / FPS)
         t2 = time.monotonic()
@@ -161,12 +170,14 @@ def regressions(result: Result, baseline: dict[str, Any], tolerance: float) -> l
     return out
 
 
-def baseline_record(result: Result, detector_id: str, config: TrackerConfig) -> dict[str, Any]:
+def baseline_record(result: Result, detector_id: str, config: TrackerConfig,
+                    suppress_iou: float | None = None) -> dict[str, Any]:
     cfg = {k: getattr(config, k) for k in config.__dataclass_fields__ if k != "noise"}
     cfg["noise"] = vars(config.noise)
     return {
         "span": {"video": "vtest.avi", "first_frame": 0, "last_frame": 198, "step": STEP, "fps": FPS},
         "detector": detector_id,
+        "suppress_iou": suppress_iou,
         "tracker": cfg,
         "results": {name: {k: s[k] for k in METRIC_KEYS} for name, s in result.summaries.items()},
         "timing_note": f"{result.fps:.1f} fps detector+tracker on {platform.machine()} "
@@ -188,6 +199,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                  "tentative_match_thresh", "track_buffer_s"):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
     p.add_argument("--min-hits", type=int, default=defaults.min_hits)
+    p.add_argument("--suppress-iou", type=float, default=DetectConfig().suppress_iou or 0.0,
+                   help="cross-class suppression IoU as in the detect worker (0: off; default: detect's)")
     return p.parse_args(argv)
 
 
@@ -200,18 +213,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         min_hits=args.min_hits,
     )
     detector = make_detector(args.detector, config.low_thresh)
-    result = run_span(detector, lambda: ByteTracker.from_config(config))
+    suppress_iou = args.suppress_iou or None
+    result = run_span(detector, lambda: ByteTracker.from_config(config), suppress_iou=suppress_iou)
     baseline = json.loads(args.baseline.read_text()) if args.baseline.is_file() else None
     print(f"detector {detector.model_id} (score >= {config.low_thresh}), ByteTracker "
           f"track/low/new = {config.track_thresh}/{config.low_thresh}/{config.new_track_thresh}, "
-          f"buffer {config.track_buffer_s} s, min_hits {config.min_hits}")
+          f"buffer {config.track_buffer_s} s, min_hits {config.min_hits}, cross-class suppression "
+          f"{'off' if suppress_iou is None else f'IoU >= {suppress_iou}'}")
     print(format_table(result, baseline))
     if args.json:
         print(json.dumps(result.summaries, indent=2))
     if args.save_hypotheses:
         write_mot_csv(args.save_hypotheses, result.hypotheses)
     if args.update_baseline:
-        args.baseline.write_text(json.dumps(baseline_record(result, detector.model_id, config), indent=2) + "\n")
+        args.baseline.write_text(json.dumps(baseline_record(result, detector.model_id, config, suppress_iou), indent=2) + "\n")
         print(f"baseline written to {args.baseline}")
         return 0
     if baseline is None:
