@@ -525,7 +525,7 @@ async function loadSynopses() {
     el("td", {}, s.camera_name || s.camera_id),
     el("td", {}, `${fmtTime(s.start)} – ${fmtTime(s.end).slice(11)}`),
     el("td", {}, synopsisShows(s)),
-    el("td", {}, el("span", { class: `pill ${s.state}`, title: s.error || "" }, s.state)))));
+    el("td", {}, el("span", { class: `pill ${s.state}`, title: s.error || "" }, s.state === "running" && s.progress !== null ? `${Math.round(s.progress * 100)} %` : s.state)))));
     if (!data.count) $("#synopsis-rows").replaceChildren(el("tr", {}, el("td", { colspan: 4, class: "muted" }, "None yet: build one with the form above.")));
   } catch (err) { setStatus(section, err.message, true); }
 }
@@ -562,7 +562,8 @@ async function openSynopsis(url) {
   for (const row of $$("#synopsis-rows tr")) row.setAttribute("aria-current", row.dataset.id === s.synopsis_id ? "true" : "false");
   if (changed) { $("#synopsis-hit").hidden = true; $("#synopsis-mark").hidden = true; }
   if (s.state === "queued" || s.state === "running") {
-    setStatus(section, `Synopsis of ${s.camera_name} ${fmtTime(s.start)} – ${fmtTime(s.end).slice(11)}: ${s.state === "queued" ? "waiting for a builder" : "building"}…`);
+    const doing = s.state === "queued" ? "waiting for a builder" : `building${s.progress !== null ? ` ${Math.round(s.progress * 100)} %` : ""}${s.phase ? ` (${s.phase})` : ""}`;
+    setStatus(section, `Synopsis of ${s.camera_name} ${fmtTime(s.start)} – ${fmtTime(s.end).slice(11)}: ${doing}…`);
     state.synopsisPoll = setTimeout(() => openSynopsis(url), 1500);
     return;
   }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import get_args
@@ -23,6 +24,19 @@ def _when(value: str, name: str) -> datetime:
         msg = f"{value!r} is not an ISO 8601 time (e.g. 2024-05-01T08:00:00Z)"
         raise click.BadParameter(msg, param_hint=name) from None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _progress_printer() -> Callable[[str, float], None]:
+    """Progress on stderr: one line per phase and per 10 % (a build of an hour takes minutes)."""
+    shown: dict[str, int] = {}
+
+    def show(phase: str, fraction: float) -> None:
+        step = int(fraction * 10)
+        if shown.get(phase, -1) < step:
+            shown[phase] = step
+            click.echo(f"  {phase:<10} {fraction * 100:3.0f} %", err=True)
+
+    return show
 
 
 def _source(config, store, tracks: Path | None):  # noqa: ANN001, ANN202 - TubelineConfig, ObjectStore -> TrackSource
@@ -104,7 +118,8 @@ def synopsis(ctx: click.Context, camera: str, start: str, end: str, classes: tup
         click.echo(submit_synopsis(store, request, settings))
         return
     try:
-        result = build_synopsis(store, request, _source(config, store, tracks), settings, out_path=out)
+        result = build_synopsis(store, request, _source(config, store, tracks), settings, out_path=out,
+                                progress=_progress_printer())
     except NothingToShow as exc:
         hint = ""
         if tracks is None and config.bus.backend == "memory":

@@ -136,6 +136,10 @@ class WorkerConfig(Section):
     lease_s: float = Field(
         600.0, title="Lease", description="A running build whose heartbeat is older is taken over.", ge=10, le=86_400
     )
+    status_s: float = Field(
+        2.0, title="Status interval", description="Seconds between status writes (heartbeat and progress) while "
+        "building; at most a third of the lease is used.", gt=0, le=3600,
+    )
     window_cameras: tuple[str, ...] = Field(
         (), title="Per-window cameras", description="Cameras that get a synopsis for every closed window.", max_length=10_000,
     )

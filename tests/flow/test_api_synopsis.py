@@ -314,3 +314,59 @@ def test_every_synopsis_call_is_audited(served: Served, built: tuple[dict, Synop
     assert any(e["outcome"] == "refused" and e["user"] == "ivy" for e in by_action["synopsis.request"])
     assert any(e["outcome"] == "refused" and e["user"] == "otto" for e in by_action["synopsis.clip"])
     assert audit_log.verify(store, prefix=ctx.audit.prefix).ok
+
+
+def test_builds_report_progress_phase_by_phase(served: Served, tmp_path: Path) -> None:
+    """The builder reports each phase in order with a growing share; the worker writes it into the status."""
+    from pipeline.config.synopsis import synopsis_settings
+    from workers.synopsis.catalog import CatalogTrackSource
+    from workers.synopsis.request import SynopsisRequest
+    from workers.synopsis.worker import SynopsisWorker
+
+    store = served.store
+    request = SynopsisRequest(camera_id=CAMERA, start=S0, end=S0 + timedelta(seconds=SECONDS), length_s=8.0)
+    settings = synopsis_settings(served.ctx.config)
+    settings = settings.model_copy(update={"worker": settings.worker.model_copy(update={"status_s": 0.05})})
+    written: list[tuple[str, str, float | None]] = []
+    original_put = store.put
+
+    def spy(key: str, data: Any, **kw: Any) -> Any:
+        if key.endswith(".status.json"):
+            from workers.synopsis.request import SynopsisStatus
+
+            status = SynopsisStatus.from_json(data)
+            written.append((status.state, status.phase, status.progress))
+        return original_put(key, data, **kw)
+
+    seen: list[tuple[str, float]] = []
+    worker = SynopsisWorker(served.ctx.config, bus=MemoryBus(), store=store, settings=settings,
+                            source=CatalogTrackSource(store, served.ctx.config.index.catalog_prefix))
+    store.put = spy  # type: ignore[method-assign]
+    try:
+        from workers.synopsis import builder
+
+        real = builder.build_synopsis
+
+        def recording_build(*args: Any, progress: Any = None, **kw: Any) -> Any:
+            def both(phase: str, fraction: float) -> None:
+                seen.append((phase, fraction))
+                progress(phase, fraction)
+                time.sleep(0.01)  # give the status writer a chance to see the phases of this short build
+
+            return real(*args, progress=both, **kw)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr("workers.synopsis.worker.build_synopsis", recording_build)
+            status = worker.build(request)
+    finally:
+        store.put = original_put  # type: ignore[method-assign]
+    assert status.state == "done" and status.progress is None
+    phases = [p for p, _ in seen]
+    order = ["arrange", "background", "mattes", "render", "store"]
+    assert [p for i, p in enumerate(phases) if i == 0 or phases[i - 1] != p] == order
+    fractions = [f for _, f in seen]
+    assert fractions == sorted(fractions) and fractions[0] == 0.0 and fractions[-1] >= 0.97
+    running = [(ph, pr) for state, ph, pr in written if state == "running"]
+    assert len(running) >= 3 and all(pr is not None and 0.0 <= pr <= 1.0 for _, pr in running)
+    assert len({ph for ph, _ in running}) >= 2, running  # the status follows the phases
+    assert written[-1][0] == "done"

@@ -261,6 +261,8 @@ class SynopsisOut(Out):
     state: Literal["queued", "running", "done", "empty", "failed"]
     updated_at: datetime
     error: str = ""
+    phase: str = Field("", description="While running: arrange, background, mattes, render or store.")
+    progress: float | None = Field(None, description="While running: share of the build done (0..1).")
     start: datetime
     end: datetime
     classes: list[str]

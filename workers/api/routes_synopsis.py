@@ -71,7 +71,8 @@ def _status_out(act: Action, status: SynopsisStatus) -> SynopsisOut:
     return SynopsisOut(
         synopsis_id=status.synopsis_id, camera_id=status.camera_id,
         camera_name=(cam.name if cam is not None and cam.name else status.camera_id), state=status.state,
-        updated_at=status.updated_at, error=status.error, start=r.start, end=r.end, classes=list(r.classes),
+        updated_at=status.updated_at, error=status.error, phase=status.phase, progress=status.progress,
+        start=r.start, end=r.end, classes=list(r.classes),
         colours=list(r.colours), plate=r.plate, zone=[tuple(p) for p in r.zone] if r.zone else None,  # type: ignore[misc]
         length_s=r.length_s, requested_by=r.requested_by, url=base,
         video_url=f"{base}/video.mp4" if status.state == "done" else None,

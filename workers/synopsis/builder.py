@@ -13,6 +13,7 @@ import logging
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,6 +61,32 @@ class _Plan:
     groups: list[Group]
     arrangement: Arrangement
     arrange_s: float
+
+
+PHASES: dict[str, tuple[float, float]] = {
+    "arrange": (0.0, 0.05), "background": (0.05, 0.30), "mattes": (0.30, 0.60), "render": (0.60, 0.97),
+    "store": (0.97, 1.0),
+}
+"""Share of a build each phase usually takes (measured on vtest and the one-hour benchmark), for progress."""
+
+
+class _Progress:
+    """Maps each phase's own 0..1 onto the whole build; calls the listener on each new phase and then at most
+    once per 1 % step."""
+
+    def __init__(self, listener: Callable[[str, float], None] | None) -> None:
+        self.listener = listener
+        self.last = -1.0
+        self.last_phase = ""
+
+    def __call__(self, phase: str, fraction: float) -> None:
+        if self.listener is not None and (phase != self.last_phase or fraction - self.last >= 0.01):
+            self.last, self.last_phase = max(fraction, self.last), phase
+            self.listener(phase, self.last)
+
+    def phase(self, name: str) -> Callable[[float], None]:
+        low, high = PHASES[name]
+        return lambda done: self(name, low + (high - low) * min(1.0, max(0.0, done)))
 
 
 def synopsis_length_s(request: SynopsisRequest, settings: SynopsisConfig, window_s: float) -> float:
@@ -148,32 +175,39 @@ def _index(request: SynopsisRequest, keys: SynopsisKeys, plan: _Plan, frames: in
 
 def build_synopsis(
     store: ObjectStore, request: SynopsisRequest, source: TrackSource, settings: SynopsisConfig | None = None,
-    *, out_path: str | Path | None = None,
+    *, out_path: str | Path | None = None, progress: Callable[[str, float], None] | None = None,
 ) -> SynopsisResult:
     """Build, store and return one synopsis; ``NothingToShow`` when no track matches, ``LookupError`` when
-    the camera has no recording in the window."""
+    the camera has no recording in the window. ``progress(phase, fraction)`` is called as the build goes
+    (phases ``arrange``, ``background``, ``mattes``, ``render``, ``store``; the fraction is of the whole
+    build, by the share each phase usually takes)."""
     settings = settings or SynopsisConfig()
     started = time.monotonic()
+    report = _Progress(progress)
     keys = SynopsisKeys.of(request.camera_id, request.synopsis_id(), settings.prefix, settings.request_prefix)
+    report("arrange", 0.0)
     plan = plan_synopsis(store, request, source, settings)
     with tempfile.TemporaryDirectory(prefix="tubeline-synopsis-") as tmp:
         marks = [time.monotonic()]
         reader = FootageReader(store, plan.footage, plan.size)
-        backgrounds = build_backgrounds(reader, plan.window[0], plan.window[1], settings.background)
+        backgrounds = build_backgrounds(reader, plan.window[0], plan.window[1], settings.background,
+                                        report.phase("background"))
         marks.append(time.monotonic())
         cache = CropCache(tmp)
         video = Path(tmp) / "synopsis.mp4"
         try:
             crops = extract_crops(reader, plan.tubes, plan.arrangement, backgrounds, settings.matte, cache,
-                                  plan.footage.fps)
+                                  plan.footage.fps, report.phase("mattes"))
             marks.append(time.monotonic())
             rendered = render_video(video, plan.tubes, plan.arrangement, backgrounds, cache, fps=plan.fps,
-                                    size=plan.size, window=plan.window, settings=settings.render)
+                                    size=plan.size, window=plan.window, settings=settings.render,
+                                    progress=report.phase("render"))
             marks.append(time.monotonic())
         finally:
             cache.close()
         timings = {"background": marks[1] - marks[0], "matte": marks[2] - marks[1], "composite": marks[3] - marks[2],
                    "render": marks[3] - marks[0], "build": marks[3] - started}
+        report("store", PHASES["store"][0])
         metrics = _metrics(plan, rendered.frames, crops, timings)
         index = _index(request, keys, plan, rendered.frames, metrics)
         store.put(keys.video, video, content_type="video/mp4",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,8 +72,9 @@ def sample_times(start_s: float, end_s: float, settings: BackgroundConfig) -> li
     return plan
 
 
-def build_backgrounds(reader: FootageReader, start_s: float, end_s: float, settings: BackgroundConfig) -> Backgrounds:
-    """Pass 1: the temporal-median background of each period of the window."""
+def build_backgrounds(reader: FootageReader, start_s: float, end_s: float, settings: BackgroundConfig,
+                      progress: Callable[[float], None] | None = None) -> Backgrounds:
+    """Pass 1: the temporal-median background of each period of the window (``progress`` gets 0..1)."""
     plan = sample_times(start_s, end_s, settings)
     pending = sorted((t, p) for p, (_, times) in enumerate(plan) for t in times)
     cursor = 0
@@ -90,6 +92,8 @@ def build_backgrounds(reader: FootageReader, start_s: float, end_s: float, setti
         if decoded.image is not None:
             period = pending[cursor - 1][1]
             taken[period].append(decoded.image)
+            if progress is not None:
+                progress(cursor / max(1, len(pending)))
     centres, images = [], []
     for (centre, _), frames in zip(plan, taken, strict=True):
         if frames:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from fractions import Fraction
@@ -43,9 +44,10 @@ class CropStats:
 
 def extract_crops(
     reader: FootageReader, tubes: list[Tube], arrangement: Arrangement, backgrounds: Backgrounds,
-    settings: MatteConfig, cache: CropCache, source_fps: float,
+    settings: MatteConfig, cache: CropCache, source_fps: float, progress: Callable[[float], None] | None = None,
 ) -> CropStats:
-    """Pass 2: the matte of every shown (tube, frame), into ``cache`` under ``(tube.index, k)``."""
+    """Pass 2: the matte of every shown (tube, frame), into ``cache`` under ``(tube.index, k)``
+    (``progress`` gets 0..1)."""
     requests = [(float(t), tube.index, k) for tube in tubes if arrangement.tube_start(tube) >= 0
                 for k, t in enumerate(tube.times)]
     requests.sort()
@@ -76,6 +78,8 @@ def extract_crops(
             alpha = object_matte(crop, backgrounds.at(decoded.time_s, (x0, y0, x1, y1)), local, settings)
             cache.put((index, k), x0, y0, crop, alpha)
             stats.cut += 1
+        if progress is not None:
+            progress(cursor / len(requests))
     stats.missing += len(requests) - cursor
     cache.finish_writing()
     return stats
@@ -155,8 +159,10 @@ def schedule(tubes: list[Tube], arrangement: Arrangement) -> tuple[dict[int, lis
 def render_video(
     path: Path, tubes: list[Tube], arrangement: Arrangement, backgrounds: Backgrounds, cache: CropCache, *,
     fps: float, size: tuple[int, int], window: tuple[float, float], settings: RenderConfig,
+    progress: Callable[[float], None] | None = None,
 ) -> RenderStats:
-    """Composite and encode every synopsis frame to ``path`` (MP4, H.264 yuv420p, faststart)."""
+    """Composite and encode every synopsis frame to ``path`` (MP4, H.264 yuv420p, faststart; ``progress``
+    gets 0..1)."""
     shown, total = schedule(tubes, arrangement)
     total = max(total, 1)
     width, height = size
@@ -183,6 +189,8 @@ def render_video(
             for packet in stream.encode(video_frame):
                 container.mux(packet)
             stats.frames += 1
+            if progress is not None:
+                progress(stats.frames / total)
         for packet in stream.encode():
             container.mux(packet)
     return stats

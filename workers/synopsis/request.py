@@ -157,6 +157,12 @@ class SynopsisStatus(WireModel):
     error: Annotated[str, Strict(), Field(max_length=4000)] = Field(
         default="", title="Error", description="Why the build failed or is empty."
     )
+    phase: Annotated[str, Strict(), Field(max_length=40)] = Field(
+        default="", title="Phase", description="While running: arrange, background, mattes, render or store."
+    )
+    progress: Annotated[float, Strict(), Field(ge=0.0, le=1.0)] | None = Field(
+        default=None, title="Progress", description="While running: share of the build done (0..1)."
+    )
     request: SynopsisRequest = Field(title="Request", description="The request being built.")
 
     def to_json(self) -> bytes:

@@ -48,9 +48,11 @@ def _keys(settings: SynopsisConfig, camera_id: str, synopsis_id: str) -> Synopsi
 
 
 def write_status(store: ObjectStore, settings: SynopsisConfig, request: SynopsisRequest, state: BuildState,
-                 *, worker: str = "", error: str = "") -> SynopsisStatus:
+                 *, worker: str = "", error: str = "", phase: str = "", progress: float | None = None) -> SynopsisStatus:
     status = SynopsisStatus(synopsis_id=request.synopsis_id(), camera_id=request.camera_id, state=state,
-                            updated_at=datetime.now(UTC), worker=worker, error=error[:4000], request=request)
+                            updated_at=datetime.now(UTC), worker=worker, error=error[:4000], phase=phase,
+                            progress=None if progress is None else round(min(1.0, max(0.0, progress)), 3),
+                            request=request)
     store.put(_keys(settings, request.camera_id, status.synopsis_id).status, status.to_json(),
               content_type="application/json")
     return status
@@ -212,13 +214,20 @@ class SynopsisWorker(Worker):
 
     def build(self, request: SynopsisRequest) -> SynopsisStatus:
         """Build one request now, with status and heartbeat; never raises for a bad request."""
+        now: dict[str, Any] = {"phase": "arrange", "progress": 0.0}
+
         def beat() -> None:
-            write_status(self.store, self.settings, request, "running", worker=self.worker_id)
+            write_status(self.store, self.settings, request, "running", worker=self.worker_id, phase=now["phase"],
+                         progress=now["progress"])
+
+        def progress(phase: str, fraction: float) -> None:
+            now.update(phase=phase, progress=fraction)
 
         beat()
+        interval = min(self.settings.worker.lease_s / 3, self.settings.worker.status_s)
         try:
-            with _Heartbeat(beat, self.settings.worker.lease_s / 3):
-                result = build_synopsis(self.store, request, self.source, self.settings)
+            with _Heartbeat(beat, interval):
+                result = build_synopsis(self.store, request, self.source, self.settings, progress=progress)
         except NothingToShow as exc:
             self.empty += 1
             return write_status(self.store, self.settings, request, "empty", worker=self.worker_id, error=str(exc))
