@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import ConfigDict, Field, SecretStr, ValidationError
 
 from pipeline.config.api import ApiConfig
 from pipeline.config.base import Section
@@ -31,6 +31,7 @@ from pipeline.config.ingest import CamerasConfig, IngestConfig
 from pipeline.config.models import ModelsConfig
 from pipeline.config.rules import RulesConfig
 from pipeline.config.runtime import RuntimeConfig
+from pipeline.config.secrets import SecretsConfig
 from pipeline.config.stack import StackConfig
 from pipeline.config.store import LocalStoreConfig, S3Config, StoreConfig
 from pipeline.config.synopsis import SynopsisConfig
@@ -41,6 +42,9 @@ ENV_CONFIG_FILE = "TUBELINE_CONFIG"
 
 class TubelineConfig(Section):
     """Root of the configuration tree."""
+
+    # A ValidationError's text would otherwise quote the offending input, keys and passwords included.
+    model_config = ConfigDict(hide_input_in_errors=True)
 
     bus: BusConfig = Field(default_factory=BusConfig, title="Bus", description="Message bus.")
     store: StoreConfig = Field(default_factory=StoreConfig, title="Object store", description="Object store.")
@@ -72,6 +76,10 @@ class TubelineConfig(Section):
     api: ApiConfig = Field(default_factory=ApiConfig, title="API", description="REST API, web UI, users and audit.")
     synopsis: SynopsisConfig = Field(
         default_factory=SynopsisConfig, title="Synopsis", description="Video synopsis builder and worker."
+    )
+    secrets: SecretsConfig = Field(
+        default_factory=SecretsConfig, title="Secrets at rest",
+        description="Keys that encrypt secrets kept in the object store (camera passwords in the registry).",
     )
 
 
@@ -277,6 +285,7 @@ __all__ = [
     "RulesConfig",
     "RuntimeConfig",
     "S3Config",
+    "SecretsConfig",
     "StackConfig",
     "StoreConfig",
     "SynopsisConfig",
