@@ -1,8 +1,10 @@
-"""``tubeline cameras``: the camera registry (add, list, show, rm, import) and live camera status.
+"""``tubeline cameras``: the camera registry (add, list, show, rm, import, rekey) and live camera status.
 
 Passwords are never taken as command-line arguments (they would show in ``ps`` and shell history):
 use ``--ask-password``, ``--password-stdin``, or put them in an import file. Nothing here prints a
-password; ``show`` masks it.
+password; ``show`` masks it. The registry stores them encrypted with the ``secrets`` keys;
+``rekey`` re-encrypts every record with the current key (after a rotation, or to convert records
+written before encryption).
 """
 
 from __future__ import annotations
@@ -19,14 +21,17 @@ import click
 from workers.cli import load_config_or_exit
 
 
-def _registry(ctx: click.Context) -> Any:
+def _registry(ctx: click.Context, *, keys: bool = True) -> Any:
+    """The registry; with ``keys`` it opens and seals passwords with the configured keys, without it
+    passwords stay sealed (enough for commands that never touch them)."""
+    from pipeline.sealing import Keyring
     from pipeline.store import open_store
     from workers.ingest.registry import CameraRegistry
     from workers.ingest.worker import ingest_sections
 
     cfg = load_config_or_exit(ctx)
     _, cameras = ingest_sections(cfg)
-    return CameraRegistry(open_store(cfg), cameras.registry_prefix)
+    return CameraRegistry(open_store(cfg), cameras.registry_prefix, keyring=Keyring.from_config(cfg) if keys else None)
 
 
 def _fail(message: str) -> None:
@@ -89,10 +94,15 @@ def add(ctx: click.Context, camera_id: str, ask_password: bool, password_stdin: 
     cams, problems = validate_records([(1, normalise_record(data))])
     if problems:
         _fail("; ".join(p.removeprefix("row 1: ") for p in problems))
+    from pipeline.sealing import SealingError
+
     registry = _registry(ctx)
     if registry.exists(camera_id) and not replace:
         _fail(f"camera {camera_id} already exists (use --replace to overwrite)")
-    registry.put(cams[0])
+    try:
+        registry.put(cams[0])
+    except SealingError as exc:
+        _fail(str(exc))
     click.echo(f"added {camera_id}")
 
 
@@ -100,8 +110,8 @@ def add(ctx: click.Context, camera_id: str, ask_password: bool, password_stdin: 
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def list_cameras(ctx: click.Context, as_json: bool) -> None:
-    """List registered cameras (passwords never shown)."""
-    cams = _registry(ctx).list()
+    """List registered cameras (passwords never shown, nor decrypted)."""
+    cams = _registry(ctx, keys=False).list()
     if as_json:
         click.echo(json.dumps([_row(c) for c in cams], indent=2, ensure_ascii=False))
         return
@@ -120,13 +130,16 @@ def list_cameras(ctx: click.Context, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def show(ctx: click.Context, camera_id: str, as_json: bool) -> None:
-    """Show one camera (password masked)."""
+    """Show one camera (password masked; a password the configured keys cannot decrypt is an error)."""
+    from pipeline.sealing import SealingError
     from workers.ingest.registry import CameraNotFound
 
     try:
         cam = _registry(ctx).get(camera_id)
     except CameraNotFound as exc:
         _fail(str(exc.args[0]))
+    except SealingError as exc:
+        _fail(str(exc))
     row = _row(cam)
     if as_json:
         click.echo(json.dumps(row, indent=2, ensure_ascii=False))
@@ -140,7 +153,7 @@ def show(ctx: click.Context, camera_id: str, as_json: bool) -> None:
 @click.pass_context
 def rm(ctx: click.Context, camera_ids: tuple[str, ...]) -> None:
     """Remove cameras from the registry."""
-    registry = _registry(ctx)
+    registry = _registry(ctx, keys=False)
     missing = [cid for cid in camera_ids if not registry.delete(cid)]
     for cid in camera_ids:
         if cid not in missing:
@@ -173,9 +186,53 @@ def import_cameras(ctx: click.Context, file: Path, fmt: str | None, replace: boo
             click.echo(f"error: {file}: {problem}", err=True)
         raise SystemExit(1)
     if not dry_run:
-        for cam in cams:
-            registry.put(cam)
+        from pipeline.sealing import SealingError
+
+        try:
+            if any(cam.password is not None for cam in cams):
+                registry.keyring.ensure_current()  # fail before the first write, not halfway through
+            for cam in cams:
+                registry.put(cam)
+        except SealingError as exc:
+            _fail(str(exc))
     click.echo(f"{'validated' if dry_run else 'imported'} {len(cams)} camera(s) from {file}")
+
+
+@cameras.command("rekey")
+@click.option("--new-key", is_flag=True,
+              help="First rotate: put a new random key first in secrets.key_file (older keys stay to decrypt).")
+@click.option("--dry-run", is_flag=True, help="Only report what would be re-encrypted.")
+@click.pass_context
+def rekey(ctx: click.Context, new_key: bool, dry_run: bool) -> None:
+    """Re-encrypt every camera password with the current key.
+
+    Converts records stored before encryption (password in clear) and moves records sealed with an
+    older key (secrets.old_keys, or later lines of the key file) to the current one. Drop an old key
+    only once this reports no record left on it.
+    """
+    from pipeline.sealing import SealingError
+
+    registry = _registry(ctx)
+    try:
+        if new_key:
+            if dry_run:
+                _fail("--new-key and --dry-run do not go together")
+            click.echo(f"new current key {registry.keyring.rotate()} in {registry.keyring.key_file}")
+        report = registry.rekey(dry_run=dry_run)
+    except SealingError as exc:
+        _fail(str(exc))
+    verb = "would re-encrypt" if dry_run else "re-encrypted"
+    click.echo(f"{verb} {len(report.sealed)} clear-text and {len(report.moved)} older-key password(s) "
+               f"with key {report.key_id}; {len(report.current)} already on it, "
+               f"{len(report.no_password)} camera(s) without a password")
+    for cid, old in sorted(report.moved.items()):
+        click.echo(f"  {cid}: {old} -> {report.key_id}")
+    for cid in report.sealed:
+        click.echo(f"  {cid}: clear text -> {report.key_id}")
+    for where, problem in sorted(report.failed.items()):
+        click.echo(f"error: {where}: {problem}", err=True)
+    if report.failed:
+        raise SystemExit(1)
 
 
 @cameras.command("status")

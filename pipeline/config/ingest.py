@@ -2,7 +2,10 @@
 
 ``CameraSpec`` is both the shape of ``cameras.static`` entries in the config file and the JSON document
 stored per camera in the registry (``registry/cameras/{id}.json``). Credentials are ``SecretStr``: they
-print masked; :func:`camera_to_json` with ``reveal_secrets=True`` is the only way they are written out.
+print masked; :func:`camera_to_json` with ``reveal_secrets=True`` is the only way they are written out in
+clear. The registry never stores them so: it seals the password first (:mod:`workers.ingest.registry`,
+:mod:`pipeline.sealing`), and a ``CameraSpec`` refuses a password that is such a sealed value, so a record
+read around the registry cannot pass its ciphertext off as the password.
 """
 
 from __future__ import annotations
@@ -10,10 +13,11 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_serializer, model_validator
+from pydantic import Field, SecretStr, field_serializer, field_validator, model_validator
 from pydantic_core.core_schema import SerializationInfo
 
 from pipeline.config.base import Section
+from pipeline.sealing import SealedSecret, is_sealed
 
 CAMERA_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 GB_ID_PATTERN = r"^[0-9]{20}$"
@@ -96,6 +100,16 @@ class CameraSpec(Section):
                 msg = f"camera {self.id}: a gb28181 camera needs gb_device_id"
                 raise ValueError(msg)
         return self
+
+    @field_validator("password")
+    @classmethod
+    def _password_not_sealed(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or isinstance(value, SealedSecret):
+            return value
+        if is_sealed(value.get_secret_value()):
+            msg = "is an encrypted registry value ('enc:...'); read camera records through the camera registry"
+            raise ValueError(msg)
+        return value
 
     @field_serializer("password", when_used="always")
     def _dump_password(self, value: SecretStr | None, info: SerializationInfo) -> Any:

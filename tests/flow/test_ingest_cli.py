@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import threading
 import time
 from pathlib import Path
 
 from click.testing import CliRunner
+from pydantic import SecretStr
 
 from pipeline.bus.memory import MemoryBus
-from pipeline.config import TubelineConfig
-from pipeline.config.ingest import IngestConfig
+from pipeline.config import TubelineConfig, load_config
+from pipeline.config.ingest import CameraSpec, IngestConfig, camera_to_json
+from pipeline.store import open_store
 from pipeline.store.local import LocalStore
 from workers.cli import main
 from workers.ingest.registry import CameraRegistry
@@ -20,8 +24,18 @@ from workers.ingest.worker import IngestWorker
 
 def write_config(tmp_path: Path) -> Path:
     path = tmp_path / "tubeline.yaml"
-    path.write_text(f"store:\n  backend: local\n  local:\n    root: {tmp_path / 'store'}\n", encoding="utf-8")
+    path.write_text(f"store:\n  backend: local\n  local:\n    root: {tmp_path / 'store'}\n"
+                    f"secrets:\n  key_file: {tmp_path / 'secrets' / 'registry.key'}\n", encoding="utf-8")
     return path
+
+
+def keyed_registry(cfg: Path) -> CameraRegistry:
+    config = load_config(cfg, environ={})
+    return CameraRegistry.from_config(open_store(config), config)
+
+
+def stored(tmp_path: Path, camera_id: str) -> bytes:
+    return (tmp_path / "store" / "registry" / "cameras" / f"{camera_id}.json").read_bytes()
 
 
 def run(cfg: Path, *args: str, stdin: str | None = None) -> tuple[int, str, str]:
@@ -46,13 +60,53 @@ def test_cameras_add_list_show_rm_never_print_the_password(tmp_path: Path) -> No
     assert data["username"] == "admin" and data["password"] == "**********" and data["point_class"] == "II"
     everything = "".join(run(cfg, *a)[1] for a in (["list"], ["list", "--json"], ["show", "door"], ["show", "gate-1"]))
     assert "Zx9" not in everything and "Pw0rd" not in everything
-    # Stored for use by ingest, in the registry object only.
-    registry = CameraRegistry(LocalStore(tmp_path / "store"))
+    # Stored for use by ingest, encrypted in the registry object (the raw bytes hold no clear password).
+    for cid, secret in (("door", "Pw0rd!"), ("gate-1", "Zx9@secret")):
+        data = stored(tmp_path, cid)
+        assert secret.encode() not in data and b"Zx9%40" not in data
+        assert json.loads(data)["password"].startswith("enc:v1:k1:")
+    registry = keyed_registry(cfg)
     assert registry.get("door").password.get_secret_value() == "Pw0rd!"  # type: ignore[union-attr]
     assert registry.get("gate-1").password.get_secret_value() == "Zx9@secret"  # type: ignore[union-attr]
+    assert (tmp_path / "secrets" / "registry.key").stat().st_mode & 0o077 == 0
     code, out, err = run(cfg, "rm", "door", "nope")
     assert code == 1 and "removed door" in out and "nope" in err
     assert [c.id for c in registry.list()] == ["gate-1"]
+
+
+def test_cameras_rekey_converts_clear_text_records_and_rotates_the_key(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    store = LocalStore(tmp_path / "store")
+    legacy = CameraSpec(id="old-cam", kind="rtsp", url="rtsp://10.0.0.7/s", username="u",
+                        password=SecretStr("Legacy#pw"))  # written before encryption: password in clear
+    store.put("registry/cameras/old-cam.json", json.dumps(camera_to_json(legacy, reveal_secrets=True)).encode())
+    assert b"Legacy#pw" in stored(tmp_path, "old-cam")
+    assert run(cfg, "show", "old-cam")[0] == 0  # still loads
+    assert run(cfg, "add", "door", "--url", "rtsp://10.0.0.8/s", "--password-stdin", stdin="Door#pw\n")[0] == 0
+    code, out, err = run(cfg, "rekey")
+    assert code == 0, err
+    assert "re-encrypted 1 clear-text and 0 older-key" in out and "old-cam: clear text -> k1" in out
+    assert b"Legacy#pw" not in stored(tmp_path, "old-cam")
+    code, out, err = run(cfg, "rekey", "--new-key")
+    assert code == 0, err
+    assert "new current key k2" in out and "door: k1 -> k2" in out and "old-cam: k1 -> k2" in out
+    for cid in ("old-cam", "door"):
+        assert json.loads(stored(tmp_path, cid))["password"].startswith("enc:v1:k2:")
+    registry = keyed_registry(cfg)
+    assert registry.get("old-cam").password.get_secret_value() == "Legacy#pw"  # type: ignore[union-attr]
+    assert registry.get("door").password.get_secret_value() == "Door#pw"  # type: ignore[union-attr]
+    assert "Legacy#pw" not in out + err and "Door#pw" not in out + err
+
+
+def test_cameras_show_with_the_wrong_key_is_a_clear_error(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    assert run(cfg, "add", "door", "--url", "rtsp://10.0.0.8/s", "--password-stdin", stdin="Door#pw\n")[0] == 0
+    (tmp_path / "secrets" / "registry.key").write_text(f"k1 {base64.b64encode(os.urandom(32)).decode()}\n")
+    code, out, err = run(cfg, "show", "door")
+    assert code == 1 and "error: camera door: cannot decrypt with registry key 'k1'" in err
+    assert "Traceback" not in out + err and "Door#pw" not in out + err
+    code, out, _ = run(cfg, "list")  # listing needs no password: still works
+    assert code == 0 and "door" in out
 
 
 def test_cameras_import_is_all_or_nothing(tmp_path: Path) -> None:

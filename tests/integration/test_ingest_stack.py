@@ -3,6 +3,7 @@ recordings in S3, ``tubeline cameras status`` reading the status topic."""
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from pydantic import SecretStr
 from pipeline.bus import open_bus
 from pipeline.config import TubelineConfig
 from pipeline.config.ingest import CameraSpec, IngestConfig
+from pipeline.sealing import Keyring
 from pipeline.store import open_store
 from schemas.frames import FrameHeader
 from schemas.topics import FRAMES
@@ -49,13 +51,16 @@ def _plain(value: object) -> object:
 def test_registry_on_s3_keeps_secrets_and_survives_reopen(real_stack, unique_name: str) -> None:  # noqa: ANN001
     cfg = real_stack.with_prefix(unique_name, bucket=unique_name)
     store = open_store(cfg)
-    registry = CameraRegistry(store)
+    keys = Keyring({"k1": os.urandom(32)}, "k1")
+    registry = CameraRegistry(store, keyring=keys)
     cam = CameraSpec(id="34020000001320000007", kind="gb28181", gb_device_id="34020000001180000001",
                      name="东门 East gate", point_class="I", latitude=31.2, longitude=121.4, admin_unit="310101")
     rtsp = CameraSpec(id="r1", kind="rtsp", url="rtsp://10.0.0.9/s", username="u", password=SecretStr("pw!"))
     registry.put(cam)
     registry.put(rtsp)
-    again = CameraRegistry(open_store(cfg))
+    stored = store.get("registry/cameras/r1.json")
+    assert b"pw!" not in stored and b'"password": "enc:v1:k1:' in stored  # encrypted at rest on S3 too
+    again = CameraRegistry(open_store(cfg), keyring=keys)
     assert [c.id for c in again.list()] == ["34020000001320000007", "r1"]
     assert again.get("34020000001320000007") == cam
     assert again.get("r1").password.get_secret_value() == "pw!"  # type: ignore[union-attr]

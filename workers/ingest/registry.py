@@ -1,9 +1,20 @@
 """The camera registry: one JSON object per camera in the object store (``registry/cameras/{id}.json``).
 
 Works on every :class:`~pipeline.store.base.ObjectStore` backend. Records are
-:class:`~pipeline.config.ingest.CameraSpec` documents; the password is stored (the store's access
-control protects it) but never logged or printed. Import helpers read CSV and YAML and move
-credentials embedded in RTSP URLs into the credential fields.
+:class:`~pipeline.config.ingest.CameraSpec` documents whose password is sealed at rest with
+AES-256-GCM (:mod:`pipeline.sealing`): the stored value is ``enc:v1:<key id>:<base64>``, bound to
+the camera ID, so a value copied to another camera's record does not open. Import helpers read CSV
+and YAML and move credentials embedded in RTSP URLs into the credential fields.
+
+A registry opened with a :class:`~pipeline.sealing.Keyring` (the ingest worker, ``tubeline
+cameras``) seals on write and opens on read. One opened without (the API and search, which only
+need names and places) reads every other field and keeps each password as a
+:class:`~pipeline.sealing.SealedSecret`: masked, written back unchanged, unreadable.
+
+Migration: records written before sealing hold the password in clear; they still load, are sealed
+on their next write, and :meth:`CameraRegistry.rekey` (``tubeline cameras rekey``) seals them all
+and moves records of retired keys to the current one. Passwords are never logged or printed, and
+no error message holds one.
 """
 
 from __future__ import annotations
@@ -13,12 +24,14 @@ import io
 import json
 import logging
 from collections.abc import Iterable, Iterator
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import yaml
 from pydantic import SecretStr, ValidationError
 
-from pipeline.config.ingest import CameraSpec, camera_to_json
+from pipeline.config.ingest import CamerasConfig, CameraSpec
+from pipeline.sealing import Keyring, KeyUnavailable, SealBroken, SealedSecret, SealingError, is_sealed
 from pipeline.store.base import ObjectNotFound, ObjectStore
 from workers.ingest.sources.rtsp import split_credentials
 
@@ -28,32 +41,114 @@ _CSV_LIST_FIELDS = {"tags"}
 _CSV_BOOL_FIELDS = {"loop", "realtime", "enabled", "record"}
 _CSV_FLOAT_FIELDS = {"latitude", "longitude", "analysis_fps"}
 
+Storage = Literal["none", "clear", "sealed"]
+
 
 class CameraNotFound(KeyError):
     """No camera with that ID in the registry."""
 
 
-class CameraRegistry:
-    """CRUD over camera records in an object store."""
+def password_context(camera_id: str) -> str:
+    """What a camera's sealed password is bound to (the envelope's associated data)."""
+    return f"camera/{camera_id}/password"
 
-    def __init__(self, store: ObjectStore, prefix: str = "registry/cameras") -> None:
+
+@dataclass
+class RekeyReport:
+    """What :meth:`CameraRegistry.rekey` did, by camera ID (never a secret)."""
+
+    key_id: str
+    sealed: list[str] = field(default_factory=list)
+    moved: dict[str, str] = field(default_factory=dict)
+    current: list[str] = field(default_factory=list)
+    no_password: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    camera: CameraSpec
+    storage: Storage
+    key_id: str | None
+
+
+class CameraRegistry:
+    """CRUD over camera records in an object store; passwords sealed with ``keyring`` (see the module docstring)."""
+
+    def __init__(self, store: ObjectStore, prefix: str = "registry/cameras", *, keyring: Keyring | None = None) -> None:
         self.store = store
         self.prefix = prefix.strip("/")
+        self.keyring = keyring
+        self._warned: set[tuple[str, str]] = set()
+
+    @classmethod
+    def from_config(cls, store: ObjectStore, config: Any) -> CameraRegistry:
+        """The registry of a configuration tree: its ``cameras.registry_prefix`` and its ``secrets`` keys."""
+        cameras = getattr(config, "cameras", None)
+        prefix = cameras.registry_prefix if isinstance(cameras, CamerasConfig) else CamerasConfig().registry_prefix
+        return cls(store, prefix, keyring=Keyring.from_config(config))
 
     def key(self, camera_id: str) -> str:
         return f"{self.prefix}/{camera_id}.json"
 
+    # -- writing ----------------------------------------------------------------------------------
     def put(self, camera: CameraSpec) -> None:
-        data = json.dumps(camera_to_json(camera, reveal_secrets=True), indent=1, ensure_ascii=False).encode("utf-8")
-        self.store.put(self.key(camera.id), data, content_type="application/json")
+        """Store ``camera`` with its password sealed under the current key (raises SealingError without one)."""
+        data = camera.model_dump(mode="json")
+        data["password"] = self._sealed_password(camera)
+        raw = json.dumps(data, indent=1, ensure_ascii=False).encode("utf-8")
+        self.store.put(self.key(camera.id), raw, content_type="application/json")
 
-    def get(self, camera_id: str) -> CameraSpec:
+    def _sealed_password(self, camera: CameraSpec) -> str | None:
+        password = camera.password
+        what = f"camera {camera.id}"
+        if password is None:
+            return None
+        if isinstance(password, SealedSecret):  # read without keys: written back as it was
+            if password.context != password_context(camera.id):
+                msg = f"{what}: its sealed password belongs to another camera record"
+                raise SealBroken(msg)
+            return password.envelope
+        if self.keyring is None:
+            msg = f"{what}: a password can only be stored with the registry key, and this registry has none"
+            raise KeyUnavailable(msg)
+        return self.keyring.seal(password.get_secret_value(), password_context(camera.id), what=what)
+
+    # -- reading ----------------------------------------------------------------------------------
+    def _load(self, raw: bytes) -> _Loaded:
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            msg = "a camera record must be a JSON object"
+            raise ValueError(msg)
+        stored = data.get("password")
+        if not is_sealed(stored):
+            camera = CameraSpec.model_validate(data)
+            storage: Storage = "none" if camera.password is None else "clear"
+            if storage == "clear":
+                self._warn_once(camera.id, "clear", "camera %s: password stored in clear text (a record from before "
+                                "encryption); 'tubeline cameras rekey' encrypts it", camera.id)
+            return _Loaded(camera, storage, None)
+        camera = CameraSpec.model_validate({**data, "password": None})
+        what = f"camera {camera.id}"
+        context = password_context(camera.id)
+        if self.keyring is None:
+            sealed = SealedSecret(stored, context=context, what=what)
+            return _Loaded(camera.model_copy(update={"password": sealed}), "sealed", sealed.key_id)
+        plain = self.keyring.open(stored, context, what=what)
+        key_id = self.keyring.key_id_of(stored, what=what)
+        return _Loaded(camera.model_copy(update={"password": SecretStr(plain)}), "sealed", key_id)
+
+    def _get(self, camera_id: str) -> _Loaded:
         try:
             raw = self.store.get(self.key(camera_id))
         except ObjectNotFound:
             msg = f"no camera {camera_id!r} in the registry"
             raise CameraNotFound(msg) from None
-        return CameraSpec.model_validate_json(raw)
+        return self._load(raw)
+
+    def get(self, camera_id: str) -> CameraSpec:
+        """The camera, password opened; raises CameraNotFound, or SealingError naming the camera and key ID."""
+        return self._get(camera_id).camera
 
     def exists(self, camera_id: str) -> bool:
         return self.store.exists(self.key(camera_id))
@@ -64,26 +159,38 @@ class CameraRegistry:
         self.store.delete(self.key(camera_id))
         return True
 
+    def _record_keys(self) -> list[str]:
+        return sorted(info.key for info in self.store.list(self.prefix + "/") if info.key.endswith(".json"))
+
     def list(self) -> list[CameraSpec]:
-        """Every valid record, by ID; invalid records are skipped with a warning (never their content)."""
+        """Every valid record, by ID. Invalid records and those whose password does not open are skipped
+        with a warning (the reason and key ID, never content)."""
         cameras = []
-        for info in self.store.list(self.prefix + "/"):
-            if not info.key.endswith(".json"):
-                continue
+        for key in self._record_keys():
             try:
-                cameras.append(CameraSpec.model_validate_json(self.store.get(info.key)))
+                cameras.append(self._load(self.store.get(key)).camera)
+            except SealingError as exc:
+                self._warn_once(key, str(exc), "skipping camera record %s: %s", key, exc)
             except (ValidationError, ValueError, ObjectNotFound) as exc:
-                log.warning("skipping invalid camera record %s: %d problem(s)", info.key, _count_errors(exc))
+                log.warning("skipping invalid camera record %s: %d problem(s)", key, _count_errors(exc))
         return sorted(cameras, key=lambda c: c.id)
 
+    def _warn_once(self, camera: str, reason: str, message: str, *args: Any) -> None:
+        if (camera, reason) not in self._warned:
+            self._warned.add((camera, reason))
+            log.warning(message, *args)
+
+    # -- updating ---------------------------------------------------------------------------------
     def upsert(self, camera: CameraSpec, *, keep_local_fields: bool = True) -> bool:
         """Add or update; with ``keep_local_fields`` an existing record keeps its enabled flag,
-        credentials and operator-set fields (used by GB catalogs). True when something changed."""
+        credentials and operator-set fields (used by GB catalogs). True when something was written;
+        a record with a clear-text password or one sealed with an older key is rewritten sealed."""
         try:
-            old = self.get(camera.id)
+            loaded = self._get(camera.id)
         except CameraNotFound:
             self.put(camera)
             return True
+        old = loaded.camera
         if keep_local_fields:
             camera = camera.model_copy(
                 update={
@@ -97,10 +204,47 @@ class CameraRegistry:
                     "transport": old.transport,
                 }
             )
-        if camera == old:
+        if camera == old and not self._needs_reseal(loaded):
             return False
         self.put(camera)
         return True
+
+    def _needs_reseal(self, loaded: _Loaded) -> bool:
+        if loaded.storage == "clear":
+            return self.keyring is not None
+        if loaded.storage != "sealed" or self.keyring is None:
+            return False
+        return loaded.key_id != self.keyring.current_id
+
+    def rekey(self, *, dry_run: bool = False) -> RekeyReport:
+        """Seal every password under the current key: clear-text records are encrypted, records of older
+        keys re-encrypted; records already on the current key are checked to open. One failure does not
+        stop the others; see :class:`RekeyReport`."""
+        if self.keyring is None:
+            msg = "rekey needs the registry key; this registry was opened without one"
+            raise KeyUnavailable(msg)
+        report = RekeyReport(key_id=self.keyring.ensure_current())
+        for key in self._record_keys():
+            try:
+                loaded = self._load(self.store.get(key))
+            except (SealingError, ValidationError, ValueError, ObjectNotFound) as exc:
+                report.failed[key] = str(exc) if isinstance(exc, SealingError) else (
+                    f"invalid record: {_count_errors(exc)} problem(s)")
+                continue
+            cid = loaded.camera.id
+            if loaded.storage == "none":
+                report.no_password.append(cid)
+                continue
+            if loaded.storage == "sealed" and loaded.key_id == report.key_id:
+                report.current.append(cid)
+                continue
+            if loaded.storage == "clear":
+                report.sealed.append(cid)
+            else:
+                report.moved[cid] = loaded.key_id or "?"
+            if not dry_run:
+                self.put(loaded.camera)
+        return report
 
 
 def _count_errors(exc: Exception) -> int:
