@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from pathlib import Path
 
 import pytest
 import yaml
 
-from pipeline.config import load_config
+from pipeline.config import ConfigError, load_config
+from pipeline.sealing import Keyring
 from workers.registry import WORKERS
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -24,9 +27,22 @@ def _env(service: dict) -> dict[str, str]:
     return {k: str(v) for k, v in env.items()}
 
 
+def _sample(name: str) -> str:
+    if name.endswith("_REGISTRY_KEY"):  # secrets.key: 32 bytes in base64
+        return base64.b64encode(hashlib.sha256(name.encode()).digest()).decode()
+    if name.endswith("_KEY_ID"):
+        return "k1"
+    return f"sample-{name.lower()}"
+
+
 def _substitute(value: str) -> str:
     """Replace ${VAR:?msg} with a sample value, as compose would with a filled .env."""
-    return re.sub(r"\$\{([A-Z0-9_]+)(:[?-][^}]*)?\}", lambda m: f"sample-{m.group(1).lower()}", value)
+    return re.sub(r"\$\{([A-Z0-9_]+)(:[?-][^}]*)?\}", lambda m: _sample(m.group(1)), value)
+
+
+def _env_example() -> dict[str, str]:
+    lines = (DEPLOY / ".env.example").read_text(encoding="utf-8").splitlines()
+    return dict(line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
 
 
 def test_every_worker_kind_has_a_service(compose: dict) -> None:
@@ -95,3 +111,24 @@ def test_only_loopback_ports_are_published(compose: dict) -> None:
     for name, service in compose["services"].items():
         for port in service.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+
+
+def test_every_required_variable_is_in_the_env_example(compose: dict) -> None:
+    text = (DEPLOY / "compose.yaml").read_text(encoding="utf-8")
+    required = set(re.findall(r"\$\{([A-Z0-9_]+):\?", text))
+    assert required, "no ${VAR:?...} in compose.yaml"
+    assert required <= set(_env_example()), f"missing from deploy/.env.example: {required - set(_env_example())}"
+
+
+def test_registry_key_reaches_ingest_only_and_from_the_environment(compose: dict) -> None:
+    """Ingest opens camera passwords (encrypted in the registry); the key comes from deploy/.env, never a
+    key file generated inside a container, and no service that does not open cameras gets it."""
+    with_key = {name for name, service in compose["services"].items() if "TUBELINE_SECRETS__KEY" in _env(service)}
+    assert with_key == {"worker-ingest"}
+    env = _env(compose["services"]["worker-ingest"])
+    assert env["TUBELINE_SECRETS__KEY"].startswith("${TUBELINE_REGISTRY_KEY:?")
+    config = load_config(environ={k: _substitute(v) for k, v in env.items()})
+    assert config.secrets.key is not None and Keyring.from_config(config).key_file is None
+    example = _env_example()["TUBELINE_REGISTRY_KEY"]
+    with pytest.raises(ConfigError):  # the placeholder is not a key: an unedited .env fails at start
+        load_config(environ={**{k: _substitute(v) for k, v in env.items()}, "TUBELINE_SECRETS__KEY": example})
