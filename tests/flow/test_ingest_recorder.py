@@ -55,11 +55,13 @@ class _SlowStore(LocalStore):
         return super().put(key, data, **kw)
 
 
-def _scenario_worker(root: str, video: str, segment_s: str, delay: str) -> dict[str, Any]:
+def _scenario_worker(root: str, video: str, segment_s: str, delay: str, queue_size: str = "1024",
+                     overflow: str = "block") -> dict[str, Any]:
     """The ingest worker on a file at full speed, recording through a slow store."""
     store = _SlowStore(Path(root), float(delay))
     cam = CameraSpec(id=CAMERA, kind="file", url=video, realtime=False, analysis_fps=1)
-    ingest = IngestConfig(overflow="block", recordings={"segment_s": float(segment_s)})
+    ingest = IngestConfig(overflow=overflow, recordings={"segment_s": float(segment_s),  # type: ignore[arg-type]
+                                                         "queue_size": int(queue_size)})
     worker = IngestWorker(TubelineConfig(), bus=MemoryBus(), store=store, cameras=[cam], ingest_config=ingest,
                           tmp_dir=Path(root).parent)
     started = time.monotonic()
@@ -241,6 +243,27 @@ def test_clip_across_a_segment_border_shows_the_source_frames(vtest: VtestRecord
     for suffix in (".mp4", ".ts"):
         with pytest.raises(ValueError, match="msmpeg4"):
             cut_clip(vtest.store, CAMERA, start, end, tmp_path / f"remux{suffix}")
+
+
+@pytest.mark.parametrize("overflow", ["block", "drop_oldest"])
+def test_a_file_read_faster_than_uploads_is_recorded_whole_when_ingest_blocks(tmp_path: Path, overflow: str) -> None:
+    """A 32-packet recorder queue behind 1-s uploads: with ``overflow: block`` (offline files) the reader waits
+    and every packet is recorded; a live source (``drop_oldest``) never waits, loses packets and says so."""
+    video = TESTDATA / "vtest.avi"
+    root = tmp_path / "store"
+    run = run_scenario("worker", root, video, SEGMENT_S, 1.0, 32, overflow)
+    store = LocalStore(root)
+    index = recorded_index(store)
+    facts = source_facts(video)
+    if overflow == "block":
+        assert run["record_drops"] == 0
+        assert sum(e.packets for e in index) == facts.frames
+        assert not any(e.after_gap for e in index)
+        check_media_timeline(index, facts, SEGMENT_S)
+    else:
+        assert run["record_drops"] > 0
+        assert sum(e.packets for e in index) + run["record_drops"] == facts.frames
+        assert sum(e.duration_s for e in index) < facts.duration_s - 1.0
 
 
 # -- the scenarios that crashed -------------------------------------------------------------------------

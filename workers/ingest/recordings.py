@@ -174,17 +174,20 @@ class _Segment:
 class Recorder:
     """Per-camera recorder thread: segments packets, uploads each closed segment and updates the index.
 
-    ``offer`` never blocks the reader. When the queue is full, packets are dropped until the next
-    keyframe (a partial GOP would not decode) and counted in ``dropped``; the next segment is marked
-    ``after_gap`` in the index.
+    For a live source ``offer`` never blocks the reader: when the queue is full, packets are dropped until
+    the next keyframe (a partial GOP would not decode) and counted in ``dropped``; the next segment is
+    marked ``after_gap`` in the index. With ``block`` (offline files, ``ingest.overflow: block``) ``offer``
+    waits for room instead, so a file read faster than the store takes uploads is recorded whole.
     """
 
     def __init__(
-        self, camera_id: str, store: ObjectStore, config: RecordingsConfig, *, tmp_dir: str | Path | None = None
+        self, camera_id: str, store: ObjectStore, config: RecordingsConfig, *, tmp_dir: str | Path | None = None,
+        block: bool = False,
     ) -> None:
         self.camera_id = camera_id
         self.store = store
         self.config = config
+        self.block = block
         self._tmp = Path(tmp_dir or tempfile.gettempdir())
         self._queue: collections.deque[tuple[Any, ...]] = collections.deque()
         self._cond = threading.Condition()
@@ -222,6 +225,11 @@ class Recorder:
         if item.packet is None:
             return
         with self._cond:
+            if self._closed:
+                return
+            while self.block and self._packets_queued >= self.config.queue_size and not self._closed \
+                    and self._thread.is_alive():
+                self._cond.wait(0.5)
             if self._closed:
                 return
             if self._dropping and not item.keyframe:
@@ -266,6 +274,7 @@ class Recorder:
                 entry = self._queue.popleft()
                 if entry[0] == "packet":
                     self._packets_queued -= 1
+                    self._cond.notify_all()  # a blocked reader may go on
             try:
                 self._handle(entry)
             except Exception:

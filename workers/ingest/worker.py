@@ -203,7 +203,8 @@ class IngestWorker(Worker):
         publisher = FramePublisher(spec.id, self.session, self.producer, FRAMES.name,
                                    FrameEncoder(ing.resize, ing.jpeg_quality), queue)
         record = spec.record if spec.record is not None else ing.recordings.enabled
-        recorder = Recorder(spec.id, self.store, ing.recordings, tmp_dir=self.tmp_dir) if record else None
+        recorder = (Recorder(spec.id, self.store, ing.recordings, tmp_dir=self.tmp_dir, block=ing.overflow == "block")
+                    if record else None)
         runner = CameraRunner(
             spec.id,
             make_source_factory(spec, ing, self.gb),
