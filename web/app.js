@@ -578,6 +578,7 @@ async function openSynopsis(url) {
   $("#synopsis-facts").textContent = `${m.source_s.toFixed(0)} s of recording condensed ×${m.condensation.toFixed(1)} · `
     + `${m.time_lapsed} time-lapsed · collision ratio ${m.collision_ratio.toFixed(3)} (source ${m.source_collision_ratio.toFixed(3)}) · `
     + `${m.chronology_violations} of ${m.chronology_pairs} pairs out of order · ${data.width}×${data.height} at ${data.fps} fps`;
+  renderSynopsisObjects(data);
   const video = $("#synopsis-video");
   if (changed || !video.src) {
     video.src = s.video_url;
@@ -586,6 +587,26 @@ async function openSynopsis(url) {
   $("#synopsis-frame").hidden = false;
   $("#synopsis-controls").hidden = false;
   loadSynopses();
+}
+
+function renderSynopsisObjects(data) {
+  $("#synopsis-objects-box").hidden = !data.objects.length;
+  $("#synopsis-objects").replaceChildren(...data.objects.map((o) => el("li", {},
+    el("button", { type: "button", class: "link", "data-track": o.track_id, onclick: () => showSynopsisObject(o) },
+      `${fmtTime(o.original_start).slice(11)}–${fmtTime(o.original_end).slice(11)}`),
+    ` ${o.colour !== "unknown" ? o.colour + " " : ""}${o.class_name}${o.plate ? ` ${o.plate}` : ""}, shown at ${o.synopsis_start_s.toFixed(1)} s`)));
+}
+
+// An entry of the object list: jump to the middle of its appearance and pick it there, as a click would.
+async function showSynopsisObject(o) {
+  const s = state.synopsis;
+  const idx = await api(`${s.url}/objects/${o.number}?${query({ t: ((o.synopsis_start_s + o.synopsis_end_s) / 2).toFixed(3) })}`).catch((err) => {
+    $("#synopsis-hit-status").textContent = err.message; return null;
+  });
+  if (!idx) return;
+  synVideo.pause();
+  synVideo.currentTime = (idx.frame + 0.5) / s.detail.fps;
+  showSynopsisHit(idx, { t: (idx.frame + 0.5) / s.detail.fps, number: o.number });
 }
 
 const synVideo = $("#synopsis-video");
@@ -667,7 +688,8 @@ $("#synopsis-clip-button").addEventListener("click", async () => {
   const button = $("#synopsis-clip-button");
   button.disabled = true;
   try {
-    const out = await api(`${state.synopsis.url}/clip`, { method: "POST", json: { t: click.t, x: click.x, y: click.y, case: c } });
+    const body = click.number !== undefined ? { t: click.t, number: click.number, case: c } : { t: click.t, x: click.x, y: click.y, case: c };
+    const out = await api(`${state.synopsis.url}/clip`, { method: "POST", json: body });
     const clip = $("#synopsis-clip");
     clip.hidden = false;
     clip.src = out.export.url;

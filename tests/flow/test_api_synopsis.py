@@ -192,6 +192,29 @@ def test_a_click_leads_to_the_true_original_moment_of_that_object(served: Served
         assert sighting.json()["sighting"]["track_id"] == mover.track_id
 
 
+def test_objects_by_number_lead_to_the_true_original_moment(served: Served, built: tuple[dict, SynopsisIndex]) -> None:
+    detail, index = built
+    client = served.client
+    base = detail["synopsis"]["url"]
+    for number, obj in enumerate(index.objects):
+        mover = mover_of(obj.track_id)
+        for t in (None, obj.synopsis_start_s, index.duration_s):  # middle, first frame, clamped to its last
+            r = client.get(f"{base}/objects/{number}", params={} if t is None else {"t": t})
+            assert r.status_code == 200, r.text
+            hit = r.json()
+            assert hit["object"]["track_id"] == mover.track_id
+            assert obj.first_frame <= hit["frame"] <= obj.last_frame
+            truth = box_at(mover, seconds_after_s0(datetime.fromisoformat(hit["original_time"])))
+            assert truth is not None
+            assert max(abs(a - b) for a, b in zip(centre(truth), centre(hit["box"]), strict=True)) <= 2.0
+    assert client.get(f"{base}/objects/{len(index.objects)}").status_code == 404
+    # a clip by number needs no clear spot: the object is named, not found under a pixel
+    obj = index.objects[0]
+    r = client.post(f"{base}/clip", json={"t": obj.synopsis_start_s, "number": 0, "case": CASE})
+    assert r.status_code == 200, r.text
+    assert r.json()["hit"]["object"]["track_id"] == obj.track_id and r.json()["hit"]["frame"] == obj.first_frame
+
+
 def test_empty_spots_and_bad_clicks(served: Served, built: tuple[dict, SynopsisIndex]) -> None:
     detail, index = built
     client = served.client

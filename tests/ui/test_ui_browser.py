@@ -210,6 +210,15 @@ def test_investigator_builds_a_synopsis_and_clicks_an_object_to_its_original_cli
     assert pg.is_visible("#synopsis-mark")
     pg.screenshot(path=str(shots / "09-synopsis-click.png"))
 
+    # the object list names every object; picking one marks it as a click would
+    pg.click("#synopsis-objects-box summary")
+    assert len(pg.query_selector_all("#synopsis-objects li")) == len(MOVERS)
+    pg.click(f"#synopsis-objects button[data-track='{MOVERS[0].track_id}']")
+    pg.wait_for_function(f"() => document.querySelector('#synopsis-hit-fields').textContent.includes('{MOVERS[0].track_id}')")
+    assert pg.is_visible("#synopsis-mark")
+    pg.click(f"#synopsis-objects button[data-track='{MOVERS[2].track_id}']")
+    pg.wait_for_function(f"() => document.querySelector('#synopsis-hit-fields').textContent.includes('{MOVERS[2].track_id}')")
+
     pg.click("#synopsis-clip-button")
     pg.wait_for_function("() => { const v = document.querySelector('#synopsis-clip');"
                          " return !v.hidden && v.readyState >= 2 && v.duration > 10 && v.currentTime > 1; }",

@@ -333,8 +333,9 @@ class SynopsisClipRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     t: float = Field(ge=0.0, le=86_400.0, description="Seconds into the synopsis.")
-    x: float = Field(ge=0.0, le=100_000.0, description="Pixel column in synopsis pixels.")
-    y: float = Field(ge=0.0, le=100_000.0, description="Pixel row in synopsis pixels.")
+    x: float = Field(0.0, ge=0.0, le=100_000.0, description="Pixel column in synopsis pixels.")
+    y: float = Field(0.0, ge=0.0, le=100_000.0, description="Pixel row in synopsis pixels.")
+    number: int | None = Field(None, ge=0, description="Instead of x, y: the object by its number in the index.")
     case: str | None = Field(None, max_length=100, description="Case reference (required).")
 
 

@@ -11,7 +11,9 @@
   start is audited (``synopsis.video``), the browser's follow-up range requests are not.
 * ``GET /api/synopses/{camera}/{id}/at?t=&x=&y=`` — the object drawn at synopsis time ``t`` (s) and pixel
   ``(x, y)``, with the exact original time of that frame, from the stored index (``synopsis.locate``).
-* ``POST /api/synopses/{camera}/{id}/clip`` — the same click, and the original clip of that object cut
+* ``GET /api/synopses/{camera}/{id}/objects/{n}?t=`` — object ``n`` of the index at synopsis time ``t``
+  (for the UI's object list; ``synopsis.object``).
+* ``POST /api/synopses/{camera}/{id}/clip`` — the same click (or ``number`` instead of ``x, y``), and the original clip of that object cut
   from the recordings as an export (needs export rights and a case reference; ``synopsis.clip``). The
   answer says at which second of the clip the clicked moment is.
 
@@ -140,6 +142,16 @@ def _locate(act: Action, index: SynopsisIndex, t: float, x: float, y: float) -> 
     if hit is None:
         raise act.refuse(404, f"no object at ({x:.0f}, {y:.0f}) at {t:.2f} s")
     return hit
+
+
+def _object_hit(act: Action, index: SynopsisIndex, number: int, t: float | None) -> ObjectHit:
+    """Object ``number`` at synopsis time ``t`` (clamped to when it is shown; default: its middle)."""
+    if not 0 <= number < len(index.objects):
+        raise act.refuse(404, f"the synopsis has no object {number} (it has {len(index.objects)})")
+    obj = index.objects[number]
+    frame = (obj.first_frame + obj.last_frame) // 2 if t is None else int(t * index.fps + 1e-9)
+    frame = min(max(frame, obj.first_frame), obj.last_frame)
+    return ObjectHit(obj, frame, obj.boxes[frame - obj.first_frame], obj.original_time(frame, index.fps))
 
 
 @router.post("", response_model=SynopsisOut, name="synopsis.request",
@@ -291,15 +303,36 @@ def locate(
         return act.done(_hit_out(act, index, hit), count=1, ids=[hit.object.track_id])
 
 
+@router.get("/{camera_id}/{synopsis_id}/objects/{number}", response_model=SynopsisHitOut, name="synopsis.object",
+            summary="One object of the synopsis at a synopsis time (its frame, box and original moment there)")
+def synopsis_object(
+    request: Request,
+    who: Who,
+    camera_id: str,
+    synopsis_id: str,
+    number: int,
+    t: Annotated[float | None, Query(ge=0.0, le=86_400.0, description="Seconds into the synopsis.")] = None,
+) -> SynopsisHitOut:
+    params = {"camera_id": camera_id, "synopsis_id": synopsis_id, "number": number, "t": t}
+    with begin(request, who, "synopsis.object", params) as act:
+        index = _need_index(act, camera_id, synopsis_id)
+        hit = _object_hit(act, index, number, t)
+        return act.done(_hit_out(act, index, hit), count=1, ids=[hit.object.track_id])
+
+
 @router.post("/{camera_id}/{synopsis_id}/clip", response_model=SynopsisClipOut, name="synopsis.clip",
              summary="Cut the original clip of the object under a click (needs a case reference)")
 def clip(request: Request, who: Who, camera_id: str, synopsis_id: str, body: SynopsisClipRequest) -> SynopsisClipOut:
-    params = {"camera_id": camera_id, "synopsis_id": synopsis_id, "t": body.t, "x": body.x, "y": body.y}
+    params = {"camera_id": camera_id, "synopsis_id": synopsis_id, "t": body.t, "x": body.x, "y": body.y,
+              "number": body.number}
     with begin(request, who, "synopsis.clip", params) as act:
         act.need(Permission.EXPORT, "export clips")
         case = act.need_case(body.case, "a clip export")
         index = _need_index(act, camera_id, synopsis_id)
-        hit = _locate(act, index, body.t, body.x, body.y)
+        if body.number is not None:
+            hit = _object_hit(act, index, body.number, body.t)
+        else:
+            hit = _locate(act, index, body.t, body.x, body.y)
         found = _hit_out(act, index, hit)
         try:
             rec = act.ctx.clips.export(user=who.user.name, case=case, camera_id=camera_id,
