@@ -119,6 +119,13 @@ class ApiConfig(Section):
         min_length=1,
         max_length=500,
     )
+    cache_max_mb: int = Field(
+        4096,
+        title="Cache size",
+        description="Upper bound of the cache folder in MB; the least recently served files go first.",
+        ge=16,
+        le=10_000_000,
+    )
     synopsis_max_window_s: float = Field(
         86_400.0,
         title="Longest synopsis window",

@@ -29,6 +29,7 @@ from pathlib import Path
 import av
 
 from pipeline.store.base import ObjectNotFound, ObjectStore
+from workers.api import cache
 from workers.ingest.recordings import SegmentEntry, cut_clip, segments_between
 
 log = logging.getLogger(__name__)
@@ -128,10 +129,13 @@ def make_clip(store: ObjectStore, camera_id: str, start: datetime, end: datetime
 class ClipExporter:
     """Cuts, stores and serves clip exports."""
 
-    def __init__(self, store: ObjectStore, cache_dir: Path, *, recordings_prefix: str = "recordings") -> None:
+    def __init__(self, store: ObjectStore, cache_dir: Path, *, recordings_prefix: str = "recordings",
+                 cache_root: Path | None = None, cache_max_bytes: int | None = None) -> None:
         self.store = store
         self.cache_dir = cache_dir
         self.recordings_prefix = recordings_prefix
+        self.cache_root = cache_root or cache_dir
+        self.cache_max_bytes = cache_max_bytes
 
     def has_recording(self, camera_id: str, start: datetime, end: datetime) -> bool:
         return bool(segments_between(self.store, camera_id, start, end, self.recordings_prefix))
@@ -160,7 +164,12 @@ class ClipExporter:
         self.store.put(f"{EXPORTS_PREFIX}/{export_id}.json", json.dumps(asdict(record), indent=1).encode(),
                        content_type="application/json")
         log.info("export %s: camera %s, %.1f s, %d bytes", export_id, camera_id, record.duration_s, record.bytes)
+        self._trim(path)
         return record
+
+    def _trim(self, keep: Path) -> None:
+        if self.cache_max_bytes is not None:
+            cache.trim(self.cache_root, self.cache_max_bytes, keep=keep)
 
     def record(self, export_id: str) -> ExportRecord | None:
         if not export_id.replace("-", "").isalnum() or len(export_id) > 64:
@@ -173,6 +182,12 @@ class ClipExporter:
     def local_file(self, record: ExportRecord) -> Path:
         """The export as a local file (downloaded into the cache when another replica made it)."""
         path = self.cache_dir / f"{record.export_id}.mp4"
-        if not path.is_file():
-            self.store.download(record.key, path)
+        if path.is_file():
+            cache.touch(path)
+            return path
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        part = path.with_suffix(".part")
+        self.store.download(record.key, part)
+        part.replace(path)
+        self._trim(path)
         return path

@@ -19,6 +19,7 @@ from typing import Any
 
 from pipeline.config.synopsis import SynopsisConfig, synopsis_settings
 from pipeline.store.base import ObjectNotFound, ObjectStore
+from workers.api import cache
 from workers.synopsis.index import SynopsisIndex, load_synopsis_index
 from workers.synopsis.request import SynopsisKeys, SynopsisRequest, SynopsisStatus
 from workers.synopsis.worker import submit_synopsis, synopsis_status
@@ -37,10 +38,12 @@ class SynopsisDesk:
     """Submits, lists and reads synopses in the store; caches indexes and videos for serving."""
 
     def __init__(self, store: ObjectStore, settings: SynopsisConfig, cache_dir: Path, *,
-                 config: Any = None, build: bool = False, index_cache: int = 16) -> None:
+                 config: Any = None, build: bool = False, index_cache: int = 16,
+                 cache_max_bytes: int | None = None) -> None:
         self.store = store
         self.settings = settings
         self.cache_dir = cache_dir
+        self.cache_max_bytes = cache_max_bytes
         self.config = config
         self.build = build
         self._indexes: OrderedDict[tuple[str, str], SynopsisIndex] = OrderedDict()
@@ -51,8 +54,10 @@ class SynopsisDesk:
         self.worker: Any = None
 
     @classmethod
-    def from_config(cls, config: Any, store: ObjectStore, cache_dir: Path, *, build: bool) -> SynopsisDesk:
-        return cls(store, synopsis_settings(config), cache_dir, config=config, build=build)
+    def from_config(cls, config: Any, store: ObjectStore, cache_dir: Path, *, build: bool,
+                    cache_max_bytes: int | None = None) -> SynopsisDesk:
+        return cls(store, synopsis_settings(config), cache_dir, config=config, build=build,
+                   cache_max_bytes=cache_max_bytes)
 
     def keys(self, camera_id: str, synopsis_id: str) -> SynopsisKeys:
         return SynopsisKeys.of(camera_id, synopsis_id, self.settings.prefix, self.settings.request_prefix)
@@ -127,11 +132,15 @@ class SynopsisDesk:
         key = self.keys(camera_id, synopsis_id).video
         etag = "".join(ch for ch in self.store.stat(key).etag if ch.isalnum())[:24] or "0"
         path = self.cache_dir / "synopsis" / camera_id / f"{synopsis_id}-{etag}.mp4"
-        if not path.is_file():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            part = path.with_suffix(".part")
-            self.store.download(key, part)
-            part.replace(path)
+        if path.is_file():
+            cache.touch(path)
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part = path.with_suffix(".part")
+        self.store.download(key, part)
+        part.replace(path)
+        if self.cache_max_bytes is not None:
+            cache.trim(self.cache_dir, self.cache_max_bytes, keep=path)
         return path
 
     # -- in-process builder ----------------------------------------------------------------------------
