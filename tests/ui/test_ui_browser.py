@@ -10,6 +10,7 @@ It fails (never skips) when Chromium is missing.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -246,6 +247,25 @@ def test_operator_has_no_face_search_and_logout_works(served: tuple[ApiServer, M
     server, _ = served
     log_in(page, server.url, "otto")
     assert page.is_hidden("#tabs [data-tab=faces]") and page.is_hidden("#tabs [data-tab=trajectory]")
+    # operators review synopses (the investigator's: the same request is the same synopsis) and click objects,
+    # but cut no clip
+    from workers.synopsis.request import SynopsisRequest
+
+    request = SynopsisRequest(camera_id=SYN_CAMERA, start=S0, end=S0 + timedelta(seconds=60), length_s=10.0)
+    server.ctx.synopses.submit(request)
+    deadline = time.monotonic() + 120
+    while (status := server.ctx.synopses.status(SYN_CAMERA, request.synopsis_id())) is None or status.state != "done":
+        assert time.monotonic() < deadline and (status is None or status.state in ("queued", "running")), status
+        time.sleep(0.3)
+    page.click("#tabs [data-tab=synopsis]")
+    page.click("#synopsis-rows tr:has(.pill.done)")
+    page.wait_for_function("() => { const v = document.querySelector('#synopsis-video');"
+                           " return !document.querySelector('#synopsis-frame').hidden && v.readyState >= 2; }",
+                           timeout=60_000)
+    page.click("#synopsis-objects-box summary")
+    page.click("#synopsis-objects li:first-child button")
+    page.wait_for_selector("#synopsis-hit:not([hidden]) #synopsis-hit-fields dd")
+    assert page.is_hidden("#synopsis-clip-button") and page.is_visible("#synopsis-sighting")
     page.click("#logout")
     page.wait_for_selector("#login-view:not([hidden])")
     assert page.evaluate("async () => (await fetch('/api/cameras')).status") == 401
