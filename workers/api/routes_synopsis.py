@@ -51,7 +51,7 @@ from workers.api.present import check_times, iso, scope_label
 from workers.api.synopses import valid_id
 from workers.api.users import Permission
 from workers.ingest.recordings import segments_between
-from workers.synopsis.index import ObjectHit, SynopsisIndex, SynopsisObject, object_at
+from workers.synopsis.index import ObjectHit, SynopsisIndex, SynopsisObject, object_at, object_hit
 from workers.synopsis.request import SynopsisRequest, SynopsisStatus
 
 log = logging.getLogger(__name__)
@@ -124,10 +124,9 @@ def _clip_range(act: Action, hit: ObjectHit) -> tuple[datetime, datetime]:
     return start, end
 
 
-def _hit_out(act: Action, index: SynopsisIndex, hit: ObjectHit) -> SynopsisHitOut:
-    number = index.objects.index(hit.object)
+def _hit_out(act: Action, hit: ObjectHit) -> SynopsisHitOut:
     start, end = _clip_range(act, hit)
-    return SynopsisHitOut(object=_object_out(number, hit.object), frame=hit.frame, box=hit.box,
+    return SynopsisHitOut(object=_object_out(hit.number, hit.object), frame=hit.frame, box=hit.box,
                           original_time=hit.original_time, clip_start=start, clip_end=end)
 
 
@@ -145,13 +144,10 @@ def _locate(act: Action, index: SynopsisIndex, t: float, x: float, y: float) -> 
 
 
 def _object_hit(act: Action, index: SynopsisIndex, number: int, t: float | None) -> ObjectHit:
-    """Object ``number`` at synopsis time ``t`` (clamped to when it is shown; default: its middle)."""
-    if not 0 <= number < len(index.objects):
-        raise act.refuse(404, f"the synopsis has no object {number} (it has {len(index.objects)})")
-    obj = index.objects[number]
-    frame = (obj.first_frame + obj.last_frame) // 2 if t is None else int(t * index.fps + 1e-9)
-    frame = min(max(frame, obj.first_frame), obj.last_frame)
-    return ObjectHit(obj, frame, obj.boxes[frame - obj.first_frame], obj.original_time(frame, index.fps))
+    try:
+        return object_hit(index, number, t)
+    except IndexError as exc:
+        raise act.refuse(404, str(exc)) from None
 
 
 @router.post("", response_model=SynopsisOut, name="synopsis.request",
@@ -300,7 +296,7 @@ def locate(
     with begin(request, who, "synopsis.locate", params) as act:
         index = _need_index(act, camera_id, synopsis_id)
         hit = _locate(act, index, t, x, y)
-        return act.done(_hit_out(act, index, hit), count=1, ids=[hit.object.track_id])
+        return act.done(_hit_out(act, hit), count=1, ids=[hit.object.track_id])
 
 
 @router.get("/{camera_id}/{synopsis_id}/objects/{number}", response_model=SynopsisHitOut, name="synopsis.object",
@@ -317,7 +313,7 @@ def synopsis_object(
     with begin(request, who, "synopsis.object", params) as act:
         index = _need_index(act, camera_id, synopsis_id)
         hit = _object_hit(act, index, number, t)
-        return act.done(_hit_out(act, index, hit), count=1, ids=[hit.object.track_id])
+        return act.done(_hit_out(act, hit), count=1, ids=[hit.object.track_id])
 
 
 @router.post("/{camera_id}/{synopsis_id}/clip", response_model=SynopsisClipOut, name="synopsis.clip",
@@ -333,7 +329,7 @@ def clip(request: Request, who: Who, camera_id: str, synopsis_id: str, body: Syn
             hit = _object_hit(act, index, body.number, body.t)
         else:
             hit = _locate(act, index, body.t, body.x, body.y)
-        found = _hit_out(act, index, hit)
+        found = _hit_out(act, hit)
         try:
             rec = act.ctx.clips.export(user=who.user.name, case=case, camera_id=camera_id,
                                        sighting=f"synopsis:{synopsis_id}:{hit.object.track_id}",

@@ -125,9 +125,11 @@ class SynopsisIndex(WireModel):
 
 @dataclass(frozen=True)
 class ObjectHit:
-    """The answer to a click: the object, the synopsis frame, its box there and the original time."""
+    """The answer to a click: the object (and its position in the index), the synopsis frame, its box there and
+    the original time."""
 
     object: SynopsisObject
+    number: int
     frame: int
     box: IntBox
     original_time: datetime
@@ -142,19 +144,28 @@ def object_at(index: SynopsisIndex, t: float, x: float, y: float) -> ObjectHit |
     if t < 0:
         return None
     frame = int(t * index.fps + 1e-9)
-    best: tuple[tuple[int, int], SynopsisObject, IntBox] | None = None
-    for order, obj in enumerate(index.objects):
+    best: tuple[int, int] | None = None  # (box bottom, number) of the top object so far
+    for number, obj in enumerate(index.objects):
         if not obj.first_frame <= frame <= obj.last_frame:
             continue
         box = obj.boxes[frame - obj.first_frame]
-        if box[0] <= x <= box[2] and box[1] <= y <= box[3]:
-            rank = (box[3], order)
-            if best is None or rank > best[0]:
-                best = (rank, obj, box)
+        if box[0] <= x <= box[2] and box[1] <= y <= box[3] and (best is None or (box[3], number) > best):
+            best = (box[3], number)
     if best is None:
         return None
-    _, obj, box = best
-    return ObjectHit(obj, frame, box, obj.original_time(frame, index.fps))
+    return object_hit(index, best[1], t)
+
+
+def object_hit(index: SynopsisIndex, number: int, t: float | None = None) -> ObjectHit:
+    """Object ``number`` of the index at synopsis time ``t`` (clamped to when it is shown; None: the middle of
+    its appearance): its frame, box and original time there. Raises ``IndexError`` for an unknown number."""
+    if not 0 <= number < len(index.objects):
+        msg = f"the synopsis has no object {number} (it has {len(index.objects)})"
+        raise IndexError(msg)
+    obj = index.objects[number]
+    frame = (obj.first_frame + obj.last_frame) // 2 if t is None else int(t * index.fps + 1e-9)
+    frame = min(max(frame, obj.first_frame), obj.last_frame)
+    return ObjectHit(obj, number, frame, obj.boxes[frame - obj.first_frame], obj.original_time(frame, index.fps))
 
 
 def load_synopsis_index(store: ObjectStore, key: str) -> SynopsisIndex:
