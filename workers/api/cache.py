@@ -13,7 +13,24 @@ import logging
 import os
 from pathlib import Path
 
+from pipeline.store.base import ObjectStore
+
 log = logging.getLogger(__name__)
+
+
+def fetch(store: ObjectStore, key: str, path: Path, *, root: Path, max_bytes: int | None) -> Path:
+    """``key`` as the local file ``path``: marked as used when cached, else downloaded (through a ``.part`` file,
+    so a half-written file is never served) and the cache under ``root`` trimmed to ``max_bytes``."""
+    if path.is_file():
+        touch(path)
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_suffix(".part")
+    store.download(key, part)
+    part.replace(path)
+    if max_bytes is not None:
+        trim(root, max_bytes, keep=path)
+    return path
 
 
 def touch(path: Path) -> None:

@@ -181,13 +181,5 @@ class ClipExporter:
 
     def local_file(self, record: ExportRecord) -> Path:
         """The export as a local file (downloaded into the cache when another replica made it)."""
-        path = self.cache_dir / f"{record.export_id}.mp4"
-        if path.is_file():
-            cache.touch(path)
-            return path
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        part = path.with_suffix(".part")
-        self.store.download(record.key, part)
-        part.replace(path)
-        self._trim(path)
-        return path
+        return cache.fetch(self.store, record.key, self.cache_dir / f"{record.export_id}.mp4", root=self.cache_root,
+                           max_bytes=self.cache_max_bytes)

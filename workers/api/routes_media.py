@@ -13,7 +13,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -21,6 +23,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from pipeline.store.base import ObjectNotFound
 from workers.api.auth import Action, Principal, begin, principal
+from workers.api.context import ApiContext
 from workers.api.models import ExportOut, ExportRequest, Kind, SightingDetail
 from workers.api.present import camera_out, check_times, iso, sighting_out
 from workers.api.users import Permission, Role
@@ -126,8 +129,13 @@ def export_file(request: Request, who: Who, export_id: str) -> Response:
     if not who.user.can(Permission.EXPORT) or not in_scope or (rec.user != who.user.name
                                                                and who.user.role is not Role.ADMIN):
         raise HTTPException(404, "no such export")
+    return serve_video(ctx, rec.key, lambda: ctx.clips.local_file(rec), f"{rec.case}-{rec.export_id}.mp4", 3600)
+
+
+def serve_video(ctx: ApiContext, key: str, local_file: Callable[[], Path], filename: str, max_age_s: int) -> Response:
+    """An MP4 of the store: a redirect to a short-lived presigned URL (``api.presign_media`` on S3), else the
+    cached local copy with range requests."""
     if ctx.api.presign_media and ctx.store.name == "s3":
-        return RedirectResponse(ctx.store.presigned_get(rec.key, 300), status_code=307)
-    path = ctx.clips.local_file(rec)
-    return FileResponse(path, media_type="video/mp4", filename=f"{rec.case}-{rec.export_id}.mp4",
-                        content_disposition_type="inline", headers={"Cache-Control": "private, max-age=3600"})
+        return RedirectResponse(ctx.store.presigned_get(key, 300), status_code=307)
+    return FileResponse(local_file(), media_type="video/mp4", filename=filename, content_disposition_type="inline",
+                        headers={"Cache-Control": f"private, max-age={max_age_s}"})

@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, Response
 from pydantic import ValidationError
 
 from pipeline.store.base import ObjectNotFound
@@ -48,6 +48,7 @@ from workers.api.models import (
     SynopsisRequestIn,
 )
 from workers.api.present import check_times, iso, scope_label
+from workers.api.routes_media import serve_video
 from workers.api.synopses import valid_id
 from workers.api.users import Permission
 from workers.ingest.recordings import segments_between
@@ -264,16 +265,11 @@ def synopsis_video(request: Request, who: Who, camera_id: str, synopsis_id: str)
         if status.state != "done":
             raise act.refuse(409, f"synopsis {synopsis_id} is {status.state}")
         ctx = act.ctx
-        key = ctx.synopses.keys(camera_id, synopsis_id).video
         from_start = request.headers.get("range", "bytes=0-").replace(" ", "").startswith("bytes=0-")
         try:
-            if ctx.api.presign_media and ctx.store.name == "s3":
-                response: Response = RedirectResponse(ctx.store.presigned_get(key, 300), status_code=307)
-            else:
-                path = ctx.synopses.video_file(camera_id, synopsis_id)
-                response = FileResponse(path, media_type="video/mp4", filename=f"synopsis-{camera_id}-{synopsis_id}.mp4",
-                                        content_disposition_type="inline",
-                                        headers={"Cache-Control": "private, max-age=600"})
+            response = serve_video(ctx, ctx.synopses.keys(camera_id, synopsis_id).video,
+                                   lambda: ctx.synopses.video_file(camera_id, synopsis_id),
+                                   f"synopsis-{camera_id}-{synopsis_id}.mp4", 600)
         except ObjectNotFound:
             raise act.refuse(410, f"the video of synopsis {synopsis_id} is gone (retention?); request it again") from None
         if from_start:

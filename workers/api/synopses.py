@@ -132,9 +132,7 @@ class SynopsisDesk:
         key = self.keys(camera_id, synopsis_id).video
         etag = "".join(ch for ch in self.store.stat(key).etag if ch.isalnum())[:24] or "0"
         path = self.cache_dir / "synopsis" / camera_id / f"{synopsis_id}-{etag}.mp4"
-        if path.is_file():
-            cache.touch(path)
-            return path
+        return cache.fetch(self.store, key, path, root=self.cache_dir, max_bytes=self.cache_max_bytes)
         path.parent.mkdir(parents=True, exist_ok=True)
         part = path.with_suffix(".part")
         self.store.download(key, part)
