@@ -22,7 +22,7 @@ from pipeline.store.base import ObjectNotFound, ObjectStore
 from workers.api import cache
 from workers.synopsis.index import SynopsisIndex, load_synopsis_index
 from workers.synopsis.request import SynopsisKeys, SynopsisRequest, SynopsisStatus
-from workers.synopsis.worker import submit_synopsis, synopsis_status
+from workers.synopsis.worker import queue_synopsis, synopsis_status
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +72,7 @@ class SynopsisDesk:
         if current is not None and current.state in ACTIVE:
             if current.state != "done" or self.store.exists(self.keys(request.camera_id, synopsis_id).index):
                 return current
-        submit_synopsis(self.store, request, self.settings)
-        status = self.status(request.camera_id, synopsis_id)
-        assert status is not None
-        return status
+        return queue_synopsis(self.store, request, self.settings)
 
     def status(self, camera_id: str, synopsis_id: str) -> SynopsisStatus | None:
         if not valid_id(synopsis_id):

@@ -58,14 +58,18 @@ def write_status(store: ObjectStore, settings: SynopsisConfig, request: Synopsis
     return status
 
 
+def queue_synopsis(store: ObjectStore, request: SynopsisRequest,
+                   settings: SynopsisConfig | None = None) -> SynopsisStatus:
+    """Queue ``request`` for the synopsis worker; returns the ``queued`` status written."""
+    settings = settings or SynopsisConfig()
+    keys = _keys(settings, request.camera_id, request.synopsis_id())
+    store.put(keys.request, request.to_json(), content_type="application/json")
+    return write_status(store, settings, request, "queued")
+
+
 def submit_synopsis(store: ObjectStore, request: SynopsisRequest, settings: SynopsisConfig | None = None) -> str:
     """Queue ``request`` for the synopsis worker; returns its stable ID (the same request gives the same ID)."""
-    settings = settings or SynopsisConfig()
-    synopsis_id = request.synopsis_id()
-    keys = _keys(settings, request.camera_id, synopsis_id)
-    store.put(keys.request, request.to_json(), content_type="application/json")
-    write_status(store, settings, request, "queued")
-    return synopsis_id
+    return queue_synopsis(store, request, settings).synopsis_id
 
 
 def synopsis_status(store: ObjectStore, camera_id: str, synopsis_id: str,
