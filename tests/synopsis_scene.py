@@ -12,13 +12,10 @@ really was under the click.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 
 from pipeline.bus.base import Bus
@@ -26,8 +23,7 @@ from pipeline.config import TubelineConfig
 from pipeline.store.base import ObjectStore
 from schemas.topics import TRACKS
 from schemas.tracks import TrackSummary
-from tests.unit.test_api_support import T0
-from workers.ingest.recordings import SegmentEntry, save_index, segment_key
+from tests.unit.test_api_support import T0, write_recording
 from workers.synopsis.index import SynopsisIndex, SynopsisObject
 
 CAMERA = "cam-c"
@@ -93,30 +89,8 @@ def frame_at(t: float, bg: np.ndarray) -> np.ndarray:
 def write_scene_recording(store: ObjectStore) -> int:
     """The minute of video as recorder segments + day index; returns the number of segments."""
     bg = background()
-    entries = []
-    per_segment = SEGMENT_S * FPS
-    with tempfile.TemporaryDirectory() as tmp:
-        for first in range(0, SECONDS * FPS, per_segment):
-            seg_start = S0 + timedelta(seconds=first / FPS)
-            path = Path(tmp) / f"seg{first}.ts"
-            with av.open(str(path), "w", format="mpegts") as out:
-                stream = out.add_stream("libx264", rate=FPS)
-                stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
-                stream.gop_size = FPS
-                stream.options = {"preset": "ultrafast", "tune": "zerolatency", "crf": "18"}
-                for i in range(per_segment):
-                    frame = av.VideoFrame.from_ndarray(frame_at((first + i) / FPS, bg), format="bgr24")
-                    frame.pts = i
-                    out.mux(stream.encode(frame))
-                out.mux(stream.encode(None))
-            key = segment_key("recordings", CAMERA, seg_start, ".ts")
-            store.put(key, path, content_type="video/mp2t")
-            entries.append(SegmentEntry(
-                key=key, start=seg_start.isoformat(), end=(seg_start + timedelta(seconds=SEGMENT_S)).isoformat(),
-                start_pts=0.0, duration_s=float(SEGMENT_S), packets=per_segment, keyframes=SEGMENT_S,
-                bytes=path.stat().st_size, codec="h264", width=W, height=H, after_gap=False))
-    save_index(store, "recordings", CAMERA, S0.strftime("%Y-%m-%d"), entries)
-    return len(entries)
+    return write_recording(store, CAMERA, S0, SECONDS, fps=FPS, segment_s=SEGMENT_S, size=(W, H), crf=18,
+                           frame=lambda n: frame_at(n / FPS, bg))
 
 
 def summaries() -> list[TrackSummary]:

@@ -7,7 +7,7 @@ The end-to-end tests (``tests/integration/test_api*.py``) use the real SearchSer
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -223,11 +223,13 @@ def solid_jpeg(bgr: tuple[int, int, int]) -> bytes:
 
 
 def write_recording(store: Any, camera_id: str, start: datetime, seconds: float, *, fps: int = 10,
-                    segment_s: float = 4.0, codec: str = "libx264", size: tuple[int, int] = (320, 240)) -> int:
+                    segment_s: float = 4.0, codec: str = "libx264", size: tuple[int, int] = (320, 240),
+                    frame: Callable[[int], np.ndarray] | None = None, crf: int | None = None) -> int:
     """Record a synthetic moving scene as segments + day index, the way the ingest recorder lays them out.
 
     ``codec`` ``libx264`` gives H.264 in MPEG-TS segments; ``mpeg4`` gives MPEG-4 part 2 (re-encoded on
-    export). Returns the number of segments written.
+    export). ``frame(n)`` draws frame ``n`` (BGR, ``size``); default: a yellow block sliding along a dark
+    frame. Returns the number of segments written.
     """
     import tempfile
     from pathlib import Path
@@ -250,14 +252,18 @@ def write_recording(store: Any, camera_id: str, start: datetime, seconds: float,
                 stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
                 stream.gop_size = fps
                 if codec == "libx264":
-                    stream.options = {"preset": "ultrafast", "tune": "zerolatency"}
+                    stream.options = {"preset": "ultrafast", "tune": "zerolatency",
+                                      **({"crf": str(crf)} if crf is not None else {})}
                 for i in range(count):
-                    img = np.full((height, width, 3), 40, np.uint8)
-                    x = (first + i) * 4 % (width - 40)
-                    img[100:140, x:x + 40] = (30, 200, 240)
-                    frame = av.VideoFrame.from_ndarray(img, format="bgr24")
-                    frame.pts = i
-                    out.mux(stream.encode(frame))
+                    if frame is not None:
+                        img = frame(first + i)
+                    else:
+                        img = np.full((height, width, 3), 40, np.uint8)
+                        x = (first + i) * 4 % (width - 40)
+                        img[100:140, x:x + 40] = (30, 200, 240)
+                    video_frame = av.VideoFrame.from_ndarray(img, format="bgr24")
+                    video_frame.pts = i
+                    out.mux(stream.encode(video_frame))
                 out.mux(stream.encode(None))
             key = segment_key("recordings", camera_id, seg_start, ".ts")
             store.put(key, path, content_type="video/mp2t")
