@@ -150,10 +150,7 @@ class FaceWorker(ConsumerWorker):
             self.stats["skipped_small"] += 1
             return
         if crops.is_stale(crop, self.clock(), self.settings.max_lag_s):
-            self.stats["skipped_stale"] += 1
-            if self.stats["skipped_stale"] % 1000 == 1:
-                log.warning("face: skipping objects captured more than %.0f s ago (%d so far)",
-                            self.settings.max_lag_s, self.stats["skipped_stale"])
+            crops.count_stale(self.stats, "face", crop, self.clock(), self.settings.max_lag_s)
             return
         image = crops.load_image(self.store, crop)
         self.tracks.observe(crop.camera_id, crop.captured_at)

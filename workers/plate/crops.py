@@ -8,7 +8,9 @@ a store that is unreachable raises its own error and fails the worker (the batch
 
 from __future__ import annotations
 
+import logging
 import math
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -19,6 +21,8 @@ from pipeline.bus.base import Message
 from pipeline.runtime.worker import BadMessage
 from pipeline.store.base import ObjectNotFound, ObjectStore
 from schemas.objects import ObjectCrop
+
+log = logging.getLogger(__name__)
 
 
 def parse_object(message: Message) -> ObjectCrop:
@@ -38,6 +42,15 @@ def lag_seconds(crop: ObjectCrop, now: datetime) -> float:
 def is_stale(crop: ObjectCrop, now: datetime, max_lag_s: float) -> bool:
     """True when the skip policy applies: ``max_lag_s`` > 0 and the crop is older than that."""
     return max_lag_s > 0 and lag_seconds(crop, now) > max_lag_s
+
+
+def count_stale(stats: Counter[str], worker: str, crop: ObjectCrop, now: datetime, max_lag_s: float) -> None:
+    """Count a crop skipped for being older than ``max_lag_s``; warn on the first and every 1000th."""
+    stats["skipped_stale"] += 1
+    count = stats["skipped_stale"]
+    if count == 1 or count % 1000 == 0:
+        log.warning("%s: skipping objects captured more than %.0f s ago (%d so far; latest %.0f s old)",
+                    worker, max_lag_s, count, lag_seconds(crop, now))
 
 
 def load_image(store: ObjectStore, crop: ObjectCrop) -> np.ndarray:

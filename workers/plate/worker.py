@@ -153,7 +153,7 @@ class PlateWorker(ConsumerWorker):
             self.stats["skipped_class"] += 1
             return
         if crops.is_stale(crop, self.clock(), self.settings.max_lag_s):
-            self._skip_stale(crop)
+            crops.count_stale(self.stats, "plate", crop, self.clock(), self.settings.max_lag_s)
             return
         image = crops.load_image(self.store, crop)
         where = crops.placement(crop, image, self.margin)
@@ -167,13 +167,6 @@ class PlateWorker(ConsumerWorker):
             self._store_evidence(found, crop)
             self.stats["reads"] += 1
         self._vote(crop, found)
-
-    def _skip_stale(self, crop: ObjectCrop) -> None:
-        self.stats["skipped_stale"] += 1
-        count = self.stats["skipped_stale"]
-        if count == 1 or count % 1000 == 0:
-            log.warning("plate: skipping objects captured more than %.0f s ago (%d so far; latest %.0f s old)",
-                        self.settings.max_lag_s, count, crops.lag_seconds(crop, self.clock()))
 
     def _store_evidence(self, found: PlateFound, crop: ObjectCrop) -> None:
         if found.plate_image.size == 0:
