@@ -24,7 +24,7 @@ from schemas.cameras import CameraStatus
 from schemas.frames import FrameHeader
 from schemas.topics import CAMERA_STATUS, FRAMES
 from tests.peers.media import count_frames, make_video
-from tests.peers.rtsp import free_port
+from tests.peers.rtsp import free_port, free_udp_tcp_port
 from tests.peers.sipp import SippDevice
 from workers.ingest.gb28181.source import GbSource
 from workers.ingest.recordings import cut_clip, segments_between
@@ -51,7 +51,7 @@ def wait_for(cond: Callable[[], bool], timeout: float) -> bool:
 
 def gb_ingest(*, record: bool = False, **gb: object) -> IngestConfig:
     settings: dict[str, object] = {
-        "enabled": True, "sip_port": free_port(2), "devices": {DEVICE: {"password": PASSWORD}},
+        "enabled": True, "sip_port": free_udp_tcp_port(), "devices": {DEVICE: {"password": PASSWORD}},
         "media_port_min": 32000 + (free_port() % 20) * 100, "keepalive_interval_s": 2, "keepalive_count": 2,
         "media_timeout_s": 5, "invite_timeout_s": 5,
     }

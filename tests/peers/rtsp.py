@@ -25,6 +25,24 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return int(s.getsockname()[1])
 
 
+def free_udp_tcp_port(host: str = "0.0.0.0") -> int:  # noqa: S104 - what the SIP platform binds
+    """A port number free for both UDP and TCP on ``host`` (a SIP server listens on both; a number the kernel
+    hands out for UDP may be an outgoing TCP connection's port, e.g. a Kafka client's)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, \
+                socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            udp.bind((host, 0))
+            port = int(udp.getsockname()[1])
+            tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                tcp.bind((host, port))
+            except OSError:
+                continue
+            return port
+    msg = "no port free for both UDP and TCP after 50 tries"
+    raise RuntimeError(msg)
+
+
 class GstRtspServer:
     """One gst-rtsp-server process on 127.0.0.1:``port`` with mounts ``/h264`` and ``/h265``."""
 

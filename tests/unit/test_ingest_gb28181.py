@@ -244,3 +244,21 @@ def test_rtp_packetisation_of_a_pack() -> None:
     assert [p.marker for p in packets] == [False] * (len(packets) - 1) + [True]
     assert {p.timestamp for p in packets} == {3600} and packets[1].seq == 0
     assert b"".join(p.payload for p in packets) == pack and max(len(p.payload) for p in packets) <= 1400
+
+
+def test_sip_sockets_share_one_port_and_a_busy_tcp_port_is_refused() -> None:
+    import socket
+
+    from workers.ingest.gb28181.transport import _bind_pair
+
+    udp, tcp = _bind_pair("127.0.0.1", 0)
+    try:
+        assert udp.getsockname()[1] == tcp.getsockname()[1] > 0
+    finally:
+        udp.close()
+        tcp.close()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        with pytest.raises(OSError):  # a configured port busy for TCP is an error, never silently another port
+            _bind_pair("127.0.0.1", holder.getsockname()[1])

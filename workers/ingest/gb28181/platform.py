@@ -120,7 +120,8 @@ class GbPlatform:
         self.sessions.close_all()
         if self.transport is not None:
             self.transport.close()
-        self._house.join(3)
+        if self._house.is_alive():
+            self._house.join(3)
         self._writer.shutdown(wait=True, cancel_futures=False)
 
     @property

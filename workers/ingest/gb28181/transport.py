@@ -85,6 +85,27 @@ class TransportStats:
     retransmissions_sent: int = 0
 
 
+def _bind_pair(host: str, port: int, tries: int = 20) -> tuple[socket.socket, socket.socket]:
+    """UDP and TCP sockets bound to the same port. With port 0 the number the kernel gives UDP may be taken for
+    TCP (an outgoing connection's port): then another is tried."""
+    for _ in range(tries if port == 0 else 1):
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            udp.bind((host, port))
+            tcp.bind((host, udp.getsockname()[1]))
+        except OSError:
+            udp.close()
+            tcp.close()
+            if port != 0:
+                raise
+            continue
+        return udp, tcp
+    msg = f"no port on {host} free for both UDP and TCP after {tries} tries"
+    raise OSError(msg)
+
+
 class SipTransport:
     """UDP and TCP SIP listeners on one address and port."""
 
@@ -105,12 +126,8 @@ class SipTransport:
         self._on_response = on_response
         self.stats = TransportStats()
         self._stop = threading.Event()
-        self._udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._udp.bind((host, port))
+        self._udp, self._tcp = _bind_pair(host, port)
         self.port = self._udp.getsockname()[1]
-        self._tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._tcp.bind((host, self.port))
         self._tcp.listen(64)
         self._txs: dict[str, _ClientTx] = {}
         self._cache: dict[tuple[str, str, int, str], tuple[float, bytes]] = {}
