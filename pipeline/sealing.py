@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -61,7 +61,7 @@ class SecretUnavailable(SealingError):
     """A sealed value was read in a process that opened the registry without a key."""
 
 
-def is_sealed(value: object) -> bool:
+def is_sealed(value: object) -> TypeGuard[str]:
     """True for a string in the envelope format (any version)."""
     return isinstance(value, str) and value.startswith(ENVELOPE_PREFIX)
 

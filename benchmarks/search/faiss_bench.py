@@ -3,7 +3,7 @@
 Synthetic faces (``benchmarks/search/synthetic.py``): ``n / 5`` identities, each face its identity's
 centre plus noise; queries are fresh faces of identities in the base (the case an investigator has:
 another photo of someone who was filmed). Ground truth is exact inner-product search (IndexFlatIP).
-Every index is built with the production code (``workers.index.shards.build_index``): Flat, IVF with
+Every index is built with the production code (``pipeline.catalog.shards.build_index``): Flat, IVF with
 ``nlist`` = the power of two nearest sqrt(n) at a few ``nprobe`` values, HNSW32 at a few
 ``efSearch`` values.
 
@@ -34,8 +34,8 @@ import numpy as np
 from common import machine, percentile, save, table, timed
 
 from benchmarks.search import synthetic as syn  # noqa: E402
+from pipeline.catalog.shards import build_index, nlist_for  # noqa: E402
 from pipeline.config.index import IndexConfig  # noqa: E402
-from workers.index.shards import build_index, nlist_for  # noqa: E402
 
 K = 10
 MATCH = 0.5

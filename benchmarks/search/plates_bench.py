@@ -27,11 +27,11 @@ import pyarrow as pa
 from common import machine, percentile, save, table, timed
 
 from benchmarks.search.synthetic import ALNUM, LETTERS, PROVINCES  # noqa: E402
+from pipeline.catalog.format import PLATE_KIND, segment_key, table_bytes  # noqa: E402
 from pipeline.config import TubelineConfig  # noqa: E402
 from pipeline.config.index import IndexConfig  # noqa: E402
+from pipeline.search.service import SearchService  # noqa: E402
 from pipeline.store.local import LocalStore  # noqa: E402
-from workers.index.catalog import PLATE_KIND, segment_key, table_bytes  # noqa: E402
-from workers.search.service import SearchService  # noqa: E402
 
 DAY0 = datetime(2024, 5, 1, tzinfo=UTC)
 

@@ -4,7 +4,7 @@ vtest (79.5 s, 768x576, 10 fps): the embedded pipeline (ingest → detect → tr
 recordings stay in ``{work}/vtest/store`` and its track summaries are written to ``{work}/vtest/tracks.jsonl``.
 
 One hour ("looping and shifting"): FFmpeg concatenates vtest.avi 46 times without re-encoding
-(46 × 79.5 s = 3657 s); ingest's own :class:`workers.ingest.recordings.Recorder` records it into
+(46 × 79.5 s = 3657 s); ingest's own :class:`pipeline.recordings.Recorder` records it into
 ``{work}/hour/store`` as camera ``vtest-hour`` in 60-s segments, on a clock that starts where the vtest run's
 recording started. The hour's tracks are vtest's tracks replicated once per loop, each copy shifted by
 ``k × 79.5 s`` and renamed ``vtest-hour:{session}:L{k}-{n}`` — detection is not re-run for an hour, but
@@ -23,14 +23,15 @@ from pathlib import Path
 
 import av
 
-import workers.embedded
+import workers.runner.embedded
 from pipeline.bus.memory import MemoryBus
 from pipeline.config import TubelineConfig
 from pipeline.config.ingest import CameraSpec, RecordingsConfig
+from pipeline.recordings import load_index
 from pipeline.store.local import LocalStore
 from schemas.topics import TRACKS
 from schemas.tracks import TrackSummary
-from workers.ingest.recordings import Recorder, load_index
+from workers.ingest.recorder import Recorder
 from workers.ingest.sources.file import FileSource
 
 VTEST_CAMERA = "vtest"
@@ -74,8 +75,8 @@ def prepare_vtest(work: Path, video: Path, log=print) -> Prepared:  # noqa: ANN0
         bus = MemoryBus(default_partitions=config.bus.default_partitions)
         camera = CameraSpec(id=VTEST_CAMERA, kind="file", device_type="file", url=str(video), realtime=False)
         started = time.monotonic()
-        result = workers.embedded.run_embedded(config, [camera], timeout_s=1200, bus=bus)
-        values = workers.embedded.read_topic(bus, TRACKS.name)
+        result = workers.runner.embedded.run_embedded(config, [camera], timeout_s=1200, bus=bus)
+        values = workers.runner.embedded.read_topic(bus, TRACKS.name)
         tracks.write_bytes(b"".join(v + b"\n" for v in values))
         log(f"  {result.frames_detected} frames analysed, {len(values)} track summaries in "
             f"{time.monotonic() - started:.1f} s")

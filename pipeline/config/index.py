@@ -1,7 +1,7 @@
 """Configuration of the indexer worker and the search query layer (catalog, FAISS shards, cache).
 
 The indexer appends Parquet segments under ``catalog_prefix`` and FAISS face shards under
-``index_prefix``; the query layer (``workers.search``) reads both through a local cache folder.
+``index_prefix``; the query layer (``pipeline.search``) reads both through a local cache folder.
 What each setting trades off is in ``docs/search.md``; the index-type threshold and the ANN
 parameters come from the measurements in that document (``benchmarks/search``).
 """

@@ -3,7 +3,7 @@
 ``CameraSpec`` is both the shape of ``cameras.static`` entries in the config file and the JSON document
 stored per camera in the registry (``registry/cameras/{id}.json``). Credentials are ``SecretStr``: they
 print masked; :func:`camera_to_json` with ``reveal_secrets=True`` is the only way they are written out in
-clear. The registry never stores them so: it seals the password first (:mod:`workers.ingest.registry`,
+clear. The registry never stores them so: it seals the password first (:mod:`pipeline.cameras.registry`,
 :mod:`pipeline.sealing`), and a ``CameraSpec`` refuses a password that is such a sealed value, so a record
 read around the registry cannot pass its ciphertext off as the password.
 """

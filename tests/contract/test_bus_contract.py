@@ -131,7 +131,7 @@ def test_seek_rereads_from_an_offset(bus: Bus) -> None:
 def test_each_group_gets_every_message(bus: Bus) -> None:
     bus.ensure_topics([TopicSpec("fanout", PARTITIONS)])
     produce(bus, "fanout", [(f"cam-{i}", str(i).encode()) for i in range(9)])
-    with bus.consumer(["fanout"], "detect") as a, bus.consumer(["fanout"], "framestore") as b:
+    with bus.consumer(["fanout"], "detect") as a, bus.consumer(["fanout"], "rules") as b:
         assert len(consume(a, 9)) == 9
         assert len(consume(b, 9)) == 9
 
@@ -172,14 +172,14 @@ def test_four_mib_message_round_trips(bus: Bus) -> None:
 
 def test_malformed_message_goes_to_dead_letter_with_original_bytes(bus: Bus, tmp_path, unique_name: str) -> None:
     """A worker meeting a bad message sends it, unchanged, to <topic>.dlq with the reason, and commits."""
-    from schemas.topics import FRAMES
-    from workers.framestore import FrameStoreWorker
+    from schemas.topics import DETECTIONS
+    from workers.rules.worker import RulesWorker
 
-    bus.ensure_topics([TopicSpec(FRAMES.name, PARTITIONS), TopicSpec(FRAMES.name + DLQ_SUFFIX, 1)])
-    garbage = b"\x00not a jpeg\xff" * 10
-    produce(bus, FRAMES.name, [("cam-7", garbage)], headers={"tubeline-camera-id": "cam-7"})
+    bus.ensure_topics([TopicSpec(DETECTIONS.name, PARTITIONS), TopicSpec(DETECTIONS.name + DLQ_SUFFIX, 1)])
+    garbage = b"\x00not json\xff" * 10
+    produce(bus, DETECTIONS.name, [("cam-7", garbage)], headers={"tubeline-camera-id": "cam-7"})
     config = TubelineConfig()
-    worker = FrameStoreWorker(config, bus=bus, store=LocalStore(tmp_path / "store"))
+    worker = RulesWorker(config, bus=bus, store=LocalStore(tmp_path / "store"))
     worker.setup()
     try:
         deadline = time.monotonic() + 30
@@ -188,14 +188,14 @@ def test_malformed_message_goes_to_dead_letter_with_original_bytes(bus: Bus, tmp
     finally:
         worker.teardown()
     assert worker.processed == 1 and worker.dead_letter is not None and worker.dead_letter.count == 1
-    with bus.consumer([FRAMES.name + DLQ_SUFFIX], "dlq-reader") as consumer:
+    with bus.consumer([DETECTIONS.name + DLQ_SUFFIX], "dlq-reader") as consumer:
         (dead,) = consume(consumer, 1)
     assert dead.value == garbage
     assert dead.key == b"cam-7"
     assert dead.header("tubeline-camera-id") == b"cam-7"
-    assert dead.header_str(HEADER_DLQ_TOPIC) == FRAMES.name
+    assert dead.header_str(HEADER_DLQ_TOPIC) == DETECTIONS.name
     assert dead.header_str(HEADER_DLQ_OFFSET) == "0"
-    assert "invalid frame headers" in dead.header_str(HEADER_DLQ_REASON)
+    assert f"invalid {DETECTIONS.name} message" in dead.header_str(HEADER_DLQ_REASON)
     # The bad message was committed: the group does not see it again.
-    with bus.consumer([FRAMES.name], FrameStoreWorker.group) as again:
+    with bus.consumer([DETECTIONS.name], RulesWorker.group) as again:
         assert drain(again, quiet_s=1.5) == []

@@ -27,6 +27,7 @@ from fastapi.testclient import TestClient
 from pipeline.bus.memory import MemoryBus
 from pipeline.config import TubelineConfig, with_overrides
 from pipeline.store.local import LocalStore
+from pipeline.synopsis.index import SynopsisIndex
 from tests.flow.test_api_scene import CASE, scene_config
 from tests.synopsis_scene import (
     CAMERA,
@@ -48,7 +49,7 @@ from tests.unit.test_api_support import add_users, login, register_cameras
 from workers.api import audit as audit_log
 from workers.api.app import create_app
 from workers.api.context import ApiContext, build_context
-from workers.synopsis.index import SynopsisIndex
+from workers.runner.companions import api_companions
 
 LENGTH_S = 10.0
 
@@ -71,7 +72,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     register_cameras(store)
     add_users(store)
     setup_synopsis_scene(config, bus, store)
-    ctx = build_context(config, store=store, bus=bus, face_analyzer_factory=lambda: None)
+    ctx = build_context(config, store=store, bus=bus, face_analyzer_factory=lambda: None,
+                        companions=api_companions(config, store, bus=bus))
     with TestClient(create_app(ctx)) as client:  # the lifespan starts the builder thread
         yield Served(ctx, client, store)
 
@@ -342,8 +344,8 @@ def test_every_synopsis_call_is_audited(served: Served, built: tuple[dict, Synop
 def test_builds_report_progress_phase_by_phase(served: Served, tmp_path: Path) -> None:
     """The builder reports each phase in order with a growing share; the worker writes it into the status."""
     from pipeline.config.synopsis import synopsis_settings
+    from pipeline.synopsis.request import SynopsisRequest
     from workers.synopsis.catalog import CatalogTrackSource
-    from workers.synopsis.request import SynopsisRequest
     from workers.synopsis.worker import SynopsisWorker
 
     store = served.store
@@ -355,7 +357,7 @@ def test_builds_report_progress_phase_by_phase(served: Served, tmp_path: Path) -
 
     def spy(key: str, data: Any, **kw: Any) -> Any:
         if key.endswith(".status.json"):
-            from workers.synopsis.request import SynopsisStatus
+            from pipeline.synopsis.request import SynopsisStatus
 
             status = SynopsisStatus.from_json(data)
             written.append((status.state, status.phase, status.progress))

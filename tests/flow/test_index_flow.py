@@ -21,12 +21,12 @@ from pipeline.bus.base import dead_letter_topic
 from pipeline.bus.memory import MemoryBus
 from pipeline.config import TubelineConfig
 from pipeline.config.index import IndexConfig
+from pipeline.search.service import SearchService
 from pipeline.store.local import LocalStore
 from schemas.common import WireMessage
 from schemas.topics import ALERTS, CAMERA_STATUS, FACES, PLATES, TRACKS
 from tests.contract.test_bus_contract import drain
 from workers.index.worker import IndexWorker
-from workers.search.service import SearchService
 
 T0 = datetime(2024, 5, 1, 8, tzinfo=UTC)
 MODEL = "arcface-r50@1"

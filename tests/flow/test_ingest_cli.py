@@ -13,12 +13,12 @@ from click.testing import CliRunner
 from pydantic import SecretStr
 
 from pipeline.bus.memory import MemoryBus
+from pipeline.cameras.registry import CameraRegistry
 from pipeline.config import TubelineConfig, load_config
 from pipeline.config.ingest import CameraSpec, IngestConfig, camera_to_json
 from pipeline.store import open_store
 from pipeline.store.local import LocalStore
 from workers.cli import main
-from workers.ingest.registry import CameraRegistry
 from workers.ingest.worker import IngestWorker
 
 
@@ -158,8 +158,8 @@ def _wait(cond, timeout: float = 10.0) -> bool:  # noqa: ANN001
 
 
 def test_cameras_clip_cuts_across_segments(tmp_path: Path) -> None:
+    from pipeline.recordings import segments_between
     from tests.peers.media import make_video, probe_duration
-    from workers.ingest.recordings import segments_between
 
     cfg = write_config(tmp_path)
     store = LocalStore(tmp_path / "store")

@@ -12,12 +12,12 @@ import pytest
 from pipeline.bus.memory import MemoryBus
 from pipeline.config import TubelineConfig
 from pipeline.config.ingest import CameraSpec, IngestConfig
+from pipeline.recordings import cut_clip, load_index
 from pipeline.store.local import LocalStore
 from schemas.cameras import CameraStatus
 from schemas.frames import FrameHeader
 from schemas.topics import CAMERA_STATUS, FRAMES
 from tests.peers.media import count_frames, make_video, probe_duration
-from workers.ingest.recordings import cut_clip, load_index
 from workers.ingest.worker import IngestWorker
 
 JPEG = b"\xff\xd8\xff"

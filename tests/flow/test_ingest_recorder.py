@@ -29,10 +29,11 @@ import pytest
 from pipeline.bus.memory import MemoryBus
 from pipeline.config import TubelineConfig
 from pipeline.config.ingest import CameraSpec, IngestConfig, RecordingsConfig
+from pipeline.recordings import SegmentEntry, cut_clip, load_index
 from pipeline.store.local import LocalStore
 from tests.conftest import REPO, TESTDATA
 from tests.peers.media import make_video
-from workers.ingest.recordings import Recorder, SegmentEntry, cut_clip, load_index
+from workers.ingest.recorder import Recorder
 from workers.ingest.sources.file import FileSource
 from workers.ingest.worker import IngestWorker
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.alerts import TailFilter, follow
 from pipeline.bus import Bus, Message
 from pipeline.bus.base import DLQ_SUFFIX, HEADER_DLQ_REASON
 from pipeline.bus.memory import MemoryBus
@@ -22,7 +23,6 @@ from schemas.cameras import CameraStatus
 from schemas.detections import DetectedObject, Detections
 from schemas.topics import ALERTS, CAMERA_STATUS, DETECTIONS
 from tests.contract.test_bus_contract import consume, drain, produce
-from workers.rules.tail import TailFilter, follow
 from workers.rules.worker import RulesWorker
 
 T0 = datetime(2024, 5, 1, 8, 0, 0, tzinfo=UTC)

@@ -25,21 +25,22 @@ import cv2
 import numpy as np
 import pytest
 
-import workers.embedded
+import workers.runner.embedded
 from pipeline.bus.memory import MemoryBus
 from pipeline.config import TubelineConfig
 from pipeline.config.ingest import CameraSpec
 from pipeline.config.synopsis import SynopsisConfig
+from pipeline.recordings import load_index
 from pipeline.store.local import LocalStore
+from pipeline.synopsis.index import SynopsisIndex, SynopsisObject
+from pipeline.synopsis.queue import submit_synopsis, synopsis_status
 from schemas.topics import TRACKS
 from schemas.tracks import TrackSummary
 from tests.conftest import REPO, TESTDATA
-from workers.ingest.recordings import load_index
 from workers.synopsis import MemoryTrackSource, SynopsisRequest, build_synopsis, object_at
 from workers.synopsis.builder import SynopsisResult
-from workers.synopsis.index import SynopsisIndex, SynopsisObject
 from workers.synopsis.render import label_rect, label_scale
-from workers.synopsis.worker import SynopsisWorker, submit_synopsis, synopsis_status
+from workers.synopsis.worker import SynopsisWorker
 
 CAMERA = "vtest"
 VEHICLES = {"car", "truck", "bus", "motorcycle", "bicycle"}
@@ -81,9 +82,9 @@ def vtest_run(factory: pytest.TempPathFactory) -> VtestRun:
     bus = MemoryBus(default_partitions=config.bus.default_partitions)
     video = TESTDATA / "vtest.avi"
     camera = CameraSpec(id=CAMERA, kind="file", device_type="file", url=str(video), realtime=False)
-    result = workers.embedded.run_embedded(config, [camera], timeout_s=300, bus=bus)
+    result = workers.runner.embedded.run_embedded(config, [camera], timeout_s=300, bus=bus)
     assert result.frames_published == result.frames_detected > 300
-    summaries = [TrackSummary.from_json(v) for v in workers.embedded.read_topic(bus, TRACKS.name)]
+    summaries = [TrackSummary.from_json(v) for v in workers.runner.embedded.read_topic(bus, TRACKS.name)]
     assert len({s.track_id for s in summaries}) >= 10
     with av.open(str(video)) as container:
         stream = container.streams.video[0]

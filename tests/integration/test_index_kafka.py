@@ -16,10 +16,10 @@ import pytest
 
 from pipeline.bus import open_bus
 from pipeline.config.index import IndexConfig
+from pipeline.search.service import SearchService
 from pipeline.store import open_store
 from tests.flow.test_index_flow import CAMERAS, MODEL, PLATE, make_scene, publish
 from workers.index.worker import IndexWorker
-from workers.search.service import SearchService
 
 pytestmark = pytest.mark.integration
 

@@ -17,6 +17,7 @@ import pytest
 from pydantic import SecretStr
 
 from pipeline.bus import open_bus
+from pipeline.cameras.registry import CameraRegistry
 from pipeline.config.ingest import CameraSpec, IngestConfig
 from pipeline.store import open_store
 from schemas.cameras import CameraStatus
@@ -25,7 +26,6 @@ from tests.integration.test_ingest_gb28181 import DEVICE, PASSWORD, Running, gb_
 from tests.peers.media import make_video
 from tests.peers.rtsp import GstRtspServer, free_port
 from tests.peers.sipp import SippDevice
-from workers.ingest.registry import CameraRegistry
 from workers.ingest.worker import IngestWorker
 
 pytestmark = pytest.mark.integration

@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.bus import open_bus
+from pipeline.cameras.registry import CameraRegistry
 from pipeline.config.ingest import CameraSpec, IngestConfig
+from pipeline.recordings import cut_clip, segments_between
 from pipeline.store import open_store
 from schemas.cameras import CameraStatus
 from schemas.frames import FrameHeader
@@ -27,8 +29,6 @@ from tests.peers.media import count_frames, make_video
 from tests.peers.rtsp import free_port, free_udp_tcp_port
 from tests.peers.sipp import SippDevice
 from workers.ingest.gb28181.source import GbSource
-from workers.ingest.recordings import cut_clip, segments_between
-from workers.ingest.registry import CameraRegistry
 from workers.ingest.worker import IngestWorker
 
 pytestmark = pytest.mark.integration

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from pipeline.bus import open_bus
+from pipeline.recordings import segments_between
 from pipeline.store import open_store
 from schemas.frames import FrameHeader
 from schemas.topics import FRAMES
 from tests.peers.rtsp import GstRtspServer
 from tests.peers.rtsp_scenario import run_kill_restart, scenario_ingest_config, status_events
-from workers.ingest.recordings import segments_between
 
 pytestmark = pytest.mark.integration
 

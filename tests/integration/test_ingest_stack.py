@@ -13,15 +13,15 @@ from click.testing import CliRunner
 from pydantic import SecretStr
 
 from pipeline.bus import open_bus
+from pipeline.cameras.registry import CameraNotFound, CameraRegistry
 from pipeline.config import TubelineConfig
 from pipeline.config.ingest import CameraSpec, IngestConfig
+from pipeline.recordings import segments_between
 from pipeline.sealing import Keyring
 from pipeline.store import open_store
 from schemas.frames import FrameHeader
 from schemas.topics import FRAMES
 from workers.cli import main
-from workers.ingest.recordings import segments_between
-from workers.ingest.registry import CameraNotFound, CameraRegistry
 from workers.ingest.status import read_latest_status
 from workers.ingest.worker import IngestWorker
 

@@ -11,7 +11,7 @@ import yaml
 from pipeline.config import with_overrides
 from pipeline.config.ingest import CameraSpec
 from pipeline.store import open_store
-from workers.embedded import run_embedded
+from workers.runner.embedded import run_embedded
 
 pytestmark = pytest.mark.integration
 

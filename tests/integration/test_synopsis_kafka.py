@@ -15,14 +15,15 @@ from pipeline.bus import open_bus
 from pipeline.bus.base import TopicSpec
 from pipeline.config import with_overrides
 from pipeline.store import open_store
+from pipeline.synopsis.index import SynopsisIndex, object_at
+from pipeline.synopsis.queue import submit_synopsis, synopsis_status
+from pipeline.synopsis.request import SynopsisKeys
 from schemas.topics import TRACKS
 from tests.flow.test_synopsis_flow import CAMERA, SETTINGS, vtest_run
 from tests.unit.test_api_support import add_users, login
 from workers.api.app import create_app
 from workers.api.context import build_context
-from workers.synopsis.index import SynopsisIndex, object_at
-from workers.synopsis.request import SynopsisKeys
-from workers.synopsis.worker import SynopsisWorker, submit_synopsis, synopsis_status
+from workers.synopsis.worker import SynopsisWorker
 
 pytestmark = pytest.mark.integration
 

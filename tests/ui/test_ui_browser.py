@@ -29,6 +29,7 @@ from tests.synopsis_scene import CAMERA as SYN_CAMERA
 from tests.synopsis_scene import MOVERS, S0, centre, clear_points, setup_synopsis_scene
 from tests.unit.test_api_support import PASSWORD, T0
 from workers.api.serve import ApiServer, start_api
+from workers.runner.companions import api_companions
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -52,7 +53,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ApiServer
     setup_scene(config, bus, store, analyzer)
     setup_synopsis_scene(config, bus, store)
     api = api_config(config).model_copy(update={"build_synopses": True})
-    server = start_api(config, store=store, bus=bus, bootstrap=False, face_analyzer_factory=lambda: analyzer, api=api)
+    server = start_api(config, store=store, bus=bus, bootstrap=False, face_analyzer_factory=lambda: analyzer, api=api,
+                       companions=api_companions(config, store, bus=bus, api=api))
     yield server, bus
     server.stop()
 
@@ -249,7 +251,7 @@ def test_operator_has_no_face_search_and_logout_works(served: tuple[ApiServer, M
     assert page.is_hidden("#tabs [data-tab=faces]") and page.is_hidden("#tabs [data-tab=trajectory]")
     # operators review synopses (the investigator's: the same request is the same synopsis) and click objects,
     # but cut no clip
-    from workers.synopsis.request import SynopsisRequest
+    from pipeline.synopsis.request import SynopsisRequest
 
     request = SynopsisRequest(camera_id=SYN_CAMERA, start=S0, end=S0 + timedelta(seconds=60), length_s=10.0)
     server.ctx.synopses.submit(request)

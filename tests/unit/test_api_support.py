@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.core import Detections
-from workers.search.hits import AlertHit, CameraState, FaceHit, PlateHit, QueryError, Sighting, TrackHit
+from pipeline.search.hits import AlertHit, CameraState, FaceHit, PlateHit, QueryError, Sighting, TrackHit
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
 CAMERAS = {  # id: (name, lat, lon, admin unit)
@@ -236,7 +236,7 @@ def write_recording(store: Any, camera_id: str, start: datetime, seconds: float,
 
     import av
 
-    from workers.ingest.recordings import SegmentEntry, save_index, segment_key
+    from pipeline.recordings import SegmentEntry, save_index, segment_key
 
     width, height = size
     frames_total = int(round(seconds * fps))
@@ -288,8 +288,8 @@ USERS = {  # name: (role, scope kwargs)
 
 
 def register_cameras(store: Any) -> None:
+    from pipeline.cameras.registry import CameraRegistry
     from pipeline.config.ingest import CameraSpec
-    from workers.ingest.registry import CameraRegistry
 
     registry = CameraRegistry(store)
     for cid, (name, lat, lon, unit) in CAMERAS.items():

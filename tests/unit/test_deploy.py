@@ -12,7 +12,7 @@ import yaml
 
 from pipeline.config import ConfigError, load_config
 from pipeline.sealing import Keyring
-from workers.registry import WORKERS
+from workers.runner.registry import WORKERS
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
@@ -96,7 +96,7 @@ def test_endpoints_match_the_kafka_and_minio_services(compose: dict) -> None:
 
 def test_bucket_created_by_init_is_the_configured_bucket(compose: dict) -> None:
     init = " ".join(compose["services"]["minio-init"]["command"])
-    bucket = load_config(environ={k: _substitute(v) for k, v in _env(compose["services"]["worker-framestore"]).items()}).store.s3.bucket
+    bucket = load_config(environ={k: _substitute(v) for k, v in _env(compose["services"]["worker-rules"]).items()}).store.s3.bucket
     assert f"local/{bucket}" in init
 
 

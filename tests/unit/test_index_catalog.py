@@ -8,14 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.search import synthetic as syn
-from pipeline.config.index import IndexConfig
-from pipeline.store.local import LocalStore
-from schemas.alerts import Alert
-from schemas.cameras import CameraStatus
-from schemas.faces import FaceRecord
-from schemas.plates import PlateRead
-from schemas.tracks import TrackSummary
-from workers.index.catalog import (
+from pipeline.catalog.format import (
     KIND_BY_TOPIC,
     KINDS,
     PLATE_KIND,
@@ -27,6 +20,13 @@ from workers.index.catalog import (
     segment_key,
     table_bytes,
 )
+from pipeline.config.index import IndexConfig
+from pipeline.store.local import LocalStore
+from schemas.alerts import Alert
+from schemas.cameras import CameraStatus
+from schemas.faces import FaceRecord
+from schemas.plates import PlateRead
+from schemas.tracks import TrackSummary
 from workers.index.compact import compact_partition, dedupe
 from workers.index.writer import CatalogWriter
 

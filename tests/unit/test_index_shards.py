@@ -10,12 +10,9 @@ import numpy as np
 import pytest
 
 from benchmarks.search import synthetic as syn
-from pipeline.config.index import IndexConfig
-from pipeline.store.local import LocalStore
-from workers.index import shards as shards_module
-from workers.index.catalog import FACE_KIND, RowMeta, read_table
-from workers.index.faces import list_face_segments
-from workers.index.shards import (
+from pipeline.catalog import shards as shards_module
+from pipeline.catalog.format import FACE_KIND, RowMeta, read_table
+from pipeline.catalog.shards import (
     Manifest,
     SegmentEntry,
     ShardBuilder,
@@ -27,6 +24,9 @@ from workers.index.shards import (
     window_bounds,
     window_of,
 )
+from pipeline.config.index import IndexConfig
+from pipeline.store.local import LocalStore
+from workers.index.faces import list_face_segments
 from workers.index.writer import CatalogWriter
 
 T0 = datetime(2024, 5, 1, 8, tzinfo=UTC)

@@ -9,6 +9,8 @@ import time
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from pipeline.cameras.registry import normalise_record, parse_import, validate_records
+from pipeline.cameras.urls import redact_url, split_credentials, with_credentials
 from pipeline.config.ingest import (
     BackoffConfig,
     CameraSpec,
@@ -19,8 +21,6 @@ from pipeline.config.ingest import (
 )
 from workers.ingest.camera import backoff_delay
 from workers.ingest.publish import DropQueue, Sampler, target_size
-from workers.ingest.registry import normalise_record, parse_import, validate_records
-from workers.ingest.sources.rtsp import redact_url, split_credentials, with_credentials
 from workers.ingest.status import wire_reason
 
 

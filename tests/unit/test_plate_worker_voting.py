@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.store.local import LocalStore
-from workers.plate.state import PlateStateStore, TrackTable
+from pipeline.tracking.table import TrackTable
+from workers.plate.state import PlateStateStore
 from workers.plate.voting import PlateObservation, TrackPlates, vote
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)

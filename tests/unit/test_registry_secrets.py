@@ -16,13 +16,14 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from pipeline.bus.memory import MemoryBus
+from pipeline.cameras.registry import CameraRegistry
+from pipeline.cameras.urls import with_credentials
 from pipeline.config import TubelineConfig, load_config
 from pipeline.config.ingest import CameraSpec, camera_to_json
 from pipeline.config.secrets import SecretsConfig
 from pipeline.sealing import Keyring, KeyUnavailable, SealBroken, SealedSecret, SecretUnavailable
 from pipeline.store.local import LocalStore
-from workers.ingest.registry import CameraRegistry
-from workers.ingest.sources.rtsp import RtspSource, with_credentials
+from workers.ingest.sources.rtsp import RtspSource
 from workers.ingest.worker import IngestWorker, make_source_factory
 
 SECRET = "Zx9@gate-secret"

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 import pytest
 
 from pipeline.config.rules import RulesConfig
+from pipeline.geometry import ground_point, point_in_polygon, segments_intersect, side_of_line
 from schemas.detections import DetectedObject, Detections
 from workers.rules.engine import RuleEngine
-from workers.rules.geometry import ground_point, point_in_polygon, segments_intersect, side_of_line
 
 SQUARE = [(0.2, 0.2), (0.8, 0.2), (0.8, 0.8), (0.2, 0.8)]
 CONCAVE = [(0.1, 0.1), (0.9, 0.1), (0.9, 0.9), (0.5, 0.4), (0.1, 0.9)]  # a notch cut from the bottom

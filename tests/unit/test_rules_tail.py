@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from click.testing import CliRunner
 
+from pipeline.alerts import TailFilter, format_line, tail_group
 from pipeline.bus import Message
 from schemas.alerts import Alert
 from workers.cli import main
-from workers.rules.tail import TailFilter, format_line, tail_group
 
 START = datetime(2024, 5, 1, 8, 0, 0, tzinfo=UTC)
 

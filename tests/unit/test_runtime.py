@@ -169,7 +169,7 @@ def test_worker_command_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     port = free_port_block(1)
     env = {**os.environ, "TUBELINE_STORE__LOCAL__ROOT": str(tmp_path / "store"),
            "TUBELINE_RUNTIME__HEALTH_PORT": str(port)}
-    proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "--log-level", "INFO", "worker", "framestore"],
+    proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "--log-level", "INFO", "worker", "rules"],
                             env=env, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30

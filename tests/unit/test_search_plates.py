@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from benchmarks.search.synthetic import random_plate
+from pipeline.search import plates as p
+from pipeline.search.hits import QueryError
 from schemas.plates import PLATE_TEXT_PATTERN
-from workers.search import plates as p
-from workers.search.hits import QueryError
 
 
 @pytest.mark.parametrize(

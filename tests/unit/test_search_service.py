@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 
 from benchmarks.search import synthetic as syn
+from pipeline.cameras.registry import CameraRegistry
+from pipeline.catalog.format import KIND_BY_NAME, RowMeta
 from pipeline.config import TubelineConfig
 from pipeline.config.index import IndexConfig
 from pipeline.config.ingest import CameraSpec
+from pipeline.search.hits import QueryError
+from pipeline.search.service import SearchService
 from pipeline.store.local import LocalStore
-from workers.index.catalog import KIND_BY_NAME, RowMeta
 from workers.index.compact import compact_partition
 from workers.index.writer import CatalogWriter
-from workers.ingest.registry import CameraRegistry
-from workers.search.hits import QueryError
-from workers.search.service import SearchService
 
 T0 = datetime(2024, 5, 1, 8, tzinfo=UTC)
 MODEL = "arcface-r50@1"

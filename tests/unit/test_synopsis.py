@@ -10,13 +10,13 @@ import pytest
 from pydantic import ValidationError
 
 from pipeline.config.synopsis import ArrangeConfig, MatteConfig, SynopsisConfig
+from pipeline.synopsis.index import SynopsisIndex, SynopsisMetrics, SynopsisObject, object_at
+from pipeline.synopsis.request import SynopsisRequest, normalise_plate, parse_zone
 from schemas.plates import PlateRead
 from schemas.tracks import TrackSummary
 from workers.synopsis.arrange import arrange
-from workers.synopsis.index import SynopsisIndex, SynopsisMetrics, SynopsisObject, object_at
 from workers.synopsis.matte import object_matte
 from workers.synopsis.metrics import collision_ratio, reversed_pairs
-from workers.synopsis.request import SynopsisRequest, normalise_plate, parse_zone
 from workers.synopsis.sources import MemoryTrackSource, clip_path, join_segments, select_tracks
 from workers.synopsis.tubes import build_tubes, group_paths
 from workers.synopsis.worker import SynopsisWorker
@@ -350,9 +350,9 @@ def test_per_window_requests_cover_closed_windows_only() -> None:
 
 # -- the catalog as a track source --------------------------------------------------------------------------
 def test_catalog_source_reads_what_the_indexer_wrote(tmp_path) -> None:  # noqa: ANN001
+    from pipeline.catalog.format import PLATE_KIND, TRACK_KIND, RowMeta
     from pipeline.config.index import IndexConfig
     from pipeline.store.local import LocalStore
-    from workers.index.catalog import PLATE_KIND, TRACK_KIND, RowMeta
     from workers.index.writer import CatalogWriter
     from workers.synopsis.catalog import CatalogTrackSource
 

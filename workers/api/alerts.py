@@ -14,9 +14,9 @@ import logging
 import threading
 from collections import deque
 
+from pipeline.alerts import TailFilter, follow, tail_group
 from pipeline.bus.base import Bus
 from schemas.alerts import Alert
-from workers.rules.tail import TailFilter, follow, tail_group
 
 log = logging.getLogger(__name__)
 

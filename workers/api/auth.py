@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import HTTPException, Request
 
+from pipeline.search.hits import QueryError
 from pipeline.store.base import StoreError
 from workers.api.scope import narrow
 from workers.api.sessions import Session
 from workers.api.users import Permission, User
-from workers.search.hits import QueryError
 
 if TYPE_CHECKING:
     from workers.api.context import ApiContext

@@ -1,6 +1,6 @@
 """Clip exports: the recording around a sighting, as an MP4 a browser plays, kept as evidence.
 
-H.264 recordings are cut without re-encoding (:func:`workers.ingest.recordings.cut_clip`, accurate
+H.264 recordings are cut without re-encoding (:func:`pipeline.recordings.cut_clip`, accurate
 to one GOP at the start). Other codecs (MPEG-4 part 2, MS-MPEG4, MJPEG, HEVC …) cannot go into an MP4
 a browser plays, so their frames in [start, end) are decoded and encoded once to H.264
 (``transcoded: true`` in the export record). The original segments stay untouched in ``recordings/``.
@@ -28,9 +28,9 @@ from pathlib import Path
 
 import av
 
+from pipeline.recordings import SegmentEntry, cut_clip, segments_between
 from pipeline.store.base import ObjectNotFound, ObjectStore
 from workers.api import cache
-from workers.ingest.recordings import SegmentEntry, cut_clip, segments_between
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pipeline.bus.base import Bus
 from pipeline.config import TubelineConfig
@@ -25,6 +25,14 @@ from workers.api.synopses import SynopsisDesk
 from workers.api.users import UserStore
 
 log = logging.getLogger(__name__)
+
+
+class Companion(Protocol):
+    """Background work that lives and dies with one API process (e.g. an in-process synopsis builder)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 class ScopedSearch:
@@ -71,14 +79,16 @@ class ApiContext:
     case_re: re.Pattern[str]
     synopses: SynopsisDesk
     recordings_prefix: str = "recordings"
+    companions: list[Companion] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _refresher: threading.Thread | None = None
 
     def start(self) -> None:
-        """Background work: follow alerts, refresh the search catalog, sweep expired sessions, build synopses
-        (with ``api.build_synopses``)."""
+        """Background work: follow alerts, refresh the search catalog, sweep expired sessions, and the
+        companions (an in-process synopsis builder with ``api.build_synopses``)."""
         self.alerts.start()
-        self.synopses.start()
+        for companion in self.companions:
+            companion.start()
         if self._refresher is None:
             self._refresher = threading.Thread(target=self._refresh_loop, name="api-refresh", daemon=True)
             self._refresher.start()
@@ -101,7 +111,8 @@ class ApiContext:
     def stop(self) -> None:
         self._stop.set()
         self.alerts.stop()
-        self.synopses.stop()
+        for companion in self.companions:
+            companion.stop()
         if self._refresher is not None:
             self._refresher.join(timeout=10)
             self._refresher = None
@@ -120,12 +131,13 @@ def build_context(
     face_analyzer_factory: Callable[[], Any] | None = None,
     audit_writer: str | None = None,
     api: ApiConfig | None = None,
+    companions: Collection[Companion] = (),
 ) -> ApiContext:
-    """Wire the API's parts. ``search`` defaults to the real :class:`workers.search.service.SearchService`;
-    ``api`` overrides the configuration's ``api`` section."""
+    """Wire the API's parts. ``search`` defaults to the real :class:`pipeline.search.service.SearchService`;
+    ``api`` overrides the configuration's ``api`` section; ``companions`` start and stop with the context."""
     api = api or api_config(config)
     if search is None:
-        from workers.search.service import SearchService
+        from pipeline.search.service import SearchService
 
         search = SearchService(store, config)
         try:
@@ -149,7 +161,8 @@ def build_context(
         faces=FaceQueries(face_analyzer_factory or zoo_analyzer_factory(config.models), api.face_min_quality),
         throttle=LoginThrottle(api.login_max_failures, api.login_lockout_s),
         case_re=re.compile(api.case_pattern),
-        synopses=SynopsisDesk.from_config(config, store, Path(api.cache_dir), build=api.build_synopses,
+        synopses=SynopsisDesk.from_config(config, store, Path(api.cache_dir),
                                           cache_max_bytes=api.cache_max_mb * 1_000_000),
         recordings_prefix=recordings_prefix,
+        companions=list(companions),
     )

@@ -1,6 +1,6 @@
 """Request and response bodies of the REST API (they are what the OpenAPI document shows).
 
-Hits mirror :mod:`workers.search.hits` field by field and add what a client needs to show them: a
+Hits mirror :mod:`pipeline.search.hits` field by field and add what a client needs to show them: a
 signed ``crop_url`` for the thumbnail, the camera's name, and the ``kind``/``id`` pair that opens
 the sighting's detail (``GET /api/sighting``).
 """

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 
+from pipeline.search.hits import QueryError
 from workers.api.auth import Action, Principal, begin, principal
 from workers.api.faces import FaceRefused, QueryFace
 from workers.api.models import FaceResults, PlateResults, QueryFaceOut, TrajectoryOut, VehicleResults
@@ -28,7 +29,6 @@ from workers.api.present import (
     vehicle_out,
 )
 from workers.api.users import Permission
-from workers.search.hits import QueryError
 
 router = APIRouter(prefix="/api", tags=["search"])
 

@@ -32,7 +32,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, Response
 from pydantic import ValidationError
 
+from pipeline.recordings import segments_between
 from pipeline.store.base import ObjectNotFound
+from pipeline.synopsis.index import ObjectHit, SynopsisIndex, SynopsisObject, object_at, object_hit
+from pipeline.synopsis.request import SynopsisRequest, SynopsisStatus
 from workers.api.auth import Action, Principal, begin, principal
 from workers.api.models import (
     ExportOut,
@@ -51,9 +54,6 @@ from workers.api.present import check_times, iso, scope_label
 from workers.api.routes_media import serve_video
 from workers.api.synopses import valid_id
 from workers.api.users import Permission
-from workers.ingest.recordings import segments_between
-from workers.synopsis.index import ObjectHit, SynopsisIndex, SynopsisObject, object_at, object_hit
-from workers.synopsis.request import SynopsisRequest, SynopsisStatus
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ import threading
 import time
 from collections.abc import Iterable
 
+from pipeline.cameras.registry import CameraRegistry
 from pipeline.config.ingest import CameraSpec
 from pipeline.store.base import ObjectStore
 from workers.api.users import Scope, User
-from workers.ingest.registry import CameraRegistry
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +32,7 @@ from pipeline.config import TubelineConfig
 from pipeline.config.api import ApiConfig, api_config
 from pipeline.store.base import ObjectStore
 from workers.api.app import create_app
-from workers.api.context import ApiContext, build_context
+from workers.api.context import ApiContext, Companion, build_context
 from workers.api.users import bootstrap_admin
 
 log = logging.getLogger(__name__)
@@ -101,6 +101,7 @@ def start_api(
     face_analyzer_factory: Any = None,
     api: ApiConfig | None = None,
     ready_timeout_s: float = 30.0,
+    companions: Collection[Companion] = (),
 ) -> ApiServer:
     """Start the API + UI in a background thread and return once it accepts connections.
 
@@ -114,7 +115,7 @@ def start_api(
     store = store or open_store(config)
     password = bootstrap_admin(store) if bootstrap else None
     ctx = build_context(config, store=store, search=search, bus=bus, face_analyzer_factory=face_analyzer_factory,
-                        api=api)
+                        api=api, companions=companions)
     app = create_app(ctx)
     host = host or api.host
     uv_config = uvicorn.Config(app, host=host, port=api.port if port is None else port, log_level="warning",
@@ -144,6 +145,7 @@ def serve_until_interrupted(
     port: int | None = None,
     bootstrap: bool = True,
     api: ApiConfig | None = None,
+    companions: Collection[Companion] = (),
 ) -> None:
     """Start the API + UI, print the banner through ``echo`` (the console, never a log), serve until
     SIGINT/SIGTERM. ``api`` overrides the configuration's ``api`` section. Raises RuntimeError when it
@@ -151,7 +153,8 @@ def serve_until_interrupted(
     stop = threading.Event()
     previous = _on_signals(stop)  # before the banner: a signal right after it must still stop cleanly
     try:
-        server = start_api(config, store=store, bus=bus, host=host, port=port, bootstrap=bootstrap, api=api)
+        server = start_api(config, store=store, bus=bus, host=host, port=port, bootstrap=bootstrap, api=api,
+                           companions=companions)
         for line in server.banner():
             echo(line)
         server.wait(stop)

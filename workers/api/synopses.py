@@ -1,9 +1,10 @@
-"""The API's side of video synopses: requests, status, stored indexes, the video file, and (optionally) a builder.
+"""The API's side of video synopses: requests, status, stored indexes and the video file.
 
-Requests go to the same queue the synopsis worker polls (:func:`workers.synopsis.worker.submit_synopsis`),
+Requests go to the same queue the synopsis worker polls (:func:`pipeline.synopsis.queue.queue_synopsis`),
 so a deployment scales synopsis builds with ``tubeline worker synopsis`` replicas while the API stays
-responsive. With ``api.build_synopses`` (the embedded ``tubeline up``) the API process runs that worker's
-request loop in a background thread itself, reading tracks from the Parquet catalog.
+responsive. With ``api.build_synopses`` (the embedded ``tubeline up``) the process that serves the API also
+runs that worker's request loop in a background thread — a companion the runner adds
+(:mod:`workers.runner.companions`); the API package itself never builds.
 
 A synopsis's ID is derived from what it shows (camera, window, filters, length), so two users asking for
 the same synopsis share one build; access is decided per request by the camera scope, never by who asked.
@@ -15,14 +16,14 @@ import logging
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
 
-from pipeline.config.synopsis import SynopsisConfig, synopsis_settings
+from pipeline.config import TubelineConfig
+from pipeline.config.synopsis import SynopsisConfig
 from pipeline.store.base import ObjectNotFound, ObjectStore
+from pipeline.synopsis.index import SynopsisIndex, load_synopsis_index
+from pipeline.synopsis.queue import queue_synopsis, synopsis_status
+from pipeline.synopsis.request import SynopsisKeys, SynopsisRequest, SynopsisStatus
 from workers.api import cache
-from workers.synopsis.index import SynopsisIndex, load_synopsis_index
-from workers.synopsis.request import SynopsisKeys, SynopsisRequest, SynopsisStatus
-from workers.synopsis.worker import queue_synopsis, synopsis_status
 
 log = logging.getLogger(__name__)
 
@@ -38,26 +39,20 @@ class SynopsisDesk:
     """Submits, lists and reads synopses in the store; caches indexes and videos for serving."""
 
     def __init__(self, store: ObjectStore, settings: SynopsisConfig, cache_dir: Path, *,
-                 config: Any = None, build: bool = False, index_cache: int = 16,
+                 index_cache: int = 16,
                  cache_max_bytes: int | None = None) -> None:
         self.store = store
         self.settings = settings
         self.cache_dir = cache_dir
         self.cache_max_bytes = cache_max_bytes
-        self.config = config
-        self.build = build
         self._indexes: OrderedDict[tuple[str, str], SynopsisIndex] = OrderedDict()
         self._index_cache = index_cache
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._builder: threading.Thread | None = None
-        self.worker: Any = None
 
     @classmethod
-    def from_config(cls, config: Any, store: ObjectStore, cache_dir: Path, *, build: bool,
+    def from_config(cls, config: TubelineConfig, store: ObjectStore, cache_dir: Path, *,
                     cache_max_bytes: int | None = None) -> SynopsisDesk:
-        return cls(store, synopsis_settings(config), cache_dir, config=config, build=build,
-                   cache_max_bytes=cache_max_bytes)
+        return cls(store, config.synopsis, cache_dir, cache_max_bytes=cache_max_bytes)
 
     def keys(self, camera_id: str, synopsis_id: str) -> SynopsisKeys:
         return SynopsisKeys.of(camera_id, synopsis_id, self.settings.prefix, self.settings.request_prefix)
@@ -130,43 +125,3 @@ class SynopsisDesk:
         etag = "".join(ch for ch in self.store.stat(key).etag if ch.isalnum())[:24] or "0"
         path = self.cache_dir / "synopsis" / camera_id / f"{synopsis_id}-{etag}.mp4"
         return cache.fetch(self.store, key, path, root=self.cache_dir, max_bytes=self.cache_max_bytes)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        part = path.with_suffix(".part")
-        self.store.download(key, part)
-        part.replace(path)
-        if self.cache_max_bytes is not None:
-            cache.trim(self.cache_dir, self.cache_max_bytes, keep=path)
-        return path
-
-    # -- in-process builder ----------------------------------------------------------------------------
-    def start(self, bus: Any = None) -> None:
-        """With ``build``: run the synopsis worker's request loop in a thread (tracks from the catalog)."""
-        if not self.build or self._builder is not None:
-            return
-        from pipeline.bus.memory import MemoryBus
-        from pipeline.config import TubelineConfig
-        from pipeline.config.index import IndexConfig
-        from workers.synopsis.catalog import CatalogTrackSource
-        from workers.synopsis.worker import SynopsisWorker
-
-        config = self.config or TubelineConfig()
-        index = getattr(config, "index", None) or IndexConfig()
-        self.worker = SynopsisWorker(config, bus=bus or MemoryBus(), store=self.store, stop_event=self._stop,
-                                     source=CatalogTrackSource(self.store, index.catalog_prefix), settings=self.settings)
-        self._builder = threading.Thread(target=self._build_loop, name="api-synopsis-builder", daemon=True)
-        self._builder.start()
-
-    def _build_loop(self) -> None:
-        while True:
-            try:
-                self.worker.poll_requests()
-            except Exception:
-                log.warning("synopsis builder: polling the requests failed", exc_info=True)
-            if self._stop.wait(self.settings.worker.poll_s):
-                return
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self._stop.set()
-        if self._builder is not None:
-            self._builder.join(timeout)
-            self._builder = None

@@ -10,9 +10,11 @@ behind a load balancer — users, sessions and the audit log all live in the obj
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from typing import Any, ClassVar
 
 from pipeline.runtime.worker import Worker
+from workers.api.context import Companion
 from workers.api.serve import ApiServer, start_api
 
 log = logging.getLogger(__name__)
@@ -21,13 +23,16 @@ log = logging.getLogger(__name__)
 class ApiWorker(Worker):
     name: ClassVar[str] = "api"
 
-    def __init__(self, config: Any, *, bus: Any, store: Any, search: Any = None, **kwargs: Any) -> None:
+    def __init__(self, config: Any, *, bus: Any, store: Any, search: Any = None,
+                 companions: Collection[Companion] = (), **kwargs: Any) -> None:
         super().__init__(config, bus=bus, store=store, **kwargs)
         self.search = search
+        self.companions = companions
         self.server: ApiServer | None = None
 
     def setup(self) -> None:
-        self.server = start_api(self.config, store=self.store, bus=self.bus, search=self.search, bootstrap=False)
+        self.server = start_api(self.config, store=self.store, bus=self.bus, search=self.search, bootstrap=False,
+                                 companions=self.companions)
         log.info("api: serving %s", self.server.url)
 
     def step(self) -> None:

@@ -30,15 +30,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from models.faces.alignment import align
+from pipeline import crops
 from pipeline.bus.base import TopicSpec, dead_letter_topic
 from pipeline.config.enrich import FaceWorkerConfig
 from pipeline.runtime.worker import ConsumerWorker
+from pipeline.tracking.table import TrackTable
 from schemas.faces import FaceEmbedding, FaceRecord
 from schemas.objects import ObjectCrop
 from schemas.topics import FACES, OBJECTS
 from workers.face.quality import FaceMeasures, TrackFaces, failed_gate, reason_to_publish, wire_quality
-from workers.plate import crops
-from workers.plate.state import TrackTable
 
 if TYPE_CHECKING:
     import threading

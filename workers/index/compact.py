@@ -6,7 +6,7 @@ Many small segments make every read slower, so the indexer merges a partition af
 latest ingested) and is written under ``part-c-{digest}.parquet`` before its inputs are deleted.
 A crash in between leaves both — readers deduplicate, and the next compaction merges them. Segments
 written while compaction runs are not in its listing and stay as they are. Readers that listed an
-input just before it was deleted list again (see ``workers.search.catalog``).
+input just before it was deleted list again (see ``pipeline.search.catalog``).
 """
 
 from __future__ import annotations
@@ -16,9 +16,7 @@ import logging
 import duckdb
 import pyarrow as pa
 
-from pipeline.config.index import IndexConfig
-from pipeline.store.base import ObjectNotFound, ObjectStore
-from workers.index.catalog import (
+from pipeline.catalog.format import (
     KIND_BY_NAME,
     KindSpec,
     compacted_key,
@@ -28,6 +26,8 @@ from workers.index.catalog import (
     read_table,
     table_bytes,
 )
+from pipeline.config.index import IndexConfig
+from pipeline.store.base import ObjectNotFound, ObjectStore
 
 log = logging.getLogger(__name__)
 

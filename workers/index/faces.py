@@ -15,10 +15,10 @@ from collections.abc import Callable
 
 import pyarrow as pa
 
+from pipeline.catalog.format import FACE_KIND, date_prefix, parse_segment_key, read_table
+from pipeline.catalog.shards import Shard, ShardBuilder, window_bounds, window_of
 from pipeline.config.index import IndexConfig
 from pipeline.store.base import ObjectStore
-from workers.index.catalog import FACE_KIND, date_prefix, parse_segment_key, read_table
-from workers.index.shards import Shard, ShardBuilder, window_bounds, window_of
 from workers.index.writer import Written
 
 log = logging.getLogger(__name__)

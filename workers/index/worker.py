@@ -2,7 +2,7 @@
 
 Consumes ``tracks.v1``, ``plates.v1``, ``faces.v1``, ``alerts.v1`` and ``camera-status.v1`` in the
 consumer group ``tubeline-index`` and appends the records to the Parquet catalog in the object store
-(:mod:`workers.index.catalog`), one segment per kind, UTC date, camera and bus partition, flushed
+(:mod:`pipeline.catalog.format`), one segment per kind, UTC date, camera and bus partition, flushed
 when ``index.flush_max_records`` records or ``index.flush_max_bytes`` bytes are buffered or the
 oldest buffered record is ``index.flush_interval_s`` old. Face embeddings also go into FAISS
 shards per model and window (:mod:`workers.index.faces`), snapshotted every
@@ -32,13 +32,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, ClassVar
 
 from pipeline.bus.base import BusError, Message, TopicSpec, dead_letter_topic
+from pipeline.catalog.format import FACE_KIND, KIND_BY_TOPIC, KINDS, RowMeta
+from pipeline.catalog.shards import ShardError
 from pipeline.config.index import IndexConfig, index_section
 from pipeline.runtime.worker import BadMessage, ConsumerWorker
 from pipeline.store.base import StoreError
-from workers.index.catalog import FACE_KIND, KIND_BY_TOPIC, KINDS, RowMeta
 from workers.index.compact import compact_partition
 from workers.index.faces import FaceShardKeeper
-from workers.index.shards import ShardError
 from workers.index.writer import CatalogWriter, Written
 
 if TYPE_CHECKING:

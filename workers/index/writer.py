@@ -18,10 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline.config.index import IndexConfig
-from pipeline.store.base import ObjectStore
-from schemas.common import WireMessage
-from workers.index.catalog import (
+from pipeline.catalog.format import (
     KindSpec,
     RowMeta,
     SegmentRef,
@@ -30,6 +27,9 @@ from workers.index.catalog import (
     segment_key,
     table_bytes,
 )
+from pipeline.config.index import IndexConfig
+from pipeline.store.base import ObjectStore
+from schemas.common import WireMessage
 
 log = logging.getLogger(__name__)
 

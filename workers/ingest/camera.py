@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from pipeline.config.ingest import BackoffConfig
 from workers.ingest.publish import FramePublisher, Sampler
-from workers.ingest.recordings import Recorder
+from workers.ingest.recorder import Recorder
 from workers.ingest.sources.base import DecodedFrame, Source, SourceError, StreamInfo
 from workers.ingest.status import StatusReporter, Totals
 

@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pipeline.bus.base import Bus, Producer, TopicSpec
+from pipeline.cameras.registry import CameraRegistry
 from pipeline.config.ingest import CamerasConfig, CameraSpec, IngestConfig
 from pipeline.runtime.worker import Worker
 from pipeline.sealing import Keyring
 from schemas.topics import CAMERA_STATUS, FRAMES
 from workers.ingest.camera import CameraRunner, SourceFactory
 from workers.ingest.publish import DropQueue, FrameEncoder, FramePublisher
-from workers.ingest.recordings import Recorder
-from workers.ingest.registry import CameraRegistry
+from workers.ingest.recorder import Recorder
 from workers.ingest.sources.base import Source, SourceError
 from workers.ingest.sources.file import FileSource
 from workers.ingest.sources.rtsp import RtspSource

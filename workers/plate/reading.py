@@ -20,8 +20,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from pipeline.crops import CropPlacement, clip_box
 from schemas.objects import ObjectCrop
-from workers.plate.crops import CropPlacement, clip_box
 from workers.plate.voting import PlateObservation
 
 SATURATED_SHARE = 0.25

@@ -28,19 +28,20 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from pipeline import crops
 from pipeline.bus.base import TopicSpec, dead_letter_topic
 from pipeline.config.enrich import HotlistsConfig, PlateWorkerConfig
 from pipeline.runtime.worker import ConsumerWorker
+from pipeline.tracking.table import TrackTable
 from schemas.alerts import Alert
 from schemas.ids import stable_id
 from schemas.objects import ObjectCrop
 from schemas.plates import PlateRead
 from schemas.topics import ALERTS, OBJECTS, PLATES
-from workers.plate import crops
 from workers.plate.hotlists import HotlistBook, HotlistEntry
 from workers.plate.matching import Match
 from workers.plate.reading import PlateFound, best_plate, region_of
-from workers.plate.state import PlateStateStore, TrackTable
+from workers.plate.state import PlateStateStore
 from workers.plate.voting import TrackPlates, Vote, vote
 
 if TYPE_CHECKING:

@@ -3,7 +3,7 @@ camera offline.
 
 - :mod:`workers.rules.engine` — the pure rule engine (no bus): messages in, alerts out.
 - :mod:`workers.rules.worker` — :class:`RulesWorker`, the engine on the bus (``tubeline worker rules``).
-- :mod:`workers.rules.tail` — follow the alerts topic for an operator (``tubeline alerts tail``).
+- :mod:`pipeline.alerts` — follow the alerts topic for an operator (``tubeline alerts tail``).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from pipeline.config.rules import (
     RulesConfig,
     ZoneIntrusionRule,
 )
-from workers.rules.geometry import Point
+from pipeline.geometry import Point
 
 
 @dataclass(frozen=True)

@@ -34,13 +34,13 @@ from pipeline.config.rules import (
     ZoneIntrusionRule,
     ZoneSpec,
 )
+from pipeline.geometry import Point, ground_point, point_in_polygon, segments_intersect, side_of_line
 from schemas.alerts import Alert
 from schemas.cameras import CameraStatus
 from schemas.common import format_utc
 from schemas.detections import DetectedObject, Detections
 from schemas.ids import stable_id
 from workers.rules.compiled import CompiledLine, CompiledZone, RuleSet, compile_rules
-from workers.rules.geometry import Point, ground_point, point_in_polygon, segments_intersect, side_of_line
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ detect worker publishes and the recordings ingest keeps. The functions an API ca
 - :func:`build_synopsis` (``workers.synopsis.builder``): build and store one synopsis now;
 - :func:`submit_synopsis` / :func:`synopsis_status` (``workers.synopsis.worker``): queue a request for
   the synopsis worker and follow it;
-- :func:`load_synopsis_index` and :func:`object_at` (``workers.synopsis.index``): the stored index and
+- :func:`load_synopsis_index` and :func:`object_at` (``pipeline.synopsis.index``): the stored index and
   the object under a click.
 
 Design: ``docs/design/synopsis.md``; use and measured figures: ``docs/synopsis.md``.
@@ -14,9 +14,9 @@ Design: ``docs/design/synopsis.md``; use and measured figures: ``docs/synopsis.m
 
 from __future__ import annotations
 
+from pipeline.synopsis.index import ObjectHit, SynopsisIndex, SynopsisObject, load_synopsis_index, object_at
+from pipeline.synopsis.request import SynopsisKeys, SynopsisRequest, SynopsisStatus
 from workers.synopsis.builder import NothingToShow, SynopsisResult, build_synopsis
-from workers.synopsis.index import ObjectHit, SynopsisIndex, SynopsisObject, load_synopsis_index, object_at
-from workers.synopsis.request import SynopsisKeys, SynopsisRequest, SynopsisStatus
 from workers.synopsis.sources import BusTrackSource, MemoryTrackSource, TrackSource
 
 __all__ = [

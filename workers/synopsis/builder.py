@@ -22,12 +22,12 @@ import numpy as np
 
 from pipeline.config.synopsis import SynopsisConfig
 from pipeline.store.base import ObjectStore
+from pipeline.synopsis.index import SynopsisIndex, SynopsisMetrics, SynopsisObject
+from pipeline.synopsis.request import SynopsisKeys, SynopsisRequest
 from workers.synopsis.arrange import Arrangement, arrange
-from workers.synopsis.index import SynopsisIndex, SynopsisMetrics, SynopsisObject
 from workers.synopsis.matte import CropCache, build_backgrounds
 from workers.synopsis.metrics import collision_ratio, reversed_pairs, source_frames
 from workers.synopsis.render import CropStats, extract_crops, render_video, schedule
-from workers.synopsis.request import SynopsisKeys, SynopsisRequest
 from workers.synopsis.sources import TrackPath, TrackSource, select_tracks
 from workers.synopsis.tubes import Group, Tube, build_tubes
 from workers.synopsis.video import Footage, FootageReader, find_footage, output_size

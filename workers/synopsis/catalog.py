@@ -8,7 +8,7 @@ Duplicates (redelivered messages written twice) are resolved as the query layer 
 idempotency key the latest ingested row wins; for plates the highest revision.
 
 The search service's in-memory DuckDB tables leave the ``path`` column in the files, which is why
-this reads the segments itself instead of going through ``workers.search.service``.
+this reads the segments itself instead of going through ``pipeline.search.service``.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+from pipeline.catalog.format import parse_segment_key, partition_prefix, read_table
 from pipeline.store.base import ObjectNotFound, ObjectStore
 from schemas.tracks import TrackSummary
-from workers.index.catalog import parse_segment_key, partition_prefix, read_table
 
 log = logging.getLogger(__name__)
 

@@ -28,11 +28,11 @@ from typing import Protocol
 import numpy as np
 
 from pipeline.bus.base import Bus
+from pipeline.geometry import ground_point, point_in_polygon
+from pipeline.synopsis.request import SynopsisRequest, normalise_plate
 from schemas.plates import PlateRead
 from schemas.topics import PLATES, TRACKS
 from schemas.tracks import TrackSummary
-from workers.rules.geometry import ground_point, point_in_polygon
-from workers.synopsis.request import SynopsisRequest, normalise_plate
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Reading the recordings of a window: which segments, at what rate and size, and their frames with UTC times.
 
-Ingest keeps the original stream in segments with a per-day index (``workers.ingest.recordings``). A
+Ingest keeps the original stream in segments with a per-day index (``pipeline.recordings``). A
 frame's UTC time is the segment's start plus its pts offset from the segment's first packet — the
 same mapping ``cut_clip`` uses, and the same wall clock that stamped the analysed frames the tracks
 were built from. Frames are decoded sequentially (one segment downloaded at a time into a temporary
@@ -21,8 +21,8 @@ import av
 import av.error
 import numpy as np
 
+from pipeline.recordings import TS_TIME_BASE, SegmentEntry, segments_between
 from pipeline.store.base import ObjectStore
-from workers.ingest.recordings import TS_TIME_BASE, SegmentEntry, segments_between
 
 log = logging.getLogger(__name__)
 

@@ -104,7 +104,7 @@ class StreamInfo:
     ``template`` is the demuxer's stream (for remuxing with ``add_stream_from_template``) or None
     when the source builds packets itself (GB/T 28181); recorders then create a stream by codec name.
     The template is only valid while the source's container is open (closing it frees the stream):
-    whatever outlives the source copies it first (see :func:`workers.ingest.recordings.own_template`).
+    whatever outlives the source copies it first (see :func:`pipeline.recordings.own_template`).
     """
 
     codec: str

@@ -13,12 +13,13 @@ import threading
 import time
 from collections.abc import Iterator
 from fractions import Fraction
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 import av
 import av.error
 from pydantic import SecretStr
 
+from pipeline.cameras.urls import redact_url, split_credentials, with_credentials
 from workers.ingest.sources.base import (
     Decoder,
     Source,
@@ -33,36 +34,6 @@ from workers.ingest.sources.base import (
 )
 
 log = logging.getLogger(__name__)
-
-
-def redact_url(url: str) -> str:
-    """The URL with any user info replaced by ``***``."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit((parts.scheme, "***@" + host, parts.path, parts.query, parts.fragment))
-
-
-def split_credentials(url: str) -> tuple[str, str | None, str | None]:
-    """``rtsp://u:p@h/x`` → (``rtsp://h/x``, ``u``, ``p``); URLs without user info come back unchanged."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url, None, None
-    userinfo, host = parts.netloc.rsplit("@", 1)
-    user, _, password = userinfo.partition(":")
-    clean = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
-    return clean, unquote(user) or None, unquote(password) if password else None
-
-
-def with_credentials(url: str, username: str | None, password: SecretStr | None) -> str:
-    if not username:
-        return url
-    parts = urlsplit(url)
-    userinfo = quote(username, safe="")
-    if password is not None:
-        userinfo += ":" + quote(password.get_secret_value(), safe="")
-    return urlunsplit((parts.scheme, f"{userinfo}@{parts.netloc}", parts.path, parts.query, parts.fragment))
 
 
 class RtspSource(Source):

@@ -17,8 +17,8 @@ from typing import Annotated, Literal, Self
 from pydantic import Field, Strict
 
 from pipeline.store.base import ObjectStore
+from pipeline.synopsis.request import SynopsisRequest
 from schemas.common import CameraId, UtcDateTime, WireModel
-from workers.synopsis.request import SynopsisRequest
 
 INDEX_VERSION: Literal[1] = 1
 

@@ -38,9 +38,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline.catalog.format import FACE_KIND
 from pipeline.config.index import IndexConfig
 from pipeline.store.base import ObjectNotFound, ObjectStore
-from workers.index.catalog import FACE_KIND
 
 log = logging.getLogger(__name__)
 

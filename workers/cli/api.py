@@ -41,12 +41,16 @@ def serve(ctx: click.Context, host: str | None, port: int | None, no_bootstrap: 
     printed here, once.
     """
     from pipeline.bus import open_bus
+    from pipeline.store import open_store
     from workers.api.serve import serve_until_interrupted
+    from workers.runner.companions import api_companions
 
     config = load_config_or_exit(ctx)
     bus = open_bus(config) if config.bus.backend == "kafka" else None
+    store = open_store(config)
     try:
-        serve_until_interrupted(config, echo=click.echo, bus=bus, host=host, port=port, bootstrap=not no_bootstrap)
+        serve_until_interrupted(config, echo=click.echo, bus=bus, store=store, host=host, port=port,
+                                bootstrap=not no_bootstrap, companions=api_companions(config, store, bus=bus))
     except RuntimeError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)

@@ -24,9 +24,9 @@ from workers.cli import load_config_or_exit
 def _registry(ctx: click.Context, *, keys: bool = True) -> Any:
     """The registry; with ``keys`` it opens and seals passwords with the configured keys, without it
     passwords stay sealed (enough for commands that never touch them)."""
+    from pipeline.cameras.registry import CameraRegistry
     from pipeline.sealing import Keyring
     from pipeline.store import open_store
-    from workers.ingest.registry import CameraRegistry
     from workers.ingest.worker import ingest_sections
 
     cfg = load_config_or_exit(ctx)
@@ -40,8 +40,8 @@ def _fail(message: str) -> None:
 
 
 def _row(cam: Any) -> dict[str, Any]:
+    from pipeline.cameras.urls import redact_url
     from pipeline.config.ingest import camera_to_json
-    from workers.ingest.sources.rtsp import redact_url
 
     data = camera_to_json(cam)
     data["url"] = redact_url(cam.url)
@@ -83,7 +83,7 @@ def add(ctx: click.Context, camera_id: str, ask_password: bool, password_stdin: 
     """Add camera CAMERA_ID to the registry."""
     from pydantic import SecretStr
 
-    from workers.ingest.registry import normalise_record, validate_records
+    from pipeline.cameras.registry import normalise_record, validate_records
 
     data = {k: v for k, v in fields.items() if v is not None}
     data.update(id=camera_id, enabled=not disabled, tags=list(tags))
@@ -131,8 +131,8 @@ def list_cameras(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def show(ctx: click.Context, camera_id: str, as_json: bool) -> None:
     """Show one camera (password masked; a password the configured keys cannot decrypt is an error)."""
+    from pipeline.cameras.registry import CameraNotFound
     from pipeline.sealing import SealingError
-    from workers.ingest.registry import CameraNotFound
 
     try:
         cam = _registry(ctx).get(camera_id)
@@ -171,7 +171,7 @@ def rm(ctx: click.Context, camera_ids: tuple[str, ...]) -> None:
 @click.pass_context
 def import_cameras(ctx: click.Context, file: Path, fmt: str | None, replace: bool, dry_run: bool) -> None:
     """Import cameras from a CSV (header row of field names) or YAML file; all or nothing."""
-    from workers.ingest.registry import parse_import, validate_records
+    from pipeline.cameras.registry import parse_import, validate_records
 
     fmt = fmt or ("csv" if file.suffix.lower() == ".csv" else "yaml")
     try:
@@ -281,8 +281,8 @@ def clip(ctx: click.Context, camera_id: str, start: str, end: str, out: Path) ->
     """Cut a clip of CAMERA_ID's recording between START and END (no re-encoding, ± one GOP)."""
     from datetime import UTC, datetime
 
+    from pipeline.recordings import cut_clip
     from pipeline.store import open_store
-    from workers.ingest.recordings import cut_clip
     from workers.ingest.worker import ingest_sections
 
     def parse(text: str) -> datetime:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import re
 
+from pipeline.search.hits import QueryError
 from schemas.plates import PLATE_TEXT_PATTERN
-from workers.search.hits import QueryError
 
 MAX_EDITS = 3
 _SEPARATORS = re.compile(r"[\s·•.\-_/]+")

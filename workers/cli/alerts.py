@@ -46,9 +46,9 @@ def tail(ctx: click.Context, cameras: tuple[str, ...], types: tuple[str, ...], f
     and dated before it started (the local broker cannot be trusted to seek to the end).
     An alert repeated by at-least-once delivery (same alert ID) is shown once.
     """
+    from pipeline.alerts import TailFilter, follow, format_line
     from pipeline.bus import BusError, open_bus
     from schemas.topics import ALERTS, topic_name
-    from workers.rules.tail import TailFilter, follow, format_line
 
     config = load_config_or_exit(ctx)
     if config.bus.backend != "kafka":

@@ -30,10 +30,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import SecretStr, ValidationError
 
+from pipeline.cameras.urls import split_credentials
 from pipeline.config.ingest import CamerasConfig, CameraSpec
 from pipeline.sealing import Keyring, KeyUnavailable, SealBroken, SealedSecret, SealingError, is_sealed
 from pipeline.store.base import ObjectNotFound, ObjectStore
-from workers.ingest.sources.rtsp import split_credentials
 
 log = logging.getLogger(__name__)
 

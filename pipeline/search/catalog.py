@@ -29,9 +29,9 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.catalog.format import KIND_BY_NAME, KINDS, PLATE_KIND, SegmentRef, parse_segment_key, read_table
 from pipeline.config.index import IndexConfig
 from pipeline.store.base import ObjectNotFound, ObjectStore
-from workers.index.catalog import KIND_BY_NAME, KINDS, PLATE_KIND, SegmentRef, parse_segment_key, read_table
 
 log = logging.getLogger(__name__)
 

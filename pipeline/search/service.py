@@ -2,8 +2,8 @@
 
 :class:`SearchService` is what the REST API calls. It reads the Parquet catalog and the FAISS face
 shards the indexer (``workers.index``) writes to the object store, through a local cache folder
-(``index.cache_dir``, segments kept by etag; :mod:`workers.search.catalog`), and answers with the
-dataclasses of :mod:`workers.search.hits`. The first query refreshes once; after that call
+(``index.cache_dir``, segments kept by etag; :mod:`pipeline.search.catalog`), and answers with the
+dataclasses of :mod:`pipeline.search.hits`. The first query refreshes once; after that call
 :meth:`SearchService.refresh` to see newer segments (it costs one listing of the catalog).
 
 Camera scope: every method takes ``cameras``. ``None`` means every camera; otherwise nothing from a
@@ -30,13 +30,13 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 import numpy as np
 
 from pipeline.config.index import IndexConfig, index_section
+from pipeline.search.catalog import CatalogCache
+from pipeline.search.faces import FaceCandidate, FaceIndex
+from pipeline.search.hits import AlertHit, CameraState, FaceHit, PlateHit, QueryError, Sighting, TrackHit
+from pipeline.search.plates import check_edits, exact_plate, fuzzy_pieces, wildcard_to_like
+from pipeline.search.registry import CameraDirectory
 from schemas.alerts import AlertType
 from schemas.tracks import Colour, VehicleType
-from workers.search.catalog import CatalogCache
-from workers.search.faces import FaceCandidate, FaceIndex
-from workers.search.hits import AlertHit, CameraState, FaceHit, PlateHit, QueryError, Sighting, TrackHit
-from workers.search.plates import check_edits, exact_plate, fuzzy_pieces, wildcard_to_like
-from workers.search.registry import CameraDirectory
 
 if TYPE_CHECKING:
     from pipeline.config import TubelineConfig

@@ -17,11 +17,11 @@ from datetime import datetime
 
 import numpy as np
 
+from pipeline.catalog.shards import Shard, ShardBuilder, ShardError, window_bounds
 from pipeline.config.index import IndexConfig
+from pipeline.search.catalog import CatalogCache
+from pipeline.search.hits import QueryError
 from pipeline.store.base import ObjectStore, StoreError
-from workers.index.shards import Shard, ShardBuilder, ShardError, window_bounds
-from workers.search.catalog import CatalogCache
-from workers.search.hits import QueryError
 
 log = logging.getLogger(__name__)
 

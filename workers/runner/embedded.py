@@ -32,12 +32,12 @@ from schemas.topics import ALERTS, TRACKS
 from schemas.tracks import TrackSummary
 from workers.detect.worker import DetectWorker
 from workers.ingest.worker import IngestWorker
-from workers.registry import WORKERS, worker_class
+from workers.runner.registry import WORKERS, worker_class
 
 log = logging.getLogger(__name__)
 
 # Workers after detect that `up` runs when they are registered, in the order they are stopped.
-DOWNSTREAM = ("rules", "plate", "face", "framestore", "index")
+DOWNSTREAM = ("rules", "plate", "face", "index")
 
 
 @dataclass
@@ -56,7 +56,7 @@ class EmbeddedResult:
 
 def summarize_store(
     store: ObjectStore,
-    prefixes: tuple[str, ...] = ("frames/", "crops/", "recordings/", "catalog/", "index/", "state/"),
+    prefixes: tuple[str, ...] = ("crops/", "recordings/", "catalog/", "index/", "state/"),
 ) -> tuple[dict[str, tuple[int, int]], list[str]]:
     summary: dict[str, tuple[int, int]] = {}
     samples: list[str] = []
@@ -84,7 +84,7 @@ def read_topic(bus: Bus, topic: str, quiet_s: float = 1.0) -> list[bytes]:
     return values
 
 
-def _build(config: TubelineConfig, bus: Bus, store: ObjectStore, cameras: list[CameraSpec], keep_frames: bool,
+def _build(config: TubelineConfig, bus: Bus, store: ObjectStore, cameras: list[CameraSpec],
            detector: Any) -> Supervisor:
     """Workers in pipeline order: the supervisor stops them in this order, each after the one before drained."""
     supervisor = Supervisor(
@@ -96,7 +96,7 @@ def _build(config: TubelineConfig, bus: Bus, store: ObjectStore, cameras: list[C
         "detect", lambda stop: DetectWorker(config, stop_event=stop, close_on_stop=True, detector=detector, **common)
     )
     for name in DOWNSTREAM:
-        if name in WORKERS and (name != "framestore" or keep_frames):
+        if name in WORKERS:
             cls = worker_class(name)
             supervisor.add(name, lambda stop, cls=cls: cls(config, stop_event=stop, **common))
     return supervisor
@@ -126,13 +126,12 @@ def run_embedded(
     config: TubelineConfig,
     cameras: list[CameraSpec],
     *,
-    keep_frames: bool = False,
     detector: Any = None,
     timeout_s: float = 1800.0,
     progress: Callable[[str], None] | None = None,
     bus: Bus | None = None,
 ) -> EmbeddedResult:
-    """Run ingest → detect → rules (→ frame store) on ``cameras`` (files) until done; report what was found.
+    """Run ingest → detect → rules → plate, face → index on ``cameras`` (files) until done; report what was found.
 
     ``bus``: run on this bus and leave it open (the caller reads the topics afterwards, e.g. the track
     summaries of an in-memory run); default: the configured bus, closed on return."""
@@ -143,7 +142,7 @@ def run_embedded(
         from models.zoo import ModelZoo
 
         detector = ModelZoo(config.models).detector()
-    supervisor = _build(config, bus, store, cameras, keep_frames, detector)
+    supervisor = _build(config, bus, store, cameras, detector)
     started = time.monotonic()
     supervisor.start()
     last_report = 0.0

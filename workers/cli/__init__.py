@@ -15,18 +15,18 @@ import click
 
 # name -> "module:attribute" of a click command or group. Keep sorted.
 COMMANDS: dict[str, str] = {
-    "alerts": "workers.cli_alerts:alerts",
-    "api": "workers.cli_api:api",
-    "audit": "workers.cli_api:audit",
-    "cameras": "workers.cli_cameras:cameras",
-    "config": "workers.cli_config:config",
-    "hotlists": "workers.cli_hotlists:hotlists",
-    "models": "workers.cli_models:models",
-    "stack": "workers.cli_stack:stack",
-    "synopsis": "workers.cli_synopsis:synopsis",
-    "up": "workers.cli_run:up",
-    "users": "workers.cli_api:users",
-    "worker": "workers.cli_run:worker",
+    "alerts": "workers.cli.alerts:alerts",
+    "api": "workers.cli.api:api",
+    "audit": "workers.cli.api:audit",
+    "cameras": "workers.cli.cameras:cameras",
+    "config": "workers.cli.config:config",
+    "hotlists": "workers.cli.hotlists:hotlists",
+    "models": "workers.cli.models:models",
+    "stack": "workers.cli.stack:stack",
+    "synopsis": "workers.cli.synopsis:synopsis",
+    "up": "workers.cli.run:up",
+    "users": "workers.cli.api:users",
+    "worker": "workers.cli.run:worker",
 }
 
 
@@ -111,7 +111,3 @@ def load_config_or_exit(ctx: click.Context):  # noqa: ANN201 - returns TubelineC
     except FileNotFoundError:
         click.echo(f"error: configuration file not found: {path}", err=True)
         ctx.exit(2)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

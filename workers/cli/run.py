@@ -14,18 +14,17 @@ from workers.cli import load_config_or_exit
 @click.argument("name")
 @click.pass_context
 def worker(ctx: click.Context, name: str) -> None:
-    """Run one worker (e.g. ingest, framestore) until SIGTERM/SIGINT, on the configured bus and store."""
+    """Run one worker (e.g. ingest, detect) until SIGTERM/SIGINT, on the configured bus and store."""
     from pipeline.bus import open_bus
     from pipeline.runtime.health import HealthServer
     from pipeline.store import open_store
-    from workers.registry import WORKERS, worker_class
+    from workers.runner.registry import WORKERS, make_worker
 
     if name not in WORKERS:
         msg = f"unknown worker; known: {', '.join(sorted(WORKERS))}"
         raise click.BadParameter(msg, param_hint="NAME")
     config = load_config_or_exit(ctx)
-    cls = worker_class(name)
-    w = cls(config, bus=open_bus(config), store=open_store(config))
+    w = make_worker(name, config, bus=open_bus(config), store=open_store(config))
     health = None
     if config.runtime.health_port:
         health = HealthServer(config.runtime.health_host, config.runtime.health_port, lambda: {name: w.health}).start()
@@ -48,21 +47,20 @@ def worker(ctx: click.Context, name: str) -> None:
     help="Video file(s) to ingest as cameras. Default: the shared sample video (vtest.avi).",
 )
 @click.option("--realtime/--no-realtime", default=False, show_default=True, help="Pace files at their own frame rate.")
-@click.option("--keep-frames", is_flag=True, help="Also store every analysed frame as a JPEG (frame store worker).")
 @click.option("--timeout", default=1800.0, show_default=True, help="Give up after this many seconds.")
 @click.option("--serve/--no-serve", default=True, show_default=True,
               help="After the run, serve the API and web UI on localhost until Ctrl-C.")
 @click.pass_context
-def up(ctx: click.Context, sources: tuple[Path, ...], realtime: bool, keep_frames: bool, timeout: float,
+def up(ctx: click.Context, sources: tuple[Path, ...], realtime: bool, timeout: float,
        serve: bool) -> None:
     """Run the whole pipeline in one process on video files, print what it found, then serve the UI.
 
-    ingest → detect + track → rules → index (→ frame store), on the configured bus and store: by
+    ingest → detect + track → rules → plate, face → index, on the configured bus and store: by
     default the in-memory bus and the local folder var/store, so nothing else needs to run. Then the
     API and web UI serve the results on 127.0.0.1 (first run: an admin password is printed once).
     """
     from pipeline.config.ingest import CameraSpec
-    from workers.embedded import run_embedded, sample_video
+    from workers.runner.embedded import run_embedded, sample_video
 
     config = load_config_or_exit(ctx)
     if not realtime:
@@ -83,7 +81,7 @@ def up(ctx: click.Context, sources: tuple[Path, ...], realtime: bool, keep_frame
     click.echo(f"bus: {config.bus.backend}   store: {config.store.backend} ({where})")
     for cam in cameras:
         click.echo(f"camera {cam.id}: {cam.url}")
-    result = run_embedded(config, cameras, keep_frames=keep_frames, timeout_s=timeout,
+    result = run_embedded(config, cameras, timeout_s=timeout,
                           progress=lambda line: click.echo(line, err=True))
     rate = result.frames_detected / result.elapsed_s if result.elapsed_s else 0.0
     click.echo(f"done in {result.elapsed_s:.1f} s: {result.frames_published} frames published"
@@ -103,8 +101,12 @@ def up(ctx: click.Context, sources: tuple[Path, ...], realtime: bool, keep_frame
         sys.exit(1)
     if serve:
         from pipeline.config.api import api_config
+        from pipeline.store import open_store
         from workers.api.serve import serve_until_interrupted
+        from workers.runner.companions import api_companions
 
-        # One process, no synopsis worker beside it: the API builds requested synopses itself.
+        # One process, no synopsis worker beside it: the API process builds requested synopses itself.
         api = api_config(config).model_copy(update={"build_synopses": True})
-        serve_until_interrupted(config, echo=click.echo, api=api)
+        store = open_store(config)
+        serve_until_interrupted(config, echo=click.echo, api=api, store=store,
+                                companions=api_companions(config, store, api=api))

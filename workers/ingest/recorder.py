@@ -1,17 +1,6 @@
-"""Recordings: the original stream remuxed (never re-encoded) into fixed-length segments, an index, and clips.
+"""The recorder: one camera's original stream remuxed (never re-encoded) into segments in the object store.
 
-Layout in the object store (``prefix`` defaults to ``recordings``)::
-
-    recordings/{camera}/{YYYY-MM-DD}/{camera}_{YYYYMMDDTHHMMSS.fffZ}.ts   one segment (MPEG-TS; Matroska .mkv for codecs TS cannot carry)
-    recordings/{camera}/{YYYY-MM-DD}/index.json                          the day's segment index
-
-Segments start on a keyframe; a new one starts at the first keyframe at least ``segment_s`` seconds after
-the segment's start in capture time (for files: media time, ``session start + (pts - first pts)``, however
-fast the file is read; for live sources: the pts timeline anchored to arrival time). Keys come from the
-camera ID and the UTC capture time of the segment's first packet, so a retried upload overwrites. Only the
-camera's recorder writes the day's index (one ingest worker owns a camera). :func:`cut_clip` reads the
-index, demuxes the overlapping segments and writes one clip on a continuous timeline, so clips across
-segment borders have no gap.
+Formats, keys, the day index and clip cutting are :mod:`pipeline.recordings`; this module writes them.
 """
 
 from __future__ import annotations
@@ -19,13 +8,10 @@ from __future__ import annotations
 import collections
 import dataclasses
 import io
-import json
 import logging
 import tempfile
 import threading
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
-from fractions import Fraction
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,78 +19,19 @@ import av
 import av.error
 
 from pipeline.config.ingest import RecordingsConfig
-from pipeline.store.base import ObjectNotFound, ObjectStore
+from pipeline.recordings import (
+    TS_TIME_BASE,
+    SegmentEntry,
+    load_index,
+    save_index,
+    segment_format,
+    segment_key,
+    stamp,
+)
+from pipeline.store.base import ObjectStore
 from workers.ingest.sources.base import SourceItem, StreamInfo
 
 log = logging.getLogger(__name__)
-
-TS_TIME_BASE = Fraction(1, 90000)
-
-
-def _stamp(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y%m%dT%H%M%S.") + f"{t.microsecond // 1000:03d}Z"
-
-
-def day_prefix(prefix: str, camera_id: str, day: str) -> str:
-    return f"{prefix}/{camera_id}/{day}"
-
-
-# Codecs MPEG-TS carries; anything else (msmpeg4, mjpeg, vp8, ...) is segmented as Matroska.
-_TS_CODECS = frozenset({"h264", "hevc", "mpeg4", "mpeg2video", "mpeg1video", "cavs", "avs2", "avs3", "vc1"})
-
-
-def segment_format(codec: str) -> tuple[str, str, str]:
-    """(FFmpeg muxer, file suffix, content type) for segments of ``codec``."""
-    if codec in _TS_CODECS:
-        return "mpegts", ".ts", "video/mp2t"
-    return "matroska", ".mkv", "video/x-matroska"
-
-
-def segment_key(prefix: str, camera_id: str, start: datetime, suffix: str = ".ts") -> str:
-    return f"{day_prefix(prefix, camera_id, start.strftime('%Y-%m-%d'))}/{camera_id}_{_stamp(start)}{suffix}"
-
-
-def index_key(prefix: str, camera_id: str, day: str) -> str:
-    return f"{day_prefix(prefix, camera_id, day)}/index.json"
-
-
-@dataclass
-class SegmentEntry:
-    """One segment in a day's index."""
-
-    key: str
-    start: str
-    end: str
-    start_pts: float
-    duration_s: float
-    packets: int
-    keyframes: int
-    bytes: int
-    codec: str
-    width: int
-    height: int
-    after_gap: bool
-
-    @property
-    def start_dt(self) -> datetime:
-        return datetime.fromisoformat(self.start)
-
-    @property
-    def end_dt(self) -> datetime:
-        return datetime.fromisoformat(self.end)
-
-
-def load_index(store: ObjectStore, prefix: str, camera_id: str, day: str) -> list[SegmentEntry]:
-    try:
-        raw = json.loads(store.get(index_key(prefix, camera_id, day)))
-    except ObjectNotFound:
-        return []
-    return [SegmentEntry(**e) for e in raw.get("segments", [])]
-
-
-def save_index(store: ObjectStore, prefix: str, camera_id: str, day: str, entries: list[SegmentEntry]) -> None:
-    doc = {"camera_id": camera_id, "day": day, "segments": [asdict(e) for e in sorted(entries, key=lambda e: e.start)]}
-    store.put(index_key(prefix, camera_id, day), json.dumps(doc, indent=1).encode(), content_type="application/json")
 
 
 def own_template(info: StreamInfo) -> StreamInfo:
@@ -305,7 +232,7 @@ class Recorder:
             self._finish_segment()
             seg = None
         if seg is None:
-            path = self._tmp / f"tubeline-rec-{self.camera_id}-{_stamp(captured_at)}{segment_format(self._info.codec)[1]}"
+            path = self._tmp / f"tubeline-rec-{self.camera_id}-{stamp(captured_at)}{segment_format(self._info.codec)[1]}"
             seg = self._segment = _Segment(path, self._info, captured_at, pts, self._gap)
             self._need_key = self._gap = False
         frame_s = 1.0 / self._info.fps if self._info.fps else 0.04
@@ -364,153 +291,3 @@ class Recorder:
             return
         self.segments_written += 1
         log.debug("%s: stored %s (%.1f s, %d packets)", self.camera_id, key, entry.duration_s, seg.packets)
-
-
-# -- clips ----------------------------------------------------------------------------------------
-def segments_between(
-    store: ObjectStore, camera_id: str, start: datetime, end: datetime, prefix: str = "recordings"
-) -> list[SegmentEntry]:
-    """Index entries of segments overlapping [start, end), in time order."""
-    if start.tzinfo is None or end.tzinfo is None:
-        msg = "clip times must be timezone-aware"
-        raise ValueError(msg)
-    found: list[SegmentEntry] = []
-    day = start.astimezone(UTC).date()
-    while day <= end.astimezone(UTC).date():
-        for entry in load_index(store, prefix, camera_id, day.isoformat()):
-            if entry.end_dt > start and entry.start_dt < end:
-                found.append(entry)
-        day += timedelta(days=1)
-    return sorted(found, key=lambda e: e.start)
-
-
-@dataclass
-class ClipResult:
-    path: Path
-    segments: int
-    packets: int
-    start: datetime
-    end: datetime
-
-    @property
-    def duration_s(self) -> float:
-        return (self.end - self.start).total_seconds()
-
-
-def cut_clip(
-    store: ObjectStore,
-    camera_id: str,
-    start: datetime,
-    end: datetime,
-    out_path: str | Path,
-    *,
-    prefix: str = "recordings",
-) -> ClipResult:
-    """Write the recording of [start, end) to ``out_path`` (``.mp4`` or ``.ts``), without re-encoding.
-
-    The clip starts at the last keyframe at or before ``start`` (accuracy: one GOP) and runs to
-    ``end``; timestamps are rewritten onto one timeline from the segments' UTC starts, so segment
-    borders leave no gap. Raises ``LookupError`` when nothing was recorded in the range and ``ValueError``
-    when the clip format cannot carry the recording's codec (MS-MPEG4 in MP4 or TS, for example).
-    """
-    if end <= start:
-        msg = "clip end must be after its start"
-        raise ValueError(msg)
-    entries = segments_between(store, camera_id, start, end, prefix)
-    if not entries:
-        msg = f"no recording of camera {camera_id} between {start.isoformat()} and {end.isoformat()}"
-        raise LookupError(msg)
-    out_path = Path(out_path)
-    fmt = "mp4" if out_path.suffix.lower() in (".mp4", ".m4v", ".mov") else "mpegts"
-    if fmt == "mpegts" and (others := sorted({e.codec for e in entries} - _TS_CODECS)):
-        # FFmpeg's TS muxer would write the file without a playable video stream.
-        msg = f"MPEG-TS cannot carry {', '.join(others)}: a clip of this recording needs re-encoding"
-        raise ValueError(msg)
-    writer = _ClipWriter(out_path, fmt)
-    with tempfile.TemporaryDirectory(prefix="tubeline-clip-") as tmp:
-        try:
-            for entry in entries:
-                local = Path(tmp) / ("segment" + Path(entry.key).suffix)
-                store.download(entry.key, local)
-                writer.add_segment(local, entry, start, end)
-                local.unlink(missing_ok=True)
-        finally:
-            writer.close()
-    if writer.packets == 0 or writer.first_utc is None or writer.last_utc is None:
-        out_path.unlink(missing_ok=True)
-        msg = f"no video packets of camera {camera_id} between {start.isoformat()} and {end.isoformat()}"
-        raise LookupError(msg)
-    return ClipResult(out_path, len(entries), writer.packets, writer.first_utc, writer.last_utc)
-
-
-class _ClipWriter:
-    def __init__(self, path: Path, fmt: str) -> None:
-        self.path = path
-        self.fmt = fmt
-        self.container: av.container.OutputContainer | None = None
-        self.stream: Any = None
-        self.first_utc: datetime | None = None
-        self.last_utc: datetime | None = None
-        self.packets = 0
-        self._last_dts = -1
-
-    def add_segment(self, local: Path, entry: SegmentEntry, start: datetime, end: datetime) -> None:
-        with av.open(str(local)) as src:
-            stream = src.streams.video[0]
-            tb = stream.time_base or TS_TIME_BASE
-            pending: list[tuple[av.Packet, datetime]] = []
-            base_pts: int | None = None
-            for packet in src.demux(stream):
-                if packet.size == 0 or packet.pts is None:
-                    continue
-                if base_pts is None:
-                    base_pts = packet.pts
-                utc = entry.start_dt + timedelta(seconds=float((packet.pts - base_pts) * tb))
-                if utc >= end:
-                    break
-                if self.first_utc is None:
-                    # Still before the clip: keep only the GOP that will contain the start.
-                    if packet.is_keyframe:
-                        pending = []
-                    if not pending and not packet.is_keyframe:
-                        continue
-                    pending.append((packet, utc))
-                    if utc < start:
-                        continue
-                    self._open(stream)
-                    for held, held_utc in pending:
-                        self._write(held, held_utc, tb)
-                    pending = []
-                    continue
-                self._write(packet, utc, tb)
-
-    def _open(self, template: Any) -> None:
-        options = {"movflags": "+faststart"} if self.fmt == "mp4" else {}
-        self.container = av.open(str(self.path), mode="w", format=self.fmt, options=options)
-        self.stream = self.container.add_stream_from_template(template)
-        self.stream.time_base = TS_TIME_BASE
-
-    def _write(self, packet: av.Packet, utc: datetime, tb: Fraction) -> None:
-        if self.first_utc is None:
-            self.first_utc = utc
-        assert self.container is not None
-        offset = round((utc - self.first_utc).total_seconds() * 90000)
-        lag = 0 if packet.dts is None else round(float((packet.pts - packet.dts) * tb) * 90000)
-        dts = max(offset - lag, self._last_dts + 1)
-        frame_s = float(packet.duration * tb) if packet.duration else 0.04
-        packet.time_base = TS_TIME_BASE
-        packet.pts, packet.dts = max(offset, dts), dts
-        packet.stream = self.stream
-        try:
-            self.container.mux(packet)
-        except (av.error.FFmpegError, ValueError) as exc:
-            log.debug("clip mux error: %s", exc)
-            return
-        self._last_dts = dts
-        self.packets += 1
-        self.last_utc = max(self.last_utc or utc, utc + timedelta(seconds=frame_s))
-
-    def close(self) -> None:
-        if self.container is not None:
-            self.container.close()
-            self.container = None

@@ -99,9 +99,9 @@ def synopsis(ctx: click.Context, camera: str, start: str, end: str, classes: tup
 
     from pipeline.config.synopsis import synopsis_settings
     from pipeline.store import open_store
+    from pipeline.synopsis.queue import submit_synopsis
+    from pipeline.synopsis.request import SynopsisRequest, parse_zone
     from workers.synopsis.builder import NothingToShow, build_synopsis
-    from workers.synopsis.request import SynopsisRequest, parse_zone
-    from workers.synopsis.worker import submit_synopsis
 
     config = load_config_or_exit(ctx)
     settings = synopsis_settings(config)

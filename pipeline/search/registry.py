@@ -1,6 +1,6 @@
 """Camera facts for search results: names and positions from the registry, merged with status rows.
 
-The registry (``registry/cameras/{id}.json``, :mod:`workers.ingest.registry`) is read on every
+The registry (``registry/cameras/{id}.json``, :mod:`pipeline.cameras.registry`) is read on every
 :meth:`CameraDirectory.refresh`; cameras declared in ``cameras.static`` fill in where the registry
 has no record of the same ID. Credentials in the records are never copied into results.
 """
@@ -12,10 +12,10 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from pipeline.cameras.registry import CameraRegistry
 from pipeline.config.ingest import CameraSpec
+from pipeline.search.hits import CameraState
 from pipeline.store.base import ObjectStore, StoreError
-from workers.ingest.registry import CameraRegistry
-from workers.search.hits import CameraState
 
 if TYPE_CHECKING:
     from pipeline.config import TubelineConfig

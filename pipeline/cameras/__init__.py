@@ -1,0 +1,1 @@
+"""Cameras: the registry (one camera, one file) and stream URL credentials."""
