@@ -5,10 +5,11 @@ Its associated data binds the version, the key ID and a *context* chosen by the 
 registry uses ``camera/<id>/password``), so a value that was altered, relabelled with another key
 ID, or copied into another camera's record fails to open.
 
-Keys (32 bytes each) come from :class:`~pipeline.config.secrets.SecretsConfig`: ``secrets.key``
-with ``secrets.key_id`` plus ``secrets.old_keys``, or else ``secrets.key_file`` (lines
-``<key id> <base64 key>``, current first), which is generated on first use with mode 0600 when
-``secrets.create_key_file`` allows. A file-backed keyring re-reads the file when it changes, so a
+Keys (32 bytes each) come from the configuration (:meth:`pipeline.config.secrets.SecretsConfig.keyring`
+builds the keyring; this module does not know the configuration tree): ``secrets.key`` with
+``secrets.key_id`` plus ``secrets.old_keys``, or else ``secrets.key_file`` (lines ``<key id> <base64
+key>``, current first), which is generated on first use with mode 0600 when ``secrets.create_key_file``
+allows. A file-backed keyring re-reads the file when it changes, so a
 rotation (:meth:`Keyring.rotate`) reaches running processes. Old keys only decrypt.
 
 Nothing here logs or raises a message that holds a secret, a key or ciphertext: messages name the
@@ -28,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import TypeGuard
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -174,20 +175,6 @@ class Keyring:
         self._file_stamp: tuple[int, int, int] | None = None
         self._lock = threading.Lock()
 
-    @classmethod
-    def from_config(cls, config: Any) -> Keyring:
-        """The keyring of a ``SecretsConfig`` or of a configuration tree's ``secrets`` section (defaults if absent)."""
-        from pipeline.config.secrets import SecretsConfig
-
-        found = config if isinstance(config, SecretsConfig) else getattr(config, "secrets", None)
-        section = found if isinstance(found, SecretsConfig) else SecretsConfig()
-        old = {kid: _decoded(value.get_secret_value(), f"secrets.old_keys.{kid}")
-               for kid, value in section.old_keys.items()}
-        if section.key is not None:
-            return cls({**old, section.key_id: _decoded(section.key.get_secret_value(), "secrets.key")},
-                       section.key_id)
-        return cls(old, None, key_file=section.key_file, create=section.create_key_file)
-
     def __repr__(self) -> str:
         return f"Keyring(current={self._current!r}, key_ids={sorted(self._keys)!r}, key_file={self.key_file!r})"
 
@@ -331,7 +318,8 @@ def _check_key(key_id: str, key: bytes) -> None:
         raise SealingError(msg)
 
 
-def _decoded(text: str, where: str) -> bytes:
+def require_key(text: str, where: str) -> bytes:
+    """The key bytes of a base64 text; raises :class:`SealingError` naming ``where`` (never the value)."""
     key = decode_key(text)
     if key is None:
         msg = f"{where} must be {KEY_BYTES} bytes in base64 (value not shown)"

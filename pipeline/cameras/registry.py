@@ -86,7 +86,7 @@ class CameraRegistry:
         """The registry of a configuration tree: its ``cameras.registry_prefix`` and its ``secrets`` keys."""
         cameras = getattr(config, "cameras", None)
         prefix = cameras.registry_prefix if isinstance(cameras, CamerasConfig) else CamerasConfig().registry_prefix
-        return cls(store, prefix, keyring=Keyring.from_config(config))
+        return cls(store, prefix, keyring=config.secrets.keyring())
 
     def key(self, camera_id: str) -> str:
         return f"{self.prefix}/{camera_id}.json"

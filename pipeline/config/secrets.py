@@ -17,7 +17,7 @@ from pathlib import Path
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from pipeline.config.base import Section
-from pipeline.sealing import KEY_BYTES, decode_key
+from pipeline.sealing import KEY_BYTES, Keyring, decode_key, require_key
 
 KEY_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
 _KEY_ID_RE = re.compile(KEY_ID_PATTERN)
@@ -83,3 +83,12 @@ class SecretsConfig(Section):
             msg = f"secrets.key_id {self.key_id!r} is also in secrets.old_keys"
             raise ValueError(msg)
         return self
+
+    def keyring(self) -> Keyring:
+        """The keyring of these settings: the configured keys, or else the (generated) key file."""
+        old = {kid: require_key(value.get_secret_value(), f"secrets.old_keys.{kid}")
+               for kid, value in self.old_keys.items()}
+        if self.key is not None:
+            current = require_key(self.key.get_secret_value(), "secrets.key")
+            return Keyring({**old, self.key_id: current}, self.key_id)
+        return Keyring(old, None, key_file=self.key_file, create=self.create_key_file)

@@ -11,7 +11,6 @@ import pytest
 import yaml
 
 from pipeline.config import ConfigError, load_config
-from pipeline.sealing import Keyring
 from workers.runner.registry import WORKERS
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -128,7 +127,7 @@ def test_registry_key_reaches_ingest_only_and_from_the_environment(compose: dict
     env = _env(compose["services"]["worker-ingest"])
     assert env["TUBELINE_SECRETS__KEY"].startswith("${TUBELINE_REGISTRY_KEY:?")
     config = load_config(environ={k: _substitute(v) for k, v in env.items()})
-    assert config.secrets.key is not None and Keyring.from_config(config).key_file is None
+    assert config.secrets.key is not None and config.secrets.keyring().key_file is None
     example = _env_example()["TUBELINE_REGISTRY_KEY"]
     with pytest.raises(ConfigError):  # the placeholder is not a key: an unedited .env fails at start
         load_config(environ={**{k: _substitute(v) for k, v in env.items()}, "TUBELINE_SECRETS__KEY": example})

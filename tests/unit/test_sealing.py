@@ -128,7 +128,7 @@ def test_keys_from_configuration_current_and_old() -> None:
         "TUBELINE_SECRETS__KEY_ID": "k2",
         "TUBELINE_SECRETS__OLD_KEYS__K1": b64(old),
     })
-    keyring = Keyring.from_config(cfg)
+    keyring = cfg.secrets.keyring()
     assert keyring.current_id == "k2" and keyring.key_ids == ["k1", "k2"] and keyring.key_file is None
     from_old = ring(k1=old).seal(SECRET, "ctx", what="x")
     assert keyring.open(from_old, "ctx", what="x") == SECRET
@@ -183,7 +183,7 @@ def test_decode_key_accepts_standard_and_url_safe_base64(encode) -> None:  # noq
 
 def test_key_file_is_generated_on_first_seal_with_mode_0600_and_a_log_line(tmp_path: Path, caplog) -> None:  # noqa: ANN001
     path = tmp_path / "var" / "secrets" / "registry.key"
-    keyring = Keyring.from_config(SecretsConfig(key_file=path))
+    keyring = SecretsConfig(key_file=path).keyring()
     assert keyring.current_id is None and not path.exists()  # reading alone creates nothing
     with caplog.at_level(logging.WARNING, logger="pipeline.sealing"):
         sealed = keyring.seal(SECRET, "ctx", what="camera a")
@@ -192,13 +192,13 @@ def test_key_file_is_generated_on_first_seal_with_mode_0600_and_a_log_line(tmp_p
                for r in caplog.records)
     key_line = next(line for line in path.read_text().splitlines() if not line.startswith("#"))
     assert all(key_line.split()[1] not in r.getMessage() for r in caplog.records)
-    again = Keyring.from_config(SecretsConfig(key_file=path))  # another process: same key, no new file
+    again = SecretsConfig(key_file=path).keyring()  # another process: same key, no new file
     assert again.open(sealed, "ctx", what="camera a") == SECRET
     assert again.ensure_current() == "k1" and path.read_text().count("k1 ") == 1
 
 
 def test_without_create_a_missing_key_file_is_a_clear_error(tmp_path: Path) -> None:
-    keyring = Keyring.from_config(SecretsConfig(key_file=tmp_path / "none.key", create_key_file=False))
+    keyring = SecretsConfig(key_file=tmp_path / "none.key", create_key_file=False).keyring()
     with pytest.raises(KeyUnavailable, match="camera a: no registry key.*none.key"):
         keyring.seal(SECRET, "ctx", what="camera a")
     assert not (tmp_path / "none.key").exists()
@@ -206,8 +206,8 @@ def test_without_create_a_missing_key_file_is_a_clear_error(tmp_path: Path) -> N
 
 def test_rotation_puts_a_new_key_first_and_running_keyrings_follow(tmp_path: Path) -> None:
     path = tmp_path / "registry.key"
-    writer = Keyring.from_config(SecretsConfig(key_file=path))
-    reader = Keyring.from_config(SecretsConfig(key_file=path))  # e.g. the ingest worker, already running
+    writer = SecretsConfig(key_file=path).keyring()
+    reader = SecretsConfig(key_file=path).keyring()  # e.g. the ingest worker, already running
     old = writer.seal(SECRET, "ctx", what="a")
     assert reader.open(old, "ctx", what="a") == SECRET
     assert writer.rotate() == "k2"
@@ -220,7 +220,7 @@ def test_rotation_puts_a_new_key_first_and_running_keyrings_follow(tmp_path: Pat
 
 
 def test_rotation_of_a_configured_key_is_refused_with_instructions() -> None:
-    keyring = Keyring.from_config(SecretsConfig(key=b64(os.urandom(32))))
+    keyring = SecretsConfig(key=b64(os.urandom(32))).keyring()
     with pytest.raises(SealingError, match="secrets.old_keys"):
         keyring.rotate()
 
@@ -231,7 +231,7 @@ def test_malformed_key_files_are_refused_without_quoting_them(tmp_path: Path, te
     path.write_text(text.replace("{k}", b64(os.urandom(32))))
     path.chmod(0o600)
     with pytest.raises(SealingError) as info:
-        Keyring.from_config(SecretsConfig(key_file=path)).seal(SECRET, "ctx", what="a")
+        SecretsConfig(key_file=path).keyring().seal(SECRET, "ctx", what="a")
     assert f"{path}:" in str(info.value) and "short" not in str(info.value)
 
 
@@ -240,7 +240,7 @@ def test_a_key_file_readable_by_others_is_warned_about(tmp_path: Path, caplog) -
     path.write_text(f"k1 {b64(os.urandom(32))}\n")
     path.chmod(0o644)
     with caplog.at_level(logging.WARNING, logger="pipeline.sealing"):
-        assert Keyring.from_config(SecretsConfig(key_file=path)).current_id == "k1"
+        assert SecretsConfig(key_file=path).keyring().current_id == "k1"
     assert any("readable by others" in r.getMessage() for r in caplog.records)
 
 

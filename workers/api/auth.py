@@ -14,23 +14,18 @@ from __future__ import annotations
 
 import hmac
 import logging
-import threading
-import time
-from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import HTTPException, Request
 
 from pipeline.search.hits import QueryError
 from pipeline.store.base import StoreError
+from workers.api.context import ApiContext
 from workers.api.scope import narrow
 from workers.api.sessions import Session
 from workers.api.users import Permission, User
-
-if TYPE_CHECKING:
-    from workers.api.context import ApiContext
 
 log = logging.getLogger(__name__)
 
@@ -181,37 +176,3 @@ class Action:
 
 def begin(request: Request, who: Principal, name: str, params: dict[str, Any] | None = None) -> Action:
     return Action(request.app.state.ctx, who, name, dict(params or {}))
-
-
-class LoginThrottle:
-    """Counts failed logins per user name and per client address; refuses while over the limit."""
-
-    def __init__(self, max_failures: int, window_s: float) -> None:
-        self.max_failures = max_failures
-        self.window_s = window_s
-        self._fails: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def _recent(self, key: str, now: float) -> deque[float]:
-        q = self._fails.setdefault(key, deque())
-        while q and now - q[0] > self.window_s:
-            q.popleft()
-        return q
-
-    def locked(self, *keys: str) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            return any(len(self._recent(k, now)) >= self.max_failures for k in keys)
-
-    def failed(self, *keys: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            for k in keys:
-                self._recent(k, now).append(now)
-            if len(self._fails) > 100_000:
-                self._fails.clear()
-
-    def succeeded(self, *keys: str) -> None:
-        with self._lock:
-            for k in keys:
-                self._fails.pop(k, None)

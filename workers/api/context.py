@@ -16,12 +16,12 @@ from pipeline.config.api import ApiConfig, api_config
 from pipeline.store.base import ObjectStore
 from workers.api.alerts import AlertHub
 from workers.api.audit import AuditLog
-from workers.api.auth import LoginThrottle
 from workers.api.clips import ClipExporter
 from workers.api.faces import FaceQueries, zoo_analyzer_factory
 from workers.api.scope import CameraDirectory
 from workers.api.sessions import MediaSigner, SessionStore
 from workers.api.synopses import SynopsisDesk
+from workers.api.throttle import LoginThrottle
 from workers.api.users import UserStore
 
 log = logging.getLogger(__name__)

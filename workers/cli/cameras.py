@@ -25,13 +25,12 @@ def _registry(ctx: click.Context, *, keys: bool = True) -> Any:
     """The registry; with ``keys`` it opens and seals passwords with the configured keys, without it
     passwords stay sealed (enough for commands that never touch them)."""
     from pipeline.cameras.registry import CameraRegistry
-    from pipeline.sealing import Keyring
     from pipeline.store import open_store
     from workers.ingest.worker import ingest_sections
 
     cfg = load_config_or_exit(ctx)
     _, cameras = ingest_sections(cfg)
-    return CameraRegistry(open_store(cfg), cameras.registry_prefix, keyring=Keyring.from_config(cfg) if keys else None)
+    return CameraRegistry(open_store(cfg), cameras.registry_prefix, keyring=cfg.secrets.keyring() if keys else None)
 
 
 def _fail(message: str) -> None:

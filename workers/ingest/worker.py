@@ -25,7 +25,6 @@ from pipeline.bus.base import Bus, Producer, TopicSpec
 from pipeline.cameras.registry import CameraRegistry
 from pipeline.config.ingest import CamerasConfig, CameraSpec, IngestConfig
 from pipeline.runtime.worker import Worker
-from pipeline.sealing import Keyring
 from schemas.topics import CAMERA_STATUS, FRAMES
 from workers.ingest.camera import CameraRunner, SourceFactory
 from workers.ingest.publish import DropQueue, FrameEncoder, FramePublisher
@@ -105,7 +104,7 @@ class IngestWorker(Worker):
         self.tmp_dir = tmp_dir
         self.session = uuid.uuid4().hex[:12]
         # With the configured keys: the registry opens camera passwords here (and seals what GB catalogs write).
-        self.registry = CameraRegistry(store, self.cameras_config.registry_prefix, keyring=Keyring.from_config(config))
+        self.registry = CameraRegistry(store, self.cameras_config.registry_prefix, keyring=config.secrets.keyring())
         self.runners: dict[str, tuple[CameraSpec, CameraRunner]] = {}
         self.final_totals: dict[str, Any] = {}
         self.producer: Producer | None = None

@@ -41,6 +41,7 @@ from workers.ingest.gb28181.sip import (
     new_tag,
     response_to,
 )
+from workers.ingest.gb28181.source import GbSource
 from workers.ingest.gb28181.transport import Peer, SipTransport
 from workers.ingest.status import StatusReporter
 
@@ -137,10 +138,8 @@ class GbPlatform:
     def media_host(self) -> str:
         return self.config.advertised_host or self.config.media_bind_host
 
-    def source(self, camera: CameraSpec, *, stop_event: threading.Event, decoder_threads: int = 1) -> Any:
+    def source(self, camera: CameraSpec, *, stop_event: threading.Event, decoder_threads: int = 1) -> GbSource:
         """A live :class:`GbSource` for a registry camera (used by the ingest worker's source factory)."""
-        from workers.ingest.gb28181.source import GbSource
-
         mode = camera.transport if camera.transport in ("udp", "tcp_passive", "tcp_active") else None
         return GbSource(self, camera.id, camera.gb_device_id or "", mode=mode, decoder_threads=decoder_threads,
                         stop_event=stop_event)

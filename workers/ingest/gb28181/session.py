@@ -4,6 +4,9 @@
 (devices may change it), ACKs the 200, connects (TCP active, with retries: devices only listen after
 the ACK) and starts the media receiver. A device BYE is answered 200 and ends the session; our BYE goes
 in the dialog (Call-ID, our From tag, the device's To tag, CSeq + 1) to the Contact of the 200.
+
+The manager works for a :class:`Signalling` side (the platform in :mod:`workers.ingest.gb28181.platform`):
+the few things it needs of it are named there, so this module does not depend on the platform.
 """
 
 from __future__ import annotations
@@ -11,11 +14,13 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from workers.ingest.gb28181.media import MediaReceiver
+from pipeline.config.ingest import Gb28181Config
+from workers.ingest.gb28181.media import MediaReceiver, PortAllocator
 from workers.ingest.gb28181.ps import AccessUnit
 from workers.ingest.gb28181.sdp import SdpError, build_offer, make_ssrc, parse_answer
 from workers.ingest.gb28181.sip import (
@@ -26,7 +31,7 @@ from workers.ingest.gb28181.sip import (
     parse_name_addr,
     response_to,
 )
-from workers.ingest.gb28181.transport import Peer, SipTimeout
+from workers.ingest.gb28181.transport import Peer, SipTimeout, SipTransport
 from workers.ingest.sources.base import (
     SourceAuthError,
     SourceCodecError,
@@ -37,10 +42,46 @@ from workers.ingest.sources.base import (
     SourceUnreachable,
 )
 
-if TYPE_CHECKING:
-    from workers.ingest.gb28181.platform import GbPlatform
-
 log = logging.getLogger(__name__)
+
+
+class RegisteredDevice(Protocol):
+    """A device as the platform knows it: where it answers and whether it is online."""
+
+    @property
+    def peer(self) -> Peer: ...
+
+    @property
+    def online(self) -> bool: ...
+
+
+class Signalling(Protocol):
+    """What INVITE dialogs need of the SIP server they run on."""
+
+    @property
+    def config(self) -> Gb28181Config: ...
+
+    @property
+    def devices(self) -> Mapping[str, RegisteredDevice]: ...
+
+    @property
+    def ports(self) -> PortAllocator: ...
+
+    @property
+    def transport(self) -> SipTransport | None: ...
+
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
+
+    @property
+    def media_host(self) -> str: ...
+
+    def new_request(self, method: str, uri: str, peer: Peer, *, to: str, call_id: str | None = None,
+                    from_tag: str | None = None, cseq: int = 1, body: bytes = b"",
+                    content_type: str | None = None, extra: list[tuple[str, str]] | None = None) -> SipMessage: ...
 
 
 @dataclass
@@ -82,7 +123,9 @@ class MediaSession:
 
 
 class SessionManager:
-    def __init__(self, platform: GbPlatform) -> None:
+    """The media dialogs of one platform, by Call-ID."""
+
+    def __init__(self, platform: Signalling) -> None:
         self.platform = platform
         self.sessions: dict[str, MediaSession] = {}
         self._lock = threading.Lock()
@@ -251,4 +294,4 @@ def _invite_error(what: str, resp: SipMessage) -> SourceError:
     return SourceError(text, reason="protocol" if 400 <= status < 500 else "error")
 
 
-__all__ = ["MediaSession", "NameAddr", "SessionManager"]
+__all__ = ["MediaSession", "NameAddr", "RegisteredDevice", "SessionManager", "Signalling"]

@@ -15,12 +15,13 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 from fractions import Fraction
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import av
 
+from pipeline.config.ingest import Gb28181Config
 from workers.ingest.gb28181.ps import AccessUnit, is_keyframe
-from workers.ingest.gb28181.session import MediaSession
+from workers.ingest.gb28181.session import MediaSession, SessionManager
 from workers.ingest.sources.base import (
     DecodedFrame,
     Decoder,
@@ -35,9 +36,6 @@ from workers.ingest.sources.base import (
     make_item,
 )
 
-if TYPE_CHECKING:
-    from workers.ingest.gb28181.platform import GbPlatform
-
 log = logging.getLogger(__name__)
 
 TIME_BASE = Fraction(1, 90000)
@@ -45,12 +43,22 @@ _WRAP = 1 << 33
 _DECODABLE = ("h264", "hevc", "mpeg4")
 
 
+class MediaPlatform(Protocol):
+    """What a channel source needs of the platform: its media settings and its INVITE dialogs."""
+
+    @property
+    def config(self) -> Gb28181Config: ...
+
+    @property
+    def sessions(self) -> SessionManager: ...
+
+
 class GbSource(Source):
     kind = "gb28181"
 
     def __init__(
         self,
-        platform: GbPlatform,
+        platform: MediaPlatform,
         channel_id: str,
         device_id: str,
         *,
