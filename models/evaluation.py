@@ -5,6 +5,7 @@
   leads the label (a reader may honestly omit an unreadable province).
 * Detection: greedy one-to-one matching by IoU within a class, highest score first.
 * Face verification: errors at a threshold over labelled pairs.
+* Calibration: expected calibration error of confidences against right/wrong outcomes.
 """
 
 from __future__ import annotations
@@ -86,3 +87,22 @@ def verification_errors(
     labels = np.asarray(same, dtype=bool)
     accepted = sims >= threshold
     return int(np.sum(labels & ~accepted)), int(np.sum(~labels & accepted))
+
+
+def expected_calibration_error(confidences: Sequence[float], correct: Sequence[bool], bins: int = 10) -> float:
+    """ECE: over equal-width confidence bins, the share of samples times |mean confidence − accuracy|.
+
+    0 means that among reads given confidence c, a share c is right; a reader whose wrong reads sit at 0.99
+    scores high. Bins are (lo, hi], the first one [0, 0.1].
+    """
+    conf = np.asarray(confidences, dtype=np.float64)
+    right = np.asarray(correct, dtype=np.float64)
+    if not len(conf):
+        return 0.0
+    which = np.clip(np.ceil(conf * bins).astype(int) - 1, 0, bins - 1)
+    error = 0.0
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            error += mask.mean() * abs(conf[mask].mean() - right[mask].mean())
+    return float(error)

@@ -133,13 +133,17 @@ class ModelZoo:
     def plate_reader(self, model_id: str | None = None) -> Any:
         from models.plates.grammar import PlateGrammar
         from models.plates.reader import PpocrPlateReader
+        from models.plates.scoring import PlateCalibration
 
         spec = self.spec(model_id or self.config.plate_reader, "plate-read")
         grammar = PlateGrammar(self.config.plate_regions, custom=self.config.plate_patterns)
+        calibration_file = spec.options.get("calibration")
+        calibration = PlateCalibration.load(resolve(Path(calibration_file))) if calibration_file else None
         return self._cached(
             "plate-read",
             spec.id,
-            lambda: PpocrPlateReader(self.onnx(spec, [1, 3, 48, 160]), spec.ref, grammar),
+            lambda: PpocrPlateReader(self.onnx(spec, [1, 3, 48, 160]), spec.ref, grammar,
+                                     calibration=calibration, views=self.config.plate_views),
         )
 
     def face_detector(self, model_id: str | None = None) -> Any:

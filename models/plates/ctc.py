@@ -29,10 +29,14 @@ class TextRead:
     log_prob: float
     cost: float = 0.0
     pattern: Pattern | None = None
+    posterior: float | None = None  # set by models.plates.scoring: P(the whole text is right)
 
     @property
     def confidence(self) -> float:
-        """Geometric mean of the per-character confidences (0 for an empty read)."""
+        """The posterior when the read was ranked (:mod:`models.plates.scoring`), else the geometric mean of the
+        per-character confidences (0 for an empty read)."""
+        if self.posterior is not None:
+            return float(self.posterior)
         if not self.char_confidence:
             return 0.0
         return float(np.exp(np.mean(np.log(np.clip(self.char_confidence, 1e-9, 1.0)))))
@@ -226,3 +230,29 @@ class ConstrainedDecoder:
                 state_char, k = came, k - 1
         text = "".join(self.alphabet[c] for c in reversed(chars))
         return text, tuple(reversed(confs)), total
+
+
+def ctc_log_likelihood(log_probs: np.ndarray, labels: np.ndarray, blank: int) -> np.ndarray:
+    """log P(label sequence | frames) by the CTC forward algorithm, for N sequences of one length at once.
+
+    ``log_probs`` is T×C (natural log, per frame), ``labels`` N×L column indices (L ≥ 1), ``blank`` the blank's
+    column. Sums over every alignment (blanks between and around the characters, repeats merged; two equal
+    neighbours need a blank between them), unlike Viterbi, which keeps only the best one.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    count, length = labels.shape
+    states = 2 * length + 1
+    extended = np.full((count, states), blank, dtype=np.int64)
+    extended[:, 1::2] = labels
+    emissions = log_probs[:, extended]  # T×N×S
+    alpha = np.full((count, states), -np.inf)
+    alpha[:, :2] = emissions[0, :, :2]
+    may_skip = np.zeros((count, states), dtype=bool)
+    may_skip[:, 3::2] = labels[:, 1:] != labels[:, :-1]
+    shifted = np.full((count, states + 2), -np.inf)
+    for t in range(1, len(log_probs)):
+        shifted[:, 2:] = alpha
+        one_back = shifted[:, 1:-1]
+        two_back = np.where(may_skip, shifted[:, :-2], -np.inf)
+        alpha = np.logaddexp(np.logaddexp(alpha, one_back), two_back) + emissions[t]
+    return np.logaddexp(alpha[:, -1], alpha[:, -2])

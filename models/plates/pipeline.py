@@ -2,8 +2,8 @@
 grammar, and return one ``Detections`` row per plate with its text columns.
 
 In scenes, reads that fit no configured plate grammar are dropped (``valid_only``). Tight crops (a plate
-filling the picture) get two readings: the detector's corners after padding the crop
-with a border, and the whole crop as one quadrilateral; the grammar-valid, more confident read wins. In
+filling the picture) are read twice — from the detector's corners after padding the crop
+with a border, and as the whole crop — and the readings are ranked together (:mod:`models.plates.scoring`). In
 ``auto`` mode a picture is treated as a crop when it is small and plate-shaped.
 """
 
@@ -15,9 +15,8 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from models.plates.ctc import TextRead
 from models.plates.detector import ClpPlateDetector
-from models.plates.reader import PpocrPlateReader, pick_best, with_reads
+from models.plates.reader import PpocrPlateReader, with_reads
 from pipeline.core import Detections
 
 logger = logging.getLogger(__name__)
@@ -99,16 +98,14 @@ class PlateRecognizer:
         )
         found = self.detector.detect(padded, score=self.crop_score)
         whole = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
-        candidates: list[tuple[TextRead, np.ndarray, float]] = []
-        for probs in self.reader.candidates(crop, whole):
-            candidates.append((self.reader.decode(probs), whole, 1.0))
+        readings = self.reader.candidates(crop, whole)
+        quad = whole
         if len(found):
             best = int(np.argmax(found.confidence))
             quad = found.data["corners"][best] - border
-            for probs in self.reader.candidates(padded, quad + border):
-                candidates.append((self.reader.decode(probs), quad, float(found.confidence[best])))
-        read = pick_best([c[0] for c in candidates])
-        _, quad, score = next(c for c in candidates if c[0] is read)
+            readings += self.reader.candidates(padded, quad + border)
+        read = self.reader.rank(readings)
+        score = float(found.confidence[best]) if len(found) else 1.0
         box = np.concatenate([quad.min(axis=0).clip(0), quad.max(axis=0).clip(None, [width, height])])
         row = Detections(
             xyxy=box[None].astype(np.float32),

@@ -4,7 +4,10 @@ The recogniser reads one text line: BGR scaled to (x/255 − 0.5)/0.5, height 48
 ratio; it outputs per time step a softmax over the 6,623-entry dictionary stored in the model's
 ``character`` metadata, with the CTC blank first and a space last. Plates are rectified from their four
 corners first; squarish plates are also read as two rows (top row: province + letter, bottom row: the
-rest) whose outputs are joined before decoding. Decoding is grammar-constrained (:mod:`models.plates.ctc`).
+rest) whose outputs are joined before decoding. Decoding is grammar-constrained (:mod:`models.plates.ctc`);
+the candidate texts of all readings of one plate are then ranked together and given a calibrated probability
+(:mod:`models.plates.scoring`). With ``views`` > 1 the plate is also rectified with a tighter and a looser margin
+(test-time augmentation; measured in docs/models.md).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import numpy as np
 from models.geometry import expand_quad, quad_size, rectify
 from models.plates.ctc import ConstrainedDecoder, TextRead, greedy_decode
 from models.plates.grammar import PlateGrammar, normalise
+from models.plates.scoring import Candidates, PlateCalibration, choose, gather
 from models.runtime import ModelShapeError, OnnxModel
 from pipeline.core import Detections
 
@@ -26,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 LINE_HEIGHT = 48
 TWO_ROW_ASPECT = 2.6  # single-row plates are ≈3.1 (CN 440×140 mm) or wider; two-row CN plates ≈2.0
+VIEW_MARGINS = ((1.05, 1.12), (1.02, 1.05), (1.09, 1.2))  # (width, height) growth of the quad per view
+PROPOSALS_PER_READING = 3
 
 
 def vocabulary_from_metadata(metadata: dict[str, str]) -> list[str]:
@@ -53,6 +59,8 @@ class PpocrPlateReader:
         vocab: Sequence[str] | None = None,
         max_cost: float = 12.0,
         max_width: int = 480,
+        calibration: PlateCalibration | None = None,
+        views: int = 1,
     ) -> None:
         self.model = model
         self.model_id = model_id
@@ -61,6 +69,8 @@ class PpocrPlateReader:
         self.decoder = ConstrainedDecoder(self.vocab, grammar)
         self.max_cost = max_cost
         self.max_width = max_width
+        self.calibration = calibration or PlateCalibration()
+        self.views = max(1, min(views, len(VIEW_MARGINS)))
 
     # -- low level: upright text lines ------------------------------------------------------------
     def line_probs(self, lines: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -94,27 +104,56 @@ class PpocrPlateReader:
     def read_lines(self, lines: Sequence[np.ndarray]) -> list[TextRead]:
         return [self.decode(p) for p in self.line_probs(lines)]
 
+    def propose(self, readings: Sequence[np.ndarray]) -> tuple[Candidates | None, list[TextRead]]:
+        """The candidate texts of several readings of one plate (probability matrices) with their
+        likelihoods, and each reading's own best decode (the reads before ranking)."""
+        proposals: list[TextRead] = []
+        singles: list[TextRead] = []
+        for probs in readings:
+            constrained = self.decoder.decode(probs)
+            cheap = [r for r in constrained[:PROPOSALS_PER_READING] if r.cost <= self.max_cost]
+            proposals += cheap
+            singles.append(cheap[0] if cheap else self.decode(probs))
+        folded = [np.log(np.clip(self.decoder.fold(p), 1e-12, 1.0)) for p in readings]
+        return gather(folded, proposals, self.decoder.alphabet), singles
+
+    def rank(self, readings: Sequence[np.ndarray]) -> TextRead:
+        """One read from several readings of one plate: the grammar-valid proposals of every reading, ranked
+        together with a calibrated posterior (:mod:`models.plates.scoring`). When no reading fits a template
+        within ``max_cost`` nats, the best single decode (invalid) is returned."""
+        candidates, singles = self.propose(readings)
+        if candidates is None:
+            return pick_best(singles)
+        return choose(candidates, self.calibration)
+
     # -- plates -----------------------------------------------------------------------------------
     def candidates(self, image: np.ndarray, quad: np.ndarray) -> list[np.ndarray]:
-        """Probability matrices for one plate: as one line, and as two rows when the plate is squarish."""
+        """Probability matrices for one plate, per view: as one line, and as two rows when the plate is squarish."""
         width, height = quad_size(quad)
         aspect = width / max(height, 1.0)
-        line_w = int(np.clip(round(LINE_HEIGHT * aspect * 1.05 / 1.12), 32, self.max_width))
-        single = rectify(image, expand_quad(quad, 1.05, 1.12), line_w, LINE_HEIGHT)
-        lines = [single]
-        if aspect < TWO_ROW_ASPECT:
-            plate = rectify(image, expand_quad(quad, 1.04, 1.06), 220, 110)
-            lines += [plate[2:50, 8:212], plate[38:108, :]]
+        lines: list[np.ndarray] = []
+        layout: list[tuple[int, bool]] = []  # (first line, two rows?)
+        for grow_x, grow_y in VIEW_MARGINS[: self.views]:
+            line_w = int(np.clip(round(LINE_HEIGHT * aspect * grow_x / grow_y), 32, self.max_width))
+            layout.append((len(lines), False))
+            lines.append(rectify(image, expand_quad(quad, grow_x, grow_y), line_w, LINE_HEIGHT))
+            if aspect < TWO_ROW_ASPECT:
+                plate = rectify(image, expand_quad(quad, grow_x - 0.01, grow_y - 0.06), 220, 110)
+                layout.append((len(lines), True))
+                lines += [plate[2:50, 8:212], plate[38:108, :]]
         probs = self.line_probs(lines)
-        out = [probs[0]]
-        if aspect < TWO_ROW_ASPECT:
-            gap = np.zeros((1, probs[1].shape[1]), dtype=probs[1].dtype)
+        out = []
+        for first, two_rows in layout:
+            if not two_rows:
+                out.append(probs[first])
+                continue
+            gap = np.zeros((1, probs[first].shape[1]), dtype=probs[first].dtype)
             gap[0, 0] = 1.0
-            out.append(np.concatenate([probs[1], gap, probs[2]]))
+            out.append(np.concatenate([probs[first], gap, probs[first + 1]]))
         return out
 
     def read_quad(self, image: np.ndarray, quad: np.ndarray) -> TextRead:
-        return pick_best([self.decode(p) for p in self.candidates(image, quad)])
+        return self.rank(self.candidates(image, quad))
 
     def read(self, image: np.ndarray, plates: Detections) -> Detections:
         """Read every row of ``plates`` (its ``corners`` column, else its box) and add the text columns."""

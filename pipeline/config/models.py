@@ -127,6 +127,14 @@ class ModelsConfig(Section):
         "or digit, literals in [...]. Name a region here and in plate_regions to use it.",
         max_length=64,
     )
+    plate_views: int = Field(
+        1,
+        title="Plate views",
+        description="Rectifications of each plate that the reader ranks together (test-time augmentation): 1 = "
+        "as detected; 2-3 add a tighter and a looser margin (each view costs one more recogniser call).",
+        ge=1,
+        le=3,
+    )
     face_score: float = Field(
         0.5, title="Face detection score", description="Minimum face score kept.", gt=0.0, lt=1.0
     )
