@@ -233,7 +233,7 @@ $("#plate-form").addEventListener("submit", (ev) => {
   const section = $("#tab-plates");
   const v = formValues(ev.target);
   runSearch(section, async () => {
-    const data = await api(`/api/search/plates?${query({ q: v.q.trim().toUpperCase(), mode: v.mode, max_edits: v.max_edits, camera: v.camera, start: v.start, end: v.end })}`);
+    const data = await api(`/api/search/plates?${query({ q: v.q.trim().toUpperCase(), mode: v.mode, max_edits: v.max_edits, lookalikes: v.lookalikes, camera: v.camera, start: v.start, end: v.end })}`);
     renderGrid(section, data, "plate read");
   });
 });

@@ -15,9 +15,10 @@ from typing import Annotated
 from pydantic import Field, field_validator, model_validator
 
 from pipeline.config.base import Section
+from pipeline.lookalikes import DEFAULT_GROUPS
 
 VEHICLE_CLASSES = ("car", "truck", "bus", "motorcycle")
-DEFAULT_CONFUSIONS = ("0ODQ", "1I", "2Z", "5S", "6G", "8B")
+DEFAULT_CONFUSIONS = DEFAULT_GROUPS
 """Groups of characters OCR mistakes for one another on plates (each group: interchangeable characters)."""
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
@@ -244,9 +245,16 @@ class HotlistsConfig(Section):
     confusion_cost: float = Field(
         0.25,
         title="Confusion cost",
-        description="Cost of substituting characters of one confusion group (0/O, 8/B, ...) instead of 1.",
+        description="Cost of substituting characters of one confusion group (0/O, 8/B, ...) instead of 1, for pairs "
+        "without a measured cost (or all pairs with measured_costs off).",
         ge=0,
         le=1,
+    )
+    measured_costs: bool = Field(
+        True,
+        title="Measured confusion costs",
+        description="Use the pair costs measured from the plate reader's own errors (pipeline/lookalikes.json, "
+        "docs/enrich.md) inside the groups; off: every pair of a group costs confusion_cost.",
     )
     confusions: tuple[str, ...] = Field(
         DEFAULT_CONFUSIONS,

@@ -33,6 +33,7 @@ from pipeline.config.index import IndexConfig, index_section
 from pipeline.search.catalog import CatalogCache
 from pipeline.search.faces import FaceCandidate, FaceIndex
 from pipeline.search.hits import AlertHit, CameraState, FaceHit, PlateHit, QueryError, Sighting, TrackHit
+from pipeline.lookalikes import LookAlikes
 from pipeline.search.plates import check_edits, exact_plate, fuzzy_pieces, wildcard_to_like
 from pipeline.search.registry import CameraDirectory
 from schemas.alerts import AlertType
@@ -57,6 +58,8 @@ log = logging.getLogger(__name__)
 
 MAX_LIMIT = 10_000
 _LATEST = "ingested_at DESC, src_partition DESC, src_offset DESC"
+LOOKALIKES = LookAlikes()
+"""The default look-alike groups (docs/search.md); the same groups as hotlist matching's defaults."""
 _PLATE_COLUMNS = "read_id, track_id, camera_id, captured_at, text, confidence, plate_kind, region, crop_key, box, " \
                  "revision, model_id"
 
@@ -173,17 +176,24 @@ class SearchService:
         start: datetime | None = None,
         end: datetime | None = None,
         limit: int = 100,
+        lookalikes: bool = False,
     ) -> list[PlateHit]:
         """Plate reads whose text matches ``query``; newest first (fuzzy: fewest edits first).
 
         ``wildcard``: ``*`` matches any run of characters, ``?`` exactly one (``川A*58?``).
         ``fuzzy``: Levenshtein distance at most ``max_edits`` (0-3).
+        ``exact`` with ``lookalikes``: also reads that differ only by look-alike characters (``0/O/D/Q``,
+        ``1/I/T``, ``8/B`` ..., :mod:`pipeline.lookalikes`), any number of them; ``edits`` counts them and the
+        exact reads come first.
         """
         scope = self._scope(cameras)
         start, end, limit = _check_time(start, "start"), _check_time(end, "end"), _check_limit(limit)
         if scope == []:
             return []
-        match, match_params, edits, order = self._plate_match(query, mode, max_edits)
+        if lookalikes and mode == "exact":
+            match, match_params, edits, order = self._lookalike_match(query)
+        else:
+            match, match_params, edits, order = self._plate_match(query, mode, max_edits)
         where = _Filter().add(match, *match_params).scope(scope).at("captured_at", start, end)
         sql = (
             f"SELECT {_PLATE_COLUMNS}, {edits} AS edits FROM plates_latest WHERE {where.sql()} "
@@ -209,6 +219,15 @@ class SearchService:
                 "edits ASC, captured_at DESC"
         msg = f"unknown plate search mode {mode!r}; one of: exact, wildcard, fuzzy"
         raise QueryError(msg)
+
+    @staticmethod
+    def _lookalike_match(query: str) -> tuple[str, list[Any], str, str]:
+        """Exact up to look-alikes: equal after mapping each character onto its group's representative."""
+        plate = exact_plate(query)
+        source, target = LOOKALIKES.translation()
+        # the plate is validated ([0-9A-Z] and CJK only), so it can sit in the SELECT list as a literal
+        return ("length(text) = ? AND translate(text, ?, ?) = ?", [len(plate), source, target,
+                LOOKALIKES.canonical(plate)], f"hamming(text, '{plate}')", "edits ASC, captured_at DESC")
 
     @staticmethod
     def _plate_hit(r: dict[str, Any]) -> PlateHit:

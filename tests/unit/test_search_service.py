@@ -287,3 +287,35 @@ def test_deleted_days_leave_the_results_and_memory(world: World) -> None:
     s.refresh()
     assert s.faces(world.person, model_id=MODEL, k=50) == [] and not s.face_index.shards
     assert s.plates(PLATE) == [] and s.vehicles() == [] and s.alerts() == []
+
+
+@pytest.mark.parametrize(
+    ("query", "found", "edits"),
+    [
+        ("川AF058Y", 3, 0),  # the true plate: exact
+        ("川AFO58Y", 3, 1),  # read with O for 0
+        ("川AF05BY", 3, 1),  # 8/B
+        ("川AFQ5BY", 3, 2),  # two look-alikes (0/Q, 8/B)
+        ("川AF057Y", 0, None),  # 7 is nobody's look-alike
+        ("川AF058", 0, None),  # a missing character is an edit, not a look-alike
+        ("京BI2345", 1, 1),  # 1/I
+        ("京BT2345", 1, 1),  # 1/T
+    ],
+)
+def test_exact_plate_search_with_lookalikes(world: World, query: str, found: int, edits: int | None) -> None:
+    s = world.service
+    hits = s.plates(query, lookalikes=True)
+    assert len(hits) == found
+    assert all(h.edits == edits for h in hits)
+    if query not in (PLATE, "京B12345"):
+        assert s.plates(query) == []  # without look-alikes nothing matches
+
+
+def test_lookalike_hits_come_after_exact_ones(world: World) -> None:
+    revised = syn.track("cam-1", 12, T0 + timedelta(hours=2))
+    _add(world.writer, "tracks", revised, 900)
+    _add(world.writer, "plates", syn.plate(revised, "川AFO58Y"), 901)
+    world.writer.flush()
+    world.service.refresh()
+    hits = world.service.plates(PLATE, lookalikes=True)
+    assert [h.text for h in hits] == [PLATE] * 3 + ["川AFO58Y"]  # the newer look-alike read comes last

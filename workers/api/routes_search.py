@@ -58,9 +58,11 @@ def search_plates(
     start: Start = None,
     end: End = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 100,
+    lookalikes: Annotated[bool, Query(description="mode=exact: also reads that differ only by look-alike "
+                                      "characters (0/O/D/Q, 1/I/T, 8/B ...); edits counts them")] = False,
 ) -> PlateResults:
     params = {"q": q, "mode": mode, "max_edits": max_edits, "camera": camera, "start": iso(start), "end": iso(end),
-              "limit": limit}
+              "limit": limit, "lookalikes": lookalikes}
     with begin(request, who, "search.plates", params) as act:
         act.need(Permission.SEARCH, "search plates")
         check_times(act, start, end)
@@ -71,7 +73,7 @@ def search_plates(
             raise act.refuse(422, "'*' and '?' are wildcards: use mode=wildcard", outcome="invalid")
         cams = act.cameras(camera)
         hits = act.ctx.search.plates(q.upper(), mode=mode, max_edits=max_edits, cameras=cams, start=start, end=end,
-                                     limit=_limit(act, limit))
+                                     limit=_limit(act, limit), lookalikes=lookalikes)
         names = camera_names(act)
         body = PlateResults(count=len(hits), scope=scope_label(cams), hits=[plate_out(act, h, names) for h in hits])
         return act.done(body, count=len(hits), ids=ids(hits, "read_id"))

@@ -32,9 +32,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from models.plates.grammar import normalise
 from pipeline.config.enrich import HotlistsConfig
+from pipeline.lookalikes import LookAlikes
 from pipeline.store.base import ObjectNotFound, ObjectStore, join_key
 from schemas.plates import PLATE_TEXT_PATTERN
-from workers.plate.matching import Candidate, ConfusionTable, Match, PlateIndex
+from workers.plate.matching import Candidate, Match, PlateIndex
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +228,8 @@ class HotlistBook:
                  extra: Iterable[Hotlist] = ()) -> None:
         self.config = config
         self.repository = HotlistRepository(store, config.store_prefix) if store is not None else None
-        self.table = ConfusionTable(config.confusions, config.confusion_cost)
+        self.table = (LookAlikes.shipped(config.confusions, config.confusion_cost) if config.measured_costs
+                      else LookAlikes(config.confusions, config.confusion_cost))
         self.extra = tuple(extra)
         self.lists: dict[str, Hotlist] = {}
         self.index = PlateIndex([], self.table, config.max_cost)

@@ -2,8 +2,9 @@
 
 **Distance.** Levenshtein distance on normalised plate text (upper case, no separators) where inserting,
 deleting or substituting a character costs 1, except that substituting two characters of one *confusion
-group* (``0/O/D/Q``, ``1/I``, ``2/Z``, ``5/S``, ``6/G``, ``8/B`` by default) costs ``confusion_cost``
-(0.25 by default). With the default ``max_cost`` of 1, a read matches an entry when they are equal
+group* (``0/O/D/Q``, ``1/I/T``, ``2/Z``, ``5/S``, ``6/G``, ``8/B``, ``M/N/W/H``, ``U/V/Y``, ``E/F`` by default;
+:mod:`pipeline.lookalikes`) costs that pair's cost measured from the plate reader's own errors, or
+``confusion_cost`` (0.25 by default) where nothing was measured. With the default ``max_cost`` of 1, a read matches an entry when they are equal
 (``exact``), differ only by confusions — up to four of them (``confusion``) — or differ by one ordinary
 edit (``edit``: one substitution, a missing or an extra character), and nothing more. A confusion plus
 an ordinary edit costs 1.25 and does not match.
@@ -20,32 +21,17 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
+
+from pipeline.lookalikes import LookAlikes
 
 MatchKind = Literal["exact", "confusion", "edit"]
 
 
-class ConfusionTable:
-    """Which characters OCR confuses (groups of interchangeable characters) and what a confusion costs."""
-
-    def __init__(self, groups: Iterable[str], confusion_cost: float = 0.25) -> None:
-        self.groups = tuple(groups)
-        self.confusion_cost = float(confusion_cost)
-        self._rep = {ch: group[0] for group in self.groups for ch in group}
-
-    def canonical(self, text: str) -> str:
-        """``text`` with every character replaced by its group's representative."""
-        return "".join(self._rep.get(ch, ch) for ch in text)
-
-    def confusable(self, a: str, b: str) -> bool:
-        return a != b and a in self._rep and self._rep.get(a) == self._rep.get(b)
-
-    def substitution(self, a: str, b: str) -> float:
-        if a == b:
-            return 0.0
-        return self.confusion_cost if self.confusable(a, b) else 1.0
+ConfusionTable = LookAlikes
+"""The look-alike table (groups and pair costs) lives in :mod:`pipeline.lookalikes`, shared with plate search."""
 
 
 def weighted_distance(a: str, b: str, table: ConfusionTable, limit: float = float("inf")) -> float:
