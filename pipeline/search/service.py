@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 import numpy as np
 
 from pipeline.config.index import IndexConfig, index_section
+from pipeline.lookalikes import LookAlikes
 from pipeline.search.catalog import CatalogCache
 from pipeline.search.faces import FaceCandidate, FaceIndex
 from pipeline.search.hits import AlertHit, CameraState, FaceHit, PlateHit, QueryError, Sighting, TrackHit
-from pipeline.lookalikes import LookAlikes
 from pipeline.search.plates import check_edits, exact_plate, fuzzy_pieces, wildcard_to_like
 from pipeline.search.registry import CameraDirectory
 from schemas.alerts import AlertType
