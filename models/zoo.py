@@ -122,11 +122,13 @@ class ModelZoo:
 
         spec = self.spec(model_id or self.config.plate_detector, "plate-detect")
         max_side = int(spec.options.get("max_side", 960))
+        pyramid = tuple(int(s) for s in spec.options.get("pyramid", ()))
         return self._cached(
             "plate-detect",
             spec.id,
             lambda: ClpPlateDetector(
-                self.onnx(spec, [1, 3, 64, 64]), spec.ref, score=self.config.plate_score, max_side=max_side
+                self.onnx(spec, [1, 3, 64, 64]), spec.ref, score=self.config.plate_score, max_side=max_side,
+                pyramid=pyramid,
             ),
         )
 

@@ -2,6 +2,11 @@
 predicts, per prior box, a plate score, a box and four corner points.
 
 Input: BGR minus (104, 117, 123), any size (padded here to a multiple of 32, long side capped).
+
+Scale: the network finds plates of roughly 10–200 px; a sharp 3264×2448 photo of a close-up car has a plate
+far larger than that, and a distant plate in a 4K frame may be smaller. ``pyramid`` runs the detector at several
+long sides (default 960 and 640 px, never above the image's own size; downscale first) and merges the levels by
+NMS, so one call covers close-ups and wide views.
 Outputs: ``loc`` (box offsets), ``conf`` (softmax, column 1 = plate), ``landms`` (4 corners), all
 encoded against priors of sizes (24, 48), (96, 192), (384, 768) on strides 8, 16, 32 with variances
 (0.1, 0.2) — the same decoding as RetinaFace.
@@ -68,13 +73,15 @@ class ClpPlateDetector:
     """:class:`models.protocols.PlateDetector` over ``clp_det.onnx``; adds ``data["corners"]``."""
 
     def __init__(
-        self, model: OnnxModel, model_id: str, score: float = 0.5, iou: float = 0.4, max_side: int = 960
+        self, model: OnnxModel, model_id: str, score: float = 0.5, iou: float = 0.4, max_side: int = 960,
+        pyramid: Sequence[int] = (),
     ) -> None:
         self.model = model
         self.model_id = model_id
         self.score = score
         self.iou = iou
         self.max_side = max_side
+        self.pyramid = tuple(sorted({int(s) for s in pyramid if s >= 64}, reverse=True))
         self._priors: dict[tuple[int, int], np.ndarray] = {}
 
     def _priors_for(self, height: int, width: int) -> np.ndarray:
@@ -92,8 +99,22 @@ class ClpPlateDetector:
     def detect_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
         return [self._detect_one(image, self.score) for image in images]
 
+    def levels(self, image: np.ndarray) -> list[int]:
+        """The long sides the image is searched at: ``max_side`` and the pyramid's, capped at the image's."""
+        longest = max(image.shape[:2])
+        return sorted({min(longest, side) for side in (self.max_side, *self.pyramid)}, reverse=True)
+
     def _detect_one(self, image: np.ndarray, score: float) -> Detections:
-        resized, resize = fit_multiple(image, self.max_side, 32)
+        found = [self._detect_level(image, score, side) for side in self.levels(image)]
+        found = [f for f in found if len(f)]
+        if len(found) <= 1:
+            return found[0] if found else Detections.empty(self.model_id, ("plate",))
+        merged = Detections.merge(found)
+        keep = nms(merged.xyxy, merged.confidence, self.iou)
+        return merged[np.sort(keep)]
+
+    def _detect_level(self, image: np.ndarray, score: float, side: int) -> Detections:
+        resized, resize = fit_multiple(image, side, 32)
         height, width = resized.shape[:2]
         tensor = (resized.astype(np.float32) - MEAN_BGR).transpose(2, 0, 1)[None]
         loc, conf, lms = self.model.run(tensor)

@@ -109,6 +109,35 @@ class PlateWorkerConfig(_TrackTable):
         ge=1,
         le=256,
     )
+    checkpoint_cameras: tuple[str, ...] = Field(
+        (),
+        title="Checkpoint cameras",
+        description="Camera IDs of checkpoint / close-up views (卡口): the plate worker also reads their frames and "
+        "finds plates on the whole frame, without a vehicle box (docs/enrich.md).",
+        max_length=10_000,
+    )
+    checkpoint_every_n: int = Field(
+        2,
+        title="Checkpoint frame stride",
+        description="Of a checkpoint camera's frames, every n-th (by sequence) is read for plates.",
+        ge=1,
+        le=1000,
+    )
+    checkpoint_gap_s: float = Field(
+        2.0,
+        title="Plate track gap",
+        description="A checkpoint plate read continues a plate track seen at most this many seconds earlier "
+        "(overlapping box or the same text up to look-alikes); otherwise it opens a new plate track.",
+        gt=0,
+        le=600,
+    )
+    max_frame_bytes: int = Field(
+        20_000_000,
+        title="Largest frame",
+        description="Checkpoint frames larger than this (JPEG bytes) are dead-lettered before decoding.",
+        ge=1000,
+        le=200_000_000,
+    )
     dedupe_window_s: float = Field(
         10.0,
         title="Same-plate window",

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from pipeline.crops import CropPlacement, clip_box
+from schemas.frames import FrameHeader
 from schemas.objects import ObjectCrop
 from workers.plate.voting import PlateObservation
 
@@ -96,6 +97,30 @@ def best_plate(
         kind=plate_kind(image, quad),
     )
     return PlateFound(observation, evidence_crop(image, plates.xyxy[best], margin))
+
+
+def frame_plates(recognizer: Any, image: np.ndarray, header: FrameHeader, *, min_confidence: float,
+                 margin: float) -> list[PlateFound]:
+    """Every plate read on a whole frame (checkpoint cameras) at or above ``min_confidence``; keys are set by the
+    caller (``crop_key``/``object_key`` empty here), ``object_id`` is ``{frame key}#{plate number}``."""
+    plates = recognizer.recognize(image, mode="scene")
+    out = []
+    height, width = image.shape[:2]
+    for i in range(len(plates)):
+        text = str(plates.data["text"][i])
+        chars = tuple(round(float(c), 4) for c in plates.data["char_confidence"][i])
+        confidence = float(plates.data["text_confidence"][i])
+        if not text or len(chars) != len(text) or confidence < min_confidence:
+            continue
+        quad = plates.data["corners"][i] if "corners" in plates.data else _box_quad(plates.xyxy[i])
+        observation = PlateObservation(
+            object_id=f"{header.idempotency_key()}#{i}", sequence=header.sequence, captured_at=header.captured_at,
+            text=text, char_confidences=chars, confidence=round(confidence, 4),
+            plate_box=clip_box(plates.xyxy[i], width, height), crop_key="", object_key="",
+            kind=plate_kind(image, quad),
+        )
+        out.append(PlateFound(observation, evidence_crop(image, plates.xyxy[i], margin)))
+    return out
 
 
 def _box_quad(box: np.ndarray) -> np.ndarray:

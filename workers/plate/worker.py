@@ -25,22 +25,27 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
+
+import cv2
+import numpy as np
 
 from pipeline import crops
 from pipeline.bus.base import TopicSpec, dead_letter_topic
 from pipeline.config.enrich import HotlistsConfig, PlateWorkerConfig
-from pipeline.runtime.worker import ConsumerWorker
+from pipeline.runtime.worker import BadMessage, ConsumerWorker
 from pipeline.tracking.table import TrackTable
 from schemas.alerts import Alert
+from schemas.frames import FrameHeader
 from schemas.ids import stable_id
-from schemas.objects import ObjectCrop
 from schemas.plates import PlateRead
-from schemas.topics import ALERTS, OBJECTS, PLATES
+from schemas.topics import ALERTS, FRAMES, OBJECTS, PLATES
+from workers.plate.checkpoint import PlateTracker, context_view
 from workers.plate.hotlists import HotlistBook, HotlistEntry
 from workers.plate.matching import Match
-from workers.plate.reading import PlateFound, best_plate, region_of
+from workers.plate.reading import PlateFound, best_plate, frame_plates, region_of
 from workers.plate.state import PlateStateStore
 from workers.plate.voting import TrackPlates, Vote, vote
 
@@ -106,13 +111,18 @@ class PlateWorker(ConsumerWorker):
         )
         self.dirty: dict[str, TrackPlates] = {}
         self.stats: Counter[str] = Counter()
+        self.checkpoints = frozenset(self.settings.checkpoint_cameras)
+        if self.checkpoints:
+            self.topics = (OBJECTS.name, FRAMES.name)  # type: ignore[misc,assignment]  # frames: checkpoints only
+        self.plate_trackers: dict[str, PlateTracker] = {}
         self._next_housekeeping = 0.0
         self._next_report = 0.0
 
     # -- lifecycle --------------------------------------------------------------------------------
     def topic_specs(self) -> Sequence[TopicSpec]:
-        specs = [TopicSpec(t.name, t.partitions, t.retention_ms) for t in (OBJECTS, PLATES, ALERTS)]
-        return [*specs, TopicSpec(dead_letter_topic(OBJECTS.name), 1)]
+        topics = (OBJECTS, PLATES, ALERTS, FRAMES) if self.checkpoints else (OBJECTS, PLATES, ALERTS)
+        specs = [TopicSpec(t.name, t.partitions, t.retention_ms) for t in topics]
+        return [*specs, *(TopicSpec(dead_letter_topic(t), 1) for t in self.topics)]
 
     def setup(self) -> None:
         if self.recognizer is None:
@@ -148,6 +158,9 @@ class PlateWorker(ConsumerWorker):
 
     # -- one message ------------------------------------------------------------------------------
     def handle_message(self, message: Message) -> None:
+        if message.topic == FRAMES.name:
+            self._handle_frame(message)
+            return
         crop = crops.parse_object(message)
         self.stats["objects"] += 1
         if crop.class_name not in self.settings.classes:
@@ -165,32 +178,74 @@ class PlateWorker(ConsumerWorker):
         if found is None:
             self.stats["no_plate"] += 1
         else:
-            self._store_evidence(found, crop)
+            self._store_evidence(found, crop.camera_id, crop.track_id)
             self.stats["reads"] += 1
-        self._vote(crop, found)
+        self._vote(crop.camera_id, crop.track_id, crop.object_id, crop.captured_at, found)
 
-    def _store_evidence(self, found: PlateFound, crop: ObjectCrop) -> None:
+    # -- checkpoint frames (workers/plate/checkpoint.py) ----------------------------------------
+    def _handle_frame(self, message: Message) -> None:
+        """A frame of a checkpoint camera: whole-frame plate reads, each into its plate track's vote."""
+        try:
+            header = FrameHeader.from_headers(message.headers)
+        except ValueError as exc:
+            msg = f"invalid frame headers: {exc}"
+            raise BadMessage(msg) from exc
+        if header.camera_id not in self.checkpoints or header.sequence % self.settings.checkpoint_every_n:
+            self.stats["frames_skipped"] += 1
+            return
+        lag = (self.clock() - header.captured_at).total_seconds()
+        if self.settings.max_lag_s > 0 and lag > self.settings.max_lag_s:
+            self.stats["skipped_stale"] += 1
+            return
+        if len(message.value) > self.settings.max_frame_bytes:
+            msg = f"frame of {len(message.value)} bytes is above plate.max_frame_bytes"
+            raise BadMessage(msg)
+        image = cv2.imdecode(np.frombuffer(message.value, np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            msg = f"frame {header.idempotency_key()} is not a decodable JPEG"
+            raise BadMessage(msg)
+        self.stats["frames"] += 1
+        tracker = self.plate_trackers.setdefault(header.camera_id, PlateTracker(
+            header.camera_id, self.settings.checkpoint_gap_s, self.book.table.canonical))
+        day = header.captured_at.strftime("%Y-%m-%d")
+        for number, found in enumerate(frame_plates(
+                self.recognizer, image, header, min_confidence=self.settings.min_read_confidence,
+                margin=self.settings.plate_crop_margin)):
+            read = found.observation
+            track_id = tracker.assign(np.asarray(read.plate_box), read.text, header.captured_at)
+            base = f"plates/{header.camera_id}/{day}/{track_id}/{header.session}-{header.sequence}-{number}"
+            context = context_view(image, read.plate_box)
+            found = PlateFound(replace(read, crop_key=f"{base}.jpg", object_key=f"{base}.view.jpg"),
+                               found.plate_image)
+            self._store_evidence(found, header.camera_id, track_id)
+            self.store.put(found.observation.object_key, crops.encode_jpeg(context, self.settings.jpeg_quality),
+                           content_type="image/jpeg", metadata={"camera-id": header.camera_id, "track-id": track_id})
+            self.stats["checkpoint_reads"] += 1
+            self._vote(header.camera_id, track_id, read.object_id, header.captured_at, found)
+
+    def _store_evidence(self, found: PlateFound, camera_id: str, track_id: str) -> None:
         if found.plate_image.size == 0:
             return
         self.store.put(found.observation.crop_key, crops.encode_jpeg(found.plate_image, self.settings.jpeg_quality),
-                       content_type="image/jpeg", metadata={"camera-id": crop.camera_id, "track-id": crop.track_id})
+                       content_type="image/jpeg", metadata={"camera-id": camera_id, "track-id": track_id})
 
     # -- votes ------------------------------------------------------------------------------------
     def _load_track(self, camera_id: str, track_id: str) -> TrackPlates:
         return self.saved.load(camera_id, track_id) or TrackPlates(track_id, camera_id)
 
-    def _track(self, crop: ObjectCrop) -> TrackPlates:
-        state = self.tracks.get(crop.camera_id, crop.track_id)
+    def _track(self, camera_id: str, track_id: str) -> TrackPlates:
+        state = self.tracks.get(camera_id, track_id)
         if state.alias_of:
-            return self.tracks.get(crop.camera_id, state.alias_of)
+            return self.tracks.get(camera_id, state.alias_of)
         return state
 
-    def _vote(self, crop: ObjectCrop, found: PlateFound | None) -> None:
-        self.tracks.observe(crop.camera_id, crop.captured_at)
-        own = self.tracks.get(crop.camera_id, crop.track_id)
-        state = self._track(crop)
+    def _vote(self, camera_id: str, track_id: str, object_id: str, captured_at: datetime,
+              found: PlateFound | None) -> None:
+        self.tracks.observe(camera_id, captured_at)
+        own = self.tracks.get(camera_id, track_id)
+        state = self._track(camera_id, track_id)
         read = found.observation if found else None
-        if not state.add(read, crop.object_id, crop.captured_at, self.settings.max_reads_per_track):
+        if not state.add(read, object_id, captured_at, self.settings.max_reads_per_track):
             self.stats["redelivered"] += 1
             return
         self.dirty[state.track_id] = state
@@ -277,3 +332,4 @@ class PlateWorker(ConsumerWorker):
         self.producer.send(ALERTS.name, alert.to_json(), key=read.camera_id)
         self.stats["alerts"] += 1
         log.info("alert plate_hotlist %s camera %s: %s", hotlist.severity, read.camera_id, alert.message)
+
