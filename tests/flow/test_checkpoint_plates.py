@@ -111,7 +111,8 @@ def test_frames_of_other_cameras_are_skipped_without_decoding(camera: str, tmp_p
         model_id = "none"
 
         def recognize(self, *_: object, **__: object) -> None:
-            raise AssertionError("a frame of a camera that is not a checkpoint was read")
+            msg = "a frame of a camera that is not a checkpoint was read"
+            raise AssertionError(msg)
 
     worker = PlateWorker(TubelineConfig(), bus=bus, store=store, recognizer=NoRecognizer(),
                          settings=PlateWorkerConfig(checkpoint_cameras=(GATE,)), clock=lambda: BASE_TIME)
