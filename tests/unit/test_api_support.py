@@ -61,7 +61,8 @@ class FakeSearch:
         self.calls.append(("refresh", None))
 
     def plates(self, query: str, *, mode: str = "exact", max_edits: int = 1, cameras: Collection[str] | None = None,
-               start: datetime | None = None, end: datetime | None = None, limit: int = 100) -> list[PlateHit]:
+               start: datetime | None = None, end: datetime | None = None, limit: int = 100,
+               lookalikes: bool = False) -> list[PlateHit]:
         self.calls.append(("plates", cameras))
         if mode == "wildcard":
             rx = re.compile("^" + re.escape(query).replace(r"\*", ".*").replace(r"\?", ".") + "$")
