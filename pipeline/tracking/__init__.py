@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from pipeline.tracking.kalman import BoxKalman, MotionNoise
 from pipeline.tracking.matching import suppress_confusable
-from pipeline.tracking.tracker import ByteTracker, ClosedTrack, TrackerConfig, TrackState
+from pipeline.tracking.tracker import (
+    ByteTracker,
+    ClosedTrack,
+    TrackerConfig,
+    TrackerState,
+    TrackRecordState,
+    TrackState,
+)
 
-__all__ = ["BoxKalman", "ByteTracker", "ClosedTrack", "MotionNoise", "TrackState", "TrackerConfig",
-           "suppress_confusable"]
+__all__ = ["BoxKalman", "ByteTracker", "ClosedTrack", "MotionNoise", "TrackRecordState", "TrackState", "TrackerConfig",
+           "TrackerState", "suppress_confusable"]

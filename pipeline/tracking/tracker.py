@@ -25,6 +25,11 @@ the tracks are predicted and aged, none is marked lost for lack of a match.
 The output is a new container holding the confirmed tracks matched in this frame: the *detection's*
 box, confidence and class, ``tracker_id`` (>= 1) and ``data["detection_index"]``, the row of the input
 it came from. The input is never modified.
+
+``export_state()`` returns the tracker's moving parts (clock, and per track its Kalman state, counts and
+class votes) as plain numbers in a :class:`TrackerState`; ``restore_state()`` puts them back into a tracker
+built with the same configuration, so a camera's tracking can continue in another process. Turning that
+into bytes (and refusing bad bytes) is the caller's job: nothing here reads or writes a file.
 """
 
 from __future__ import annotations
@@ -116,6 +121,52 @@ class TrackState(Enum):
     LOST = "lost"
 
 
+_STATE_DIM = 8  # BoxKalman's state: (cx, cy, w, h) and their velocities
+
+
+@dataclass(frozen=True)
+class TrackRecordState:
+    """One track's moving parts as plain numbers (see :meth:`ByteTracker.export_state`).
+
+    ``mean`` is the Kalman state (8 values), ``covariance`` its 8×8 covariance row by row (64 values)."""
+
+    mean: tuple[float, ...]
+    covariance: tuple[float, ...]
+    group: int
+    track_id: int | None
+    state: str
+    first_timestamp: float
+    last_timestamp: float
+    hits: int
+    class_votes: tuple[tuple[int, float], ...]
+
+    def check(self) -> None:
+        """Raise ValueError unless the numbers can be a track of this tracker."""
+        if len(self.mean) != _STATE_DIM or len(self.covariance) != _STATE_DIM * _STATE_DIM:
+            msg = f"a track needs {_STATE_DIM} state values and {_STATE_DIM**2} covariance values"
+            raise ValueError(msg)
+        numbers = (*self.mean, *self.covariance, self.first_timestamp, self.last_timestamp,
+                   *(score for _, score in self.class_votes))
+        if not all(math.isfinite(v) for v in numbers):
+            msg = "a track's numbers must be finite"
+            raise ValueError(msg)
+        if self.state not in {s.value for s in TrackState} or self.hits < 1 or not self.class_votes:
+            msg = f"invalid track (state {self.state!r}, {self.hits} hits, {len(self.class_votes)} class votes)"
+            raise ValueError(msg)
+        if (self.track_id is None) != (self.state == TrackState.TENTATIVE.value) or (
+                self.track_id is not None and self.track_id < 1):
+            msg = f"track ID {self.track_id!r} does not fit state {self.state!r}"
+            raise ValueError(msg)
+
+
+@dataclass(frozen=True)
+class TrackerState:
+    """The tracker's moving parts: the time of the last update and every live track, in order."""
+
+    time: float | None
+    tracks: tuple[TrackRecordState, ...]
+
+
 class _Track:
     """Mutable per-object state, private to the tracker."""
 
@@ -129,6 +180,29 @@ class _Track:
         self.last_timestamp = timestamp
         self.hits = 1
         self.class_votes: dict[int, float] = {class_id: score}
+
+    def export(self) -> TrackRecordState:
+        return TrackRecordState(
+            mean=tuple(float(v) for v in self.kalman.mean),
+            covariance=tuple(float(v) for v in self.kalman.covariance.reshape(-1)),
+            group=self.group, track_id=self.track_id, state=self.state.value,
+            first_timestamp=self.first_timestamp, last_timestamp=self.last_timestamp, hits=self.hits,
+            class_votes=tuple(self.class_votes.items()),
+        )
+
+    @classmethod
+    def restore(cls, saved: TrackRecordState, noise: MotionNoise) -> _Track:
+        saved.check()
+        (first_class, _), *_ = saved.class_votes
+        track = cls(np.zeros(4), saved.group, first_class, 0.0, saved.first_timestamp, noise)
+        track.kalman.mean = np.array(saved.mean, dtype=np.float64)
+        track.kalman.covariance = np.array(saved.covariance, dtype=np.float64).reshape(_STATE_DIM, _STATE_DIM)
+        track.track_id = saved.track_id
+        track.state = TrackState(saved.state)
+        track.last_timestamp = saved.last_timestamp
+        track.hits = saved.hits
+        track.class_votes = dict(saved.class_votes)
+        return track
 
     def hit(self, box: np.ndarray, class_id: int, score: float, timestamp: float) -> None:
         self.kalman.update(box)
@@ -215,6 +289,23 @@ class ByteTracker:
         """Forget all tracks and the clock without reporting them. IDs already issued are never reused."""
         self._tracks = []
         self._time = None
+        self.removed = []
+
+    def export_state(self) -> TrackerState:
+        """The clock and every live track as plain numbers (``removed`` is per update and not included)."""
+        return TrackerState(self._time, tuple(t.export() for t in self._tracks))
+
+    def restore_state(self, state: TrackerState) -> None:
+        """Continue from ``state`` (from :meth:`export_state` of a tracker with the same configuration).
+
+        Raises ValueError, leaving this tracker unchanged, when a track's numbers are not a valid track.
+        The ID source is not part of the state: inject one that continues where the old one stopped."""
+        if state.time is not None and not math.isfinite(state.time):
+            msg = f"tracker time must be finite, got {state.time!r}"
+            raise ValueError(msg)
+        tracks = [_Track.restore(saved, self.config.noise) for saved in state.tracks]
+        self._tracks = tracks
+        self._time = state.time
         self.removed = []
 
     # -- steps --------------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ def _check(config: TubelineConfig, clip: Path) -> None:
     assert result.dead_letters == 0
     store = open_store(config)
     assert result.objects["recordings"][0] >= 1
-    assert store.exists("state/detect/cam-flow.pkl")
+    assert store.exists("state/detect/cam-flow.json")
 
 
 def test_embedded_pipeline_on_memory_bus_and_local_store(short_clip: Path, tmp_path: Path) -> None:

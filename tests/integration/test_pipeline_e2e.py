@@ -47,5 +47,5 @@ def test_video_to_tracks_and_alerts_on_real_broker_and_s3(real_stack, unique_nam
     assert set(result.alerts_by_type) <= {"line_crossing", "zone_intrusion", "crowding"}
     store = open_store(config)
     assert any(store.list("crops/file-01/"))
-    assert store.exists("state/detect/file-01.pkl")
+    assert store.exists("state/detect/file-01.json")
     assert any(i.key.endswith(".ts") for i in store.list("recordings/file-01/"))

@@ -48,7 +48,15 @@ from workers.detect.attributes import (
     dominant_colour,
     vehicle_type,
 )
-from workers.detect.state import CameraState, CropCandidate, TrackRecord, load_snapshot, save_snapshot
+from workers.detect.state import (
+    CameraState,
+    CropCandidate,
+    SnapshotRefused,
+    TrackRecord,
+    load_snapshot,
+    save_snapshot,
+    snapshot_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +84,7 @@ class DetectWorker(ConsumerWorker):
         self.frames_done = 0
         self.summaries = 0
         self.crops = 0
+        self.snapshots_refused = 0
         self.latencies: list[float] = []
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -151,7 +160,7 @@ class DetectWorker(ConsumerWorker):
             self._close_camera(camera, "lost")
             state = None
         if state is None:
-            snap = load_snapshot(self.store, camera)
+            snap = self._load_snapshot(camera)
             if snap is not None and snap.ingest_session == header.session:
                 log.info("camera %s: continuing tracking state from snapshot at sequence %d", camera, snap.last_sequence)
                 state = snap
@@ -160,6 +169,17 @@ class DetectWorker(ConsumerWorker):
                                         self.settings.confusable_classes)
             self.states[camera] = state
         return state
+
+    def _load_snapshot(self, camera: str) -> CameraState | None:
+        """The camera's stored state when it can be used; a refused one is logged and counted (the camera then
+        starts afresh with a new tracking epoch, and the next checkpoint overwrites the refused object)."""
+        try:
+            return load_snapshot(self.store, camera, self.settings.tracker, self.settings.confusable_classes)
+        except SnapshotRefused as exc:
+            self.snapshots_refused += 1
+            log.error("camera %s: refused the tracking snapshot %s (%s); starting a new tracking epoch",
+                      camera, snapshot_key(camera), exc)
+        return None
 
     def _handle_frame(self, header: FrameHeader, image: np.ndarray, found: Detections) -> None:
         s = self.settings
