@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -130,3 +131,37 @@ def test_track_table_is_bounded_by_count_and_idle_time() -> None:
     assert table.evict_idle() == 1  # t1 (idle 61.5 s > 60); t3 is 59.5 s old; the other camera is current
     assert "t3" in table and "x" in table and "t1" not in table
     assert table.evicted == 3
+
+
+def test_a_bad_state_object_is_refused_and_the_track_starts_afresh(tmp_path: Path) -> None:
+    """Data only, checked strictly: a pickle, a wrong type deep inside, an unknown version, a naive timestamp,
+    another track's state or an oversized object are refused and counted, never fail the worker."""
+    store = LocalStore(tmp_path)
+    saved = PlateStateStore(store, "state/plate")
+    track = TrackPlates("cam-1:s1:7", "cam-1")
+    track.add(read("川AF058Y", 0.9, 1), "o1", T0, max_reads=4)
+    saved.save(track)
+    key = saved.key("cam-1", "cam-1:s1:7")
+    good = json.loads(store.get(key))
+    assert good["version"] == 1
+    legacy = {k: v for k, v in good.items() if k != "version"}  # written before the field existed
+    store.put(key, json.dumps(legacy).encode())
+    assert saved.load("cam-1", "cam-1:s1:7") is not None and saved.refused == 0
+
+    def edited(**changes: object) -> bytes:
+        return json.dumps({**good, **changes}).encode()
+
+    bad = [
+        b"\x80\x05\x95\x1e\x00\x00\x00\x00\x00\x00\x00\x8c\x05posix\x94\x8c\x06system\x94\x93\x94.",
+        b"[]", b"null", b"{",
+        edited(version=2), edited(version=True),
+        edited(reads=[{**good["reads"][0], "text": 5}]),
+        edited(reads=[{**good["reads"][0], "captured_at": "2026-11-25T08:00:00"}]),
+        edited(revision="3"), edited(seen="o1"),
+        edited(track_id="cam-1:s1:8"),
+        b" " * (1024 * 1024) + json.dumps(good).encode(),
+    ]
+    for n, data in enumerate(bad, start=1):
+        store.put(key, data)
+        assert saved.load("cam-1", "cam-1:s1:7") is None, data[:80]
+        assert saved.refused == n

@@ -8,6 +8,12 @@ recognised by object ID and not counted twice. Revisions therefore never restart
 already published, and a read built from fewer votes never goes out under a higher revision than a
 better one. The objects are small (a few KB); expire the prefix with the store's lifecycle rules after
 the plates topic's retention (7 days).
+
+**Data only.** The object is JSON with ``"version": 1`` (objects written before the field existed have the
+same layout and read as version 1). At most :data:`MAX_STATE_BYTES` are fetched (a ranged read); a larger,
+non-JSON, other-version or ill-typed object (every field is validated strictly, timestamps must carry a
+zone) is refused: logged, counted in :attr:`PlateStateStore.refused`, and the track starts afresh — the
+worker never fails on a bad state object.
 """
 
 from __future__ import annotations
@@ -15,10 +21,17 @@ from __future__ import annotations
 import json
 import logging
 
+from pydantic import TypeAdapter, ValidationError
+
 from pipeline.store.base import ObjectNotFound, ObjectStore, join_key
 from workers.plate.voting import TrackPlates
 
 log = logging.getLogger(__name__)
+
+STATE_VERSION = 1
+MAX_STATE_BYTES = 1024 * 1024
+"""A track holds at most ``plate.max_reads_per_track`` reads and the IDs of the crops it counted: a few KB."""
+_TRACK_PLATES = TypeAdapter(TrackPlates)
 
 
 class PlateStateStore:
@@ -27,22 +40,59 @@ class PlateStateStore:
     def __init__(self, store: ObjectStore, prefix: str) -> None:
         self.store = store
         self.prefix = prefix.strip("/")
+        self.refused = 0
 
     def key(self, camera_id: str, track_id: str) -> str:
         return join_key(self.prefix, camera_id, f"{track_id}.json")
 
     def load(self, camera_id: str, track_id: str) -> TrackPlates | None:
+        key = self.key(camera_id, track_id)
         try:
-            data = self.store.get(self.key(camera_id, track_id))
+            data = self.store.get(key, length=MAX_STATE_BYTES + 1)
         except ObjectNotFound:
             return None
         try:
-            return TrackPlates.from_dict(json.loads(data))
-        except (ValueError, KeyError, TypeError) as exc:
-            log.warning("plate state %s is unreadable (%s); starting the track afresh", self.key(camera_id, track_id),
-                        exc)
+            state = _decode(data)
+            if (state.camera_id, state.track_id) != (camera_id, track_id):
+                msg = f"it is the state of {state.camera_id}/{state.track_id}"
+                raise ValueError(msg)
+        except ValueError as exc:
+            self.refused += 1
+            log.error("plate state %s refused (%s); starting the track afresh", key, exc)
             return None
+        return state
 
     def save(self, state: TrackPlates) -> None:
-        body = json.dumps(state.to_dict(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        doc = {"version": STATE_VERSION, **state.to_dict()}
+        body = json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
         self.store.put(self.key(state.camera_id, state.track_id), body, content_type="application/json")
+
+
+def _decode(data: bytes) -> TrackPlates:
+    """The track state in ``data``; ValueError (with the reason) when it is not one."""
+    if len(data) > MAX_STATE_BYTES:
+        msg = f"larger than {MAX_STATE_BYTES} bytes"
+        raise ValueError(msg)
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        msg = f"not JSON: {exc}"
+        raise ValueError(msg) from None
+    if not isinstance(doc, dict):
+        msg = "not a JSON object"
+        raise ValueError(msg)
+    version = doc.get("version", STATE_VERSION)
+    if version != STATE_VERSION or isinstance(version, bool):
+        msg = f"version {str(version)[:20]!r}; this worker reads version {STATE_VERSION}"
+        raise ValueError(msg)
+    try:
+        state = _TRACK_PLATES.validate_json(data, strict=True)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False, include_input=False)[0]
+        msg = f"invalid ({exc.error_count()} error(s), first: {'.'.join(map(str, error['loc']))}: {error['msg']})"
+        raise ValueError(msg[:300]) from None
+    stamps = [state.last_seen, *(r.captured_at for r in state.reads)]
+    if any(t is not None and t.utcoffset() is None for t in stamps):
+        msg = "a timestamp without a time zone"
+        raise ValueError(msg)
+    return state

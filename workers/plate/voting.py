@@ -51,14 +51,6 @@ class PlateObservation:
         data["captured_at"] = self.captured_at.isoformat()
         return data
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PlateObservation:
-        fields = dict(data)
-        fields["captured_at"] = datetime.fromisoformat(fields["captured_at"])
-        fields["char_confidences"] = tuple(float(c) for c in fields["char_confidences"])
-        fields["plate_box"] = tuple(float(v) for v in fields["plate_box"])
-        return cls(**fields)
-
 
 @dataclass(frozen=True)
 class Vote:
@@ -175,19 +167,3 @@ class TrackPlates:
             "last_seen": self.last_seen.isoformat() if self.last_seen else None,
             "alerted": sorted(self.alerted),
         }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrackPlates:
-        last = data.get("last_seen")
-        return cls(
-            track_id=data["track_id"],
-            camera_id=data["camera_id"],
-            reads=[PlateObservation.from_dict(r) for r in data.get("reads", [])],
-            seen=set(data.get("seen", [])),
-            revision=int(data.get("revision", -1)),
-            published_text=data.get("published_text", ""),
-            published_confidence=float(data.get("published_confidence", 0.0)),
-            alias_of=data.get("alias_of"),
-            last_seen=datetime.fromisoformat(last) if last else None,
-            alerted=set(data.get("alerted", [])),
-        )
