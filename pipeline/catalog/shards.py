@@ -8,10 +8,14 @@ lists the segments (key, etag, first ID, count), which is all it takes to map an
 and to tell whether the shard is still in step with the catalog.
 
 Snapshots live at ``{index_prefix}/faces/{model}/{window}/shard.faiss`` and ``manifest.json``
-(written in that order; the manifest carries the shard's SHA-256, so a torn pair reads as corrupt).
+(written in that order). The manifest records the shard file's size and SHA-256 as its writer computed
+them, and nothing is handed to FAISS's parser (C++, not built for hostile input) before the file
+matches both: the size is compared before the file is fetched, the digest before it is parsed. The
+manifest itself is JSON, at most :data:`MAX_MANIFEST_BYTES`, validated field by field.
 :meth:`ShardBuilder.open` loads a snapshot, checks it against the catalog and catches up with
-segments written since; a missing or corrupt snapshot, or one that names a segment the catalog no
-longer has, is rebuilt from the segments.
+segments written since; a missing snapshot, a refused one (size or digest mismatch, unreadable
+manifest or index, counted in :attr:`ShardBuilder.refused`) or one that names a segment the catalog
+no longer has is rebuilt from the segments — the Parquet truth.
 
 Index type by size (see ``docs/search.md`` for the measurements behind the defaults): up to
 ``index.flat_max_vectors`` exact ``IndexFlatIP`` on the L2-normalised vectors (inner product =
@@ -37,6 +41,7 @@ import faiss
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import TypeAdapter, ValidationError
 
 from pipeline.catalog.format import FACE_KIND
 from pipeline.config.index import IndexConfig
@@ -45,6 +50,8 @@ from pipeline.store.base import ObjectNotFound, ObjectStore
 log = logging.getLogger(__name__)
 
 MANIFEST_VERSION = 1
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+"""A manifest lists one entry (~150 bytes) per segment of a window: far below this."""
 SHARD_FILE = "shard.faiss"
 MANIFEST_FILE = "manifest.json"
 META_COLUMNS = ["face_id", "track_id", "camera_id", "captured_at", "model_id", "quality", "crop_key", "box"]
@@ -67,6 +74,10 @@ class ShardError(RuntimeError):
 
 class ShardMissing(ShardError):
     """There is no snapshot (yet) for the window."""
+
+
+class ShardOutOfStep(ShardError):
+    """The snapshot covers a segment that changed or left the catalog since (compaction, retention)."""
 
 
 # -- naming --------------------------------------------------------------------------------------
@@ -198,15 +209,35 @@ class Manifest:
 
     @classmethod
     def from_json(cls, data: bytes) -> Manifest:
-        doc = json.loads(data)
-        if doc.get("version") != MANIFEST_VERSION:
-            msg = f"manifest version {doc.get('version')!r} is not {MANIFEST_VERSION}"
+        """The manifest in ``data``; ShardError unless it is one of this version, every field of its type."""
+        if len(data) > MAX_MANIFEST_BYTES:
+            msg = f"manifest larger than {MAX_MANIFEST_BYTES} bytes"
             raise ShardError(msg)
-        doc.pop("id_range", None)
-        doc["segments"] = [SegmentEntry(**s) for s in doc.get("segments", [])]
-        if doc.get("time_range") is not None:
-            doc["time_range"] = tuple(doc["time_range"])
-        return cls(**doc)
+        try:
+            doc = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            msg = f"unreadable manifest ({exc})"
+            raise ShardError(msg) from None
+        if not isinstance(doc, dict) or doc.get("version") != MANIFEST_VERSION:
+            version = doc.get("version") if isinstance(doc, dict) else None
+            msg = f"manifest version {str(version)[:20]!r} is not {MANIFEST_VERSION}"
+            raise ShardError(msg)
+        try:
+            manifest = _MANIFEST.validate_json(data, strict=True)
+        except ValidationError as exc:
+            error = exc.errors(include_url=False, include_input=False)[0]
+            msg = f"invalid manifest ({'.'.join(map(str, error['loc']))}: {error['msg']})"
+            raise ShardError(msg[:300]) from None
+        if not (_SHA256.fullmatch(manifest.shard_sha256) and 0 < manifest.dimension <= 65536
+                and manifest.count >= 0 and manifest.shard_bytes > 0
+                and all(s.first_id >= 0 and s.count >= 0 for s in manifest.segments)):
+            msg = "manifest values out of range (digest, dimension, counts or size)"
+            raise ShardError(msg)
+        return manifest
+
+
+_MANIFEST = TypeAdapter(Manifest)
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 # -- one shard in memory -------------------------------------------------------------------------
@@ -361,6 +392,7 @@ class ShardBuilder:
         self.store = store
         self.settings = settings
         self.fetch = fetch
+        self.refused = 0
 
     def keys(self, model_id: str, window: str) -> tuple[str, str]:
         prefix = shard_prefix(self.settings.index_prefix, model_id, window)
@@ -371,9 +403,13 @@ class ShardBuilder:
         whether it had to be rebuilt from the catalog."""
         try:
             shard = self.load(model_id, window, segments)
+        except (ShardMissing, ShardOutOfStep) as exc:
+            log.info("face shard %s/%s: %s; building it from the catalog", model_id, window, exc)
+            return self.rebuild(model_id, window, segments), True
         except ShardError as exc:
-            level = logging.INFO if isinstance(exc, ShardMissing) else logging.WARNING
-            log.log(level, "face shard %s/%s: %s; building it from the catalog", model_id, window, exc)
+            self.refused += 1
+            log.warning("face shard %s/%s: snapshot refused (%s); building it from the catalog", model_id, window,
+                        exc)
             return self.rebuild(model_id, window, segments), True
         self.catch_up(shard, segments)
         return shard, False
@@ -382,21 +418,29 @@ class ShardBuilder:
         """The snapshot, verified against its manifest and the catalog; raises ShardError if unusable."""
         shard_key, manifest_key = self.keys(model_id, window)
         try:
-            manifest = Manifest.from_json(self.store.get(manifest_key))
+            manifest = Manifest.from_json(self.store.get(manifest_key, length=MAX_MANIFEST_BYTES + 1))
+            size = self.store.stat(shard_key).size
+        except ObjectNotFound as exc:
+            msg = f"no snapshot ({exc})"
+            raise ShardMissing(msg) from None
+        if manifest.model_id != model_id or manifest.window != window:
+            msg = f"the manifest is of {manifest.model_id}/{manifest.window}"
+            raise ShardError(msg)
+        if size != manifest.shard_bytes:
+            msg = f"shard file has {size} bytes, its manifest says {manifest.shard_bytes}"
+            raise ShardError(msg)
+        try:
             blob = self.store.get(shard_key)
         except ObjectNotFound as exc:
             msg = f"no snapshot ({exc})"
             raise ShardMissing(msg) from None
-        except (ValueError, TypeError, KeyError) as exc:
-            msg = f"unreadable manifest ({exc})"
-            raise ShardError(msg) from None
-        if hashlib.sha256(blob).hexdigest() != manifest.shard_sha256 or manifest.model_id != model_id:
-            msg = "shard file does not match its manifest"
+        if hashlib.sha256(blob).hexdigest() != manifest.shard_sha256:
+            msg = "shard file does not match the SHA-256 in its manifest"
             raise ShardError(msg)
         gone = [s.key for s in manifest.segments if segments.get(s.key) != s.etag]
         if gone:
             msg = f"{len(gone)} segment(s) it covers changed or left the catalog (first: {gone[0]})"
-            raise ShardError(msg)
+            raise ShardOutOfStep(msg)
         try:
             index = faiss.deserialize_index(np.frombuffer(blob, dtype=np.uint8))
         except RuntimeError as exc:

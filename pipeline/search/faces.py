@@ -2,9 +2,10 @@
 
 A shard is opened from its snapshot the first time a query needs its window and is checked against
 the catalog on every use: face segments written since the snapshot are added in memory, and a
-shard whose snapshot is missing, corrupt or names a segment the catalog no longer has is rebuilt
-from the Parquet segments — and the rebuilt snapshot written back, so the next reader (or the
-indexer) does not rebuild it again. Camera and time filters are applied inside the FAISS search
+shard whose snapshot is missing, refused (its size or SHA-256 differs from its manifest) or names a
+segment the catalog no longer has is rebuilt in memory from the Parquet segments. The query layer
+never writes snapshots: only the indexer may write ``index/`` (the API's store identity cannot), and it
+snapshots the shard again the next time it adds to the window. Camera and time filters are applied inside the FAISS search
 (an ID selector), then the candidates are re-ranked by exact cosine similarity.
 """
 
@@ -21,7 +22,7 @@ from pipeline.catalog.shards import Shard, ShardBuilder, ShardError, window_boun
 from pipeline.config.index import IndexConfig
 from pipeline.search.catalog import CatalogCache
 from pipeline.search.hits import QueryError
-from pipeline.store.base import ObjectStore, StoreError
+from pipeline.store.base import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +93,7 @@ class FaceIndex:
             try:
                 if shard is None:
                     shard, rebuilt = self.builder.open(model_id, window, segments)
-                    if rebuilt:
-                        self.rebuilt += 1
-                        self._write_back(shard)
+                    self.rebuilt += int(rebuilt)
                 else:
                     self.builder.catch_up(shard, segments)
             except ShardError as exc:
@@ -102,13 +101,6 @@ class FaceIndex:
                 return None
             self.shards[(model_id, window)] = shard
             return shard
-
-    def _write_back(self, shard: Shard) -> None:
-        try:
-            self.builder.snapshot(shard)
-        except StoreError as exc:
-            log.warning("face shard %s/%s rebuilt but not written back: %s", shard.manifest.model_id,
-                        shard.manifest.window, exc)
 
     def search(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -191,6 +192,76 @@ def test_lost_or_corrupt_shard_is_rebuilt_from_the_catalog(catalog, damage: str)
     assert again.count == expected
     ids, _ = again.search(vectors[1], 1, settings)
     assert again.meta.take(ids)["face_id"].to_pylist() == ["cam-2:s0:1.face.0"]
+
+
+@pytest.mark.parametrize("tamper", ["other_index", "other_index_same_size", "manifest_digest_only", "size_only"])
+def test_a_tampered_shard_is_refused_before_faiss_parses_it_and_rebuilt(
+    catalog, monkeypatch: pytest.MonkeyPatch, tamper: str,  # noqa: ANN001
+) -> None:
+    """A well-formed FAISS file that is not the one its manifest was written for (an attacker's, or a stale one)
+    never reaches FAISS's parser: the size is compared before it is fetched, the SHA-256 before it is parsed.
+    The shard is then rebuilt from the Parquet truth, answers unchanged, and the refusal is counted."""
+    store, settings, vectors = catalog
+    segments = list_face_segments(store, settings, "2024-05-01")
+    builder = _builder(store, settings)
+    shard, _ = builder.open(MODEL, "2024-05-01", segments)
+    builder.snapshot(shard)
+    shard_key, manifest_key = builder.keys(MODEL, "2024-05-01")
+    original = store.get(shard_key)
+    rng = np.random.default_rng(7)
+    other = faiss.serialize_index(shards_module.build_index(
+        np.ascontiguousarray(rng.normal(size=(len(vectors) + 5, 64)), dtype=np.float32), "Flat", settings)).tobytes()
+    if tamper == "other_index":
+        store.put(shard_key, other)
+    elif tamper == "other_index_same_size":  # same length, other vectors: only the digest can tell
+        flipped = bytearray(original)
+        flipped[-64:] = bytes(64)
+        store.put(shard_key, bytes(flipped))
+    elif tamper == "manifest_digest_only":
+        doc = Manifest.from_json(store.get(manifest_key))
+        doc.shard_sha256 = "0" * 64
+        store.put(manifest_key, doc.to_json())
+    else:
+        doc = Manifest.from_json(store.get(manifest_key))
+        doc.shard_bytes += 1
+        store.put(manifest_key, doc.to_json())
+    parsed: list[int] = []
+    real = faiss.deserialize_index
+    monkeypatch.setattr(faiss, "deserialize_index", lambda blob: parsed.append(len(blob)) or real(blob))
+    again, rebuilt = builder.open(MODEL, "2024-05-01", segments)
+    assert rebuilt and builder.refused == 1
+    assert parsed == [], "a shard file that does not match its manifest was handed to FAISS"
+    assert again.count == shard.count
+    ids, _ = again.search(vectors[1], 1, settings)
+    assert again.meta.take(ids)["face_id"].to_pylist() == ["cam-2:s0:1.face.0"]
+    builder.snapshot(again)  # what the indexer does next: the repaired snapshot loads (and is parsed) again
+    _, rebuilt = builder.open(MODEL, "2024-05-01", segments)
+    assert not rebuilt and builder.refused == 1 and len(parsed) == 1
+
+
+MANIFEST_EDITS = {
+    "a string count": ("count", "3"),
+    "a negative count": ("count", -1),
+    "a digest that is not hex": ("shard_sha256", "zz" * 32),
+    "no digest": ("shard_sha256", ""),
+    "segments not a list": ("segments", {"k": 1}),
+    "a segment count as text": ("segments", [{"key": "k", "etag": "e", "first_id": 0, "count": "2"}]),
+    "zero dimension": ("dimension", 0),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MANIFEST_EDITS))
+def test_a_malformed_manifest_is_refused(case: str) -> None:
+    field, value = MANIFEST_EDITS[case]
+    m = Manifest(model_id=MODEL, window="2024-05-01", dimension=64, factory="Flat", count=2,
+                 shard_sha256="ab" * 32, shard_bytes=10, segments=[SegmentEntry("k", "e", 0, 2)])
+    doc = json.loads(m.to_json())
+    doc[field] = value
+    with pytest.raises(ShardError):
+        Manifest.from_json(json.dumps(doc).encode())
+    for raw in (b"[]", b"\x80\x05.", b"{", b" " * (shards_module.MAX_MANIFEST_BYTES + 1)):
+        with pytest.raises(ShardError):
+            Manifest.from_json(raw)
 
 
 def test_catch_up_adds_new_segments_and_skips_duplicate_faces(catalog) -> None:  # noqa: ANN001
