@@ -5,6 +5,13 @@ ships ``weed``), so a fresh machine needs no Docker and no downloads. Everything
 bound to loopback unless configured otherwise. The broker uses the ``s3://`` storage
 engine on the S3 server, so topics, messages and committed offsets survive restarts.
 
+**Least privilege.** The S3 server knows one identity per service (``api``, ``detect``, … — see
+:mod:`pipeline.access` for what each may read, write and list), an ``admin`` identity (creates the
+buckets; the CLI's admin commands, the one-process ``tubeline up``, the tests) and a ``broker``
+identity that sees only the broker's bucket. ``env(as_=...)`` / ``tubeline stack env --as NAME`` give a
+process one of them. The identities file is written from the configuration at every start of the S3
+server (restart the stack after changing a store prefix or the bucket).
+
 The state folder holds generated credentials (mode 0600), the S3 identities file,
 PID files, logs and the S3 server's data. ``up`` is idempotent; ``down`` stops both
 process groups (TERM, then KILL after a grace period) and leaves no process behind.
@@ -30,6 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipeline.access import ADMIN, BROKER, SERVICES, Grant, access_matrix, seaweed_identities
 from pipeline.config import TubelineConfig, with_overrides
 from pipeline.config.stack import StackConfig
 
@@ -38,7 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SERVICES = ("s3", "kafka")
+IDENTITIES = (ADMIN, BROKER, *SERVICES)
 
 
 class StackError(RuntimeError):
@@ -142,11 +150,22 @@ def weed_binary() -> Path:
 
 
 class LocalStack:
-    """Start, stop and inspect the local broker and S3 server described by ``StackConfig``."""
+    """Start, stop and inspect the local broker and S3 server described by ``StackConfig``.
 
-    def __init__(self, config: StackConfig) -> None:
+    ``bucket`` is the data bucket the services' identities are scoped to (``store.s3.bucket``) and
+    ``matrix`` their grants; :meth:`for_config` takes both from a whole configuration."""
+
+    def __init__(self, config: StackConfig, *, bucket: str | None = None,
+                 matrix: dict[str, Grant] | None = None) -> None:
         self.config = config
         self.state = Path(config.state_dir).resolve()
+        defaults = TubelineConfig()
+        self.bucket = bucket or defaults.store.s3.bucket
+        self.matrix = matrix or access_matrix(defaults)
+
+    @classmethod
+    def for_config(cls, config: TubelineConfig) -> LocalStack:
+        return cls(config.stack, bucket=config.store.s3.bucket, matrix=access_matrix(config))
 
     # -- paths and credentials ---------------------------------------------------------------------
     def _pid_file(self, name: str) -> Path:
@@ -159,14 +178,27 @@ class LocalStack:
     def credentials_file(self) -> Path:
         return self.state / "credentials.json"
 
-    def credentials(self) -> dict[str, str]:
-        """The S3 credentials, generated on first use and kept (mode 0600) in the state folder."""
+    def credentials(self, identity: str = ADMIN) -> dict[str, str]:
+        """An identity's S3 credentials; all are generated on first use and kept (mode 0600) in the state folder."""
+        if identity not in IDENTITIES:
+            msg = f"unknown identity {identity!r}; known: {', '.join(IDENTITIES)}"
+            raise StackError(msg)
+        return self._all_credentials()[identity]
+
+    def _all_credentials(self) -> dict[str, dict[str, str]]:
+        stored: dict[str, dict[str, str]] = {}
         if self.credentials_file.exists():
-            return json.loads(self.credentials_file.read_text(encoding="utf-8"))
-        self.state.mkdir(parents=True, exist_ok=True)
-        creds = {"access_key": "tl" + secrets.token_hex(9), "secret_key": secrets.token_urlsafe(30)}
-        self._write_private(self.credentials_file, json.dumps(creds))
-        return creds
+            doc = json.loads(self.credentials_file.read_text(encoding="utf-8"))
+            # before per-service identities the file held the one (admin) key pair
+            stored = {ADMIN: doc} if "access_key" in doc else doc
+        missing = [name for name in IDENTITIES if name not in stored]
+        if missing:
+            for name in missing:
+                stored[name] = {"access_key": f"tl{name[:6]}" + secrets.token_hex(8),
+                                "secret_key": secrets.token_urlsafe(30)}
+            self.state.mkdir(parents=True, exist_ok=True)
+            self._write_private(self.credentials_file, json.dumps(stored, indent=1))
+        return stored
 
     @staticmethod
     def _write_private(path: Path, text: str) -> None:
@@ -183,10 +215,10 @@ class LocalStack:
     def kafka_endpoint(self) -> str:
         return f"{self.config.bind_host}:{self.config.kafka_port}"
 
-    def client_config(self, base: TubelineConfig | None = None) -> TubelineConfig:
-        """``base`` (or defaults) pointed at this stack: Kafka bus, S3 store with its credentials."""
+    def client_config(self, base: TubelineConfig | None = None, *, as_: str = ADMIN) -> TubelineConfig:
+        """``base`` (or defaults) pointed at this stack: Kafka bus, S3 store with ``as_``'s credentials."""
         base = base or TubelineConfig()
-        creds = self.credentials()
+        creds = self.credentials(as_)
         return with_overrides(base, {
             "bus.backend": "kafka",
             "bus.kafka.bootstrap_servers": self.kafka_endpoint,
@@ -195,19 +227,26 @@ class LocalStack:
             "store.s3.access_key": creds["access_key"],
             "store.s3.secret_key": creds["secret_key"],
             "store.s3.secure": False,
+            "store.s3.create_bucket": as_ == ADMIN,
             "stack": self.config.model_dump(mode="python"),
         })
 
-    def env(self) -> dict[str, str]:
-        """Environment overrides that point any ``tubeline`` command at this stack."""
-        creds = self.credentials()
+    def env(self, as_: str = ADMIN) -> dict[str, str]:
+        """Environment overrides that point a ``tubeline`` command at this stack as identity ``as_``
+        (a service name, or ``admin`` for the CLI's admin commands and the one-process ``tubeline up``)."""
+        if as_ == BROKER:
+            msg = "the broker identity is the local broker's own; give a tubeline process a service identity"
+            raise StackError(msg)
+        creds = self.credentials(as_)
         return {
             "TUBELINE_BUS__BACKEND": "kafka",
             "TUBELINE_BUS__KAFKA__BOOTSTRAP_SERVERS": self.kafka_endpoint,
             "TUBELINE_STORE__BACKEND": "s3",
             "TUBELINE_STORE__S3__ENDPOINT": self.s3_endpoint,
+            "TUBELINE_STORE__S3__BUCKET": self.bucket,
             "TUBELINE_STORE__S3__ACCESS_KEY": creds["access_key"],
             "TUBELINE_STORE__S3__SECRET_KEY": creds["secret_key"],
+            "TUBELINE_STORE__S3__CREATE_BUCKET": "true" if as_ == ADMIN else "false",
         }
 
     # -- process bookkeeping ------------------------------------------------------------------------
@@ -314,29 +353,37 @@ class LocalStack:
         self.state.mkdir(parents=True, exist_ok=True)
         self._start_s3()
         self._ensure_bucket(self.config.kafka_bucket)
+        self._ensure_bucket(self.bucket)  # the services may not create buckets
         self._start_kafka()
         return self.status()
+
+    @property
+    def identities_file(self) -> Path:
+        return self.state / "s3-identities.json"
+
+    def write_identities(self) -> bool:
+        """Write the S3 identities file for the current matrix; True when it changed (a running S3 server
+        reads it only at start)."""
+        doc = seaweed_identities(self._all_credentials(), self.matrix, self.bucket, self.config.kafka_bucket)
+        text = json.dumps(doc, indent=1)
+        old = self.identities_file.read_text(encoding="utf-8") if self.identities_file.exists() else None
+        if old != text:
+            self._write_private(self.identities_file, text)
+        return old != text
 
     def _start_s3(self) -> None:
         pid, _ = self._read_pid("s3")
         if pid is not None and _pid_alive(pid):
+            if self.write_identities():
+                log.warning("the S3 identities changed (new identities, prefixes or bucket): restart the stack "
+                            "(tubeline stack down && tubeline stack up) to apply them")
             self._wait("s3", self._s3_healthy)
             return
         if port_open(self.config.bind_host, self.config.s3_port):
             msg = f"port {self.s3_endpoint} is already in use by another process; set stack.s3_port"
             raise StackError(msg)
-        creds = self.credentials()
-        identities = {
-            "identities": [
-                {
-                    "name": "tubeline",
-                    "credentials": [{"accessKey": creds["access_key"], "secretKey": creds["secret_key"]}],
-                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                }
-            ]
-        }
-        s3_conf = self.state / "s3-identities.json"
-        self._write_private(s3_conf, json.dumps(identities))
+        self.write_identities()
+        s3_conf = self.identities_file
         data_dir = self.state / "data" / "seaweedfs"
         data_dir.mkdir(parents=True, exist_ok=True)
         host, base = self.config.bind_host, self.config.seaweed_base_port
@@ -387,7 +434,7 @@ class LocalStack:
         if port_open(self.config.bind_host, self.config.kafka_port):
             msg = f"port {self.kafka_endpoint} is already in use by another process; set stack.kafka_port"
             raise StackError(msg)
-        creds = self.credentials()
+        creds = self.credentials(BROKER)
         url = f"tcp://{self.kafka_endpoint}"
         argv = [
             str(tansu_binary(self.state)),

@@ -40,6 +40,14 @@ class RealStack:
             overrides["store.s3.bucket"] = bucket
         return with_overrides(self.config, overrides)
 
+    def as_service(self, service: str, prefix: str) -> TubelineConfig:
+        """The config one worker kind runs with: its own store identity (which may use only its own prefixes of
+        the stack's bucket, see pipeline.access) and topics under ``prefix``. Against servers given by the
+        environment no identities are known: the session's credentials and bucket then."""
+        if self.stack is None:
+            return self.with_prefix(prefix)
+        return with_overrides(self.stack.client_config(as_=service), {"bus.topic_prefix": prefix})
+
 
 def start_private_stack(state_dir: Path) -> LocalStack:
     """A fresh broker + S3 server on free ports (for tests that restart or kill them)."""

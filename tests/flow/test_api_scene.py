@@ -28,6 +28,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from benchmarks.search import synthetic as syn
+from pipeline.access import ScopedStore, access_matrix
 from pipeline.bus.base import Bus
 from pipeline.bus.memory import MemoryBus
 from pipeline.config import TubelineConfig, with_overrides
@@ -205,7 +206,8 @@ def test_api_over_the_real_search_service_on_the_memory_bus(tmp_path: Path, anal
     config = scene_config(TubelineConfig(), tmp_path)
     store, bus = LocalStore(tmp_path / "store"), MemoryBus(default_partitions=3)
     setup_scene(config, bus, store, analyzer)
-    ctx = build_context(config, store=store, face_analyzer_factory=lambda: analyzer)
+    ctx = build_context(config, store=ScopedStore(store, access_matrix(config)["api"]),
+                        face_analyzer_factory=lambda: analyzer)
     with TestClient(create_app(ctx, start_background=False)) as client:
         login(client, "ann")
         plates = client.get("/api/search/plates", params={"q": "川A*58?", "mode": "wildcard"}).json()

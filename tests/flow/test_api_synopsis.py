@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from pipeline.access import ScopedStore, access_matrix
 from pipeline.bus.memory import MemoryBus
 from pipeline.config import TubelineConfig, with_overrides
 from pipeline.store.local import LocalStore
@@ -72,8 +73,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     register_cameras(store)
     add_users(store)
     setup_synopsis_scene(config, bus, store)
-    ctx = build_context(config, store=store, bus=bus, face_analyzer_factory=lambda: None,
-                        companions=api_companions(config, store, bus=bus))
+    matrix = access_matrix(config)  # the API and its synopsis builder keep to their own identities' rights
+    ctx = build_context(config, store=ScopedStore(store, matrix["api"]), bus=bus, face_analyzer_factory=lambda: None,
+                        companions=api_companions(config, ScopedStore(store, matrix["synopsis"]), bus=bus))
     with TestClient(create_app(ctx)) as client:  # the lifespan starts the builder thread
         yield Served(ctx, client, store)
 

@@ -1,5 +1,7 @@
 """Kill the detect worker mid-stream on the real broker and start another: no frame's detections are
-lost and no track is summarised twice under different identities (keys match an uninterrupted run)."""
+lost and no track is summarised twice under different identities (keys match an uninterrupted run).
+Both workers run under the detect store identity (on the local stack: crops and state/detect only), so the
+hand-over goes through the JSON snapshot exactly as deployed."""
 
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 FRAMES = 80
-CAMERA, SESSION = "cam-fo", "failover1"
+SESSION = "failover1"
 
 
 def _config(base: TubelineConfig) -> TubelineConfig:
@@ -48,6 +50,7 @@ def _env(config: TubelineConfig) -> dict[str, str]:
         "TUBELINE_STORE__S3__BUCKET": s3.bucket,
         "TUBELINE_STORE__S3__ACCESS_KEY": s3.access_key.get_secret_value() if s3.access_key else "",
         "TUBELINE_STORE__S3__SECRET_KEY": s3.secret_key.get_secret_value() if s3.secret_key else "",
+        "TUBELINE_STORE__S3__CREATE_BUCKET": "true" if s3.create_bucket else "false",
         "TUBELINE_DETECT__COMMIT_INTERVAL_S": "0.5",
         "TUBELINE_DETECT__MAX_BATCH": "4",
     }
@@ -59,10 +62,10 @@ def _summaries(bus) -> list[TrackSummary]:
         return [TrackSummary.from_json(m.value) for m in first + drain(c, 2.0)]
 
 
-def _reference(images, detector, tmp_path: Path) -> set[str]:
+def _reference(images, detector, tmp_path: Path, camera: str) -> set[str]:
     """Summary keys of an uninterrupted run over the same frames (in-memory bus)."""
     bus = MemoryBus(default_partitions=3)
-    publish_frames(bus, CAMERA, SESSION, images)
+    publish_frames(bus, camera, SESSION, images)
     worker = DetectWorker(_config(TubelineConfig()), bus=bus, store=LocalStore(tmp_path / "ref"),
                           detector=detector, close_on_stop=True)
     worker.setup()
@@ -81,13 +84,14 @@ def test_killed_detect_worker_is_replaced_without_loss_or_duplicate_tracks(
     from models.zoo import ModelZoo
 
     detector = ModelZoo(TubelineConfig().models).detector()
+    camera = f"cam-fo-{unique_name}"  # the stack's bucket is shared: a camera of its own
     images = sample_frames(testdata / "vtest.avi", FRAMES)
-    expected_keys = _reference(images, detector, tmp_path)
+    expected_keys = _reference(images, detector, tmp_path, camera)
     assert len(expected_keys) >= 5
 
-    config = _config(real_stack.with_prefix(unique_name, bucket=unique_name))
+    config = _config(real_stack.as_service("detect", unique_name))
     bus = open_bus(config)
-    publish_frames(bus, CAMERA, SESSION, images)
+    publish_frames(bus, camera, SESSION, images)
 
     first = subprocess.Popen([sys.executable, "-m", "workers.cli", "worker", "detect"], env=_env(config), cwd=REPO,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -110,7 +114,7 @@ def test_killed_detect_worker_is_replaced_without_loss_or_duplicate_tracks(
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             second.step()
-            state = second.states.get(CAMERA)
+            state = second.states.get(camera)
             if state is not None and state.last_sequence == FRAMES - 1:
                 break
         second.drain()

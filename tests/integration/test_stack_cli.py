@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from pipeline.stack import _pid_alive, free_port_block, port_open
+from workers.runner.registry import WORKERS
 
 pytestmark = pytest.mark.integration
 
@@ -53,14 +54,19 @@ def test_stack_up_status_down_leaves_no_process(tmp_path: Path) -> None:
         assert len(pids) == 2 and all(_pid_alive(p) for p in pids)
         creds = tmp_path / "state" / "credentials.json"
         assert oct(creds.stat().st_mode & 0o777) == "0o600"
-        secret = json.loads(creds.read_text())["secret_key"]
-        assert secret not in up.stdout + up.stderr + status.stdout
+        secrets = [c["secret_key"] for c in json.loads(creds.read_text()).values()]
+        assert len(set(secrets)) == 2 + len(WORKERS)  # admin, broker and one identity per worker kind
+        assert not any(secret in up.stdout + up.stderr + status.stdout for secret in secrets)
 
         logs = tubeline("stack", "logs", "kafka", "-n", "5", env=env)
         assert logs.returncode == 0 and "kafka.log" in logs.stdout
 
         exports = tubeline("stack", "env", env=env)
         assert f"TUBELINE_BUS__KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:{kafka}" in exports.stdout
+        as_detect = tubeline("stack", "env", "--as", "detect", env=env)
+        detect_key = json.loads(creds.read_text())["detect"]["access_key"]
+        assert as_detect.returncode == 0 and f"TUBELINE_STORE__S3__ACCESS_KEY={detect_key}" in as_detect.stdout
+        assert "TUBELINE_STORE__S3__CREATE_BUCKET=false" in as_detect.stdout
 
         again = tubeline("stack", "up", env=env)  # idempotent
         assert again.returncode == 0, again.stderr

@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
+from pipeline.access import ScopedStore, access_matrix
 from pipeline.config import TubelineConfig
 from pipeline.config.api import ApiConfig
 from pipeline.store.local import LocalStore
@@ -49,7 +50,8 @@ def fake() -> FakeSearch:
 
 @pytest.fixture
 def ctx(store: LocalStore, fake: FakeSearch, tmp_path: Path) -> ApiContext:
-    return build_context(TubelineConfig(), store=store, search=fake, face_analyzer_factory=FakeAnalyzer,
+    api_store = ScopedStore(store, access_matrix(TubelineConfig())["api"])  # the API identity's rights only
+    return build_context(TubelineConfig(), store=api_store, search=fake, face_analyzer_factory=FakeAnalyzer,
                          audit_writer="test", api=ApiConfig(cache_dir=str(tmp_path / "cache")))
 
 

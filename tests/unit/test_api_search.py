@@ -17,6 +17,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from pipeline.access import ScopedStore, access_matrix
 from pipeline.bus.memory import MemoryBus
 from pipeline.config import TubelineConfig
 from pipeline.config.api import ApiConfig
@@ -60,7 +61,8 @@ def fake() -> FakeSearch:
 
 @pytest.fixture
 def ctx(store: LocalStore, fake: FakeSearch, tmp_path: Path) -> ApiContext:
-    return build_context(TubelineConfig(), store=store, search=fake, face_analyzer_factory=FakeAnalyzer,
+    api_store = ScopedStore(store, access_matrix(TubelineConfig())["api"])  # the API identity's rights only
+    return build_context(TubelineConfig(), store=api_store, search=fake, face_analyzer_factory=FakeAnalyzer,
                          api=ApiConfig(cache_dir=str(tmp_path / "cache")))
 
 

@@ -6,13 +6,14 @@ import shlex
 
 import click
 
+from pipeline.access import ADMIN, SERVICES
 from workers.cli import load_config_or_exit
 
 
 def _stack(ctx: click.Context):  # noqa: ANN202
     from pipeline.stack import LocalStack
 
-    return LocalStack(load_config_or_exit(ctx).stack)
+    return LocalStack.for_config(load_config_or_exit(ctx))
 
 
 @click.group()
@@ -75,8 +76,39 @@ def logs(ctx: click.Context, service: str | None, lines: int) -> None:
 
 
 @stack.command("env")
+@click.option("--as", "as_", default="admin", show_default=True,
+              type=click.Choice([ADMIN, *SERVICES]),
+              help="Store identity: a worker kind (what `tubeline worker KIND` runs as) or admin (bucket owner: "
+                   "the CLI's admin commands and the one-process `tubeline up`).")
 @click.pass_context
-def env(ctx: click.Context) -> None:
-    """Print shell exports that point tubeline commands at this stack: eval "$(tubeline stack env)"."""
-    for key, value in _stack(ctx).env().items():
+def env(ctx: click.Context, as_: str) -> None:
+    """Print shell exports that point tubeline commands at this stack: eval "$(tubeline stack env --as detect)".
+
+    Each worker kind has its own S3 identity that may write only its own prefixes (`tubeline stack access`)."""
+    for key, value in _stack(ctx).env(as_).items():
         click.echo(f"export {key}={shlex.quote(value)}")
+
+
+@stack.command("access")
+@click.option("--minio-policies", "minio_dir", type=click.Path(file_okay=False), default=None,
+              help="Also write one MinIO policy per service into this folder (deploy/minio/policies).")
+@click.pass_context
+def access(ctx: click.Context, minio_dir: str | None) -> None:
+    """Print what each service's store identity may write, read and list (docs/security.md)."""
+    import json
+    from pathlib import Path
+
+    from pipeline.access import access_matrix, describe, minio_policy
+
+    config = load_config_or_exit(ctx)
+    matrix = access_matrix(config)
+    click.echo(f"bucket {config.store.s3.bucket}; patterns are key globs ('*' spans '/'); write = put and delete")
+    for line in describe(matrix):
+        click.echo(line)
+    if minio_dir:
+        folder = Path(minio_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in SERVICES:
+            doc = minio_policy(matrix[name], config.store.s3.bucket)
+            (folder / f"tubeline-{name}.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        click.echo(f"wrote {len(SERVICES)} MinIO policies to {folder}")

@@ -2,7 +2,8 @@
 
 ``tubeline up`` runs this on the in-memory bus and the local-folder store by default
 (no broker, no S3 server), or on whatever backends the configuration names. It is
-the same worker code as the distributed deployment, wired by a
+the same worker code as the distributed deployment — each worker confined to the store prefixes its own
+identity may use there (:class:`pipeline.access.ScopedStore`) — wired by a
 :class:`pipeline.runtime.supervisor.Supervisor`: ingest publishes frames, the
 detect worker finds and tracks objects, the rules worker raises alerts, and the run
 ends when the source files are done and detection has caught up; the detect worker
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.access import ScopedStore, access_matrix
 from pipeline.bus import Bus, open_bus
 from pipeline.bus.memory import MemoryBus
 from pipeline.config import TubelineConfig
@@ -90,15 +92,20 @@ def _build(config: TubelineConfig, bus: Bus, store: ObjectStore, cameras: list[C
     supervisor = Supervisor(
         restart_budget=config.runtime.restart_budget, restart_window_s=config.runtime.restart_window_s
     )
-    common = {"bus": bus, "store": store}
-    supervisor.add("ingest", lambda stop: IngestWorker(config, stop_event=stop, cameras=cameras, **common))
-    supervisor.add(
-        "detect", lambda stop: DetectWorker(config, stop_event=stop, close_on_stop=True, detector=detector, **common)
-    )
+    matrix = access_matrix(config)  # each worker gets the rights its own store identity has in a deployment
+
+    def scoped(name: str) -> ScopedStore:
+        return ScopedStore(store, matrix[name])
+
+    supervisor.add("ingest", lambda stop: IngestWorker(config, stop_event=stop, cameras=cameras, bus=bus,
+                                                       store=scoped("ingest")))
+    supervisor.add("detect", lambda stop: DetectWorker(config, stop_event=stop, close_on_stop=True, detector=detector,
+                                                       bus=bus, store=scoped("detect")))
     for name in DOWNSTREAM:
         if name in WORKERS:
             cls = worker_class(name)
-            supervisor.add(name, lambda stop, cls=cls: cls(config, stop_event=stop, **common))
+            supervisor.add(name, lambda stop, cls=cls, name=name: cls(config, stop_event=stop, bus=bus,
+                                                                      store=scoped(name)))
     return supervisor
 
 

@@ -1,0 +1,214 @@
+"""Least privilege in the object store: which service may read, write and list which keys.
+
+Every service runs under its own store identity. :func:`access_matrix` says, from the configuration's
+prefixes, what each one may do — one matrix for every place that enforces it: the local stack's SeaweedFS
+identities (:mod:`pipeline.stack`), the MinIO policies in ``deploy/minio/`` (``tubeline stack access``
+writes them; ``tests/unit/test_deploy.py`` checks they are in step) and :class:`ScopedStore`, which makes
+the in-process run (``tubeline up``) and the flow tests fail the same way S3 would.
+
+The matrix was worked out from the code (every ``put``/``delete``/``get``/``list`` per worker; see
+``docs/security.md``) and says, in short: ``auth/`` and ``audit/`` are the API's alone; a worker's
+``state/<kind>/`` is that worker's; ``recordings/`` are written only by ingest, ``crops/`` by detect,
+``plates/`` and ``faces/`` by the enrichment workers, the catalog and the FAISS snapshots by the
+indexer, synopsis outputs by the synopsis worker; the API reads what it serves. "Write" covers put and
+delete (S3 has one permission for both in SeaweedFS), and every key a service writes it may also read
+(a put is answered with the new object's metadata). Nobody but the admin creates or deletes buckets.
+
+Patterns are object-key globs (``*`` spans ``/``), relative to the bucket; a listing is allowed when its
+prefix matches a list pattern.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
+
+from pipeline.store.base import ObjectInfo, ObjectStore, StoreError
+
+if TYPE_CHECKING:
+    from pipeline.config import TubelineConfig
+
+SERVICES = ("api", "detect", "face", "index", "ingest", "plate", "rules", "synopsis")
+"""One store identity per worker kind (the names of ``tubeline worker NAME``)."""
+ADMIN = "admin"
+"""The stack owner's identity: creates buckets; the CLI's admin commands, the one-process run, the tests."""
+BROKER = "broker"
+"""The local broker's identity (Tansu keeps its topics in its own bucket, and sees nothing else)."""
+
+AUTH, AUDIT, EXPORTS = "auth", "audit", "exports"  # the API's own (workers.api: users, sessions, audit, clips)
+CROPS, PLATES, FACES = "crops", "plates", "faces"  # evidence images of detect, plate and face
+DETECT_STATE = "state/detect"  # workers.detect.state.SNAPSHOT_PREFIX
+
+Operation = Literal["read", "write", "list"]
+
+
+class AccessDenied(StoreError):
+    """The service's identity may not do this (what S3 answers with ``AccessDenied``)."""
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What one identity may do: key patterns it may read, write (put and delete) and list."""
+
+    service: str
+    read: tuple[str, ...] = ()
+    write: tuple[str, ...] = ()
+    list: tuple[str, ...] = ()
+
+    @property
+    def readable(self) -> tuple[str, ...]:
+        """Read patterns, including every written one (a put is answered with the object's metadata)."""
+        return tuple(dict.fromkeys((*self.read, *self.write)))
+
+    def allows(self, op: Operation, key: str) -> bool:
+        patterns = {"read": self.readable, "write": self.write, "list": self.list}[op]
+        return any(fnmatch.fnmatchcase(key, p) for p in patterns)
+
+
+def _under(*prefixes: str) -> tuple[str, ...]:
+    return tuple(f"{p.strip('/')}/*" for p in prefixes)
+
+
+def access_matrix(config: TubelineConfig) -> dict[str, Grant]:
+    """Each service's grant for ``config``'s prefixes (see the module docstring and docs/security.md)."""
+    rec = config.ingest.recordings.prefix
+    cat, idx = config.index.catalog_prefix, config.index.index_prefix
+    syn, req = config.synopsis.prefix, config.synopsis.request_prefix
+    reg, hot, plate_state = config.cameras.registry_prefix, config.hotlists.store_prefix, config.plate.state_prefix
+    return {
+        "api": Grant(
+            "api",
+            read=_under(cat, idx, CROPS, PLATES, FACES, rec, reg, syn),
+            # the queued status of a requested synopsis; never its video or index
+            write=(*_under(AUTH, AUDIT, EXPORTS, req), f"{syn.strip('/')}/*.status.json"),
+            list=_under(AUTH, AUDIT, cat, syn, reg),
+        ),
+        "detect": Grant("detect", write=_under(CROPS, DETECT_STATE)),
+        "face": Grant("face", read=_under(CROPS), write=_under(FACES)),
+        "index": Grant("index", write=_under(cat, idx), list=_under(cat)),
+        # GB/T 28181 channels a device announces are upserted into the registry
+        "ingest": Grant("ingest", write=_under(rec, reg), list=_under(reg)),
+        "plate": Grant("plate", read=_under(CROPS, hot), write=_under(PLATES, plate_state), list=_under(hot)),
+        "rules": Grant("rules"),
+        "synopsis": Grant("synopsis", read=_under(cat, rec), write=_under(syn, req, f"{req}-invalid"),
+                          list=_under(req, cat)),
+    }
+
+
+# -- rendering for the servers that enforce it ------------------------------------------------------
+def seaweed_actions(grant: Grant, bucket: str) -> list[str]:
+    """SeaweedFS ``-s3.config`` actions of a grant on ``bucket``.
+
+    SeaweedFS matches ``Action:bucket/key`` against the patterns; an action without a wildcard
+    (``Read:bucket``) would cover every object of the bucket. HeadBucket (the store's start-up check) is
+    authorised as ``Read`` on the bare bucket name, so the grant carries ``Read:<bucket minus its last
+    character>?``: a pattern that matches the bucket name itself and no object key."""
+    return [
+        f"Read:{bucket[:-1]}?",
+        *(f"Read:{bucket}/{p}" for p in grant.readable),
+        *(f"Write:{bucket}/{p}" for p in grant.write),
+        *(f"List:{bucket}/{p}" for p in grant.list),
+    ]
+
+
+def seaweed_identities(credentials: Mapping[str, Mapping[str, str]], matrix: Mapping[str, Grant], bucket: str,
+                       broker_bucket: str) -> dict[str, Any]:
+    """The SeaweedFS identities document: the admin, the broker (its bucket only) and one per service."""
+    def identity(name: str, actions: list[str]) -> dict[str, Any]:
+        creds = credentials[name]
+        return {"name": name, "credentials": [{"accessKey": creds["access_key"], "secretKey": creds["secret_key"]}],
+                "actions": actions}
+
+    return {"identities": [
+        identity(ADMIN, ["Admin", "Read", "Write", "List", "Tagging"]),
+        identity(BROKER, [f"Read:{broker_bucket}", f"Write:{broker_bucket}", f"List:{broker_bucket}"]),
+        *(identity(name, seaweed_actions(matrix[name], bucket)) for name in SERVICES),
+    ]}
+
+
+def minio_policy(grant: Grant, bucket: str) -> dict[str, Any]:
+    """A MinIO (S3 IAM) policy for a grant on ``bucket``.
+
+    ``s3:ListBucket`` is granted on the bucket without a prefix condition: MinIO (the release in
+    deploy/compose.yaml) authorises HeadBucket as ListBucket with no prefix, which a prefix condition
+    refuses. So in deploy every service can list key *names* of the bucket; reads and writes are scoped."""
+    def arns(patterns: tuple[str, ...]) -> list[str]:
+        return [f"arn:aws:s3:::{bucket}/{p}" for p in patterns]
+
+    statements: list[dict[str, Any]] = [
+        {"Sid": "BucketCheckAndListing", "Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
+         "Resource": [f"arn:aws:s3:::{bucket}"]},
+    ]
+    if grant.readable:
+        statements.append({"Sid": "Read", "Effect": "Allow", "Action": ["s3:GetObject"],
+                           "Resource": arns(grant.readable)})
+    if grant.write:
+        statements.append({"Sid": "Write", "Effect": "Allow",
+                           "Action": ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload",
+                                      "s3:ListMultipartUploadParts"],
+                           "Resource": arns(grant.write)})
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def describe(matrix: Mapping[str, Grant]) -> Iterator[str]:
+    """The matrix as text lines, one block per service (``tubeline stack access``)."""
+    for name in SERVICES:
+        grant = matrix[name]
+        yield f"{name}:"
+        yield f"  write  {' '.join(grant.write) or '-'}"
+        yield f"  read   {' '.join(grant.read) + ' ' if grant.read else ''}(and what it writes)"
+        yield f"  list   {' '.join(grant.list) or '-'}"
+
+
+# -- the same rules in process ------------------------------------------------------------------------
+class ScopedStore(ObjectStore):
+    """A store that allows one service what its grant allows and raises :class:`AccessDenied` otherwise.
+
+    Used where several services share one process and one store (``tubeline up``, flow tests), so that a
+    worker that reaches outside its prefixes fails there as it would on S3 under its own identity. It is
+    a check on the code, not a security boundary: the process holds the store itself."""
+
+    def __init__(self, store: ObjectStore, grant: Grant) -> None:
+        self.inner = store
+        self.grant = grant
+        self.name = store.name
+
+    def _check(self, op: Operation, key: str) -> None:
+        if not self.grant.allows(op, key):
+            msg = f"the {self.grant.service} identity may not {op} {key!r}"
+            raise AccessDenied(msg)
+
+    def put(self, key: str, data: bytes | BinaryIO | Path, *, content_type: str = "application/octet-stream",
+            metadata: Mapping[str, str] | None = None) -> ObjectInfo:
+        self._check("write", key)
+        return self.inner.put(key, data, content_type=content_type, metadata=metadata)
+
+    def get(self, key: str, *, start: int = 0, length: int | None = None) -> bytes:
+        self._check("read", key)
+        return self.inner.get(key, start=start, length=length)
+
+    def download(self, key: str, path: Path) -> ObjectInfo:
+        self._check("read", key)
+        return self.inner.download(key, path)
+
+    def stat(self, key: str) -> ObjectInfo:
+        self._check("read", key)
+        return self.inner.stat(key)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        self._check("list", prefix)
+        return self.inner.list(prefix)
+
+    def delete(self, key: str) -> None:
+        self._check("write", key)
+        self.inner.delete(key)
+
+    def presigned_get(self, key: str, expires_s: int = 3600) -> str:
+        self._check("read", key)
+        return self.inner.presigned_get(key, expires_s)
+
+    def close(self) -> None:
+        self.inner.close()

@@ -1,0 +1,145 @@
+"""The least-privilege matrix (pipeline.access): who may write what, its renderings for SeaweedFS and MinIO, and
+ScopedStore refusing what a service's identity may not do. The real S3 refusals are in
+tests/integration/test_store_identities.py; the flow tests run the API, the synopsis builder and the embedded
+pipeline under ScopedStore, so a worker reaching outside its grant fails there."""
+
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+
+import pytest
+
+from pipeline.access import (
+    ADMIN,
+    BROKER,
+    DETECT_STATE,
+    SERVICES,
+    AccessDenied,
+    ScopedStore,
+    access_matrix,
+    minio_policy,
+    seaweed_actions,
+    seaweed_identities,
+)
+from pipeline.config import TubelineConfig, with_overrides
+from pipeline.store.local import LocalStore
+from workers.api.audit import AuditLog
+from workers.api.clips import EXPORTS_PREFIX
+from workers.api.sessions import MEDIA_KEY, SESSIONS_PREFIX
+from workers.api.users import TOKENS_PREFIX, USERS_PREFIX
+from workers.detect.state import SNAPSHOT_PREFIX
+from workers.runner.registry import WORKERS
+
+MATRIX = access_matrix(TubelineConfig())
+SAMPLE_KEYS = {
+    "auth": f"{USERS_PREFIX}/admin.json",
+    "audit": "audit/chains/w1/000000000001.json",
+    "state/detect": f"{SNAPSHOT_PREFIX}/cam-1.json",
+    "state/plate": "state/plate/cam-1/cam-1:s1:7.json",
+    "recordings": "recordings/cam-1/2026-11-25/000001.mp4",
+    "crops": "crops/cam-1/2026-11-25/cam-1:s1:7/3.jpg",
+    "plates": "plates/cam-1/2026-11-25/cam-1:s1:7/3.jpg",
+    "faces": "faces/cam-1/2026-11-25/cam-1:s1:7/3.jpg",
+    "catalog": "catalog/tracks/date=2026-11-25/camera=cam-1/part-0001.parquet",
+    "index": "index/faces/arcface@1/2026-11-25/shard.faiss",
+    "synopsis": "synopsis/cam-1/0123456789abcdef0123456789abcdef.mp4",
+    "registry": "registry/cameras/cam-1.json",
+    "hotlists": "hotlists/stolen.json",
+}
+
+
+def writers(key: str) -> set[str]:
+    return {name for name in SERVICES if MATRIX[name].allows("write", key)}
+
+
+def readers(key: str) -> set[str]:
+    return {name for name in SERVICES if MATRIX[name].allows("read", key)}
+
+
+@pytest.mark.parametrize(("area", "only"), [
+    ("auth", {"api"}), ("audit", {"api"}), ("state/detect", {"detect"}), ("state/plate", {"plate"}),
+    ("recordings", {"ingest"}), ("crops", {"detect"}), ("plates", {"plate"}), ("faces", {"face"}),
+    ("catalog", {"index"}), ("index", {"index"}), ("synopsis", {"synopsis"}), ("hotlists", set()),
+])
+def test_each_area_has_exactly_its_writers(area: str, only: set[str]) -> None:
+    assert writers(SAMPLE_KEYS[area]) == only
+
+
+def test_the_api_writes_no_state_and_deletes_no_evidence() -> None:
+    api = MATRIX["api"]
+    for area in ("state/detect", "state/plate", "recordings", "crops", "plates", "faces", "catalog", "index",
+                 "registry", "hotlists"):
+        assert not api.allows("write", SAMPLE_KEYS[area]), area
+    assert api.allows("write", "synopsis/cam-1/0123456789abcdef0123456789abcdef.status.json")  # a queued request
+    assert not api.allows("write", SAMPLE_KEYS["synopsis"])  # never a synopsis video or index
+
+
+def test_secrets_are_read_by_their_owners_only() -> None:
+    assert readers(SAMPLE_KEYS["auth"]) == readers(MEDIA_KEY) == {"api"}  # password hashes, the media-link key
+    assert readers(SAMPLE_KEYS["registry"]) == {"api", "ingest"}  # encrypted camera passwords
+    assert readers(SAMPLE_KEYS["state/detect"]) == {"detect"}
+
+
+def test_the_matrix_names_the_prefixes_the_code_uses() -> None:
+    for key in (f"{USERS_PREFIX}/a.json", f"{TOKENS_PREFIX}/t.json", f"{SESSIONS_PREFIX}/s.json", MEDIA_KEY,
+                f"{EXPORTS_PREFIX}/e.mp4", f"{AuditLog(LocalStore(Path('/nonexistent'))).prefix}/heads/w.json"):
+        assert writers(key) == {"api"}, key
+    assert SNAPSHOT_PREFIX == DETECT_STATE
+    assert set(SERVICES) == set(WORKERS)  # one identity per worker kind, no more
+
+
+def test_the_grants_follow_configured_prefixes() -> None:
+    config = with_overrides(TubelineConfig(), {"ingest.recordings.prefix": "video", "index.catalog_prefix": "cat"})
+    matrix = access_matrix(config)
+    assert matrix["ingest"].allows("write", "video/cam-1/x.mp4") and not matrix["ingest"].allows("write", "rec/x")
+    assert matrix["index"].allows("write", "cat/x.parquet") and matrix["api"].allows("list", "cat/")
+
+
+def test_scoped_store_refuses_what_the_identity_may_not_do(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    store.put(SAMPLE_KEYS["recordings"], b"segment")
+    api = ScopedStore(store, MATRIX["api"])
+    assert api.get(SAMPLE_KEYS["recordings"]) == b"segment"
+    with pytest.raises(AccessDenied):
+        api.delete(SAMPLE_KEYS["recordings"])
+    with pytest.raises(AccessDenied):
+        api.put(SAMPLE_KEYS["state/detect"], b"{}")
+    with pytest.raises(AccessDenied):
+        api.list("state/")
+    ingest = ScopedStore(store, MATRIX["ingest"])
+    with pytest.raises(AccessDenied):
+        ingest.put(SAMPLE_KEYS["auth"], b"{}")
+    assert store.exists(SAMPLE_KEYS["recordings"]) and not store.exists(SAMPLE_KEYS["auth"])
+    with pytest.raises(AccessDenied):
+        ScopedStore(store, MATRIX["detect"]).list("")  # no service lists the whole bucket
+
+
+def test_seaweed_actions_are_prefix_scoped() -> None:
+    actions = seaweed_actions(MATRIX["api"], "tubeline")
+    assert "Read:tubelin?" in actions  # HeadBucket on the bucket itself, no object
+    assert all(a.split(":", 1)[1].startswith("tubeline/") for a in actions if a != "Read:tubelin?")
+    assert all("*" in a for a in actions if a != "Read:tubelin?")  # no bare Read:bucket (= every object)
+    target = "Write:tubeline/" + SAMPLE_KEYS["state/detect"]
+    assert not any(fnmatch.fnmatchcase(target, a) for a in actions)
+    assert any(fnmatch.fnmatchcase("Write:tubeline/" + SAMPLE_KEYS["auth"], a) for a in actions)
+
+
+def test_identities_document_keeps_admin_and_broker_apart() -> None:
+    creds = {n: {"access_key": f"ak-{n}", "secret_key": f"sk-{n}"} for n in (ADMIN, BROKER, *SERVICES)}
+    doc = seaweed_identities(creds, MATRIX, "tubeline", "tubeline-kafka")
+    by_name = {i["name"]: i["actions"] for i in doc["identities"]}
+    assert set(by_name) == {ADMIN, BROKER, *SERVICES}
+    assert "Admin" in by_name[ADMIN] and not any("Admin" in a for n in SERVICES for a in by_name[n])
+    assert all(a.endswith(":tubeline-kafka") for a in by_name[BROKER])
+    assert not any("tubeline-kafka" in a for n in SERVICES for a in by_name[n])
+
+
+def test_minio_policies_scope_objects_by_prefix() -> None:
+    policy = minio_policy(MATRIX["detect"], "tubeline")
+    write = next(s for s in policy["Statement"] if s["Sid"] == "Write")
+    assert write["Resource"] == ["arn:aws:s3:::tubeline/crops/*", "arn:aws:s3:::tubeline/state/detect/*"]
+    assert all(r.startswith("arn:aws:s3:::tubeline/") for s in policy["Statement"] if s["Sid"] != "BucketCheckAndListing"
+               for r in s["Resource"])
+    rules = minio_policy(MATRIX["rules"], "tubeline")
+    assert [s["Sid"] for s in rules["Statement"]] == ["BucketCheckAndListing"]
