@@ -10,12 +10,17 @@ The matrix was worked out from the code (every ``put``/``delete``/``get``/``list
 ``docs/security.md``) and says, in short: ``auth/`` and ``audit/`` are the API's alone; a worker's
 ``state/<kind>/`` is that worker's; ``recordings/`` are written only by ingest, ``crops/`` by detect,
 ``plates/`` and ``faces/`` by the enrichment workers, the catalog and the FAISS snapshots by the
-indexer, synopsis outputs by the synopsis worker; the API reads what it serves. "Write" covers put and
+indexer, synopsis outputs by the synopsis worker; the API reads what it serves (and keeps the operators'
+hotlists, as it keeps the users). "Write" covers put and
 delete (S3 has one permission for both in SeaweedFS), and every key a service writes it may also read
 (a put is answered with the new object's metadata). Nobody but the admin creates or deletes buckets.
 
 Patterns are object-key globs (``*`` spans ``/``), relative to the bucket; a listing is allowed when its
 prefix matches a list pattern.
+
+The bus has the same shape (:data:`KAFKA_GRANTS`: topics each service reads and writes, its consumer
+groups). The local broker (Tansu) has no ACLs, so it is not enforced here; ``tubeline stack access
+--kafka-acls`` prints the ``kafka-acls.sh`` commands for an Apache Kafka with authenticated principals.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from pipeline.store.base import ObjectInfo, ObjectStore, StoreError
+from schemas import topics
 
 if TYPE_CHECKING:
     from pipeline.config import TubelineConfig
@@ -82,9 +88,10 @@ def access_matrix(config: TubelineConfig) -> dict[str, Grant]:
         "api": Grant(
             "api",
             read=_under(cat, idx, CROPS, PLATES, FACES, rec, reg, syn),
-            # the queued status of a requested synopsis; never its video or index
-            write=(*_under(AUTH, AUDIT, EXPORTS, req), f"{syn.strip('/')}/*.status.json"),
-            list=_under(AUTH, AUDIT, cat, syn, reg),
+            # the queued status of a requested synopsis, never its video or index; hotlists are operators'
+            # data like users (`tubeline hotlists` runs as the API identity in a deployment)
+            write=(*_under(AUTH, AUDIT, EXPORTS, req, hot), f"{syn.strip('/')}/*.status.json"),
+            list=_under(AUTH, AUDIT, cat, syn, reg, hot),
         ),
         "detect": Grant("detect", write=_under(CROPS, DETECT_STATE)),
         "face": Grant("face", read=_under(CROPS), write=_under(FACES)),
@@ -96,6 +103,54 @@ def access_matrix(config: TubelineConfig) -> dict[str, Grant]:
         "synopsis": Grant("synopsis", read=_under(cat, rec), write=_under(syn, req, f"{req}-invalid"),
                           list=_under(req, cat)),
     }
+
+
+# -- the bus -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class KafkaGrant:
+    """Topics a service reads (in ``groups``; a name ending in ``*`` is a prefix: one group per process or
+    per operator's tail) and writes. A consumer also writes its inputs' dead-letter topics (``<topic>.dlq``)."""
+
+    read: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    write: tuple[str, ...] = ()
+
+    @property
+    def dead_letters(self) -> tuple[str, ...]:
+        return tuple(f"{t}.dlq" for t in self.read) if self.groups and not self.groups[0].endswith("*") else ()
+
+
+KAFKA_GRANTS: dict[str, KafkaGrant] = {
+    "api": KafkaGrant(read=(topics.ALERTS.name,), groups=("tubeline-alerts-tail-*",)),
+    "detect": KafkaGrant(read=(topics.FRAMES.name,), groups=("tubeline-detect",),
+                         write=(topics.DETECTIONS.name, topics.OBJECTS.name, topics.TRACKS.name)),
+    "face": KafkaGrant(read=(topics.OBJECTS.name,), groups=("tubeline-face",), write=(topics.FACES.name,)),
+    "index": KafkaGrant(read=(topics.TRACKS.name, topics.PLATES.name, topics.FACES.name, topics.ALERTS.name, topics.CAMERA_STATUS.name),
+                        groups=("tubeline-index",)),
+    "ingest": KafkaGrant(write=(topics.FRAMES.name, topics.CAMERA_STATUS.name)),
+    "plate": KafkaGrant(read=(topics.OBJECTS.name,), groups=("tubeline-plate",), write=(topics.PLATES.name, topics.ALERTS.name)),
+    "rules": KafkaGrant(read=(topics.DETECTIONS.name, topics.CAMERA_STATUS.name), groups=("tubeline-rules",), write=(topics.ALERTS.name,)),
+    "synopsis": KafkaGrant(read=(topics.TRACKS.name, topics.PLATES.name), groups=("tubeline-synopsis-cache-*",)),
+}
+"""Worked out from each worker's consumer (``topics``, ``group``) and producer calls; topics get the bus's
+``topic_prefix`` when one is set. Topics are created beforehand by an admin (workers then need only Describe)."""
+
+
+def kafka_acl_commands(bootstrap: str = "kafka:9092", topic_prefix: str = "") -> Iterator[str]:
+    """``kafka-acls.sh`` commands granting each service (principal ``User:tubeline-<service>``) its topics."""
+    def topic(name: str) -> str:
+        return f"{topic_prefix}.{name}" if topic_prefix else name
+
+    base = f"kafka-acls.sh --bootstrap-server {bootstrap} --add --allow-principal User:tubeline-"
+    for name in SERVICES:
+        grant = KAFKA_GRANTS[name]
+        for t in grant.read:
+            yield f"{base}{name} --operation Read --operation Describe --topic {topic(t)}"
+        for group in grant.groups:  # group IDs get the topic prefix too
+            pattern = " --resource-pattern-type prefixed" if group.endswith("*") else ""
+            yield f"{base}{name} --operation Read --group {topic(group.rstrip('*'))}{pattern}"
+        for t in (*grant.write, *grant.dead_letters):
+            yield f"{base}{name} --operation Write --operation Describe --topic {topic(t)}"
 
 
 # -- rendering for the servers that enforce it ------------------------------------------------------

@@ -60,7 +60,7 @@ def readers(key: str) -> set[str]:
 @pytest.mark.parametrize(("area", "only"), [
     ("auth", {"api"}), ("audit", {"api"}), ("state/detect", {"detect"}), ("state/plate", {"plate"}),
     ("recordings", {"ingest"}), ("crops", {"detect"}), ("plates", {"plate"}), ("faces", {"face"}),
-    ("catalog", {"index"}), ("index", {"index"}), ("synopsis", {"synopsis"}), ("hotlists", set()),
+    ("catalog", {"index"}), ("index", {"index"}), ("synopsis", {"synopsis"}), ("hotlists", {"api"}),
 ])
 def test_each_area_has_exactly_its_writers(area: str, only: set[str]) -> None:
     assert writers(SAMPLE_KEYS[area]) == only
@@ -69,7 +69,7 @@ def test_each_area_has_exactly_its_writers(area: str, only: set[str]) -> None:
 def test_the_api_writes_no_state_and_deletes_no_evidence() -> None:
     api = MATRIX["api"]
     for area in ("state/detect", "state/plate", "recordings", "crops", "plates", "faces", "catalog", "index",
-                 "registry", "hotlists"):
+                 "registry"):
         assert not api.allows("write", SAMPLE_KEYS[area]), area
     assert api.allows("write", "synopsis/cam-1/0123456789abcdef0123456789abcdef.status.json")  # a queued request
     assert not api.allows("write", SAMPLE_KEYS["synopsis"])  # never a synopsis video or index
@@ -143,3 +143,20 @@ def test_minio_policies_scope_objects_by_prefix() -> None:
                for r in s["Resource"])
     rules = minio_policy(MATRIX["rules"], "tubeline")
     assert [s["Sid"] for s in rules["Statement"]] == ["BucketCheckAndListing"]
+
+
+def test_kafka_grants_match_what_each_worker_consumes() -> None:
+    from pipeline.access import KAFKA_GRANTS, kafka_acl_commands
+    from workers.runner.registry import worker_class
+
+    assert set(KAFKA_GRANTS) == set(SERVICES)
+    for name in SERVICES:
+        cls = worker_class(name)
+        topics, group = tuple(getattr(cls, "topics", ())), getattr(cls, "group", "")
+        if topics:  # a consumer worker: its inputs, its group, its dead letters
+            assert KAFKA_GRANTS[name].read == topics and KAFKA_GRANTS[name].groups == (group,), name
+            assert KAFKA_GRANTS[name].dead_letters == tuple(f"{t}.dlq" for t in topics)
+    commands = list(kafka_acl_commands(topic_prefix="site1"))
+    assert "User:tubeline-ingest --operation Write --operation Describe --topic site1.tubeline.frames.v1" in (
+        " ".join(commands))
+    assert not any("User:tubeline-api" in c and "Write" in c for c in commands)  # the API only tails alerts

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 from pathlib import Path
 
@@ -131,3 +132,54 @@ def test_registry_key_reaches_ingest_only_and_from_the_environment(compose: dict
     example = _env_example()["TUBELINE_REGISTRY_KEY"]
     with pytest.raises(ConfigError):  # the placeholder is not a key: an unedited .env fails at start
         load_config(environ={**{k: _substitute(v) for k, v in env.items()}, "TUBELINE_SECRETS__KEY": example})
+
+
+# -- least privilege: one MinIO user and policy per worker kind ---------------------------------------------------
+def _service_config(compose: dict, kind: str):  # noqa: ANN202 - a TubelineConfig
+    return load_config(environ={k: _substitute(v) for k, v in _env(compose["services"][f"worker-{kind}"]).items()})
+
+
+def test_each_worker_has_its_own_s3_user_and_never_the_root_one(compose: dict) -> None:
+    users = {}
+    for kind in WORKERS:
+        env = _env(compose["services"][f"worker-{kind}"])
+        assert env["TUBELINE_STORE__S3__ACCESS_KEY"] == f"${{TUBELINE_S3_{kind.upper()}_ACCESS_KEY:?set in deploy/.env}}"
+        assert env["TUBELINE_STORE__S3__SECRET_KEY"] == f"${{TUBELINE_S3_{kind.upper()}_SECRET_KEY:?set in deploy/.env}}"
+        assert not any("MINIO_ROOT" in v for v in env.values()), f"worker-{kind} gets the MinIO root credentials"
+        assert _service_config(compose, kind).store.s3.create_bucket is False  # the bucket is minio-init's
+        users[kind] = env["TUBELINE_STORE__S3__ACCESS_KEY"]
+    assert len(set(users.values())) == len(WORKERS)
+    example = _env_example()
+    assert len({example[f"TUBELINE_S3_{k.upper()}_SECRET_KEY"] for k in WORKERS}) == len(WORKERS)
+
+
+def test_minio_init_creates_each_user_with_its_own_policy(compose: dict) -> None:
+    init = compose["services"]["minio-init"]
+    script = " ".join(init["command"])
+    env = _env(init)
+    assert "./minio/policies:/policies:ro" in init["volumes"]
+    for kind in WORKERS:
+        k = kind.upper()
+        assert f'service_user {kind} "$$S3_{k}_ACCESS_KEY" "$$S3_{k}_SECRET_KEY"' in script
+        # the user minio-init creates is the one the worker logs in with
+        assert env[f"S3_{k}_ACCESS_KEY"] == _env(compose["services"][f"worker-{kind}"])["TUBELINE_STORE__S3__ACCESS_KEY"]
+        assert (DEPLOY / "minio" / "policies" / f"tubeline-{kind}.json").is_file()
+    assert "readwrite" not in script and "|| true" not in script  # no blanket policy, no swallowed failure
+
+
+def test_policies_are_the_access_matrix_of_the_deployed_configuration(compose: dict) -> None:
+    """deploy/minio/policies is pipeline.access rendered for the deployed configuration; regenerate with
+    `tubeline stack access --minio-policies deploy/minio/policies` after changing the matrix."""
+    from pipeline.access import access_matrix, minio_policy
+
+    files = sorted(p.name for p in (DEPLOY / "minio" / "policies").glob("*.json"))
+    assert files == sorted(f"tubeline-{kind}.json" for kind in WORKERS)
+    for kind in WORKERS:
+        config = _service_config(compose, kind)
+        expected = minio_policy(access_matrix(config)[kind], config.store.s3.bucket)
+        stored = json.loads((DEPLOY / "minio" / "policies" / f"tubeline-{kind}.json").read_text(encoding="utf-8"))
+        assert stored == expected, f"deploy/minio/policies/tubeline-{kind}.json is out of date"
+    api = json.loads((DEPLOY / "minio" / "policies" / "tubeline-api.json").read_text(encoding="utf-8"))
+    writes = next(s for s in api["Statement"] if s["Sid"] == "Write")["Resource"]
+    assert "arn:aws:s3:::tubeline/auth/*" in writes
+    assert not any("state/" in r or "recordings/" in r for r in writes)

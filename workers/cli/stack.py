@@ -92,15 +92,20 @@ def env(ctx: click.Context, as_: str) -> None:
 @stack.command("access")
 @click.option("--minio-policies", "minio_dir", type=click.Path(file_okay=False), default=None,
               help="Also write one MinIO policy per service into this folder (deploy/minio/policies).")
+@click.option("--kafka-acls", is_flag=True, help="Print the kafka-acls.sh commands for each service's topics instead.")
 @click.pass_context
-def access(ctx: click.Context, minio_dir: str | None) -> None:
+def access(ctx: click.Context, minio_dir: str | None, kafka_acls: bool) -> None:
     """Print what each service's store identity may write, read and list (docs/security.md)."""
     import json
     from pathlib import Path
 
-    from pipeline.access import access_matrix, describe, minio_policy
+    from pipeline.access import access_matrix, describe, kafka_acl_commands, minio_policy
 
     config = load_config_or_exit(ctx)
+    if kafka_acls:
+        for line in kafka_acl_commands(topic_prefix=config.bus.topic_prefix):
+            click.echo(line)
+        return
     matrix = access_matrix(config)
     click.echo(f"bucket {config.store.s3.bucket}; patterns are key globs ('*' spans '/'); write = put and delete")
     for line in describe(matrix):
