@@ -11,9 +11,12 @@ The matrix was worked out from the code (every ``put``/``delete``/``get``/``list
 ``state/<kind>/`` is that worker's; ``recordings/`` are written only by ingest, ``crops/`` by detect,
 ``plates/`` and ``faces/`` by the enrichment workers, the catalog and the FAISS snapshots by the
 indexer, synopsis outputs by the synopsis worker; the API reads what it serves (and keeps the operators'
-hotlists, as it keeps the users). "Write" covers put and
-delete (S3 has one permission for both in SeaweedFS), and every key a service writes it may also read
-(a put is answered with the new object's metadata). Nobody but the admin creates or deletes buckets.
+hotlists, as it keeps the users). Deleting is a right of its own: only sessions, tokens, users and
+hotlists (the API), compacted catalog segments (the indexer), handled synopsis requests (the synopsis
+worker) and removed cameras are ever deleted — no service deletes evidence or audit entries. (SeaweedFS
+has one ``Write`` action for put and delete, so locally a writer of a prefix may also delete in it; MinIO
+policies keep them apart.) Every key a service writes it may also read (a put is answered with the new
+object's metadata). Nobody but the admin creates or deletes buckets.
 
 Patterns are object-key globs (``*`` spans ``/``), relative to the bucket; a listing is allowed when its
 prefix matches a list pattern.
@@ -48,7 +51,7 @@ AUTH, AUDIT, EXPORTS = "auth", "audit", "exports"  # the API's own (workers.api:
 CROPS, PLATES, FACES = "crops", "plates", "faces"  # evidence images of detect, plate and face
 DETECT_STATE = "state/detect"  # workers.detect.state.SNAPSHOT_PREFIX
 
-Operation = Literal["read", "write", "list"]
+Operation = Literal["read", "write", "delete", "list"]
 
 
 class AccessDenied(StoreError):
@@ -57,11 +60,12 @@ class AccessDenied(StoreError):
 
 @dataclass(frozen=True)
 class Grant:
-    """What one identity may do: key patterns it may read, write (put and delete) and list."""
+    """What one identity may do: key patterns it may read, write (put), delete and list."""
 
     service: str
     read: tuple[str, ...] = ()
     write: tuple[str, ...] = ()
+    delete: tuple[str, ...] = ()
     list: tuple[str, ...] = ()
 
     @property
@@ -70,7 +74,7 @@ class Grant:
         return tuple(dict.fromkeys((*self.read, *self.write)))
 
     def allows(self, op: Operation, key: str) -> bool:
-        patterns = {"read": self.readable, "write": self.write, "list": self.list}[op]
+        patterns = {"read": self.readable, "write": self.write, "delete": self.delete, "list": self.list}[op]
         return any(fnmatch.fnmatchcase(key, p) for p in patterns)
 
 
@@ -91,17 +95,18 @@ def access_matrix(config: TubelineConfig) -> dict[str, Grant]:
             # the queued status of a requested synopsis, never its video or index; hotlists are operators'
             # data like users (`tubeline hotlists` runs as the API identity in a deployment)
             write=(*_under(AUTH, AUDIT, EXPORTS, req, hot), f"{syn.strip('/')}/*.status.json"),
+            delete=_under(AUTH, hot),  # ended sessions, revoked tokens, removed users and hotlists
             list=_under(AUTH, AUDIT, cat, syn, reg, hot),
         ),
         "detect": Grant("detect", write=_under(CROPS, DETECT_STATE)),
         "face": Grant("face", read=_under(CROPS), write=_under(FACES)),
-        "index": Grant("index", write=_under(cat, idx), list=_under(cat)),
-        # GB/T 28181 channels a device announces are upserted into the registry
-        "ingest": Grant("ingest", write=_under(rec, reg), list=_under(reg)),
+        "index": Grant("index", write=_under(cat, idx), delete=_under(cat), list=_under(cat)),  # compaction
+        # GB/T 28181 channels a device announces are upserted into the registry; `tubeline cameras` runs as ingest
+        "ingest": Grant("ingest", write=_under(rec, reg), delete=_under(reg), list=_under(reg)),
         "plate": Grant("plate", read=_under(CROPS, hot), write=_under(PLATES, plate_state), list=_under(hot)),
         "rules": Grant("rules"),
         "synopsis": Grant("synopsis", read=_under(cat, rec), write=_under(syn, req, f"{req}-invalid"),
-                          list=_under(req, cat)),
+                          delete=_under(req), list=_under(req, cat)),
     }
 
 
@@ -164,7 +169,7 @@ def seaweed_actions(grant: Grant, bucket: str) -> list[str]:
     return [
         f"Read:{bucket[:-1]}?",
         *(f"Read:{bucket}/{p}" for p in grant.readable),
-        *(f"Write:{bucket}/{p}" for p in grant.write),
+        *(f"Write:{bucket}/{p}" for p in dict.fromkeys((*grant.write, *grant.delete))),
         *(f"List:{bucket}/{p}" for p in grant.list),
     ]
 
@@ -202,9 +207,11 @@ def minio_policy(grant: Grant, bucket: str) -> dict[str, Any]:
                            "Resource": arns(grant.readable)})
     if grant.write:
         statements.append({"Sid": "Write", "Effect": "Allow",
-                           "Action": ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload",
-                                      "s3:ListMultipartUploadParts"],
+                           "Action": ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
                            "Resource": arns(grant.write)})
+    if grant.delete:
+        statements.append({"Sid": "Delete", "Effect": "Allow", "Action": ["s3:DeleteObject"],
+                           "Resource": arns(grant.delete)})
     return {"Version": "2012-10-17", "Statement": statements}
 
 
@@ -214,6 +221,7 @@ def describe(matrix: Mapping[str, Grant]) -> Iterator[str]:
         grant = matrix[name]
         yield f"{name}:"
         yield f"  write  {' '.join(grant.write) or '-'}"
+        yield f"  delete {' '.join(grant.delete) or '-'}"
         yield f"  read   {' '.join(grant.read) + ' ' if grant.read else ''}(and what it writes)"
         yield f"  list   {' '.join(grant.list) or '-'}"
 
@@ -258,7 +266,7 @@ class ScopedStore(ObjectStore):
         return self.inner.list(prefix)
 
     def delete(self, key: str) -> None:
-        self._check("write", key)
+        self._check("delete", key)
         self.inner.delete(key)
 
     def presigned_get(self, key: str, expires_s: int = 3600) -> str:

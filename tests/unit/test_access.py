@@ -75,6 +75,13 @@ def test_the_api_writes_no_state_and_deletes_no_evidence() -> None:
     assert not api.allows("write", SAMPLE_KEYS["synopsis"])  # never a synopsis video or index
 
 
+def test_no_service_deletes_evidence_or_audit_entries() -> None:
+    for area in ("recordings", "crops", "plates", "faces", "audit", "state/detect", "index", "synopsis"):
+        assert not any(MATRIX[n].allows("delete", SAMPLE_KEYS[area]) for n in SERVICES), area
+    assert {n for n in SERVICES if MATRIX[n].allows("delete", SAMPLE_KEYS["catalog"])} == {"index"}  # compaction
+    assert {n for n in SERVICES if MATRIX[n].allows("delete", f"{SESSIONS_PREFIX}/x.json")} == {"api"}
+
+
 def test_secrets_are_read_by_their_owners_only() -> None:
     assert readers(SAMPLE_KEYS["auth"]) == readers(MEDIA_KEY) == {"api"}  # password hashes, the media-link key
     assert readers(SAMPLE_KEYS["registry"]) == {"api", "ingest"}  # encrypted camera passwords
@@ -139,6 +146,10 @@ def test_minio_policies_scope_objects_by_prefix() -> None:
     policy = minio_policy(MATRIX["detect"], "tubeline")
     write = next(s for s in policy["Statement"] if s["Sid"] == "Write")
     assert write["Resource"] == ["arn:aws:s3:::tubeline/crops/*", "arn:aws:s3:::tubeline/state/detect/*"]
+    assert "s3:DeleteObject" not in write["Action"] and "Delete" not in {s["Sid"] for s in policy["Statement"]}
+    api = minio_policy(MATRIX["api"], "tubeline")
+    assert next(s for s in api["Statement"] if s["Sid"] == "Delete")["Resource"] == [
+        "arn:aws:s3:::tubeline/auth/*", "arn:aws:s3:::tubeline/hotlists/*"]  # audit/ is put-only
     assert all(r.startswith("arn:aws:s3:::tubeline/") for s in policy["Statement"] if s["Sid"] != "BucketCheckAndListing"
                for r in s["Resource"])
     rules = minio_policy(MATRIX["rules"], "tubeline")

@@ -181,5 +181,7 @@ def test_policies_are_the_access_matrix_of_the_deployed_configuration(compose: d
         assert stored == expected, f"deploy/minio/policies/tubeline-{kind}.json is out of date"
     api = json.loads((DEPLOY / "minio" / "policies" / "tubeline-api.json").read_text(encoding="utf-8"))
     writes = next(s for s in api["Statement"] if s["Sid"] == "Write")["Resource"]
-    assert "arn:aws:s3:::tubeline/auth/*" in writes
-    assert not any("state/" in r or "recordings/" in r for r in writes)
+    deletes = next(s for s in api["Statement"] if s["Sid"] == "Delete")["Resource"]
+    assert "arn:aws:s3:::tubeline/auth/*" in writes and "arn:aws:s3:::tubeline/audit/*" in writes
+    assert not any("state/" in r or "recordings/" in r for r in writes + deletes)
+    assert not any("audit/" in r for r in deletes)  # audit entries are put, never deleted

@@ -107,7 +107,8 @@ def access(ctx: click.Context, minio_dir: str | None, kafka_acls: bool) -> None:
             click.echo(line)
         return
     matrix = access_matrix(config)
-    click.echo(f"bucket {config.store.s3.bucket}; patterns are key globs ('*' spans '/'); write = put and delete")
+    click.echo(f"bucket {config.store.s3.bucket}; patterns are key globs ('*' spans '/'); write = put "
+               "(SeaweedFS has one Write action for put and delete: locally a writer may also delete)")
     for line in describe(matrix):
         click.echo(line)
     if minio_dir:

@@ -358,8 +358,3 @@ def load_snapshot(store: ObjectStore, camera_id: str, config: TrackerConfig,
         msg = f"the snapshot at {key} is of camera {state.camera_id!r}"
         raise SnapshotRefused(msg)
     return state
-
-
-def delete_snapshot(store: ObjectStore, camera_id: str) -> None:
-    store.delete(snapshot_key(camera_id))
-
