@@ -41,10 +41,11 @@ import faiss
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
 from pipeline.catalog.format import FACE_KIND
 from pipeline.config.index import IndexConfig
+from pipeline.documents import DocumentRefused, read_document
 from pipeline.store.base import ObjectNotFound, ObjectStore
 
 log = logging.getLogger(__name__)
@@ -210,24 +211,11 @@ class Manifest:
     @classmethod
     def from_json(cls, data: bytes) -> Manifest:
         """The manifest in ``data``; ShardError unless it is one of this version, every field of its type."""
-        if len(data) > MAX_MANIFEST_BYTES:
-            msg = f"manifest larger than {MAX_MANIFEST_BYTES} bytes"
-            raise ShardError(msg)
         try:
-            doc = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            msg = f"unreadable manifest ({exc})"
+            manifest = read_document(data, _MANIFEST, max_bytes=MAX_MANIFEST_BYTES, version=MANIFEST_VERSION)
+        except DocumentRefused as exc:
+            msg = f"manifest refused: {exc}"
             raise ShardError(msg) from None
-        if not isinstance(doc, dict) or doc.get("version") != MANIFEST_VERSION:
-            version = doc.get("version") if isinstance(doc, dict) else None
-            msg = f"manifest version {str(version)[:20]!r} is not {MANIFEST_VERSION}"
-            raise ShardError(msg)
-        try:
-            manifest = _MANIFEST.validate_json(data, strict=True)
-        except ValidationError as exc:
-            error = exc.errors(include_url=False, include_input=False)[0]
-            msg = f"invalid manifest ({'.'.join(map(str, error['loc']))}: {error['msg']})"
-            raise ShardError(msg[:300]) from None
         if not (_SHA256.fullmatch(manifest.shard_sha256) and 0 < manifest.dimension <= 65536
                 and manifest.count >= 0 and manifest.shard_bytes > 0
                 and all(s.first_id >= 0 and s.count >= 0 for s in manifest.segments)):

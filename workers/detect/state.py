@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Final, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
 from pipeline.config.detect import CONFUSABLE_CLASSES, TrackerConfig
+from pipeline.documents import DocumentRefused, read_document
 from pipeline.store.base import ObjectNotFound, ObjectStore
 from pipeline.tracking import ByteTracker, TrackerState, TrackRecordState
 from schemas.common import CAMERA_ID_PATTERN, ID_PATTERN, SESSION_PATTERN, STORE_KEY_PATTERN
@@ -46,7 +47,7 @@ track (tens of KB each), so a real one stays far below this."""
 _MAX_ITEMS = 100_000  # list lengths inside a snapshot (tracks, path points, class votes)
 
 
-class SnapshotRefused(ValueError):
+class SnapshotRefused(DocumentRefused):
     """A stored snapshot that is not loaded (too large, not JSON, unknown format or version, invalid)."""
 
 
@@ -218,12 +219,7 @@ class CameraStateDoc(_Doc):
     tracks: list[TrackRecordDoc] = Field(max_length=_MAX_ITEMS)
 
 
-class _Envelope(BaseModel):
-    """Just enough of a document to name its format and version (read before the full validation)."""
-
-    model_config = ConfigDict(extra="ignore")
-    format: object = None
-    version: object = None
+_CAMERA_STATE_DOC = TypeAdapter(CameraStateDoc)
 
 
 def _utc(ts: datetime) -> datetime:
@@ -287,23 +283,8 @@ def encode_snapshot(state: CameraState) -> bytes:
 def decode_snapshot(data: bytes, config: TrackerConfig,
                     class_groups: tuple[tuple[str, ...], ...] = CONFUSABLE_CLASSES) -> CameraState:
     """The state in a snapshot document, on a tracker built from ``config``; raises SnapshotRefused."""
-    if len(data) > MAX_SNAPSHOT_BYTES:
-        msg = f"{len(data)} bytes is more than the {MAX_SNAPSHOT_BYTES} a snapshot may have"
-        raise SnapshotRefused(msg)
-    try:
-        envelope = _Envelope.model_validate_json(data)
-    except ValidationError:
-        msg = "not a JSON object"
-        raise SnapshotRefused(msg) from None
-    if envelope.format != SNAPSHOT_FORMAT or envelope.version != SNAPSHOT_VERSION:
-        msg = (f"format {str(envelope.format)[:60]!r} version {str(envelope.version)[:20]!r}; "
-               f"this worker reads {SNAPSHOT_FORMAT!r} version {SNAPSHOT_VERSION}")
-        raise SnapshotRefused(msg)
-    try:
-        doc = CameraStateDoc.model_validate_json(data)
-    except ValidationError as exc:
-        msg = f"invalid document ({exc.error_count()} error(s), first: {_first_error(exc)})"
-        raise SnapshotRefused(msg) from None
+    doc = read_document(data, _CAMERA_STATE_DOC, max_bytes=MAX_SNAPSHOT_BYTES, version=SNAPSHOT_VERSION,
+                        format_name=SNAPSHOT_FORMAT, error=SnapshotRefused)
     state = CameraState.new(doc.camera_id, doc.ingest_session, doc.epoch, config, class_groups,
                             next_track=doc.next_track)
     saved = TrackerState(doc.tracker_time, tuple(
@@ -322,11 +303,6 @@ def decode_snapshot(data: bytes, config: TrackerConfig,
         msg = "two track records share a number"
         raise SnapshotRefused(msg)
     return state
-
-
-def _first_error(exc: ValidationError) -> str:
-    error = exc.errors(include_url=False, include_input=False)[0]
-    return f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}"[:200]
 
 
 def snapshot_key(camera_id: str) -> str:

@@ -21,8 +21,9 @@ from __future__ import annotations
 import json
 import logging
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
+from pipeline.documents import DocumentRefused, read_document
 from pipeline.store.base import ObjectNotFound, ObjectStore, join_key
 from workers.plate.voting import TrackPlates
 
@@ -69,30 +70,11 @@ class PlateStateStore:
 
 
 def _decode(data: bytes) -> TrackPlates:
-    """The track state in ``data``; ValueError (with the reason) when it is not one."""
-    if len(data) > MAX_STATE_BYTES:
-        msg = f"larger than {MAX_STATE_BYTES} bytes"
-        raise ValueError(msg)
-    try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        msg = f"not JSON: {exc}"
-        raise ValueError(msg) from None
-    if not isinstance(doc, dict):
-        msg = "not a JSON object"
-        raise ValueError(msg)
-    version = doc.get("version", STATE_VERSION)
-    if version != STATE_VERSION or isinstance(version, bool):
-        msg = f"version {str(version)[:20]!r}; this worker reads version {STATE_VERSION}"
-        raise ValueError(msg)
-    try:
-        state = _TRACK_PLATES.validate_json(data, strict=True)
-    except ValidationError as exc:
-        error = exc.errors(include_url=False, include_input=False)[0]
-        msg = f"invalid ({exc.error_count()} error(s), first: {'.'.join(map(str, error['loc']))}: {error['msg']})"
-        raise ValueError(msg[:300]) from None
+    """The track state in ``data``; DocumentRefused (a ValueError, with the reason) when it is not one."""
+    state = read_document(data, _TRACK_PLATES, max_bytes=MAX_STATE_BYTES, version=STATE_VERSION,
+                          missing_version=STATE_VERSION)
     stamps = [state.last_seen, *(r.captured_at for r in state.reads)]
     if any(t is not None and t.utcoffset() is None for t in stamps):
         msg = "a timestamp without a time zone"
-        raise ValueError(msg)
+        raise DocumentRefused(msg)
     return state
