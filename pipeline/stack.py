@@ -204,6 +204,7 @@ class LocalStack:
     def _write_private(path: Path, text: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # also when the file existed with looser permissions
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
 

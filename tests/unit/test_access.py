@@ -171,3 +171,26 @@ def test_kafka_grants_match_what_each_worker_consumes() -> None:
     assert "User:tubeline-ingest --operation Write --operation Describe --topic site1.tubeline.frames.v1" in (
         " ".join(commands))
     assert not any("User:tubeline-api" in c and "Write" in c for c in commands)  # the API only tails alerts
+
+
+def test_the_stack_keeps_an_old_admin_key_and_adds_one_identity_per_service(tmp_path: Path) -> None:
+    import json
+
+    from pipeline.config.stack import StackConfig
+    from pipeline.stack import LocalStack
+
+    stack = LocalStack(StackConfig(state_dir=tmp_path))
+    stack.state.mkdir(parents=True, exist_ok=True)
+    stack.credentials_file.write_text(json.dumps({"access_key": "old-admin", "secret_key": "old-secret"}))
+    assert stack.credentials(ADMIN) == {"access_key": "old-admin", "secret_key": "old-secret"}  # still works
+    keys = {name: stack.credentials(name)["access_key"] for name in (ADMIN, BROKER, *SERVICES)}
+    assert len(set(keys.values())) == len(keys)
+    assert oct(stack.credentials_file.stat().st_mode & 0o777) == "0o600"
+    assert stack.write_identities() and not stack.write_identities()  # written once, then unchanged
+    doc = json.loads(stack.identities_file.read_text())
+    assert {i["name"] for i in doc["identities"]} == set(keys)
+    api = next(i for i in doc["identities"] if i["name"] == "api")
+    assert api["credentials"] == [{"accessKey": keys["api"], "secretKey": stack.credentials("api")["secret_key"]}]
+    assert stack.env("detect")["TUBELINE_STORE__S3__ACCESS_KEY"] == keys["detect"]
+    with pytest.raises(Exception, match="broker"):
+        stack.env(BROKER)

@@ -35,7 +35,8 @@ def up(ctx: click.Context) -> None:
         raise SystemExit(1) from None
     for st in statuses:
         click.echo(st.describe())
-    click.echo(f"state: {s.state}  (credentials in {s.credentials_file}; `tubeline stack env` prints them as exports)")
+    click.echo(f"state: {s.state}  (credentials in {s.credentials_file}; `tubeline stack env [--as KIND]` prints "
+               "them as exports: admin by default, or one worker kind's own identity)")
 
 
 @stack.command("down")
