@@ -41,14 +41,30 @@ class ApiConfig(Section):
     login_max_failures: int = Field(
         5,
         title="Login failures before lock-out",
-        description="Failed logins per user (or client address) within the lock-out window before further "
-        "attempts are refused.",
+        description="Failed logins of one user name from one client address within the lock-out window before "
+        "further attempts of that pair are refused (other addresses and other users are not affected).",
         ge=1,
         le=1000,
+    )
+    login_max_failures_per_name: int = Field(
+        50,
+        title="Login failures per user name",
+        description="Failed logins of one user name from all addresses together within the lock-out window "
+        "before attempts from browsers without that user's device cookie are refused.",
+        ge=1,
+        le=100_000,
     )
     login_lockout_s: int = Field(
         900, title="Lock-out window", description="Seconds failed logins are counted and a lock-out lasts.",
         ge=1, le=86400,
+    )
+    device_cookie_days: int = Field(
+        90,
+        title="Device cookie lifetime",
+        description="Days a browser that logged in stays trusted for its user when that user's name is under "
+        "attack from many addresses.",
+        ge=1,
+        le=3650,
     )
     case_pattern: str = Field(
         DEFAULT_CASE_PATTERN,
@@ -71,6 +87,20 @@ class ApiConfig(Section):
     max_upload_bytes: int = Field(
         10 * 1024 * 1024, title="Maximum upload", description="Largest accepted query image in bytes.",
         ge=1024, le=100 * 1024 * 1024,
+    )
+    max_image_pixels: int = Field(
+        40_000_000,
+        title="Maximum image pixels",
+        description="Largest query image in pixels (width x height, read from its header before decoding).",
+        ge=10_000,
+        le=300_000_000,
+    )
+    max_body_bytes: int = Field(
+        1024 * 1024,
+        title="Maximum request body",
+        description="Largest request body of calls without an upload, in bytes (enforced while it streams in).",
+        ge=1024,
+        le=100 * 1024 * 1024,
     )
     clip_before_s: float = Field(
         5.0, title="Clip lead-in", description="Default seconds of recording before a sighting.", ge=0.0, le=600.0
@@ -98,6 +128,14 @@ class ApiConfig(Section):
     sse_keepalive_s: float = Field(
         15.0, title="SSE keep-alive", description="Seconds between keep-alive comments on the alerts stream.",
         ge=0.1, le=300.0,
+    )
+    stream_recheck_s: float = Field(
+        2.0,
+        title="Stream re-check interval",
+        description="Seconds between checks of an open stream's credentials, role and camera scope; the stream "
+        "closes when any of them changed.",
+        ge=0.1,
+        le=60.0,
     )
     audit_anchor_every: int = Field(
         100,
@@ -132,6 +170,20 @@ class ApiConfig(Section):
         description="The longest source window one synopsis request may cover, in seconds.",
         ge=60.0,
         le=7 * 86_400.0,
+    )
+    synopsis_max_pending: int = Field(
+        3,
+        title="Synopsis builds pending per user",
+        description="Synopsis builds one user may have queued or running at once.",
+        ge=1,
+        le=1000,
+    )
+    synopsis_max_per_hour: int = Field(
+        20, title="Synopsis builds per hour", description="New synopsis builds one user may request per hour.",
+        ge=1, le=100_000,
+    )
+    exports_max_per_hour: int = Field(
+        60, title="Exports per hour", description="Clip exports one user may make per hour.", ge=1, le=100_000,
     )
     build_synopses: bool = Field(
         False,

@@ -191,43 +191,44 @@ class SearchService:
         if scope == []:
             return []
         if lookalikes and mode == "exact":
-            match, match_params, edits, order = self._lookalike_match(query)
+            match, match_params, edits, edits_params, order = self._lookalike_match(query)
         else:
-            match, match_params, edits, order = self._plate_match(query, mode, max_edits)
+            match, match_params, edits, edits_params, order = self._plate_match(query, mode, max_edits)
         where = _Filter().add(match, *match_params).scope(scope).at("captured_at", start, end)
         sql = (
             f"SELECT {_PLATE_COLUMNS}, {edits} AS edits FROM plates_latest WHERE {where.sql()} "
             f"ORDER BY {order}, read_id LIMIT ?"
         )
-        rows = self._query(sql, [*where.params, limit])
+        rows = self._query(sql, [*edits_params, *where.params, limit])
         return [self._plate_hit(r) for r in rows if self._in_scope(r["camera_id"], scope)]
 
     @staticmethod
-    def _plate_match(query: str, mode: str, max_edits: int) -> tuple[str, list[Any], str, str]:
-        """(WHERE clause, its params, SQL for the edit count, ORDER BY) for a plate query."""
+    def _plate_match(query: str, mode: str, max_edits: int) -> tuple[str, list[Any], str, list[Any], str]:
+        """(WHERE clause, its params, SQL for the edit count, its params, ORDER BY) for a plate query.
+
+        Every value from the query travels as a parameter; the SQL text holds only constants."""
         if mode == "exact":
-            return "text = ?", [exact_plate(query)], "0", "captured_at DESC"
+            return "text = ?", [exact_plate(query)], "0", [], "captured_at DESC"
         if mode == "wildcard":
-            return "text LIKE ? ESCAPE '\\'", [wildcard_to_like(query)], "0", "captured_at DESC"
+            return "text LIKE ? ESCAPE '\\'", [wildcard_to_like(query)], "0", [], "captured_at DESC"
         if mode == "fuzzy":
             plate, k = exact_plate(query), check_edits(max_edits)
             pieces = fuzzy_pieces(plate, k)
             clause = ("length(text) BETWEEN ? AND ? AND (" + " OR ".join(["contains(text, ?)"] * len(pieces))
                       + ") AND levenshtein(text, ?) <= ?")
-            # the plate is validated ([0-9A-Z] and CJK only), so it can sit in the SELECT list as a literal
-            return clause, [len(plate) - k, len(plate) + k, *pieces, plate, k], f"levenshtein(text, '{plate}')", \
+            return clause, [len(plate) - k, len(plate) + k, *pieces, plate, k], "levenshtein(text, ?)", [plate], \
                 "edits ASC, captured_at DESC"
         msg = f"unknown plate search mode {mode!r}; one of: exact, wildcard, fuzzy"
         raise QueryError(msg)
 
     @staticmethod
-    def _lookalike_match(query: str) -> tuple[str, list[Any], str, str]:
-        """Exact up to look-alikes: equal after mapping each character onto its group's representative."""
+    def _lookalike_match(query: str) -> tuple[str, list[Any], str, list[Any], str]:
+        """Exact up to look-alikes: equal after mapping each character onto its group's representative.
+        (Same shape as :meth:`_plate_match`; the plate travels as a parameter.)"""
         plate = exact_plate(query)
         source, target = LOOKALIKES.translation()
-        # the plate is validated ([0-9A-Z] and CJK only), so it can sit in the SELECT list as a literal
         return ("length(text) = ? AND translate(text, ?, ?) = ?", [len(plate), source, target,
-                LOOKALIKES.canonical(plate)], f"hamming(text, '{plate}')", "edits ASC, captured_at DESC")
+                LOOKALIKES.canonical(plate)], "hamming(text, ?)", [plate], "edits ASC, captured_at DESC")
 
     @staticmethod
     def _plate_hit(r: dict[str, Any]) -> PlateHit:

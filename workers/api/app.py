@@ -7,7 +7,9 @@ stock Swagger UI loads from a CDN, which this deployment must not need). The UI 
 
 Errors are JSON: ``{"detail": "..."}``; input validation errors are 422 with one message per field
 (``{"detail": "...", "errors": [{"field": "query.q", "message": "..."}]}``) and never echo the input.
-An authenticated caller's invalid request is audited like any other call.
+An authenticated caller's invalid request is audited like any other call, and so is a body over its limit
+(413, :mod:`workers.api.bodylimit`, enforced while the body streams in). A 405 names every method the
+path has in ``Allow``. The OpenAPI document lists every status of every route (:mod:`workers.api.contract`).
 """
 
 from __future__ import annotations
@@ -16,16 +18,23 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from workers.api import routes_admin, routes_live, routes_media, routes_search, routes_synopsis
+from workers.api.anonymous import route_name
 from workers.api.auth import Action, authenticate
+from workers.api.bodylimit import BodyLimit, BodyTooLarge
 from workers.api.context import ApiContext
+from workers.api.contract import finish_openapi
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +49,8 @@ def find_web_dir(configured: str | None) -> Path:
 CSP = ("default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; style-src 'self'; "
        "script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
        "form-action 'self'")
+UPLOAD_PATHS = ("/api/search/faces", "/api/trajectory/face")
+"""Routes whose body is a multipart image upload (limit ``api.max_upload_bytes``; others ``api.max_body_bytes``)."""
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
@@ -63,14 +74,41 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     ctx: ApiContext = request.app.state.ctx
     who = await run_in_threadpool(authenticate, ctx, request)
     if who is not None:
-        route = request.scope.get("route")
-        name = getattr(route, "name", None) or request.url.path
-        act = Action(ctx, who, name, {"errors": errors[:20]})
+        act = Action(ctx, who, route_name(request), {"errors": errors[:20]})
         try:
             await run_in_threadpool(act.record, "invalid", 422, reason=summary[:500])
         except Exception:  # the 503 of a failed audit write wins over the 422
             return JSONResponse({"detail": "the audit log cannot be written"}, status_code=503)
     return JSONResponse({"detail": f"invalid request: {summary}", "errors": errors}, status_code=422)
+
+
+async def _body_too_large(request: Request, exc: BodyTooLarge) -> Response:
+    """413, audited as the caller's refused call (or as an anonymous refusal)."""
+    ctx: ApiContext = request.app.state.ctx
+    reason = str(exc.detail)
+    try:
+        who = await run_in_threadpool(authenticate, ctx, request)
+        if who is None:
+            await run_in_threadpool(ctx.anonymous.record, ctx.audit, request, 413, reason)
+        else:
+            act = Action(ctx, who, route_name(request), {"limit": exc.limit})
+            await run_in_threadpool(act.record, "refused", 413, reason=reason)
+    except Exception:
+        return JSONResponse({"detail": "the audit log cannot be written"}, status_code=503)
+    return JSONResponse({"detail": reason}, status_code=413, headers={"Connection": "close"})
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    """Starlette's errors as JSON; a 405 lists in ``Allow`` the methods of every route on that path."""
+    if exc.status_code == 405:
+        methods: set[str] = set()
+        for route in request.app.router.routes:
+            match, _ = route.matches({**request.scope, "method": "__NONE__"})
+            if match is not Match.NONE:
+                methods |= set(getattr(route, "methods", None) or ())
+        allow = ", ".join(sorted(methods))
+        return JSONResponse({"detail": "Method Not Allowed"}, status_code=405, headers={"Allow": allow})
+    return await http_exception_handler(request, exc)  # type: ignore[arg-type]
 
 
 def _mount_web(app: FastAPI, web_dir: Path) -> None:
@@ -112,6 +150,10 @@ def create_app(ctx: ApiContext, *, web_dir: Path | None = None, start_background
     )
     app.state.ctx = ctx
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(BodyTooLarge, _body_too_large)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_middleware(BodyLimit, default_bytes=ctx.api.max_body_bytes, upload_bytes=ctx.api.max_upload_bytes,
+                       upload_paths=UPLOAD_PATHS)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):  # noqa: ANN001, ANN202
@@ -129,4 +171,11 @@ def create_app(ctx: ApiContext, *, web_dir: Path | None = None, start_background
     for module in (routes_admin, routes_search, routes_media, routes_synopsis, routes_live):
         app.include_router(module.router)
     _mount_web(app, web_dir or find_web_dir(ctx.api.web_dir))
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = finish_openapi(FastAPI.openapi(app), ctx.case_re.pattern)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -8,6 +8,14 @@ Each endpoint runs inside an :class:`Action`: it checks the role's permission, t
 where one is required, and the camera scope; whatever happens — served, refused, invalid, failed —
 ends in exactly one audit entry, written *before* the response leaves. If the audit log cannot be
 written, the caller gets 503 and no data.
+
+Refusals before an endpoint runs are audited too: a failed CSRF check as the caller's refused call, and a
+request without valid credentials (401) as an anonymous refusal with the client address — at most one entry
+per client address every ``ANONYMOUS_WINDOW_S`` seconds, the next entry counting the refusals in between
+(``repeats``), so a scanner cannot turn the audit log into a write amplifier.
+
+:func:`recheck` is what long-lived responses (the alert stream) call every few seconds: the credentials
+are authenticated again and the role and camera scope compared with those the stream was opened with.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from fastapi import HTTPException, Request
 
 from pipeline.search.hits import QueryError
 from pipeline.store.base import StoreError
+from workers.api.anonymous import client_address, route_name
 from workers.api.context import ApiContext
 from workers.api.scope import narrow
 from workers.api.sessions import Session
@@ -41,10 +50,6 @@ class Principal:
     via: str  # "session" or "token"
     client: str
     session: Session | None = None
-
-
-def client_address(request: Request) -> str:
-    return request.client.host if request.client else ""
 
 
 def authenticate(ctx: ApiContext, request: Request) -> Principal | None:
@@ -71,18 +76,38 @@ def _same_origin(request: Request) -> bool:
 
 
 def principal(request: Request) -> Principal:
-    """FastAPI dependency: the authenticated caller (401 otherwise; 403 on a failed CSRF check)."""
+    """FastAPI dependency: the authenticated caller (401 otherwise; 403 on a failed CSRF check), both audited."""
     ctx: ApiContext = request.app.state.ctx
     who = authenticate(ctx, request)
     if who is None:
-        raise HTTPException(401, "not authenticated: log in or send 'Authorization: Bearer <token>'",
-                            headers={"WWW-Authenticate": "Bearer"})
+        reason = "not authenticated: log in or send 'Authorization: Bearer <token>'"
+        ctx.anonymous.record(ctx.audit, request, 401, reason)
+        raise HTTPException(401, reason, headers={"WWW-Authenticate": "Bearer"})
     if who.via == "session" and request.method in UNSAFE_METHODS:
         assert who.session is not None
         sent = request.headers.get(CSRF_HEADER, "")
         if not _same_origin(request) or not hmac.compare_digest(sent, who.session.csrf):
-            raise HTTPException(403, "missing or wrong CSRF token (send X-CSRF-Token from GET /api/session)")
+            act = Action(ctx, who, route_name(request), {"method": request.method})
+            raise act.refuse(403, "missing or wrong CSRF token (send X-CSRF-Token from GET /api/session)")
     return who
+
+
+def recheck(ctx: ApiContext, request: Request, who: Principal, permission: Permission,
+            cameras: list[str] | None) -> str | None:
+    """Why a stream opened by ``who`` with ``cameras`` in scope must close now, or None while nothing changed:
+    the credentials no longer authenticate (revoked token, ended session, disabled user), they name another
+    user, the role lost ``permission``, or the camera scope changed."""
+    now = authenticate(ctx, request)
+    if now is None:
+        return "credentials revoked or expired"
+    if now.user.name != who.user.name:
+        return "credentials changed"
+    if not now.user.can(permission):
+        return f"role {now.user.role.value} may no longer {permission.value.replace('_', ' ')}"
+    allowed = narrow(ctx.directory.allowed(now.user), None)
+    if allowed != cameras:
+        return "camera scope changed"
+    return None
 
 
 @dataclass
@@ -99,21 +124,21 @@ class Action:
     def __enter__(self) -> Action:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         if exc is None or self.recorded:
-            return False
+            return None
         if isinstance(exc, QueryError):
             raise self.refuse(400, str(exc), outcome="invalid") from None
         if isinstance(exc, HTTPException):
             self.record("refused" if exc.status_code < 500 else "error", exc.status_code, reason=str(exc.detail))
-            return False
+            return None
         if isinstance(exc, StoreError):
             log.warning("%s failed on the object store: %s", self.name, exc)
             self.record("error", 503, reason="object store unavailable")
             raise HTTPException(503, "the object store is unavailable; try again") from None
         log.exception("%s failed", self.name)
         self.record("error", 500, reason=type(exc).__name__)
-        return False
+        return None
 
     # -- checks ----------------------------------------------------------------------------------
     def need(self, permission: Permission, what: str = "") -> None:
@@ -164,9 +189,11 @@ class Action:
             log.error("audit log write failed for %s: %s", self.name, exc)
             raise HTTPException(503, "the audit log cannot be written; nothing was served") from None
 
-    def refuse(self, status: int, reason: str, *, outcome: str = "refused") -> HTTPException:
+    def refuse(self, status: int, reason: str, *, outcome: str = "refused",
+               retry_after_s: int | None = None) -> HTTPException:
         self.record(outcome, status, reason=reason)
-        return HTTPException(status, reason)
+        headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else None
+        return HTTPException(status, reason, headers=headers)
 
     def done(self, result: Any, *, count: int | None = None, ids: Iterable[str] = (),
              exported: Iterable[str] = ()) -> Any:

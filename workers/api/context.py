@@ -15,9 +15,11 @@ from pipeline.config import TubelineConfig
 from pipeline.config.api import ApiConfig, api_config
 from pipeline.store.base import ObjectStore
 from workers.api.alerts import AlertHub
+from workers.api.anonymous import AnonymousRefusals
 from workers.api.audit import AuditLog
 from workers.api.clips import ClipExporter
 from workers.api.faces import FaceQueries, zoo_analyzer_factory
+from workers.api.limits import Quotas
 from workers.api.scope import CameraDirectory
 from workers.api.sessions import MediaSigner, SessionStore
 from workers.api.synopses import SynopsisDesk
@@ -76,8 +78,10 @@ class ApiContext:
     clips: ClipExporter
     faces: FaceQueries
     throttle: LoginThrottle
+    quotas: Quotas
     case_re: re.Pattern[str]
     synopses: SynopsisDesk
+    anonymous: AnonymousRefusals = field(default_factory=AnonymousRefusals)
     recordings_prefix: str = "recordings"
     companions: list[Companion] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -105,8 +109,9 @@ class ApiContext:
                 sweeps = 0
                 try:
                     self.sessions.sweep()
+                    self.throttle.sweep()
                 except Exception:
-                    log.warning("session sweep failed", exc_info=True)
+                    log.warning("session or login-throttle sweep failed", exc_info=True)
 
     def stop(self) -> None:
         self._stop.set()
@@ -158,8 +163,11 @@ def build_context(
         alerts=AlertHub(bus),
         clips=ClipExporter(store, Path(api.cache_dir) / "exports", recordings_prefix=recordings_prefix,
                            cache_root=Path(api.cache_dir), cache_max_bytes=api.cache_max_mb * 1_000_000),
-        faces=FaceQueries(face_analyzer_factory or zoo_analyzer_factory(config.models), api.face_min_quality),
-        throttle=LoginThrottle(api.login_max_failures, api.login_lockout_s),
+        faces=FaceQueries(face_analyzer_factory or zoo_analyzer_factory(config.models), api.face_min_quality,
+                          api.max_image_pixels),
+        throttle=LoginThrottle(store, max_per_pair=api.login_max_failures,
+                               max_per_name=api.login_max_failures_per_name, window_s=api.login_lockout_s),
+        quotas=Quotas(store, api),
         case_re=re.compile(api.case_pattern),
         synopses=SynopsisDesk.from_config(config, store, Path(api.cache_dir),
                                           cache_max_bytes=api.cache_max_mb * 1_000_000),

@@ -1,4 +1,8 @@
-"""The query face of a face search: decode the upload, find the face, gate its quality, embed it.
+"""The query face of a face search: check the upload's header, decode it, find the face, gate its quality, embed it.
+
+The upload's format and pixel count are read from its header before anything is decoded
+(:mod:`workers.api.images`: JPEG, PNG, WebP or BMP within ``api.max_image_pixels``), and decoding happens
+under the same lock as the analysis, so one process holds at most one decoded query image at a time.
 
 The face pipeline of the model zoo (detector → quality → alignment → embedder) is loaded on first
 use and shared by all requests (calls are serialised: ONNX Runtime sessions are thread-safe, but
@@ -18,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from workers.api.images import ImageRefused, check_image
+
 log = logging.getLogger(__name__)
 
 MIN_EYE_DISTANCE = 20.0
@@ -27,7 +33,11 @@ MAX_PITCH = 0.3
 
 
 class FaceRefused(ValueError):
-    """The query image cannot be used for face search; the message says why."""
+    """The query image cannot be used for face search; the message says why (``status``: the HTTP status)."""
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -57,11 +67,12 @@ def _shortcomings(components: dict[str, float]) -> list[str]:
 class FaceQueries:
     """Turns uploaded images into query embeddings, with a quality gate."""
 
-    def __init__(self, analyzer_factory: Callable[[], Any], min_quality: float) -> None:
+    def __init__(self, analyzer_factory: Callable[[], Any], min_quality: float, max_pixels: int = 40_000_000) -> None:
         self._factory = analyzer_factory
         self._analyzer: Any = None
         self._lock = threading.Lock()
         self.min_quality = min_quality
+        self.max_pixels = max_pixels
 
     def analyzer(self) -> Any:
         if self._analyzer is None:
@@ -69,15 +80,15 @@ class FaceQueries:
         return self._analyzer
 
     def analyze(self, data: bytes) -> QueryFace:
-        import cv2
-
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
-        if image is None:
-            msg = "the upload is not an image this server can decode (JPEG, PNG, BMP, WebP)"
-            raise FaceRefused(msg)
+        try:
+            header = check_image(data, self.max_pixels)
+        except ImageRefused as exc:
+            raise FaceRefused(str(exc), exc.status) from None
         with self._lock:
+            image = _decode(data, header.width, header.height)
             analyzer = self.analyzer()
             faces = analyzer.analyze(image)
+            del image
         if not len(faces):
             msg = "no usable face found in the image (none detected, or too small to recognise)"
             raise FaceRefused(msg)
@@ -100,6 +111,20 @@ class FaceQueries:
             threshold=float(analyzer.threshold),
             image_sha256=hashlib.sha256(data).hexdigest(),
         )
+
+
+def _decode(data: bytes, width: int, height: int) -> np.ndarray:
+    """The BGR image; FaceRefused when it does not decode or decodes to other dimensions than its header said."""
+    import cv2
+
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        msg = "the upload does not decode as the image its header announces (corrupt or truncated)"
+        raise FaceRefused(msg)
+    if image.shape[:2] not in ((height, width), (width, height)):  # (EXIF orientation may turn a JPEG)
+        msg = "the image decodes to other dimensions than its header says; refused"
+        raise FaceRefused(msg)
+    return image
 
 
 def zoo_analyzer_factory(models_config: Any) -> Callable[[], Any]:

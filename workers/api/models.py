@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.config.rules import Point
+from schemas.common import CLASS_NAME_PATTERN
+from schemas.tracks import Colour
+from workers.api.ids import CAMERA_ID, SIGHTING_ID, Instant
 
 Box = tuple[float, float, float, float]
 Kind = Literal["plate", "track", "face"]
@@ -188,10 +193,10 @@ class ExportRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Kind
-    id: str = Field(min_length=1, max_length=300)
+    id: str = Field(pattern=SIGHTING_ID, description="The sighting's ID (as in search results).")
     case: str | None = Field(None, max_length=100, description="Case reference (required).")
-    start: datetime | None = Field(None, description="Clip start (default: the sighting's clip range).")
-    end: datetime | None = Field(None, description="Clip end (default: the sighting's clip range).")
+    start: Instant | None = Field(None, description="Clip start (default: the sighting's clip range).")
+    end: Instant | None = Field(None, description="Clip end (default: the sighting's clip range).")
 
 
 class ExportOut(Out):
@@ -216,8 +221,35 @@ class LoginRequest(BaseModel):
     password: str = Field(min_length=1, max_length=1024)
 
 
+class TokenOut(Out):
+    id: str
+    label: str
+    created_at: datetime
+    expires_at: datetime | None = Field(None, description="After this the token no longer authenticates.")
+
+
+class ScopeOut(Out):
+    all_cameras: bool
+    cameras: list[str]
+    units: list[str]
+
+
+class UserOut(Out):
+    name: str
+    role: Literal["admin", "investigator", "operator", "auditor"]
+    scope: ScopeOut
+    permissions: list[str]
+    tokens: list[TokenOut]
+    disabled: bool
+    created_at: datetime
+
+
+class UserList(Out):
+    users: list[UserOut]
+
+
 class SessionOut(Out):
-    user: dict[str, Any]
+    user: UserOut
     csrf: str | None = Field(None, description="Send back as X-CSRF-Token on POST/DELETE with the session cookie.")
     via: Literal["session", "token"]
     case_pattern: str
@@ -241,15 +273,18 @@ class SynopsisRequestIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    camera_id: str = Field(min_length=1, max_length=64, description="The camera whose recording is condensed.")
-    start: datetime = Field(description="Start of the source window (with a time zone).")
-    end: datetime = Field(description="End of the source window (with a time zone).")
-    classes: list[str] = Field(default_factory=list, max_length=32,
-                               description="Detector classes to show ('person', 'vehicle', 'car' …); empty: all.")
-    colours: list[str] = Field(default_factory=list, max_length=10, description="Dominant colours; empty: any.")
-    plate: str | None = Field(None, max_length=16, description="Only tracks whose plate read contains this text.")
-    zone: list[tuple[float, float]] | None = Field(
-        None, max_length=64, description="Only tracks that entered this polygon (normalised x, y pairs).")
+    camera_id: str = Field(pattern=CAMERA_ID, description="The camera whose recording is condensed.")
+    start: Instant = Field(description="Start of the source window (with a time zone).")
+    end: Instant = Field(description="End of the source window (with a time zone).")
+    classes: list[Annotated[str, Field(pattern=CLASS_NAME_PATTERN)]] = Field(
+        default_factory=list, max_length=32, description="Detector classes to show ('person', 'vehicle', 'car' …); "
+        "empty: all.")
+    colours: list[Colour] = Field(default_factory=list, max_length=10, description="Dominant colours; empty: any.")
+    plate: str | None = Field(None, min_length=1, max_length=16, pattern=r"^[^\s/\\]+$",
+                              description="Only tracks whose plate read contains this text.")
+    zone: list[Point] | None = Field(
+        None, min_length=3, max_length=64,
+        description="Only tracks that entered this polygon (normalised x, y pairs, at least 3).")
     length_s: float | None = Field(None, ge=1.0, le=3600.0, description="Target length; default from configuration.")
     case: str | None = Field(None, max_length=100, description="Case reference (optional; recorded in the audit log).")
 

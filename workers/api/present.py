@@ -1,4 +1,9 @@
-"""Turning query-layer hits into API bodies: signed crop links, camera names, scope labels."""
+"""Turning query-layer hits into API bodies: signed crop links, camera names, scope labels.
+
+A crop link names the camera the crop belongs to and the permission needed to see it (face crops: face
+search; alert evidence: alerts; everything else: view), so ``/api/media/{token}`` can check both again
+when the link is used.
+"""
 
 from __future__ import annotations
 
@@ -16,12 +21,13 @@ from workers.api.models import (
     VehicleHitOut,
     from_hit,
 )
+from workers.api.users import Permission
 
 
-def media_url(act: Action, key: str | None) -> str | None:
+def media_url(act: Action, key: str | None, camera_id: str, permission: Permission = Permission.VIEW) -> str | None:
     if not key:
         return None
-    return "/api/media/" + act.ctx.media.sign(act.who.user.name, key)
+    return "/api/media/" + act.ctx.media.sign(act.who.user.name, key, camera_id, permission.value)
 
 
 def camera_names(act: Action) -> dict[str, str]:
@@ -47,23 +53,26 @@ def iso(value: datetime | None) -> str | None:
 
 
 def plate_out(act: Action, hit: Any, names: dict[str, str]) -> PlateHitOut:
-    return from_hit(PlateHitOut, hit, id=hit.read_id, crop_url=media_url(act, hit.crop_key),
+    return from_hit(PlateHitOut, hit, id=hit.read_id, crop_url=media_url(act, hit.crop_key, hit.camera_id),
                     camera_name=names.get(hit.camera_id, hit.camera_id))
 
 
 def vehicle_out(act: Action, hit: Any, names: dict[str, str]) -> VehicleHitOut:
-    return from_hit(VehicleHitOut, hit, id=f"{hit.track_id}/{hit.segment}", crop_url=media_url(act, hit.crop_key),
+    return from_hit(VehicleHitOut, hit, id=f"{hit.track_id}/{hit.segment}",
+                    crop_url=media_url(act, hit.crop_key, hit.camera_id),
                     camera_name=names.get(hit.camera_id, hit.camera_id))
 
 
 def face_out(act: Action, hit: Any, names: dict[str, str], threshold: float) -> FaceHitOut:
-    return from_hit(FaceHitOut, hit, id=hit.face_id, crop_url=media_url(act, hit.crop_key),
+    return from_hit(FaceHitOut, hit, id=hit.face_id,
+                    crop_url=media_url(act, hit.crop_key, hit.camera_id, Permission.SEARCH_FACES),
                     camera_name=names.get(hit.camera_id, hit.camera_id), match=hit.score >= threshold)
 
 
 def sighting_out(act: Action, s: Any) -> SightingOut:
     cam = act.ctx.directory.cameras().get(s.camera_id)
-    extra: dict[str, Any] = {"crop_url": media_url(act, s.crop_key)}
+    needs = Permission.SEARCH_FACES if s.kind == "face" else Permission.VIEW
+    extra: dict[str, Any] = {"crop_url": media_url(act, s.crop_key, s.camera_id, needs)}
     if cam is not None:  # the registry is the reference for names and positions
         extra.update(camera_name=s.camera_name or cam.name or s.camera_id,
                      lat=s.lat if s.lat is not None else cam.latitude,
@@ -72,7 +81,7 @@ def sighting_out(act: Action, s: Any) -> SightingOut:
 
 
 def alert_out(act: Action, hit: Any) -> AlertOut:
-    urls = [u for u in (media_url(act, k) for k in hit.evidence_keys) if u]
+    urls = [u for u in (media_url(act, k, hit.camera_id, Permission.ALERTS) for k in hit.evidence_keys) if u]
     return from_hit(AlertOut, hit, evidence_urls=urls)
 
 
@@ -82,7 +91,8 @@ def alert_json(act: Action, alert: Any) -> str:
         alert_id=alert.alert_id, alert_type=alert.alert_type, camera_id=alert.camera_id,
         occurred_at=alert.occurred_at, severity=alert.severity, rule_id=alert.rule_id, track_id=alert.track_id,
         message=alert.message, evidence_keys=tuple(alert.evidence_keys), details=dict(alert.details),
-        evidence_urls=[u for u in (media_url(act, k) for k in alert.evidence_keys) if u],
+        evidence_urls=[u for u in (media_url(act, k, alert.camera_id, Permission.ALERTS) for k in alert.evidence_keys)
+                       if u],
     )
     return out.model_dump_json()
 

@@ -7,7 +7,6 @@ trajectories need a case reference; operators cannot run face search; auditors s
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -15,7 +14,9 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 
 from pipeline.search.hits import QueryError
 from workers.api.auth import Action, Principal, begin, principal
+from workers.api.contract import errors
 from workers.api.faces import FaceRefused, QueryFace
+from workers.api.ids import IMAGE_SHA256, PLATE, PLATE_QUERY, CameraFilter, CameraId, Instant
 from workers.api.models import FaceResults, PlateResults, QueryFaceOut, TrajectoryOut, VehicleResults
 from workers.api.present import (
     camera_names,
@@ -33,11 +34,9 @@ from workers.api.users import Permission
 router = APIRouter(prefix="/api", tags=["search"])
 
 Who = Annotated[Principal, Depends(principal)]
-Cameras = Annotated[list[str] | None, Query(description="Narrow to these camera IDs (repeat the parameter).",
-                                            max_length=1000)]
-Start = Annotated[datetime | None, Query(description="Inclusive start, ISO 8601 with a time zone.")]
-End = Annotated[datetime | None, Query(description="Exclusive end, ISO 8601 with a time zone.")]
-PLATE_QUERY = r"^[0-9A-Za-z\u4e00-\u9fff*?]{1,16}$"
+Cameras = CameraFilter
+Start = Annotated[Instant | None, Query(description="Inclusive start, RFC 3339 with a time zone.")]
+End = Annotated[Instant | None, Query(description="Exclusive end, RFC 3339 with a time zone.")]
 VehicleType = Literal["car", "van", "bus", "truck", "motorcycle", "bicycle", "other"]
 Colour = Literal["white", "black", "grey", "silver", "red", "blue", "green", "yellow", "brown", "unknown"]
 
@@ -47,11 +46,12 @@ def _limit(act: Action, limit: int) -> int:
 
 
 @router.get("/search/plates", response_model=PlateResults, name="search.plates",
-            summary="Plate reads by exact text, wildcard (川A*58?) or edit distance")
+            summary="Plate reads by exact text, wildcard (川A*58?) or edit distance", responses=errors())
 def search_plates(
     request: Request,
     who: Who,
-    q: Annotated[str, Query(min_length=1, max_length=16, description="Plate text; * and ? are wildcards.")],
+    q: Annotated[str, Query(min_length=1, max_length=16, pattern=PLATE_QUERY,
+                            description="Plate text (letters, digits, Chinese characters); * and ? are wildcards.")],
     mode: Literal["exact", "wildcard", "fuzzy"] = "exact",
     max_edits: Annotated[int, Query(ge=0, le=3)] = 1,
     camera: Cameras = None,
@@ -66,9 +66,6 @@ def search_plates(
     with begin(request, who, "search.plates", params) as act:
         act.need(Permission.SEARCH, "search plates")
         check_times(act, start, end)
-        if not re.fullmatch(PLATE_QUERY, q):
-            msg = "a plate query has letters, digits and Chinese characters only (and * ? with mode=wildcard)"
-            raise act.refuse(422, msg, outcome="invalid")
         if mode != "wildcard" and any(c in q for c in "*?"):
             raise act.refuse(422, "'*' and '?' are wildcards: use mode=wildcard", outcome="invalid")
         cams = act.cameras(camera)
@@ -80,7 +77,7 @@ def search_plates(
 
 
 @router.get("/search/vehicles", response_model=VehicleResults, name="search.vehicles",
-            summary="Vehicle tracks by type, colour, camera and time")
+            summary="Vehicle tracks by type, colour, camera and time", responses=errors())
 def search_vehicles(
     request: Request,
     who: Who,
@@ -106,6 +103,8 @@ def search_vehicles(
 
 
 async def _read_upload(act: Action, image: UploadFile | None) -> bytes | None:
+    """The uploaded file's bytes (at most ``api.max_upload_bytes``: the body limit already stopped larger
+    requests while they streamed in; this bounds the one part)."""
     if image is None:
         return None
     data = await image.read(act.ctx.api.max_upload_bytes + 1)
@@ -117,8 +116,6 @@ async def _read_upload(act: Action, image: UploadFile | None) -> bytes | None:
 def _query_face(act: Action, data: bytes | None, query: str | None) -> QueryFace:
     """Analyse the uploaded image, or the stored query image named by its SHA-256."""
     if data is None and query:
-        if len(query) != 64 or not all(c in "0123456789abcdef" for c in query):
-            raise act.refuse(422, "query must be the image_sha256 of an earlier face search", outcome="invalid")
         try:
             data = act.ctx.store.get(f"{act.ctx.audit.prefix}/queries/{query}.jpg")
         except KeyError:
@@ -128,7 +125,7 @@ def _query_face(act: Action, data: bytes | None, query: str | None) -> QueryFace
     try:
         face = act.ctx.faces.analyze(data)
     except FaceRefused as exc:
-        raise act.refuse(422, str(exc)) from None
+        raise act.refuse(exc.status, str(exc)) from None
     key = act.ctx.audit.store_query_image(data, ".jpg")
     act.params.update(image_sha256=face.image_sha256, image_key=key, query_quality=face.quality)
     return face
@@ -140,21 +137,22 @@ def _query_out(face: QueryFace, threshold: float | None = None) -> QueryFaceOut:
                         image_sha256=face.image_sha256)
 
 
-FormCameras = Annotated[list[str] | None, Form(description="Narrow to these camera IDs.")]
+FormCameras = Annotated[list[CameraId] | None, Form(description="Narrow to these camera IDs.", max_length=1000)]
 
 
 @router.post("/search/faces", response_model=FaceResults, name="search.faces",
-             summary="Faces most similar to the face in an uploaded image (needs a case reference)")
+             summary="Faces most similar to the face in an uploaded image (needs a case reference)",
+             responses=errors(400))
 async def search_faces(
     request: Request,
     who: Who,
-    image: Annotated[UploadFile | None, File(description="Image showing one face.")] = None,
+    image: Annotated[UploadFile | None, File(description="Image showing one face (JPEG, PNG, WebP or BMP).")] = None,
     case: Annotated[str | None, Form(max_length=100)] = None,
     k: Annotated[int, Form(ge=1, le=10_000)] = 20,
     threshold: Annotated[float | None, Form(ge=-1.0, le=1.0)] = None,
     camera: FormCameras = None,
-    start: Annotated[datetime | None, Form()] = None,
-    end: Annotated[datetime | None, Form()] = None,
+    start: Annotated[Instant | None, Form()] = None,
+    end: Annotated[Instant | None, Form()] = None,
 ) -> FaceResults:
     from starlette.concurrency import run_in_threadpool
 
@@ -184,11 +182,12 @@ def _run_face_search(act: Action, data: bytes | None, k: int, threshold: float |
 
 
 @router.get("/trajectory/plate", response_model=TrajectoryOut, name="trajectory.plate",
-            summary="Every sighting of one plate, in time order, with camera positions (needs a case reference)")
+            summary="Every sighting of one plate, in time order, with camera positions (needs a case reference)",
+            responses=errors(400))
 def plate_trajectory(
     request: Request,
     who: Who,
-    plate: Annotated[str, Query(min_length=1, max_length=16, description="The exact plate text.")],
+    plate: Annotated[str, Query(min_length=1, max_length=16, pattern=PLATE, description="The exact plate text.")],
     case: Annotated[str | None, Query(max_length=100)] = None,
     camera: Cameras = None,
     start: Start = None,
@@ -199,8 +198,6 @@ def plate_trajectory(
         act.need(Permission.TRAJECTORY, "follow trajectories")
         act.need_case(case, "a trajectory")
         check_times(act, start, end)
-        if not re.fullmatch(PLATE_QUERY, plate) or any(c in plate for c in "*?"):
-            raise act.refuse(422, "a plate has letters, digits and Chinese characters only", outcome="invalid")
         cams = act.cameras(camera)
         sightings = act.ctx.search.plate_trajectory(plate.upper(), cameras=cams, start=start, end=end)
         body = TrajectoryOut(count=len(sightings), scope=scope_label(cams), subject=plate.upper(),
@@ -209,17 +206,18 @@ def plate_trajectory(
 
 
 @router.post("/trajectory/face", response_model=TrajectoryOut, name="trajectory.face",
-             summary="Sightings of the person in an uploaded image (or an earlier query), in time order")
+             summary="Sightings of the person in an uploaded image (or an earlier query), in time order",
+             responses=errors(400, 404))
 async def face_trajectory(
     request: Request,
     who: Who,
     image: Annotated[UploadFile | None, File()] = None,
-    query: Annotated[str | None, Form(max_length=64, description="image_sha256 of an earlier face search.")] = None,
+    query: Annotated[str | None, Form(pattern=IMAGE_SHA256, description="image_sha256 of an earlier face search.")] = None,
     case: Annotated[str | None, Form(max_length=100)] = None,
     threshold: Annotated[float | None, Form(ge=-1.0, le=1.0)] = None,
     camera: FormCameras = None,
-    start: Annotated[datetime | None, Form()] = None,
-    end: Annotated[datetime | None, Form()] = None,
+    start: Annotated[Instant | None, Form()] = None,
+    end: Annotated[Instant | None, Form()] = None,
 ) -> TrajectoryOut:
     from starlette.concurrency import run_in_threadpool
 

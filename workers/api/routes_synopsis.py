@@ -1,7 +1,9 @@
 """Video synopses: request one, follow it, watch it, click an object back to its original clip.
 
 * ``POST /api/synopses`` — queue a synopsis of a camera in the caller's scope (audited ``synopsis.request``);
-  asking again for the same camera, window, filters and length returns the same synopsis.
+  asking again for the same camera, window, filters and length returns the same synopsis. A user may have
+  ``api.synopsis_max_pending`` builds queued or running and start ``api.synopsis_max_per_hour`` per hour
+  (429 with ``Retry-After`` beyond); asking for one that exists costs nothing.
 * ``GET /api/synopses`` — the synopses of the caller's cameras, newest first (``synopsis.list``).
 * ``GET /api/synopses/coverage?camera=`` — what a camera has recorded in the last days, to choose a window
   (``synopsis.coverage``).
@@ -28,7 +30,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import FileResponse, Response
 from pydantic import ValidationError
 
@@ -37,6 +39,8 @@ from pipeline.store.base import ObjectNotFound
 from pipeline.synopsis.index import ObjectHit, SynopsisIndex, SynopsisObject, object_at, object_hit
 from pipeline.synopsis.request import SynopsisRequest, SynopsisStatus
 from workers.api.auth import Action, Principal, begin, principal
+from workers.api.contract import errors
+from workers.api.ids import CAMERA_ID, CameraPath, CameraQuery, Instant, SynopsisPath
 from workers.api.models import (
     ExportOut,
     RecordedSpan,
@@ -51,7 +55,7 @@ from workers.api.models import (
     SynopsisRequestIn,
 )
 from workers.api.present import check_times, iso, scope_label
-from workers.api.routes_media import serve_video
+from workers.api.routes_media import BYTE_RANGES, VIDEO, from_first_byte, need_export_quota, serve_video
 from workers.api.synopses import valid_id
 from workers.api.users import Permission
 
@@ -151,8 +155,20 @@ def _object_hit(act: Action, index: SynopsisIndex, number: int, t: float | None)
         raise act.refuse(404, str(exc)) from None
 
 
+def _queue(act: Action, wanted: SynopsisRequest) -> SynopsisStatus:
+    """Queue a new build within the caller's quota (429 with Retry-After beyond it)."""
+    desk, user = act.ctx.synopses, act.who.user.name
+    refusal = act.ctx.quotas.synopsis_refusal(user, desk.pending)
+    if refusal is not None:
+        raise act.refuse(429, refusal.reason, retry_after_s=refusal.retry_after_s)
+    status = desk.submit(wanted)
+    act.ctx.quotas.synopsis_queued(user, status.camera_id, status.synopsis_id)
+    return status
+
+
 @router.post("", response_model=SynopsisOut, name="synopsis.request",
-             summary="Request a synopsis of a camera's period (queued; the same request returns the same synopsis)")
+             summary="Request a synopsis of a camera's period (queued; the same request returns the same synopsis)",
+             responses=errors(400, 404, 429))
 def request_synopsis(request: Request, who: Who, body: SynopsisRequestIn) -> SynopsisOut:
     params = {"camera_id": body.camera_id, "start": iso(body.start), "end": iso(body.end), "classes": body.classes,
               "colours": body.colours, "plate": body.plate, "zone": body.zone, "length_s": body.length_s}
@@ -183,16 +199,17 @@ def request_synopsis(request: Request, who: Who, body: SynopsisRequestIn) -> Syn
         except ValidationError as exc:
             reason = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'request'}: {e['msg']}" for e in exc.errors())
             raise act.refuse(422, f"invalid synopsis request: {reason}", outcome="invalid") from None
-        status = act.ctx.synopses.submit(wanted)
+        status = act.ctx.synopses.existing(wanted) or _queue(act, wanted)
         act.params["synopsis_id"] = status.synopsis_id
         return act.done(_status_out(act, status), count=1, ids=[status.synopsis_id])
 
 
-@router.get("", response_model=SynopsisList, name="synopsis.list", summary="Synopses of the cameras in your scope")
+@router.get("", response_model=SynopsisList, name="synopsis.list", summary="Synopses of the cameras in your scope",
+            responses=errors())
 def list_synopses(
     request: Request,
     who: Who,
-    camera: Annotated[str | None, Query(max_length=64)] = None,
+    camera: Annotated[str | None, Query(pattern=CAMERA_ID, description="Only this camera.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> SynopsisList:
     with begin(request, who, "synopsis.list", {"camera": camera, "limit": limit}) as act:
@@ -205,14 +222,15 @@ def list_synopses(
 
 
 @router.get("/coverage", response_model=RecordingCoverage, name="synopsis.coverage",
-            summary="Recorded time of a camera over the last days (to pick a synopsis window)")
+            summary="Recorded time of a camera over the last days (to pick a synopsis window)",
+            responses=errors(404))
 def coverage(
     request: Request,
     who: Who,
-    camera: Annotated[str, Query(min_length=1, max_length=64)],
+    camera: CameraQuery,
     days: Annotated[int, Query(ge=1, le=31, description="Without start/end: the last N days.")] = 2,
-    start: datetime | None = None,
-    end: datetime | None = None,
+    start: Instant | None = None,
+    end: Instant | None = None,
 ) -> RecordingCoverage:
     params = {"camera": camera, "days": days, "start": iso(start), "end": iso(end)}
     with begin(request, who, "synopsis.coverage", params) as act:
@@ -238,8 +256,9 @@ def coverage(
 
 
 @router.get("/{camera_id}/{synopsis_id}", response_model=SynopsisDetail | SynopsisOut, name="synopsis.view",
-            summary="A synopsis: its status, and once built its size, metrics and objects")
-def view_synopsis(request: Request, who: Who, camera_id: str, synopsis_id: str) -> SynopsisDetail | SynopsisOut:
+            summary="A synopsis: its status, and once built its size, metrics and objects", responses=errors(404, 410))
+def view_synopsis(request: Request, who: Who, camera_id: CameraPath,
+                  synopsis_id: SynopsisPath) -> SynopsisDetail | SynopsisOut:
     with begin(request, who, "synopsis.view", {"camera_id": camera_id, "synopsis_id": synopsis_id}) as act:
         status = _need_status(act, camera_id, synopsis_id)
         if status.state != "done":
@@ -257,15 +276,16 @@ def view_synopsis(request: Request, who: Who, camera_id: str, synopsis_id: str) 
 
 
 @router.get("/{camera_id}/{synopsis_id}/video.mp4", name="synopsis.video", response_class=FileResponse,
-            summary="The synopsis video (H.264 MP4, range requests)", responses={200: {"content": {"video/mp4": {}}}})
-def synopsis_video(request: Request, who: Who, camera_id: str, synopsis_id: str) -> Response:
+            summary="The synopsis video (H.264 MP4, range requests)",
+            responses={200: VIDEO, **BYTE_RANGES, **errors(404, 409, 410, 416)})
+def synopsis_video(request: Request, who: Who, camera_id: CameraPath, synopsis_id: SynopsisPath) -> Response:
     act = begin(request, who, "synopsis.video", {"camera_id": camera_id, "synopsis_id": synopsis_id})
     with act:
         status = _need_status(act, camera_id, synopsis_id)
         if status.state != "done":
             raise act.refuse(409, f"synopsis {synopsis_id} is {status.state}")
         ctx = act.ctx
-        from_start = request.headers.get("range", "bytes=0-").replace(" ", "").startswith("bytes=0-")
+        from_start = from_first_byte(request)
         try:
             response = serve_video(ctx, ctx.synopses.keys(camera_id, synopsis_id).video,
                                    lambda: ctx.synopses.video_file(camera_id, synopsis_id),
@@ -278,12 +298,13 @@ def synopsis_video(request: Request, who: Who, camera_id: str, synopsis_id: str)
 
 
 @router.get("/{camera_id}/{synopsis_id}/at", response_model=SynopsisHitOut, name="synopsis.locate",
-            summary="The object under a click on the synopsis, and the original moment it shows")
+            summary="The object under a click on the synopsis, and the original moment it shows",
+            responses=errors(404, 409, 410))
 def locate(
     request: Request,
     who: Who,
-    camera_id: str,
-    synopsis_id: str,
+    camera_id: CameraPath,
+    synopsis_id: SynopsisPath,
     t: Annotated[float, Query(ge=0.0, le=86_400.0, description="Seconds into the synopsis.")],
     x: Annotated[float, Query(ge=0.0, le=100_000.0, description="Pixel column (synopsis pixels).")],
     y: Annotated[float, Query(ge=0.0, le=100_000.0, description="Pixel row (synopsis pixels).")],
@@ -296,13 +317,14 @@ def locate(
 
 
 @router.get("/{camera_id}/{synopsis_id}/objects/{number}", response_model=SynopsisHitOut, name="synopsis.object",
-            summary="One object of the synopsis at a synopsis time (its frame, box and original moment there)")
+            summary="One object of the synopsis at a synopsis time (its frame, box and original moment there)",
+            responses=errors(404, 409, 410))
 def synopsis_object(
     request: Request,
     who: Who,
-    camera_id: str,
-    synopsis_id: str,
-    number: int,
+    camera_id: CameraPath,
+    synopsis_id: SynopsisPath,
+    number: Annotated[int, Path(ge=0, le=1_000_000, description="The object's number in the index.")],
     t: Annotated[float | None, Query(ge=0.0, le=86_400.0, description="Seconds into the synopsis.")] = None,
 ) -> SynopsisHitOut:
     params = {"camera_id": camera_id, "synopsis_id": synopsis_id, "number": number, "t": t}
@@ -313,8 +335,10 @@ def synopsis_object(
 
 
 @router.post("/{camera_id}/{synopsis_id}/clip", response_model=SynopsisClipOut, name="synopsis.clip",
-             summary="Cut the original clip of the object under a click (needs a case reference)")
-def clip(request: Request, who: Who, camera_id: str, synopsis_id: str, body: SynopsisClipRequest) -> SynopsisClipOut:
+             summary="Cut the original clip of the object under a click (needs a case reference)",
+             responses=errors(400, 404, 409, 410, 429))
+def clip(request: Request, who: Who, camera_id: CameraPath, synopsis_id: SynopsisPath,
+         body: SynopsisClipRequest) -> SynopsisClipOut:
     params = {"camera_id": camera_id, "synopsis_id": synopsis_id, "t": body.t, "x": body.x, "y": body.y,
               "number": body.number}
     with begin(request, who, "synopsis.clip", params) as act:
@@ -326,12 +350,14 @@ def clip(request: Request, who: Who, camera_id: str, synopsis_id: str, body: Syn
         else:
             hit = _locate(act, index, body.t, body.x, body.y)
         found = _hit_out(act, hit)
+        need_export_quota(act)
         try:
             rec = act.ctx.clips.export(user=who.user.name, case=case, camera_id=camera_id,
                                        sighting=f"synopsis:{synopsis_id}:{hit.object.track_id}",
                                        start=found.clip_start, end=found.clip_end)
         except LookupError as exc:
             raise act.refuse(404, str(exc)) from None
+        act.ctx.quotas.export_made(who.user.name)
         act.params.update(export_id=rec.export_id, sha256=rec.sha256, track_id=hit.object.track_id,
                           original_time=iso(hit.original_time))
         export = ExportOut(export_id=rec.export_id, url=f"/api/exports/{rec.export_id}/clip.mp4", key=rec.key,

@@ -8,9 +8,14 @@ token of a session is an HMAC of its ID: the server recomputes it, the page gets
 ``GET /api/session`` (readable only same-origin) and sends it back in ``X-CSRF-Token``.
 
 Media links: thumbnails and crops in search results are fetched through
-``/api/media/{token}``, where the token names the object key, the user it was issued to and an
-expiry, signed with HMAC-SHA256 under a deployment key kept at ``auth/media-key.json``. A link
-works only for the user it was issued to, for what that user's scoped search returned.
+``/api/media/{token}``, where the token names the object key, the user it was issued to, the camera the
+object belongs to, the permission needed to see it and an expiry, signed with HMAC-SHA256 under a
+deployment key kept at ``auth/media-key.json``. A link works only for the user it was issued to, and only
+while that user still has the permission and the camera in scope (checked again on every fetch).
+
+Device cookies: a successful login also leaves a signed ``tubeline_device`` cookie naming the user (same
+key, its own purpose tag). When a user name is under attack from many addresses, a browser holding that
+user's device cookie may still log in (:mod:`workers.api.limits`).
 """
 
 from __future__ import annotations
@@ -115,8 +120,17 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+@dataclass(frozen=True)
+class MediaGrant:
+    """What a valid media link grants: one object of one camera, to a user holding ``permission``."""
+
+    key: str
+    camera_id: str
+    permission: str
+
+
 class MediaSigner:
-    """Signs (user, object key, expiry) for media links; the key is created in the store on first use."""
+    """Signs media links and device cookies; the key is created in the store on first use."""
 
     def __init__(self, store: ObjectStore, ttl_s: int) -> None:
         self.store = store
@@ -140,14 +154,13 @@ class MediaSigner:
     def _mac(self, key: bytes, payload: str) -> str:
         return _b64(hmac.new(key, payload.encode(), hashlib.sha256).digest()[:20])
 
-    def sign(self, user: str, object_key: str) -> str:
-        payload = _b64(json.dumps([user, object_key, int(time.time()) + self.ttl_s], ensure_ascii=False).encode())
+    def _signed(self, fields: list[object]) -> str:
+        payload = _b64(json.dumps(fields, ensure_ascii=False).encode())
         return f"{payload}.{self._mac(self._load(), payload)}"
 
-    def verify(self, token: str, user: str) -> str | None:
-        """The object key when ``token`` is valid, unexpired and was issued to ``user``; else None."""
+    def _opened(self, token: str) -> list[object] | None:
         payload, _, mac = (token or "").partition(".")
-        if not payload or not mac:
+        if not payload or not mac or len(token) > 8192:
             return None
         valid = hmac.compare_digest(mac, self._mac(self._load(), payload))
         if not valid:  # the key may have been replaced by another replica's first write
@@ -155,9 +168,33 @@ class MediaSigner:
         if not valid:
             return None
         try:
-            owner, object_key, expires = json.loads(_unb64(payload))
+            fields = json.loads(_unb64(payload))
         except (ValueError, TypeError):
             return None
-        if not hmac.compare_digest(str(owner), user) or int(expires) < time.time():
+        return fields if isinstance(fields, list) else None
+
+    def sign(self, user: str, object_key: str, camera_id: str, permission: str) -> str:
+        return self._signed(["media", user, object_key, camera_id, permission, int(time.time()) + self.ttl_s])
+
+    def verify(self, token: str, user: str) -> MediaGrant | None:
+        """What ``token`` grants when it is valid, unexpired and was issued to ``user``; else None."""
+        fields = self._opened(token)
+        if fields is None or len(fields) != 6 or fields[0] != "media":
             return None
-        return str(object_key)
+        _, owner, object_key, camera_id, permission, expires = fields
+        if not isinstance(expires, int) or not hmac.compare_digest(str(owner), user) or expires < time.time():
+            return None
+        return MediaGrant(str(object_key), str(camera_id), str(permission))
+
+    def device_cookie(self, user: str, days: int) -> str:
+        return self._signed(["device", user, int(time.time()) + days * 86400])
+
+    def device_user(self, cookie: str | None) -> str | None:
+        """The user a valid, unexpired device cookie was issued to; else None."""
+        fields = self._opened(cookie or "")
+        if fields is None or len(fields) != 3 or fields[0] != "device":
+            return None
+        _, owner, expires = fields
+        if not isinstance(expires, int) or expires < time.time():
+            return None
+        return str(owner)

@@ -58,16 +58,25 @@ class SynopsisDesk:
         return SynopsisKeys.of(camera_id, synopsis_id, self.settings.prefix, self.settings.request_prefix)
 
     # -- requests and status -------------------------------------------------------------------------
-    def submit(self, request: SynopsisRequest) -> SynopsisStatus:
-        """Queue ``request`` unless the same synopsis is already queued, running or built (then that status).
-
-        A synopsis that came out empty or failed is queued again (the tracks may have arrived since)."""
+    def existing(self, request: SynopsisRequest) -> SynopsisStatus | None:
+        """The status of the same synopsis when it is already queued, running or built (with its index)."""
         synopsis_id = request.synopsis_id()
         current = self.status(request.camera_id, synopsis_id)
         if current is not None and current.state in ACTIVE:
             if current.state != "done" or self.store.exists(self.keys(request.camera_id, synopsis_id).index):
                 return current
-        return queue_synopsis(self.store, request, self.settings)
+        return None
+
+    def pending(self, camera_id: str, synopsis_id: str) -> bool:
+        """True while that synopsis is queued or being built."""
+        status = self.status(camera_id, synopsis_id)
+        return status is not None and status.state in ("queued", "running")
+
+    def submit(self, request: SynopsisRequest) -> SynopsisStatus:
+        """Queue ``request`` unless the same synopsis is already queued, running or built (then that status).
+
+        A synopsis that came out empty or failed is queued again (the tracks may have arrived since)."""
+        return self.existing(request) or queue_synopsis(self.store, request, self.settings)
 
     def status(self, camera_id: str, synopsis_id: str) -> SynopsisStatus | None:
         if not valid_id(synopsis_id):

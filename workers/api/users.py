@@ -3,14 +3,18 @@
 Layout (every API replica reads the same objects, so they share users)::
 
     auth/users/{name}.json        one user: role, scope, scrypt password hash, token IDs
-    auth/tokens/{token_id}.json   one API token: its owner and the SHA-256 of its secret
+    auth/tokens/{token_id}.json   one API token: its owner, the SHA-256 of its secret, its optional expiry
 
 Passwords are hashed with scrypt (standard library, N=2^14, r=8, p=1, 16-byte random salt per
 user); the parameters travel in the hash string, so they can be raised later without breaking old
 hashes. API tokens look like ``tl_<id>_<secret>``: the ID finds the token record, the 256-bit
 random secret is stored only as its SHA-256 (a slow KDF adds nothing for random secrets) and is
-shown once, when the token is made. All comparisons are constant-time. Nothing here logs a
+shown once, when the token is made. A token may carry an expiry (``tubeline users token NAME --expires
+30d``); past it the token no longer authenticates. All comparisons are constant-time. Nothing here logs a
 password, a token or a hash.
+
+A user's role, scope and disabled flag are read from the store on every request (and every few seconds by an
+open stream), so ``tubeline users set`` takes effect at once on every replica.
 """
 
 from __future__ import annotations
@@ -110,6 +114,7 @@ class TokenRef(BaseModel):
     id: str
     label: str = ""
     created_at: datetime
+    expires_at: datetime | None = None
 
 
 class User(BaseModel):
@@ -285,16 +290,38 @@ class UserStore:
             raise UserError(msg)
         return user
 
-    def create_token(self, name: str, label: str = "") -> str:
-        """A new API token for ``name``; the returned string is the only copy of the secret."""
+    def create_token(self, name: str, label: str = "", expires_at: datetime | None = None) -> str:
+        """A new API token for ``name`` (valid until ``expires_at`` when given); the returned string is the only
+        copy of the secret."""
         user = self._require(name)
-        token_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
         now = utc_now()
-        record = {"id": token_id, "user": name, "sha256": _token_digest(secret), "created_at": now.isoformat()}
+        if expires_at is not None and (expires_at.tzinfo is None or expires_at <= now):
+            msg = "a token's expiry must be a future time with a time zone"
+            raise UserError(msg)
+        token_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
+        record = {"id": token_id, "user": name, "sha256": _token_digest(secret), "created_at": now.isoformat(),
+                  "expires_at": expires_at.isoformat() if expires_at else None}
         self.store.put(f"{TOKENS_PREFIX}/{token_id}.json", json.dumps(record).encode(), content_type="application/json")
-        self.put(user.model_copy(update={"tokens": (*user.tokens, TokenRef(id=token_id, label=label[:100],
-                                                                             created_at=now))}))
+        ref = TokenRef(id=token_id, label=label[:100], created_at=now, expires_at=expires_at)
+        self.put(user.model_copy(update={"tokens": (*user.tokens, ref)}))
         return f"{TOKEN_PREFIX}{token_id}_{secret}"
+
+    def update(self, name: str, *, role: Role | str | None = None, scope: Scope | None = None,
+               disabled: bool | None = None) -> User:
+        """Change a user's role, scope or disabled flag (disabling also ends their sessions)."""
+        user = self._require(name)
+        changes: dict[str, object] = {}
+        if role is not None:
+            changes["role"] = Role(role)
+        if scope is not None:
+            changes["scope"] = scope
+        if disabled is not None and disabled != user.disabled:
+            changes["disabled"] = disabled
+            changes["epoch"] = user.epoch + 1
+        user = user.model_copy(update=changes)
+        self.put(user)
+        log.info("user %s updated (%s)", name, ", ".join(sorted(changes)) or "no change")
+        return user
 
     def revoke_token(self, name: str, token_id: str) -> bool:
         user = self._require(name)
@@ -324,10 +351,23 @@ class UserStore:
             return None
         if not hmac.compare_digest(str(record.get("sha256", "")), _token_digest(secret)):
             return None
+        if _expired(record.get("expires_at")):
+            return None
         user = self.get(str(record.get("user", "")))
         if user is None or user.disabled or all(t.id != token_id for t in user.tokens):
             return None
         return user
+
+
+def _expired(expires_at: object) -> bool:
+    """True when a token record's expiry has passed (or cannot be read: fail closed)."""
+    if expires_at is None:
+        return False
+    try:
+        when = datetime.fromisoformat(str(expires_at))
+    except ValueError:
+        return True
+    return when.tzinfo is None or when <= utc_now()
 
 
 def bootstrap_admin(store: ObjectStore, name: str = "admin") -> str | None:

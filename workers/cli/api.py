@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC, datetime, timedelta
 
 import click
 
@@ -145,12 +146,30 @@ def users_passwd(ctx: click.Context, name: str, password_stdin: bool) -> None:
     click.echo(f"password of {name} changed")
 
 
+def _parse_expiry(text: str | None) -> datetime | None:
+    """``30d``, ``12h``, ``90m`` from now, or an ISO 8601 time with a time zone; None for no expiry."""
+    if not text:
+        return None
+    units = {"d": 86400, "h": 3600, "m": 60}
+    if text[-1:] in units and text[:-1].isdigit():
+        return datetime.now(UTC) + timedelta(seconds=int(text[:-1]) * units[text[-1]])
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        msg = f"{text!r} is neither a duration (30d, 12h, 90m) nor an ISO time with a time zone"
+        raise click.BadParameter(msg, param_hint="--expires")
+    return when
+
+
 @users.command("token")
 @click.argument("name")
 @click.option("--label", default="", help="What the token is for.")
+@click.option("--expires", default=None, help="Expiry: a duration (30d, 12h, 90m) or an ISO time with a time zone.")
 @click.option("--revoke", "revoke_id", default=None, help="Revoke the token with this ID instead.")
 @click.pass_context
-def users_token(ctx: click.Context, name: str, label: str, revoke_id: str | None) -> None:
+def users_token(ctx: click.Context, name: str, label: str, expires: str | None, revoke_id: str | None) -> None:
     """Create an API token for NAME (shown once), or revoke one with --revoke ID."""
     from workers.api.users import UserError, UserStore
 
@@ -162,12 +181,62 @@ def users_token(ctx: click.Context, name: str, label: str, revoke_id: str | None
                 sys.exit(1)
             click.echo(f"token {revoke_id} revoked")
             return
-        token = users_store.create_token(name, label)
+        expires_at = _parse_expiry(expires)
+        token = users_store.create_token(name, label, expires_at)
     except UserError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     click.echo(token)
-    click.echo("(shown once: store it now; send it as 'Authorization: Bearer <token>')", err=True)
+    until = f", valid until {expires_at.isoformat(timespec='seconds')}" if expires_at else ""
+    click.echo(f"(shown once: store it now; send it as 'Authorization: Bearer <token>'{until})", err=True)
+
+
+@users.command("set")
+@click.argument("name")
+@click.option("--role", type=click.Choice(ROLES), default=None, help="A new role.")
+@click.option("--camera", "cameras", multiple=True, help="New scope: a camera ID (repeat).")
+@click.option("--unit", "units", multiple=True, help="New scope: an administrative unit (repeat).")
+@click.option("--all-cameras", is_flag=True, help="New scope: every camera.")
+@click.option("--no-cameras", is_flag=True, help="New scope: no camera.")
+@click.option("--disable/--enable", "disabled", default=None, help="Disable (ends sessions) or enable the user.")
+@click.pass_context
+def users_set(ctx: click.Context, name: str, role: str | None, cameras: tuple[str, ...], units: tuple[str, ...],
+              all_cameras: bool, no_cameras: bool, disabled: bool | None) -> None:
+    """Change a user's role, camera scope or disabled flag (every replica and open stream follows within seconds)."""
+    from pydantic import ValidationError
+
+    from workers.api.users import Scope, UserError, UserStore
+
+    scope = None
+    if cameras or units or all_cameras or no_cameras:
+        try:
+            scope = Scope(all_cameras=all_cameras, cameras=cameras, units=units)
+        except ValidationError as exc:
+            raise click.BadParameter(exc.errors()[0]["msg"], param_hint="--camera/--unit") from None
+    try:
+        user = UserStore(_store(ctx)).update(name, role=role, scope=scope, disabled=disabled)
+    except UserError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    state = " (disabled)" if user.disabled else ""
+    click.echo(f"user {user.name} ({user.role.value}), scope: {user.scope.describe()}{state}")
+
+
+@users.command("unlock")
+@click.argument("name")
+@click.pass_context
+def users_unlock(ctx: click.Context, name: str) -> None:
+    """Clear NAME's failed logins, so the login throttle lets it in again from every address."""
+    from pipeline.config.api import api_config
+    from pipeline.store import open_store
+    from workers.api.throttle import LoginThrottle
+
+    config = load_config_or_exit(ctx)
+    api = api_config(config)
+    throttle = LoginThrottle(open_store(config), max_per_pair=api.login_max_failures,
+                             max_per_name=api.login_max_failures_per_name, window_s=api.login_lockout_s)
+    count = throttle.unlock(name)
+    click.echo(f"{name}: {count} recent failed login(s) cleared" if count else f"{name}: no failed logins counted")
 
 
 # -- audit ----------------------------------------------------------------------------------------
