@@ -721,6 +721,18 @@ function startAlerts() {
   state.events = es;
   es.onopen = () => { stateLabel.textContent = "· connected"; };
   es.onerror = () => { stateLabel.textContent = "· reconnecting…"; };
+  // The server closes the stream when the user's token, session, role or camera scope changed: start over
+  // from the session, so the tabs, the scope and the alert list are what the user may now see.
+  es.addEventListener("closed", async () => {
+    es.close();
+    if (state.events === es) state.events = null;
+    stateLabel.textContent = "· access changed";
+    try {
+      await startSession(await api("/api/session"));
+    } catch (err) {
+      showLogin(err.status === 401 ? "Your access changed; log in again." : err.message);
+    }
+  });
   es.addEventListener("alert", (ev) => {
     const a = JSON.parse(ev.data);
     const img = a.evidence_urls.length ? el("img", { src: a.evidence_urls[0], alt: "evidence", loading: "lazy" }) : null;

@@ -15,6 +15,7 @@ path has in ``Allow``. The OpenAPI document lists every status of every route (:
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -27,7 +28,6 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 from workers.api import routes_admin, routes_live, routes_media, routes_search, routes_synopsis
 from workers.api.anonymous import route_name
@@ -98,15 +98,23 @@ async def _body_too_large(request: Request, exc: BodyTooLarge) -> Response:
     return JSONResponse({"detail": reason}, status_code=413, headers={"Connection": "close"})
 
 
+def _allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """The methods the OpenAPI document lists for every route template ``path`` matches (+ HEAD with GET)."""
+    table: list[tuple[re.Pattern[str], set[str]]] | None = getattr(app.state, "allow_table", None)
+    if table is None:
+        table = []
+        for template, operations in app.openapi().get("paths", {}).items():
+            rx = re.compile("^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)) + "$")
+            methods = {m.upper() for m in operations}
+            table.append((rx, methods | ({"HEAD"} if "GET" in methods else set())))
+        app.state.allow_table = table
+    return sorted({m for rx, methods in table if rx.match(path) for m in methods})
+
+
 async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
     """Starlette's errors as JSON; a 405 lists in ``Allow`` the methods of every route on that path."""
     if exc.status_code == 405:
-        methods: set[str] = set()
-        for route in request.app.router.routes:
-            match, _ = route.matches({**request.scope, "method": "__NONE__"})
-            if match is not Match.NONE:
-                methods |= set(getattr(route, "methods", None) or ())
-        allow = ", ".join(sorted(methods))
+        allow = ", ".join(_allowed_methods(request.app, request.url.path))
         return JSONResponse({"detail": "Method Not Allowed"}, status_code=405, headers={"Allow": allow})
     return await http_exception_handler(request, exc)  # type: ignore[arg-type]
 

@@ -70,6 +70,18 @@ def errors(*statuses: int, authenticated: bool = True) -> dict[int | str, dict[s
     return out
 
 
+SSE_EVENT = {
+    "type": "object",
+    "description": "One server-sent event: 'alert' (data: an AlertOut as JSON) or 'closed' (data: {\"reason\": …}).",
+    "properties": {
+        "event": {"type": "string", "enum": ["alert", "closed"]},
+        "id": {"type": "string"},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+        "retry": {"type": "integer", "minimum": 0},
+    },
+}
+"""How each event of a ``text/event-stream`` response is documented (OpenAPI 3.1: ``schema`` is one event)."""
+
 SECURITY_SCHEMES = {
     "bearer": {"type": "http", "scheme": "bearer", "description": "An API token (tl_…) from 'tubeline users token'."},
     "session": {"type": "apiKey", "in": "cookie", "name": "tubeline_session",

@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from workers.api.alerts import Subscription
 from workers.api.auth import Action, Principal, begin, principal, recheck
-from workers.api.contract import errors
+from workers.api.contract import SSE_EVENT, errors
 from workers.api.ids import CameraFilter, Instant
 from workers.api.models import AlertOut, AlertResults, CameraList
 from workers.api.present import alert_json, alert_out, camera_out, check_times, iso, scope_label
@@ -78,8 +78,8 @@ def _event(alert_id: str, body: str) -> str:
 
 @router.get("/alerts/stream", name="alerts.stream", response_class=StreamingResponse,
             summary="Live alerts in scope as server-sent events (closed when access changes)",
-            responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
-                             "description": "The event stream."}, **errors()})
+            responses={200: {"content": {"text/event-stream": {"schema": SSE_EVENT}},
+                             "description": "The event stream; each event as described."}, **errors()})
 async def alert_stream(request: Request, who: Who) -> StreamingResponse:
     with begin(request, who, "alerts.stream", {}) as act:
         act.need(Permission.ALERTS, "read alerts")
