@@ -511,8 +511,14 @@ def test_openapi_lists_every_status_with_its_schema(client: TestClient) -> None:
                     assert "Retry-After" in response["headers"]
     assert "429" in spec["paths"]["/api/synopses"]["post"]["responses"]
     assert "429" in spec["paths"]["/api/exports"]["post"]["responses"]
-    case = spec["components"]["schemas"]["ExportRequest"]["properties"]["case"]["anyOf"][0]
-    assert case["pattern"] == client.app.state.ctx.case_re.pattern  # type: ignore[attr-defined]
+    export = spec["components"]["schemas"]["ExportRequest"]
+    assert "case" in export["required"]  # an export always needs one (400 with the reason without it)
+    assert export["properties"]["case"]["pattern"] == client.app.state.ctx.case_re.pattern  # type: ignore[attr-defined]
+    synopsis_case = spec["components"]["schemas"]["SynopsisRequestIn"]["properties"]["case"]["anyOf"][0]
+    assert synopsis_case["pattern"] == export["properties"]["case"]["pattern"]  # optional there
+    form = next(v for k, v in spec["components"]["schemas"].items() if k.startswith("Body_search_faces"))
+    assert all("anyOf" not in field or all(b.get("type") != "null" for b in field["anyOf"])
+               for field in form["properties"].values())  # a form part cannot be null
     coverage = {p["name"]: p["schema"] for p in spec["paths"]["/api/synopses/coverage"]["get"]["parameters"]}
     assert ".." not in coverage["camera"]["pattern"] and coverage["camera"]["pattern"].startswith("^[A-Za-z0-9]")
 

@@ -89,23 +89,55 @@ SECURITY_SCHEMES = {
                                "X-CSRF-Token."},
 }
 PUBLIC_OPERATIONS = {("post", "/api/session")}
+CASE_REQUIRED = {("post", "/api/search/faces"), ("get", "/api/trajectory/plate"), ("post", "/api/trajectory/face"),
+                 ("post", "/api/exports"), ("post", "/api/synopses/{camera_id}/{synopsis_id}/clip")}
+"""Operations that always need a case reference (the handler answers 400 with an explanation without one)."""
 
 
 def finish_openapi(document: dict[str, Any], case_pattern: str) -> dict[str, Any]:
-    """``document`` with security schemes (every operation but login needs one) and the case pattern."""
+    """``document`` with security schemes (every operation but login needs one), the case pattern on every
+    ``case`` field (required where the operation always needs one), and multipart fields without a ``null``
+    branch (a form part cannot be null; an absent part is how a form leaves a field out)."""
     document.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+    schemas = document.get("components", {}).get("schemas", {})
+    for schema in schemas.values():
+        case = schema.get("properties", {}).get("case")
+        if case is not None:
+            _set_pattern(case, case_pattern)
     for path, methods in document.get("paths", {}).items():
         for method, operation in methods.items():
+            needs_case = (method, path) in CASE_REQUIRED
             if (method, path) not in PUBLIC_OPERATIONS:
                 operation["security"] = [{"bearer": []}, {"session": []}]
             for param in operation.get("parameters", []):
                 if param.get("name") == "case":
                     _set_pattern(param.get("schema", {}), case_pattern)
-    for schema in document.get("components", {}).get("schemas", {}).values():
-        case = schema.get("properties", {}).get("case")
-        if case is not None:
-            _set_pattern(case, case_pattern)
+                    if needs_case:
+                        param["required"] = True
+                        param["schema"] = _not_null(param["schema"])
+            for media_type, content in operation.get("requestBody", {}).get("content", {}).items():
+                body = _component(schemas, content.get("schema", {}))
+                if body is None:
+                    continue
+                if media_type == "multipart/form-data":
+                    body["properties"] = {k: _not_null(v) for k, v in body.get("properties", {}).items()}
+                if needs_case and "case" in body.get("properties", {}):
+                    body["properties"]["case"] = _not_null(body["properties"]["case"])
+                    body["required"] = sorted({*body.get("required", []), "case"})
     return document
+
+
+def _component(schemas: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any] | None:
+    name = str(ref.get("$ref", "")).rpartition("/")[2]
+    return schemas.get(name) if name else None
+
+
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` without its ``null`` branch (``X | None`` → ``X``), annotations kept."""
+    branches = [b for b in schema.get("anyOf", []) if b.get("type") != "null"]
+    if "anyOf" not in schema or len(branches) != 1:
+        return schema
+    return {**{k: v for k, v in schema.items() if k != "anyOf"}, **branches[0]}
 
 
 def _set_pattern(schema: dict[str, Any], pattern: str) -> None:

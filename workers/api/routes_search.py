@@ -137,7 +137,8 @@ def _query_out(face: QueryFace, threshold: float | None = None) -> QueryFaceOut:
                         image_sha256=face.image_sha256)
 
 
-FormCameras = Annotated[list[CameraId] | None, Form(description="Narrow to these camera IDs.", max_length=1000)]
+FormCameras = Annotated[list[CameraId] | None, Form(description="Narrow to these camera IDs.", max_length=500)]
+"""(At most 500: a multipart form carries at most 1000 fields.)"""
 
 
 @router.post("/search/faces", response_model=FaceResults, name="search.faces",
@@ -146,7 +147,7 @@ FormCameras = Annotated[list[CameraId] | None, Form(description="Narrow to these
 async def search_faces(
     request: Request,
     who: Who,
-    image: Annotated[UploadFile | None, File(description="Image showing one face (JPEG, PNG, WebP or BMP).")] = None,
+    image: Annotated[UploadFile, File(description="Image showing one face (JPEG, PNG, WebP or BMP).")],
     case: Annotated[str | None, Form(max_length=100)] = None,
     k: Annotated[int, Form(ge=1, le=10_000)] = 20,
     threshold: Annotated[float | None, Form(ge=-1.0, le=1.0)] = None,
