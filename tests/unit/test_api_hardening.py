@@ -493,9 +493,13 @@ def test_exports_are_limited_per_user(store: LocalStore, fake: FakeSearch, tmp_p
 
 
 # -- SQL and the contract -------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("mode", "query"), [("exact", "川AF058Y"), ("wildcard", "川A*58?"), ("fuzzy", "川AF058Z")])
+@pytest.mark.parametrize(("mode", "query"), [("exact", "川AF058Y"), ("wildcard", "川A*58?"), ("fuzzy", "川AF058Z"),
+                                            ("lookalikes", "川AF058Y")])
 def test_plate_sql_text_holds_no_query_text(mode: str, query: str) -> None:
-    clause, params, edits, edits_params, order = SearchService._plate_match(query, mode, 2)
+    if mode == "lookalikes":
+        clause, params, edits, edits_params, order = SearchService._lookalike_match(query)
+    else:
+        clause, params, edits, edits_params, order = SearchService._plate_match(query, mode, 2)
     sql = " ".join((clause, edits, order))
     assert "川" not in sql and "058" not in sql and "'" not in sql.replace("'\\'", "")
     assert any("58" in str(p) for p in [*params, *edits_params])  # the query travels as parameters
