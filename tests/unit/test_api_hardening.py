@@ -537,3 +537,15 @@ def test_a_405_names_every_method_of_the_path(client: TestClient) -> None:
     response = client.request("PUT", "/api/session")
     assert response.status_code == 405
     assert set(response.headers["Allow"].split(", ")) == {"DELETE", "GET", "HEAD", "POST"}
+
+
+def test_refusals_before_any_endpoint_runs_are_audited(client: TestClient, store: LocalStore) -> None:
+    bad_json = client.post("/api/session", content=b"\xff\xfe not json", headers={"Content-Type": "application/json"})
+    assert bad_json.status_code in (400, 422)
+    entry = tail(store, 1)[0]
+    assert entry["user"] is None and entry["status"] == bad_json.status_code and entry["action"] == "auth.login"
+    login(client, "ann")
+    response = client.post("/api/exports", content=b"{", headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+    entry = tail(store, 1)[0]
+    assert (entry["user"], entry["action"], entry["outcome"]) == ("ann", "export.clip", "invalid")

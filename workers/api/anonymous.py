@@ -21,6 +21,10 @@ log = logging.getLogger(__name__)
 ANONYMOUS_WINDOW_S = 10.0
 
 
+class Refused(HTTPException):
+    """An HTTP refusal whose audit entry is already written (the application's error handler audits others)."""
+
+
 def client_address(request: Request) -> str:
     return request.client.host if request.client else ""
 

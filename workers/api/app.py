@@ -30,7 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from workers.api import routes_admin, routes_live, routes_media, routes_search, routes_synopsis
-from workers.api.anonymous import route_name
+from workers.api.anonymous import Refused, route_name
 from workers.api.auth import Action, authenticate
 from workers.api.bodylimit import BodyLimit, BodyTooLarge
 from workers.api.context import ApiContext
@@ -71,29 +71,32 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, str]]:
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     errors = _field_errors(exc)
     summary = "; ".join(f"{e['field'].split('.', 1)[-1]}: {e['message']}" for e in errors[:5])
-    ctx: ApiContext = request.app.state.ctx
-    who = await run_in_threadpool(authenticate, ctx, request)
-    if who is not None:
-        act = Action(ctx, who, route_name(request), {"errors": errors[:20]})
-        try:
-            await run_in_threadpool(act.record, "invalid", 422, reason=summary[:500])
-        except Exception:  # the 503 of a failed audit write wins over the 422
-            return JSONResponse({"detail": "the audit log cannot be written"}, status_code=503)
+    if not await _audit_refusal(request, 422, summary[:500], {"errors": errors[:20]}, outcome="invalid"):
+        return JSONResponse({"detail": "the audit log cannot be written"}, status_code=503)
     return JSONResponse({"detail": f"invalid request: {summary}", "errors": errors}, status_code=422)
+
+
+async def _audit_refusal(request: Request, status: int, reason: str, params: dict[str, Any], *,
+                         outcome: str = "refused") -> bool:
+    """Audit a refusal made before (or outside) an endpoint's :class:`Action`: as the caller's call when the
+    request authenticates, else as an anonymous refusal. False when the audit log cannot be written."""
+    ctx: ApiContext = request.app.state.ctx
+    try:
+        who = await run_in_threadpool(authenticate, ctx, request)
+        if who is None:
+            await run_in_threadpool(ctx.anonymous.record, ctx.audit, request, status, reason)
+        else:
+            act = Action(ctx, who, route_name(request), params)
+            await run_in_threadpool(act.record, outcome, status, reason=reason)
+    except Exception:  # the 503 of a failed audit write wins over the refusal
+        return False
+    return True
 
 
 async def _body_too_large(request: Request, exc: BodyTooLarge) -> Response:
     """413, audited as the caller's refused call (or as an anonymous refusal)."""
-    ctx: ApiContext = request.app.state.ctx
     reason = str(exc.detail)
-    try:
-        who = await run_in_threadpool(authenticate, ctx, request)
-        if who is None:
-            await run_in_threadpool(ctx.anonymous.record, ctx.audit, request, 413, reason)
-        else:
-            act = Action(ctx, who, route_name(request), {"limit": exc.limit})
-            await run_in_threadpool(act.record, "refused", 413, reason=reason)
-    except Exception:
+    if not await _audit_refusal(request, 413, reason, {"limit": exc.limit}):
         return JSONResponse({"detail": "the audit log cannot be written"}, status_code=503)
     return JSONResponse({"detail": reason}, status_code=413, headers={"Connection": "close"})
 
@@ -116,6 +119,10 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> Response
     if exc.status_code == 405:
         allow = ", ".join(_allowed_methods(request.app, request.url.path))
         return JSONResponse({"detail": "Method Not Allowed"}, status_code=405, headers={"Allow": allow})
+    audited = isinstance(exc, Refused) or exc.status_code == 404 and "route" not in request.scope
+    if 400 <= exc.status_code < 500 and not audited:  # e.g. FastAPI's 400 for a body it cannot parse
+        if not await _audit_refusal(request, exc.status_code, str(exc.detail)[:500], {}):
+            return JSONResponse({"detail": "the audit log cannot be written"}, status_code=503)
     return await http_exception_handler(request, exc)  # type: ignore[arg-type]
 
 

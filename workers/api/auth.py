@@ -30,7 +30,7 @@ from fastapi import HTTPException, Request
 
 from pipeline.search.hits import QueryError
 from pipeline.store.base import StoreError
-from workers.api.anonymous import client_address, route_name
+from workers.api.anonymous import Refused, client_address, route_name
 from workers.api.context import ApiContext
 from workers.api.scope import narrow
 from workers.api.sessions import Session
@@ -82,7 +82,7 @@ def principal(request: Request) -> Principal:
     if who is None:
         reason = "not authenticated: log in or send 'Authorization: Bearer <token>'"
         ctx.anonymous.record(ctx.audit, request, 401, reason)
-        raise HTTPException(401, reason, headers={"WWW-Authenticate": "Bearer"})
+        raise Refused(401, reason, headers={"WWW-Authenticate": "Bearer"})
     if who.via == "session" and request.method in UNSAFE_METHODS:
         assert who.session is not None
         sent = request.headers.get(CSRF_HEADER, "")
@@ -131,7 +131,7 @@ class Action:
             raise self.refuse(400, str(exc), outcome="invalid") from None
         if isinstance(exc, HTTPException):
             self.record("refused" if exc.status_code < 500 else "error", exc.status_code, reason=str(exc.detail))
-            return None
+            raise Refused(exc.status_code, exc.detail, headers=exc.headers) from None
         if isinstance(exc, StoreError):
             log.warning("%s failed on the object store: %s", self.name, exc)
             self.record("error", 503, reason="object store unavailable")
@@ -193,7 +193,7 @@ class Action:
                retry_after_s: int | None = None) -> HTTPException:
         self.record(outcome, status, reason=reason)
         headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else None
-        return HTTPException(status, reason, headers=headers)
+        return Refused(status, reason, headers=headers)
 
     def done(self, result: Any, *, count: int | None = None, ids: Iterable[str] = (),
              exported: Iterable[str] = ()) -> Any:

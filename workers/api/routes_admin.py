@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from workers.api import audit as audit_log
-from workers.api.anonymous import client_address
+from workers.api.anonymous import Refused, client_address
 from workers.api.auth import SESSION_COOKIE, Action, Principal, begin, principal
 from workers.api.contract import errors
 from workers.api.ids import AuditActionQuery, UserNameQuery
@@ -42,13 +42,13 @@ def _login(request: Request, body: LoginRequest, response: Response) -> SessionO
     refusal = ctx.throttle.check(body.username, client, trusted_device=trusted)
     if refusal is not None:
         _audit_login(request, body.username, "refused", 429, refusal.reason)
-        raise HTTPException(429, f"{refusal.reason}; try again in {refusal.retry_after_s} s",
+        raise Refused(429, f"{refusal.reason}; try again in {refusal.retry_after_s} s",
                             headers={"Retry-After": str(refusal.retry_after_s)})
     user = ctx.users.authenticate_password(body.username, body.password)
     if user is None:
         ctx.throttle.failed(body.username, client)
         _audit_login(request, body.username, "refused", 401, "wrong user name or password")
-        raise HTTPException(401, "wrong user name or password")
+        raise Refused(401, "wrong user name or password")
     ctx.throttle.succeeded(body.username, client)
     session = ctx.sessions.create(user.name, user.epoch)
     who = Principal(user, "session", client, session)
