@@ -549,3 +549,20 @@ def test_refusals_before_any_endpoint_runs_are_audited(client: TestClient, store
     assert response.status_code == 422
     entry = tail(store, 1)[0]
     assert (entry["user"], entry["action"], entry["outcome"]) == ("ann", "export.clip", "invalid")
+
+
+def test_users_set_changes_role_scope_and_disabled_at_once(client: TestClient, store: LocalStore,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    login(client, "ann")
+    assert client.get("/api/search/plates", params={"q": "川AF058Y"}).json()["count"] == 3
+    monkeypatch.setenv("TUBELINE_STORE__LOCAL__ROOT", str(store.root))
+    runner = CliRunner()
+    changed = runner.invoke(main, ["users", "set", "ann", "--role", "operator", "--unit", "510116"])
+    assert changed.exit_code == 0 and "ann (operator), scope: units 510116" in changed.output
+    hits = client.get("/api/search/plates", params={"q": "川AF058Y"}).json()["hits"]
+    assert [h["camera_id"] for h in hits] == ["cam-c"]  # the same session, the new scope
+    assert client.get("/api/trajectory/plate", params={"plate": "川AF058Y", "case": CASE}).status_code == 403
+    assert runner.invoke(main, ["users", "set", "ann", "--disable"]).exit_code == 0
+    assert client.get("/api/cameras").status_code == 401  # the session ended with the disable
+    assert client.post("/api/session", json={"username": "ann", "password": PASSWORD}).status_code == 401
+    assert runner.invoke(main, ["users", "set", "nobody", "--enable"]).exit_code == 1
