@@ -24,6 +24,17 @@ _PLATE = re.compile(PLATE_TEXT_PATTERN)
 _PATTERN = re.compile(rf"^[{_PLATE_CHARS}*?]{{1,32}}$")
 
 
+MAX_QUERY_CHARS = 256
+"""Longest query text looked at: a plate has at most 16 characters, separators included a few more."""
+
+
+def _bounded(query: str) -> str:
+    if len(query) > MAX_QUERY_CHARS:
+        msg = f"plate query of {len(query)} characters is longer than {MAX_QUERY_CHARS}"
+        raise QueryError(msg)
+    return query
+
+
 def normalise_plate(text: str) -> str:
     """Upper case, separators and spaces removed (full-width Latin letters and digits folded too)."""
     folded = "".join(chr(ord(c) - 0xFEE0) if "\uff01" <= c <= "\uff5e" else c for c in text)
@@ -32,7 +43,7 @@ def normalise_plate(text: str) -> str:
 
 def exact_plate(query: str) -> str:
     """The normalised plate; QueryError when it is not a possible plate."""
-    plate = normalise_plate(query)
+    plate = normalise_plate(_bounded(query))
     if not _PLATE.fullmatch(plate):
         msg = f"not a plate: {query!r} (letters, digits and CJK characters, at most 16)"
         raise QueryError(msg)
@@ -41,7 +52,7 @@ def exact_plate(query: str) -> str:
 
 def wildcard_to_like(pattern: str) -> str:
     """A SQL LIKE pattern (escape character ``\\``) for a plate wildcard: ``*`` → ``%``, ``?`` → ``_``."""
-    text = normalise_plate(pattern)
+    text = normalise_plate(_bounded(pattern))
     if not _PATTERN.fullmatch(text) or not text.strip("*"):
         msg = f"not a plate pattern: {pattern!r} (plate characters, '*' and '?'; at least one character)"
         raise QueryError(msg)

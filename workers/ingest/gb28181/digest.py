@@ -15,11 +15,18 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from workers.ingest.gb28181.sip import ascii_int
+
 _PARAM = re.compile(r'\s*([A-Za-z0-9_-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^,]*)\s*(?:,|$)')
 
 
+def _same(a: str, b: str) -> bool:
+    """Constant-time comparison that also takes non-ASCII text (``hmac.compare_digest`` refuses it on str)."""
+    return hmac.compare_digest(a.encode("utf-8", "surrogatepass"), b.encode("utf-8", "surrogatepass"))
+
+
 def md5_hex(text: str) -> str:
-    return hashlib.md5(text.encode("utf-8"), usedforsecurity=False).hexdigest()
+    return hashlib.md5(text.encode("utf-8", "surrogatepass"), usedforsecurity=False).hexdigest()
 
 
 def parse_auth_params(header: str) -> dict[str, str]:
@@ -71,10 +78,13 @@ class DigestAuth:
 
     def _nonce_state(self, nonce: str) -> str:
         stamp, _, mac = nonce.partition(":")
-        expected = hmac.new(self._secret, stamp.encode(), hashlib.sha256).hexdigest()[:24]
-        if not stamp.isdigit() or not hmac.compare_digest(mac, expected):
+        issued = ascii_int(stamp, 12)
+        if issued is None:
             return "invalid"
-        return "stale" if time.time() - int(stamp) > self.max_age_s else "ok"
+        expected = hmac.new(self._secret, stamp.encode(), hashlib.sha256).hexdigest()[:24]
+        if not _same(mac, expected):
+            return "invalid"
+        return "stale" if time.time() - issued > self.max_age_s else "ok"
 
     def verify(self, header: str, *, method: str, username: str, password: str) -> Verdict:
         params = parse_auth_params(header)
@@ -95,7 +105,7 @@ class DigestAuth:
             uri=params["uri"], nonce=params["nonce"], qop=params.get("qop"), nc=params.get("nc"),
             cnonce=params.get("cnonce"),
         )
-        if not hmac.compare_digest(expected, params["response"].lower()):
+        if not _same(expected, params["response"].lower()):
             return Verdict(False, problem="wrong password (digest response does not match)")
         if state == "stale":
             return Verdict(False, stale=True, problem="nonce expired")

@@ -169,9 +169,13 @@ class PsDemuxer:
                 pos += 1
             if pos < end and buf[pos] & 0xC0 == 0x40:
                 pos += 2
-            if pos < end and buf[pos] & 0xF0 == 0x20:
+            kind = buf[pos] & 0xF0 if pos < end else None
+            if (kind == 0x20 and pos + 5 > end) or (kind == 0x30 and pos + 10 > end):
+                self.stats.errors += 1  # a PTS/DTS cut off by the end of the packet
+                return
+            if kind == 0x20:
                 pts, pos = _timestamp(buf, pos), pos + 5
-            elif pos < end and buf[pos] & 0xF0 == 0x30:
+            elif kind == 0x30:
                 pts, dts, pos = _timestamp(buf, pos), _timestamp(buf, pos + 5), pos + 10
             elif pos < end and buf[pos] == 0x0F:
                 pos += 1

@@ -99,6 +99,7 @@ class ReorderStats:
     reordered: int = 0
     duplicates: int = 0
     late: int = 0
+    resyncs: int = 0
 
 
 class Reorderer:
@@ -107,7 +108,13 @@ class Reorderer:
     A hole still open when the window is full (or too old) is counted as lost and skipped. ``push``
     returns ``(packet, gap_before)`` pairs in order; ``gap_before`` tells the frame assembler that
     something is missing just before that packet.
+
+    A sender that restarts its sequence numbers (a device restarting its stream inside the session) would
+    otherwise look "late" for up to 32768 packets: after ``RESYNC_AFTER`` late packets in a row the
+    reorderer starts again at the new numbers (counted in ``resyncs``; the first packet carries a gap).
     """
+
+    RESYNC_AFTER = 16
 
     def __init__(self, window: int = 32, max_delay_s: float = 0.3) -> None:
         self.window = window
@@ -115,6 +122,7 @@ class Reorderer:
         self.stats = ReorderStats()
         self._expected: int | None = None
         self._held: dict[int, tuple[RtpPacket, float]] = {}
+        self._late_run = 0
 
     def push(self, packet: RtpPacket, now: float | None = None) -> list[tuple[RtpPacket, bool]]:
         now = time.monotonic() if now is None else now
@@ -123,8 +131,12 @@ class Reorderer:
             self._expected = packet.seq
         ahead = (packet.seq - self._expected) & 0xFFFF
         if ahead >= 0x8000:
-            self.stats.late += 1  # older than what was already released (or a duplicate of it)
-            return []
+            self._late_run += 1
+            if self._late_run < self.RESYNC_AFTER:
+                self.stats.late += 1  # older than what was already released (or a duplicate of it)
+                return []
+            return self._resync(packet, now)
+        self._late_run = 0
         if packet.seq in self._held:
             self.stats.duplicates += 1
             return []
@@ -136,6 +148,15 @@ class Reorderer:
         out = [(packet, False)]
         self._expected = (packet.seq + 1) & 0xFFFF
         return out + self._release(now)
+
+    def _resync(self, packet: RtpPacket, now: float) -> list[tuple[RtpPacket, bool]]:
+        """Flush what is held, then continue from ``packet`` (the sender's numbers jumped back)."""
+        out = [(p, True) for _, (p, _) in sorted(self._held.items(), key=lambda kv: (kv[0] - self._expected) & 0xFFFF)]
+        self._held.clear()
+        self._late_run = 0
+        self.stats.resyncs += 1
+        self._expected = (packet.seq + 1) & 0xFFFF
+        return [*out, (packet, True)] + self._release(now)
 
     def _release(self, now: float) -> list[tuple[RtpPacket, bool]]:
         out: list[tuple[RtpPacket, bool]] = []

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from workers.ingest.gb28181.sip import ascii_int
+
 MODES = ("udp", "tcp_passive", "tcp_active")
 
 
@@ -77,10 +79,10 @@ def parse_answer(body: bytes) -> Answer:
             parts = value.split()
             in_video = bool(parts) and parts[0] == "video"
             if in_video and len(parts) >= 3:
-                if not parts[1].split("/")[0].isdigit():
-                    msg = f"bad media port in m={value!r}"
+                port = ascii_int(parts[1].split("/")[0], 5)
+                if port is None or port > 65535:
+                    msg = f"bad media port in m={value[:80]!r}"
                     raise SdpError(msg)
-                port = int(parts[1].split("/")[0])
                 transport = "tcp" if "tcp" in parts[2].lower() else "udp"
         elif kind == "a" and in_video:
             attr, _, arg = value.partition(":")
@@ -88,15 +90,16 @@ def parse_answer(body: bytes) -> Answer:
                 setup = arg.strip().lower()
             elif attr == "rtpmap":
                 num, _, name = arg.partition(" ")
-                if num.isdigit():
-                    pts[int(num)] = name.split("/")[0].upper()
+                number = ascii_int(num, 3)
+                if number is not None and number <= 127:
+                    pts[number] = name.split("/")[0].upper()
             elif attr in ("sendonly", "recvonly", "sendrecv", "inactive"):
                 direction = attr
         elif kind == "y":
-            if not value.isdigit() or int(value) > 0xFFFFFFFF:
-                msg = f"bad y= SSRC {value!r}"
+            ssrc = ascii_int(value, 10)
+            if ssrc is None or ssrc > 0xFFFFFFFF:
+                msg = f"bad y= SSRC {value[:40]!r}"
                 raise SdpError(msg)
-            ssrc = int(value)
     host = media_host or host
     if host is None or port is None:
         msg = "answer has no c= address or no m=video port"

@@ -30,6 +30,28 @@ class SipParseError(ValueError):
     """A message that is not valid SIP (or exceeds our limits)."""
 
 
+def ascii_int(text: str, max_digits: int = 10) -> int | None:
+    """The value of ``text`` if it is 1..``max_digits`` ASCII digits (surrounding blanks allowed), else None.
+
+    ``str.isdigit`` accepts digits such as ``'²'`` that ``int`` refuses, and ``int`` accepts ``'1_0'``: neither
+    belongs in a protocol field.
+    """
+    text = text.strip()
+    if not 0 < len(text) <= max_digits or not text.isascii() or not text.isdigit():
+        return None
+    return int(text)
+
+
+def _port(text: str | None, where: str) -> int | None:
+    if not text:
+        return None
+    port = ascii_int(text, 5)
+    if port is None or port > 65535:
+        msg = f"bad port {text!r} in {where[:80]!r}"
+        raise SipParseError(msg)
+    return port
+
+
 def _canon(name: str) -> str:
     low = name.strip().lower()
     return COMPACT.get(low, low)
@@ -60,7 +82,7 @@ def parse_uri(text: str) -> SipUri:
         if part:
             key, _, value = part.partition("=")
             params[key.lower()] = value
-    return SipUri(m.group(1).lower(), m.group(2), m.group(3), int(m.group(4)) if m.group(4) else None, params)
+    return SipUri(m.group(1).lower(), m.group(2), m.group(3), _port(m.group(4), text), params)
 
 
 @dataclass(frozen=True)
@@ -120,7 +142,7 @@ def parse_via(text: str) -> Via:
         if part:
             key, _, value = part.partition("=")
             params[key.lower()] = value
-    return Via(m.group(1).upper(), m.group(2), int(m.group(3)) if m.group(3) else None, params)
+    return Via(m.group(1).upper(), m.group(2), _port(m.group(3), text), params)
 
 
 @dataclass
@@ -171,10 +193,11 @@ class SipMessage:
     @property
     def cseq(self) -> tuple[int, str]:
         parts = self.require("CSeq").split()
-        if len(parts) != 2 or not parts[0].isdigit():
+        number = ascii_int(parts[0]) if len(parts) == 2 else None
+        if number is None or number >= 1 << 31:
             msg = f"bad CSeq: {self.get('CSeq')!r}"
             raise SipParseError(msg)
-        return int(parts[0]), parts[1].upper()
+        return number, parts[1].upper()
 
     @property
     def top_via(self) -> Via:
@@ -242,10 +265,10 @@ def parse_message(data: bytes) -> SipMessage:
             raise SipParseError(msg)
     length = message.get("Content-Length")
     if length is not None:
-        if not length.strip().isdigit():
+        n = ascii_int(length)
+        if n is None:
             msg = f"bad Content-Length {length!r}"
             raise SipParseError(msg)
-        n = int(length)
         if n > len(body):
             msg = f"Content-Length {n} but only {len(body)} body bytes"
             raise SipParseError(msg)
@@ -289,7 +312,9 @@ class SipStreamParser:
                 return out
             head = bytes(self._buf[:end]).decode("utf-8", "replace")
             m = re.search(r"(?im)^(?:content-length|l)\s*:\s*([0-9]+)\s*$", head)
-            length = int(m.group(1)) if m else 0
+            length = (ascii_int(m.group(1)) if m else 0) or 0
+            if m and len(m.group(1)) > 10:
+                length = MAX_MESSAGE + 1
             total = end + 4 + length
             if total > MAX_MESSAGE:
                 self._buf.clear()
