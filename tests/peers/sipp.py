@@ -103,9 +103,10 @@ class SippDevice:
                 continue
         return [p for p in pids if _alive(p)]
 
-    def stop(self) -> None:
+    def stop(self, *, vanish: bool = False) -> None:
+        """Stop SIPp and its media senders; ``vanish`` kills them at once (SIGKILL), as a device losing power."""
         if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
+            os.killpg(self.proc.pid, signal.SIGKILL if vanish else signal.SIGTERM)
             try:
                 self.proc.wait(5)
             except subprocess.TimeoutExpired:

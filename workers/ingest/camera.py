@@ -44,6 +44,7 @@ class CameraState:
     last_reason: str | None = None
     last_error: str = ""
     opens: int = 0
+    retry_in_s: float | None = None  # the backoff delay of the latest retry
 
 
 class CameraRunner:
@@ -70,6 +71,8 @@ class CameraRunner:
         self.backoff = backoff
         self.overflow = overflow
         self.stop_event = threading.Event()
+        self._wake = threading.Event()  # set by stop() and retry_now(): ends a backoff wait early
+        self._retry_now = False
         self.state = CameraState()
         self.totals = Totals()
         self._source: Source | None = None
@@ -84,9 +87,17 @@ class CameraRunner:
             self.recorder.start()
         self._thread.start()
 
+    def retry_now(self, why: str) -> None:
+        """The source is reachable again (a GB/T 28181 device registered anew): end a backoff wait now and
+        start the next attempt with the backoff reset. A session that is running is not disturbed."""
+        log.info("camera %s: %s: retrying now", self.camera_id, why)
+        self._retry_now = True
+        self._wake.set()
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stop reading, let the publisher and recorder finish what is queued (bounded by ``timeout``)."""
         self.stop_event.set()
+        self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
             if self._thread.is_alive():
@@ -129,18 +140,30 @@ class CameraRunner:
                     break
                 if delivered_s >= self.backoff.reset_after_s:
                     attempt = 0
-                delay = backoff_delay(attempt, self.backoff)
+                if self._retry_now:
+                    attempt = 0
+                delay = 0.0 if self._retry_now else backoff_delay(attempt, self.backoff)
+                self._retry_now = False
                 attempt += 1
                 self.state.attempts += 1
+                self.state.retry_in_s = delay
                 self.status.event(
                     "reconnecting", self.state.last_reason, self.state.last_error,
                     attempt=attempt, retry_in_s=delay,
                 )
-                self.stop_event.wait(delay)
+                self._wait(delay)
+                if self._retry_now:
+                    attempt, self._retry_now = 0, False
         except Exception:  # never let the reader thread die silently
             log.exception("camera %s: reader crashed", self.camera_id)
         if not self.state.finished and self.state.online:
             self._went_offline("stopped", "ingest stopped")
+
+    def _wait(self, delay: float) -> None:
+        """Sleep ``delay`` seconds unless stopped or told to retry now."""
+        self._wake.clear()
+        if not self._retry_now and not self.stop_event.is_set():
+            self._wake.wait(delay)
 
     def _session(self) -> float:
         """Open the source and read it until it ends or fails; returns seconds it delivered frames."""
@@ -200,6 +223,7 @@ class CameraRunner:
             source.stats.extra.pop(name, None)
 
     def _came_online(self, source: Source, info: StreamInfo) -> None:
+        self._retry_now = False  # a request to retry that came while this session opened is fulfilled
         self.state.online = True
         self._offline_reason = None
         self.state.last_reason = None

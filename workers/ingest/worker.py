@@ -124,7 +124,7 @@ class IngestWorker(Worker):
             from workers.ingest.gb28181.platform import GbPlatform
 
             self.gb = GbPlatform(self.ingest.gb28181, registry=self.registry, producer=self.producer,
-                                 on_channels=self._channels_changed)
+                                 on_channels=self._channels_changed, on_device_back=self._gb_device_back)
             self.gb.start()
         self.refresh()
         self._next_stats = time.monotonic() + self.ingest.stats_interval_s
@@ -221,6 +221,13 @@ class IngestWorker(Worker):
     def _channels_changed(self, channels: list[CameraSpec]) -> None:
         """A GB/T 28181 catalog updated the registry: re-read it at the next step."""
         self._next_refresh = 0.0
+
+    def _gb_device_back(self, device_id: str) -> None:
+        """A GB/T 28181 device registered anew: its channels retry at once with their backoff reset."""
+        with self._lock:
+            runners = [r for spec, r in self.runners.values() if spec.kind == "gb28181" and spec.gb_device_id == device_id]
+        for runner in runners:
+            runner.retry_now(f"GB/T 28181 device {device_id} registered again")
 
     def runner(self, camera_id: str) -> CameraRunner:
         return self.runners[camera_id][1]

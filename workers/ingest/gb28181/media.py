@@ -81,7 +81,8 @@ class MediaReceiver:
         self._aus = AuAssembler()
         self.ssrc: int | None = None
         self.codec: str | None = None
-        self.last_packet = time.monotonic()
+        self.last_packet = time.monotonic()  # last RTP packet of this session (right SSRC)
+        self.last_data = self.last_packet  # last bytes of any kind (garbage and wrong SSRC too)
         self.first_packet: float | None = None
         self._queue: collections.deque[AccessUnit] = collections.deque()
         self._queue_size = queue_size
@@ -199,6 +200,7 @@ class MediaReceiver:
             if not data:
                 log.debug("media TCP connection closed by the device")
                 return
+            self.last_data = time.monotonic()
             before = framer.garbage_bytes
             for packet in framer.feed(data):
                 self._packet(packet)
@@ -206,7 +208,7 @@ class MediaReceiver:
                 self.stats.garbage += 1
 
     def _packet(self, data: bytes) -> None:
-        now = time.monotonic()
+        now = self.last_data = time.monotonic()
         try:
             packet = parse_rtp(data)
         except RtpError:

@@ -36,6 +36,7 @@ from workers.ingest.gb28181.session import SessionManager
 from workers.ingest.gb28181.sip import (
     SipMessage,
     SipParseError,
+    ascii_int,
     new_branch,
     new_call_id,
     new_tag,
@@ -61,6 +62,7 @@ class Device:
     online: bool = True
     gb_version: str | None = None
     catalogued: bool = False
+    call_id: str = ""  # of the REGISTER: a device that restarted registers with a new one (RFC 3261 10.2)
 
 
 @dataclass
@@ -85,20 +87,23 @@ class GbPlatform:
         registry: Any = None,
         producer: Producer | None = None,
         on_channels: Callable[[list[CameraSpec]], None] | None = None,
+        on_device_back: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config
         self.registry = registry
         self.producer = producer
         self.on_channels = on_channels
+        self.on_device_back = on_device_back
         self.auth = DigestAuth(config.domain)
         self.devices: dict[str, Device] = {}
         self.ports = PortAllocator(config.media_port_min, config.media_port_max)
         self.transport: SipTransport | None = None
         self.sessions = SessionManager(self)
         self.counters = {"register_ok": 0, "register_denied": 0, "unknown_device": 0, "malformed": 0,
-                         "catalog_items": 0, "catalog_duplicates": 0}
+                         "catalog_items": 0, "catalog_duplicates": 0, "catalog_queries": 0, "registrations": 0}
         self._lock = threading.RLock()
         self._catalogs: dict[tuple[str, str], _CatalogRun] = {}
+        self._catalog_pending: set[str] = set()
         self._sn = itertools.count(int(time.time()) % 100000)
         self._reporters: dict[str, StatusReporter] = {}
         self._last_event: dict[tuple[str, str], float] = {}
@@ -229,13 +234,15 @@ class GbPlatform:
         with self._lock:
             old = self.devices.get(device_id)
             fresh = old is None or not old.online
+            restarted = old is not None and old.online and bool(old.call_id) and old.call_id != req.call_id
             dev = old
             if expires == 0:
                 self.devices.pop(device_id, None)
-            elif fresh:
+            elif fresh or restarted:
                 dev = self.devices[device_id] = Device(device_id, peer, expires, now, now,
                                                        gb_version=req.get("X-GB-Ver"),
-                                                       catalogued=old.catalogued if old else False)
+                                                       catalogued=old.catalogued if old else False,
+                                                       call_id=req.call_id)
             elif dev is not None:
                 dev.peer, dev.expires, dev.registered_at, dev.last_seen = peer, expires, now, now
         self.counters["register_ok"] += 1
@@ -245,11 +252,40 @@ class GbPlatform:
             self.sessions.close_device(device_id)
             self.report(device_id, "offline", "stopped", "device unregistered (Expires: 0)")
             return
-        if fresh and dev is not None:
-            log.info("device %s registered from %s (expires %d s)", device_id, peer, expires)
-            self.report(device_id, "online", None, f"registered from {peer}")
-            if self.config.catalog_on_register and not dev.catalogued:
-                threading.Thread(target=self._safe_catalog, args=(device_id,), daemon=True).start()
+        if (fresh or restarted) and dev is not None:
+            self._device_back(dev, restarted)
+
+    def _device_back(self, dev: Device, restarted: bool) -> None:
+        """A device registered anew (first time, after an outage, or after restarting): its channels are
+        re-INVITEd at once with their backoff reset, and its catalog is queried again."""
+        log.info("device %s registered from %s (expires %d s%s)", dev.device_id, dev.peer, dev.expires,
+                 ", restarted: new Call-ID" if restarted else "")
+        if restarted:
+            # Sessions the restarted device no longer feeds end now instead of after the media timeout;
+            # a session whose RTP still flows is kept.
+            stale = self.sessions.close_device(dev.device_id, "the device restarted (registered with a new Call-ID) "
+                                               "and its media had stopped", "timeout", stalled_s=1.0, bye=True)
+            if stale:
+                log.info("device %s restarted: ended %d stalled session(s)", dev.device_id, stale)
+        else:
+            self.report(dev.device_id, "online", None, f"registered from {dev.peer}")
+        self.counters["registrations"] += 1
+        if self.on_device_back is not None:
+            try:
+                self.on_device_back(dev.device_id)
+            except Exception:
+                log.exception("on_device_back(%s) failed", dev.device_id)
+        if self.config.catalog_on_register:
+            self.refresh_catalog(dev.device_id)
+
+    def refresh_catalog(self, device_id: str) -> None:
+        """Query the device's catalog in the background (at most one query per device at a time)."""
+        with self._lock:
+            if device_id in self._catalog_pending:
+                return
+            self._catalog_pending.add(device_id)
+        threading.Thread(target=self._safe_catalog, args=(device_id,), name=f"gb-catalog-{device_id}",
+                         daemon=True).start()
 
     def _message(self, req: SipMessage, peer: Peer) -> None:
         device_id = req.from_.uri.user or ""
@@ -279,6 +315,8 @@ class GbPlatform:
         if not dev.online:
             dev.online = True
             self.report(dev.device_id, "online", None, "keepalive resumed")
+            if self.on_device_back is not None:
+                self.on_device_back(dev.device_id)
 
     # -- malformed input, dropped connections, timeouts ---------------------------------------------
     def _on_malformed(self, data: bytes, peer: Peer, problem: str) -> None:
@@ -295,8 +333,14 @@ class GbPlatform:
             gone = [d for d in self.devices.values() if d.peer.conn is not None and d.peer.conn is peer.conn]
         for dev in gone:
             if dev.online:
-                dev.online = False
-                self.report(dev.device_id, "offline", "network", "SIP TCP connection closed")
+                self._went_offline(dev, "network", "SIP TCP connection closed")
+
+    def _went_offline(self, dev: Device, reason: str, detail: str) -> None:
+        """Mark the device offline and end its sessions whose media stopped too (channels report ``reason``
+        now rather than after the media timeout); sessions still receiving RTP carry on."""
+        dev.online = False
+        self.report(dev.device_id, "offline", reason, detail)
+        self.sessions.close_device(dev.device_id, f"device {dev.device_id} offline: {detail}", reason, stalled_s=1.0)
 
     def _housekeeping(self) -> None:
         while not self._stop.wait(0.5):
@@ -317,12 +361,10 @@ class GbPlatform:
             if not dev.online:
                 continue
             if now - dev.registered_at > dev.expires:
-                dev.online = False
-                self.report(dev.device_id, "offline", "timeout", f"registration expired after {dev.expires} s")
+                self._went_offline(dev, "timeout", f"registration expired after {dev.expires} s")
             elif now - dev.last_seen > min(float(dev.expires), limit):
-                dev.online = False
-                self.report(dev.device_id, "offline", "timeout",
-                            f"no keepalive for {now - dev.last_seen:.0f} s (limit {min(float(dev.expires), limit):.0f} s)")
+                self._went_offline(dev, "timeout", f"no keepalive for {now - dev.last_seen:.0f} s "
+                                   f"(limit {min(float(dev.expires), limit):.0f} s)")
 
     # -- catalog ------------------------------------------------------------------------------------
     def _safe_catalog(self, device_id: str) -> None:
@@ -330,6 +372,9 @@ class GbPlatform:
             self.query_catalog(device_id)
         except Exception as exc:
             log.warning("Catalog query to %s failed: %s", device_id, exc)
+        finally:
+            with self._lock:
+                self._catalog_pending.discard(device_id)
 
     def query_catalog(self, device_id: str, timeout: float | None = None) -> list[manscdp.CatalogItem]:
         """Ask a registered device for its catalog and wait for all pages (or the timeout)."""
@@ -339,6 +384,7 @@ class GbPlatform:
             msg = f"device {device_id} is not registered"
             raise LookupError(msg)
         sn = str(next(self._sn))
+        self.counters["catalog_queries"] += 1
         run = _CatalogRun(device_id, sn, time.monotonic())
         with self._lock:
             self._catalogs[(device_id, sn)] = run
@@ -443,9 +489,7 @@ def _expires(req: SipMessage) -> int | None:
     if value is None:
         m = re.search(r";\s*expires=([0-9]+)", req.get("Contact") or "")
         value = m.group(1) if m else None
-    if value is None or not value.strip().isdigit():
-        return None
-    return int(value.strip())
+    return None if value is None else ascii_int(value)
 
 
 def _gb_date() -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -103,13 +104,18 @@ class MediaSession:
     ack: SipMessage | None = None
     ended: threading.Event = field(default_factory=threading.Event)
     end_reason: str = ""
+    end_kind: str = "eof"  # the source reason the channel reports: eof (BYE, end of file), timeout, network, stopped
 
     def read(self, timeout: float) -> AccessUnit | None:
         return self.receiver.read(timeout)
 
-    def end(self, reason: str) -> None:
+    def idle_s(self) -> float:
+        """Seconds since the last RTP packet (or since the session started, if none came)."""
+        return time.monotonic() - self.receiver.last_packet
+
+    def end(self, reason: str, kind: str = "eof") -> None:
         if not self.ended.is_set():
-            self.end_reason = reason
+            self.end_reason, self.end_kind = reason, kind
             self.ended.set()
             self.receiver.close()
 
@@ -268,12 +274,19 @@ class SessionManager:
             if self.sessions.get(session.call_id) is session:
                 del self.sessions[session.call_id]
 
-    def close_device(self, device_id: str) -> None:
+    def close_device(self, device_id: str, reason: str = "device unregistered", kind: str = "stopped", *,
+                     stalled_s: float | None = None, bye: bool = False) -> int:
+        """End the device's sessions (only those without RTP for ``stalled_s`` seconds, when given); the
+        channels report ``kind``. With ``bye`` each gets our BYE (a device that restarted may still know it)."""
         with self._lock:
-            sessions = [s for s in self.sessions.values() if s.device_id == device_id]
+            sessions = [s for s in self.sessions.values() if s.device_id == device_id
+                        and (stalled_s is None or s.idle_s() >= stalled_s)]
         for session in sessions:
-            session.end("device unregistered")
+            session.end(reason, kind)
+            if bye:
+                threading.Thread(target=self.send_bye, args=(session,), daemon=True).start()
             self.forget(session)
+        return len(sessions)
 
     def close_all(self) -> None:
         with self._lock:

@@ -136,12 +136,12 @@ class GbSource(Source):
             if session.ended.is_set() or (receiver.closed and not self.stop_event.is_set()):
                 reason = session.end_reason or "media connection closed by the device"
                 msg = f"{self.describe()}: {reason}"
-                raise SourceError(msg, reason="eof")
+                raise SourceError(msg, reason=session.end_kind if session.ended.is_set() else "eof")
             if self.stop_event.is_set():
                 msg = f"{self.describe()}: stopped"
                 raise SourceError(msg, reason="stopped")
             now = time.monotonic()
-            idle = now - receiver.last_packet
+            idle = now - receiver.last_data
             if now >= deadline:
                 raise self._no_picture(now - (deadline - self.platform.config.media_timeout_s), idle)
 
@@ -151,8 +151,9 @@ class GbSource(Source):
         detail = (f"{self.describe()}: no decodable picture for {waited:.0f} s; RTP packets {st.packets}, "
                   f"wrong SSRC {st.wrong_ssrc}, not RTP {st.garbage}, PS errors {self.session.receiver.ps_errors}, "
                   f"damaged frames {st.damaged_frames}, decode errors {self.stats.decode_errors}")
-        if idle >= waited - 0.5 and st.packets == 0 and st.wrong_ssrc == 0 and st.garbage == 0:
-            return SourceTimeout(f"{self.describe()}: no RTP for {idle:.0f} s")
+        if idle >= waited - 0.5:  # nothing at all arrived in this window: the media stopped (or never started)
+            before = f" (after {st.packets} RTP packets)" if st.packets else ""
+            return SourceTimeout(f"{self.describe()}: no RTP for {idle:.0f} s{before}")
         if self.session.receiver.codec not in (None, *_DECODABLE):
             return SourceCodecError(f"{detail}; unsupported codec {self.session.receiver.codec}")
         return SourceProtocolError(detail)
