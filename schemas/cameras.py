@@ -116,6 +116,11 @@ class CameraStatus(WireMessage):
         title="Retry delay",
         description="For reconnecting: seconds until the next attempt (backoff with jitter); else null.",
     )
+    first_frame_seconds: Annotated[float, Strict(), Field(ge=0.0, le=86400.0)] | None = Field(
+        default=None,
+        title="Time to first frame",
+        description="For online: seconds from starting to open the source to its first decoded frame; else null.",
+    )
     stats: CameraStats | None = Field(
         default=None,
         title="Statistics",
@@ -136,6 +141,9 @@ class CameraStatus(WireMessage):
     def _retry_only_when_reconnecting(self) -> Self:
         if self.event != "reconnecting" and (self.attempt is not None or self.retry_in_seconds is not None):
             msg = f"attempt and retry_in_seconds belong to reconnecting events, not {self.event}"
+            raise ValueError(msg)
+        if self.event != "online" and self.first_frame_seconds is not None:
+            msg = f"first_frame_seconds belongs to online events, not {self.event}"
             raise ValueError(msg)
         return self
 

@@ -164,6 +164,15 @@ class ResizeConfig(Section):
 
 class RtspConfig(Section):
     transport: Literal["tcp", "udp"] = Field("tcp", title="Transport", description="Default RTSP transport.")
+    fallback: bool = Field(
+        True, title="Transport fallback",
+        description="Try the other transport when the server refuses this one (461, or 400 to SETUP) or UDP brings "
+                    "no data in time; the one that worked is kept for reconnects.",
+    )
+    probe_s: float = Field(
+        1.0, title="Probe duration", description="Seconds of stream read at most to learn its parameters when opening "
+        "(FFmpeg's analyzeduration; its own default is 5).", gt=0, le=10,
+    )
     open_timeout_s: float = Field(10.0, title="Open timeout", description="Seconds to connect and describe.", gt=0, le=300)
     read_timeout_s: float = Field(
         10.0, title="Read timeout", description="Seconds without a packet before the stream counts as lost.", gt=0, le=300

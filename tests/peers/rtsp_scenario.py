@@ -28,6 +28,7 @@ from pipeline.store.base import ObjectStore
 from schemas.cameras import CameraStatus
 from schemas.topics import CAMERA_STATUS
 from tests.peers.rtsp import GstRtspServer
+from tests.peers.vlc import VlcRtspServer
 from workers.ingest.worker import IngestWorker
 
 
@@ -93,6 +94,10 @@ def run_kill_restart(
         if runner is not None:
             result["published"] = runner.publisher.counters.published
             result["snapshot"] = vars(runner.snapshot())
+            source = runner._source  # noqa: SLF001 - what transport the live source ended up with
+            memory = getattr(source, "memory", None)
+            result["transport"] = getattr(source, "transport", None)
+            result["fallbacks"] = memory.fallbacks if memory is not None else None
     finally:
         worker.stop()
         thread.join(20)
@@ -121,12 +126,16 @@ def _probe() -> int:
     parser.add_argument("--path", default="h264")
     parser.add_argument("--transport", default="udp")
     parser.add_argument("--restart", action="store_true")
+    parser.add_argument("--vlc", type=Path, help="serve this file with VLC (UDP only) instead of gst-rtsp-server")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, GstRtspServer() as server:
+    with tempfile.TemporaryDirectory() as tmp, (VlcRtspServer(args.vlc) if args.vlc else GstRtspServer()) as server:
         bus = MemoryBus()
-        result = run_kill_restart(server, path=args.path, transport=args.transport, bus=bus,
+        result = run_kill_restart(server, path=args.path, transport=args.transport, bus=bus,  # type: ignore[arg-type]
                                   store=LocalStore(Path(tmp) / "store"), restart=args.restart, tmp_dir=Path(tmp))
-        result["events"] = [[e.event, e.reason] for e in status_events(bus, result["camera"], "probe")]
+        events = status_events(bus, result["camera"], "probe")
+        result["events"] = [[e.event, e.reason] for e in events]
+        result["first_frame_s"] = [e.first_frame_seconds for e in events if e.event == "online"]
+        result["details"] = [e.detail for e in events if e.event in ("offline", "reconnecting")][:6]
     sys.stdout.write(json.dumps(result) + "\n")
     return 0
 

@@ -45,6 +45,7 @@ class CameraState:
     last_error: str = ""
     opens: int = 0
     retry_in_s: float | None = None  # the backoff delay of the latest retry
+    first_frame_s: float | None = None  # time to first frame of the latest session (open → first decoded frame)
 
 
 class CameraRunner:
@@ -76,6 +77,7 @@ class CameraRunner:
         self.state = CameraState()
         self.totals = Totals()
         self._source: Source | None = None
+        self._opening_since = time.monotonic()
         self._offline_reason: str | None = None
         self._source_stats_base = (0, 0, 0)
         self._thread = threading.Thread(target=self._run, name=f"ingest-{camera_id}", daemon=True)
@@ -169,6 +171,7 @@ class CameraRunner:
         """Open the source and read it until it ends or fails; returns seconds it delivered frames."""
         delivered_since: float | None = None
         source: Source | None = None
+        self._opening_since = time.monotonic()
         try:
             source = self._factory(self.stop_event)
             self._source = source
@@ -227,7 +230,10 @@ class CameraRunner:
         self.state.online = True
         self._offline_reason = None
         self.state.last_reason = None
-        self.status.event("online", None, f"{source.describe()} {info.codec} {info.width}x{info.height}")
+        ttff = time.monotonic() - self._opening_since
+        self.state.first_frame_s = ttff
+        self.status.event("online", None, f"{source.describe()} {info.codec} {info.width}x{info.height}, "
+                          f"first frame after {ttff:.2f} s", first_frame_s=ttff)
 
     def _went_offline(self, reason: str, detail: str, *, force: bool = False) -> None:
         """Report offline once per outage (again only if the reason changes); retries say ``reconnecting``."""

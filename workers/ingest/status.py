@@ -78,6 +78,7 @@ class StatusReporter:
         *,
         attempt: int | None = None,
         retry_in_s: float | None = None,
+        first_frame_s: float | None = None,
     ) -> CameraStatus:
         """Send an ``online``/``offline``/``reconnecting`` event; ``reason`` is a source reason."""
         wire = wire_reason(reason)
@@ -93,6 +94,8 @@ class StatusReporter:
             detail=detail[:_MAX_DETAIL],
             attempt=attempt if event == "reconnecting" else None,
             retry_in_seconds=float(retry_in_s) if event == "reconnecting" and retry_in_s is not None else None,
+            first_frame_seconds=(round(min(float(first_frame_s), 86400.0), 3)
+                                 if event == "online" and first_frame_s is not None else None),
         )
         self._send(status)
         return status

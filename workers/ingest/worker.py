@@ -31,7 +31,7 @@ from workers.ingest.publish import DropQueue, FrameEncoder, FramePublisher
 from workers.ingest.recorder import Recorder
 from workers.ingest.sources.base import Source, SourceError
 from workers.ingest.sources.file import FileSource
-from workers.ingest.sources.rtsp import RtspSource
+from workers.ingest.sources.rtsp import RtspSource, TransportMemory
 from workers.ingest.status import StatusReporter
 
 if TYPE_CHECKING:
@@ -56,6 +56,8 @@ def in_shard(camera_id: str, index: int, count: int) -> bool:
 def make_source_factory(camera: CameraSpec, ingest: IngestConfig, gb: Any = None) -> SourceFactory:
     """A function that builds a fresh source for ``camera`` each time the runner (re)connects."""
 
+    memory = TransportMemory()  # RTSP: the transport that worked, kept across reconnects
+
     def build(stop_event: threading.Event) -> Source:
         threads = ingest.decoder_threads
         if camera.kind == "file":
@@ -64,9 +66,9 @@ def make_source_factory(camera: CameraSpec, ingest: IngestConfig, gb: Any = None
         if camera.kind == "rtsp":
             transport = camera.transport if camera.transport in ("tcp", "udp") else ingest.rtsp.transport
             return RtspSource(camera.id, camera.url, username=camera.username, password=camera.password,
-                              transport=transport, open_timeout_s=ingest.rtsp.open_timeout_s,
-                              read_timeout_s=ingest.rtsp.read_timeout_s, decoder_threads=threads,
-                              stop_event=stop_event)
+                              transport=transport, fallback=ingest.rtsp.fallback, memory=memory,
+                              open_timeout_s=ingest.rtsp.open_timeout_s, read_timeout_s=ingest.rtsp.read_timeout_s,
+                              probe_s=ingest.rtsp.probe_s, decoder_threads=threads, stop_event=stop_event)
         if gb is None:
             msg = f"camera {camera.id} is a GB/T 28181 channel but the GB/T 28181 platform is not enabled"
             raise SourceError(msg, reason="not_found")

@@ -9,7 +9,6 @@ whose ``reason`` is what the camera status event reports.
 from __future__ import annotations
 
 import abc
-import errno
 import logging
 import math
 import threading
@@ -68,33 +67,6 @@ class SourceCodecError(SourceError):
 
 class SourceProtocolError(SourceError):
     reason = REASON_PROTOCOL
-
-
-def classify_av_error(exc: BaseException, what: str) -> SourceError:
-    """Map a PyAV/OS exception to a typed :class:`SourceError` with a clear message."""
-    detail = f"{what}: {exc}"
-    if isinstance(exc, SourceError):
-        return exc
-    if isinstance(exc, av.error.HTTPUnauthorizedError | av.error.HTTPForbiddenError | av.error.PermissionError):
-        return SourceAuthError(f"{what}: authentication failed ({exc})")
-    if isinstance(exc, av.error.HTTPNotFoundError | av.error.FileNotFoundError | FileNotFoundError):
-        return SourceNotFound(f"{what}: not found ({exc})")
-    if isinstance(exc, av.error.ExitError | av.error.TimeoutError | TimeoutError):
-        return SourceTimeout(f"{what}: timed out ({exc})")
-    if isinstance(exc, av.error.ConnectionRefusedError | ConnectionRefusedError):
-        return SourceUnreachable(f"{what}: connection refused ({exc})")
-    if isinstance(exc, av.error.DecoderNotFoundError | av.error.DemuxerNotFoundError):
-        return SourceCodecError(f"{what}: unsupported ({exc})")
-    if isinstance(exc, av.error.InvalidDataError):
-        return SourceProtocolError(f"{what}: invalid data ({exc})")
-    code = getattr(exc, "errno", None)
-    if code in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED):
-        return SourceUnreachable(detail)
-    if code == errno.ETIMEDOUT:
-        return SourceTimeout(detail)
-    if code == errno.EACCES:
-        return SourceAuthError(detail)
-    return SourceError(detail)
 
 
 @dataclass(frozen=True)

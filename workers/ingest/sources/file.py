@@ -26,10 +26,10 @@ from workers.ingest.sources.base import (
     SourceNotFound,
     StreamInfo,
     WallClock,
-    classify_av_error,
     make_item,
 )
 from workers.ingest.sources.base import Source as _Source
+from workers.ingest.sources.errors import classify_av_error
 
 log = logging.getLogger(__name__)
 
