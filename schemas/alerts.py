@@ -1,4 +1,4 @@
-"""Alerts raised by the rules, plate and ingest workers, on ``tubeline.alerts.v1``.
+"""Alerts raised by the rules, plate and ingest workers (device alarms), on ``tubeline.alerts.v1``.
 
 An alert names the rule that fired, the camera, the moment, the track when there is one,
 and the object-store keys of its evidence (crops). ``details`` carries type-specific,
@@ -23,7 +23,9 @@ AlertType = Literal[
     "crowding",
     "camera_offline",
     "plate_hotlist",
+    "device_alarm",
 ]
+"""``device_alarm``: a GB/T 28181 device reported an alarm (method, type and priority in ``details``)."""
 
 Severity = Literal["info", "low", "medium", "high", "critical"]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_serializer, field_validator, model_validator
 from pydantic_core.core_schema import SerializationInfo
@@ -255,6 +256,35 @@ class Gb28181Config(Section):
         True, title="Enable new channels", description="Catalog channels added to the registry start enabled."
     )
     reorder_window: int = Field(32, title="Reorder window", description="RTP packets held for reordering.", ge=1, le=4096)
+    subscribe_catalog: bool = Field(
+        True, title="Subscribe to catalogs", description="SUBSCRIBE to each device's catalog changes (NOTIFY)."
+    )
+    subscribe_alarm: bool = Field(
+        True, title="Subscribe to alarms", description="SUBSCRIBE to each device's alarms; alarms become alerts."
+    )
+    subscribe_expires_s: int = Field(
+        3600, title="Subscription expiry", description="Expires asked for in SUBSCRIBE; renewed at 80 % of it.",
+        ge=10, le=86_400,
+    )
+    query_device_info: bool = Field(
+        True, title="Query device info", description="Ask each device for DeviceInfo (maker, model, firmware) on register."
+    )
+    time_zone: str | None = Field(
+        None, title="Device time zone",
+        description="IANA zone of the local times devices send and get (Date header, alarms, recordings); "
+                    "default: this machine's zone.", max_length=64,
+    )
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ValueError, ZoneInfoNotFoundError):
+                msg = f"unknown time zone {value!r} (an IANA name such as Asia/Shanghai)"
+                raise ValueError(msg) from None
+        return value
 
     @model_validator(mode="after")
     def _domain_matches(self) -> Gb28181Config:

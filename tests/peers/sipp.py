@@ -34,6 +34,9 @@ class SippDevice:
         domain: str = "3402000000",
         transport: str = "u1",
         channels: tuple[str, str] = ("34020000001320000001", "34020000001310000002"),
+        new_channel: str = "34020000001320000003",
+        catalog_notify: bool = False,
+        alarm_at: int = 0,
         keepalives: int = 1000,
         keepalive_ms: int = 1000,
         expires: int = 3600,
@@ -55,10 +58,11 @@ class SippDevice:
         opts = f"--file {media_file} --loop --seconds {timeout_s} {sender_opts}" if media_file else sender_opts
         keys = {
             "device_id": device_id, "server_id": server_id, "domain": domain, "channel_a": channels[0],
-            "channel_b": channels[1], "expires": str(expires), "sender": sender, "sender_opts": opts, "pid_dir": str(self.pid_dir),
+            "channel_b": channels[1], "channel_c": new_channel, "expires": str(expires), "sender": sender, "sender_opts": opts, "pid_dir": str(self.pid_dir),
             "dev_media_port": str(self.media_port), "ssrc_base": ssrc_base,
         }
-        globals_ = {"keepalives": str(keepalives), "keepalive_ms": str(keepalive_ms), "playback_ms": str(playback_ms)}
+        globals_ = {"keepalives": str(keepalives), "keepalive_ms": str(keepalive_ms), "alarm_at": str(alarm_at),
+                    "playback_ms": str(playback_ms), "catalog_notify": "1" if catalog_notify else "0"}
         sipp = shutil.which("sipp")
         if sipp is None:
             msg = "sipp is not installed (Debian package 'sip-tester', listed in requirements-apt.txt)"
@@ -72,11 +76,12 @@ class SippDevice:
             self.cmd += ["-oocsf", str(SCENARIOS / ooc)]
         for key, value in keys.items():
             self.cmd += ["-key", key, value]
-        if scenario != "gb_device.xml":  # only the main scenario declares the keepalive globals
-            globals_.pop("keepalives")
-            globals_.pop("keepalive_ms")
+        if scenario != "gb_device.xml":  # only the main scenario declares the keepalive and alarm globals
+            for name in ("keepalives", "keepalive_ms", "alarm_at"):
+                globals_.pop(name)
         if not ooc:
             globals_.pop("playback_ms")
+            globals_.pop("catalog_notify")
         for key, value in globals_.items():
             self.cmd += ["-set", key, value]
 
@@ -120,6 +125,11 @@ class SippDevice:
         deadline = time.monotonic() + 5
         while self.senders() and time.monotonic() < deadline:
             time.sleep(0.05)
+
+    def received(self) -> list[str]:
+        """What the device noted about the platform's requests (SUBSCRIBE, renewals, responses, DeviceControl)."""
+        path = self.pid_dir / "received.log"
+        return path.read_text().splitlines() if path.exists() else []
 
     def log_tail(self, chars: int = 4000) -> str:
         parts = []

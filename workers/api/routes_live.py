@@ -17,12 +17,13 @@ import json
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from schemas.alerts import AlertType
 from workers.api.alerts import Subscription
 from workers.api.auth import Action, Principal, begin, principal, recheck
 from workers.api.contract import SSE_EVENT, errors
@@ -33,7 +34,6 @@ from workers.api.users import Permission
 
 router = APIRouter(prefix="/api", tags=["alerts and cameras"])
 Who = Annotated[Principal, Depends(principal)]
-AlertType = Literal["zone_intrusion", "line_crossing", "loitering", "crowding", "camera_offline", "plate_hotlist"]
 REPLAY = 50
 SEEN_IDS = 10_000
 

@@ -25,7 +25,7 @@ from pipeline.bus.base import Bus, Producer, TopicSpec
 from pipeline.cameras.registry import CameraRegistry
 from pipeline.config.ingest import CamerasConfig, CameraSpec, IngestConfig
 from pipeline.runtime.worker import Worker
-from schemas.topics import CAMERA_STATUS, FRAMES
+from schemas.topics import ALERTS, CAMERA_STATUS, FRAMES
 from workers.ingest.camera import CameraRunner, SourceFactory
 from workers.ingest.publish import DropQueue, FrameEncoder, FramePublisher
 from workers.ingest.recorder import Recorder
@@ -120,6 +120,7 @@ class IngestWorker(Worker):
         self.bus.ensure_topics([
             TopicSpec(FRAMES.name, FRAMES.partitions, FRAMES.retention_ms),
             TopicSpec(CAMERA_STATUS.name, CAMERA_STATUS.partitions, CAMERA_STATUS.retention_ms),
+            *([TopicSpec(ALERTS.name, ALERTS.partitions, ALERTS.retention_ms)] if self.ingest.gb28181.enabled else []),
         ])
         self.producer = self.bus.producer()
         if self.ingest.gb28181.enabled:

@@ -1,4 +1,5 @@
-"""MANSCDP XML bodies (GB/T 28181 A.2): Keepalive, Catalog query and paged Catalog responses.
+"""MANSCDP XML bodies (GB/T 28181 A.2): parse any document; build queries, controls and notifies; read paged
+lists (Catalog, RecordInfo) and catalog change notifications.
 
 Bodies are decoded as GB18030 (a superset of GB2312, mandatory in 2022) unless the XML declaration
 names another known encoding; element names are matched case-insensitively (2022 devices and
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from xml.sax.saxutils import escape
 
 MAX_BODY = 1 << 20
 _DECL = re.compile(rb"^\s*<\?xml[^>]*encoding\s*=\s*[\"']([A-Za-z0-9_-]+)[\"']", re.IGNORECASE)
@@ -119,36 +122,75 @@ def catalog_page(doc: Document) -> CatalogPage:
     if doc.cmd_type != "catalog" or doc.root != "response":
         msg = "not a Catalog response"
         raise ManscdpError(msg)
-    try:
-        sum_num = int(doc.fields.get("sumnum", "0") or 0)
-    except ValueError:
-        msg = f"bad SumNum {doc.fields.get('sumnum')!r}"
-        raise ManscdpError(msg) from None
-    items = []
-    device_list = doc.element.find("devicelist")
-    for node in device_list.findall("item") if device_list is not None else []:
-        values = {child.tag: (child.text or "").strip() for child in node if len(child) == 0}
-        cid = values.get("deviceid", "")
-        if not cid:
-            continue
-        items.append(CatalogItem(
-            channel_id=cid,
-            name=values.get("name", ""),
-            manufacturer=values.get("manufacturer", ""),
-            model=values.get("model", ""),
-            civil_code=values.get("civilcode", ""),
-            parent_id=values.get("parentid", ""),
-            parental=values.get("parental", "0") == "1",
-            status=values.get("status", ""),
-            longitude=_coord(values.get("longitude", ""), 180),
-            latitude=_coord(values.get("latitude", ""), 90),
-            extra={k: v for k, v in values.items() if k in ("address", "owner", "block", "ipaddress", "port")},
-        ))
-    return CatalogPage(doc.sn, doc.device_id, max(0, sum_num), items)
+    items = [_catalog_item(values) for values in list_items(doc, "devicelist") if values.get("deviceid")]
+    return CatalogPage(doc.sn, doc.device_id, sum_num(doc), items)
+
+
+def _catalog_item(values: dict[str, str]) -> CatalogItem:
+    return CatalogItem(
+        channel_id=values.get("deviceid", ""),
+        name=values.get("name", ""),
+        manufacturer=values.get("manufacturer", ""),
+        model=values.get("model", ""),
+        civil_code=values.get("civilcode", ""),
+        parent_id=values.get("parentid", ""),
+        parental=values.get("parental", "0") == "1",
+        status=values.get("status", ""),
+        longitude=_coord(values.get("longitude", ""), 180),
+        latitude=_coord(values.get("latitude", ""), 90),
+        extra={k: v for k, v in values.items() if k in ("address", "owner", "block", "ipaddress", "port", "ptztype")},
+    )
 
 
 def catalog_query(sn: int, device_id: str) -> bytes:
-    return (
-        '<?xml version="1.0" encoding="GB2312"?>\r\n<Query>\r\n<CmdType>Catalog</CmdType>\r\n'
-        f"<SN>{sn}</SN>\r\n<DeviceID>{device_id}</DeviceID>\r\n</Query>\r\n"
-    ).encode("gb18030")
+    return document("Query", "Catalog", sn, device_id)
+
+
+def document(root: str, cmd_type: str, sn: int | str, device_id: str, fields: Sequence[tuple[str, str]] = (), *,
+             xml_fragments: str = "") -> bytes:
+    """A MANSCDP document: ``<root><CmdType/><SN/><DeviceID/>`` then ``fields`` (escaped text) and
+    ``xml_fragments`` (already XML), GB18030-encoded with the GB2312 declaration devices expect."""
+    parts = [f'<?xml version="1.0" encoding="GB2312"?>\r\n<{root}>\r\n<CmdType>{escape(cmd_type)}</CmdType>\r\n',
+             f"<SN>{escape(str(sn))}</SN>\r\n<DeviceID>{escape(device_id)}</DeviceID>\r\n"]
+    parts += [f"<{name}>{escape(value)}</{name}>\r\n" for name, value in fields]
+    parts += [xml_fragments, f"</{root}>\r\n"]
+    return "".join(parts).encode("gb18030", errors="replace")
+
+
+def item_xml(values: dict[str, str]) -> str:
+    """``<Item><K>v</K>…</Item>`` with escaped values (element names are ours, in GB spelling)."""
+    return "<Item>" + "".join(f"<{k}>{escape(v)}</{k}>" for k, v in values.items()) + "</Item>\r\n"
+
+
+def list_items(doc: Document, list_tag: str) -> list[dict[str, str]]:
+    """The ``<Item>`` children of ``<list_tag>`` as flat dicts (lower-case keys, nested ``<Info>`` merged)."""
+    node = doc.element.find(list_tag.lower())
+    out = []
+    for item in node.findall("item") if node is not None else []:
+        values = {child.tag: (child.text or "").strip() for child in item if len(child) == 0}
+        for info in item.findall("info"):
+            values.update({child.tag: (child.text or "").strip() for child in info if len(child) == 0})
+        out.append(values)
+    return out
+
+
+def sum_num(doc: Document) -> int:
+    value = doc.fields.get("sumnum", "0") or "0"
+    if not value.isascii() or not value.isdigit() or len(value) > 9:
+        msg = f"bad SumNum {value[:20]!r}"
+        raise ManscdpError(msg)
+    return int(value)
+
+
+@dataclass
+class CatalogChange:
+    """One item of a catalog NOTIFY: ``event`` is ON, OFF, VLOST, DEFECT, ADD, DEL or UPDATE (upper case)."""
+
+    event: str
+    item: CatalogItem
+
+
+def catalog_changes(doc: Document) -> list[CatalogChange]:
+    """Items of a Catalog NOTIFY (2016 9.11.2 / A.2.4.? ``<Event>`` per item); an item without an event is an UPDATE."""
+    return [CatalogChange((values.get("event") or "UPDATE").upper()[:16], _catalog_item(values))
+            for values in list_items(doc, "devicelist") if values.get("deviceid")]

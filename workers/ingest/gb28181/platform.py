@@ -16,8 +16,6 @@ Device-level status events use the 20-digit device ID as the camera ID on the st
 
 from __future__ import annotations
 
-import concurrent.futures
-import itertools
 import logging
 import re
 import threading
@@ -29,9 +27,14 @@ from typing import Any
 
 from pipeline.bus.base import Producer
 from pipeline.config.ingest import CameraSpec, Gb28181Config
-from workers.ingest.gb28181 import manscdp
+from schemas.alerts import Alert
+from schemas.topics import ALERTS
+from workers.ingest.gb28181 import gbtime, manscdp
+from workers.ingest.gb28181.alarms import alarm_alert, alarm_response
+from workers.ingest.gb28181.catalog import CatalogCollector
 from workers.ingest.gb28181.digest import DigestAuth
 from workers.ingest.gb28181.media import PortAllocator
+from workers.ingest.gb28181.queries import QueryBroker, QueryError
 from workers.ingest.gb28181.session import SessionManager
 from workers.ingest.gb28181.sip import (
     SipMessage,
@@ -43,6 +46,7 @@ from workers.ingest.gb28181.sip import (
     response_to,
 )
 from workers.ingest.gb28181.source import GbSource
+from workers.ingest.gb28181.subscriptions import SubscriptionManager
 from workers.ingest.gb28181.transport import Peer, SipTransport
 from workers.ingest.status import StatusReporter
 
@@ -63,18 +67,7 @@ class Device:
     gb_version: str | None = None
     catalogued: bool = False
     call_id: str = ""  # of the REGISTER: a device that restarted registers with a new one (RFC 3261 10.2)
-
-
-@dataclass
-class _CatalogRun:
-    device_id: str
-    sn: str
-    started: float
-    sum_num: int | None = None
-    items: dict[str, manscdp.CatalogItem] = field(default_factory=dict)
-    pages: int = 0
-    duplicates: int = 0
-    done: threading.Event = field(default_factory=threading.Event)
+    info: dict[str, str] = field(default_factory=dict)  # DeviceInfo answer (manufacturer, model, firmware, …)
 
 
 class GbPlatform:
@@ -94,21 +87,24 @@ class GbPlatform:
         self.producer = producer
         self.on_channels = on_channels
         self.on_device_back = on_device_back
+        self.alarm_listeners: list[Callable[[str, manscdp.Document, Alert], None]] = []  # cascade: forward upward
         self.auth = DigestAuth(config.domain)
+        self.tz = gbtime.zone(config.time_zone)
         self.devices: dict[str, Device] = {}
         self.ports = PortAllocator(config.media_port_min, config.media_port_max)
         self.transport: SipTransport | None = None
         self.sessions = SessionManager(self)
+        self.queries = QueryBroker(self)
+        self.subscriptions = SubscriptionManager(self)
         self.counters = {"register_ok": 0, "register_denied": 0, "unknown_device": 0, "malformed": 0,
-                         "catalog_items": 0, "catalog_duplicates": 0, "catalog_queries": 0, "registrations": 0}
+                         "catalog_items": 0, "catalog_duplicates": 0, "catalog_queries": 0, "registrations": 0,
+                         "catalog_notifications": 0, "alarms": 0}
         self._lock = threading.RLock()
-        self._catalogs: dict[tuple[str, str], _CatalogRun] = {}
-        self._catalog_pending: set[str] = set()
-        self._sn = itertools.count(int(time.time()) % 100000)
+        self.catalog = CatalogCollector(self, registry=registry, counters=self.counters, on_channels=on_channels,
+                                        next_sn=self.queries.next_sn, on_catalogued=self._catalogued)
         self._reporters: dict[str, StatusReporter] = {}
         self._last_event: dict[tuple[str, str], float] = {}
         self._stop = threading.Event()
-        self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="gb-registry")
         self._house = threading.Thread(target=self._housekeeping, name="gb-housekeeping", daemon=True)
 
     # -- lifecycle ----------------------------------------------------------------------------------
@@ -124,11 +120,12 @@ class GbPlatform:
     def stop(self) -> None:
         self._stop.set()
         self.sessions.close_all()
+        self.subscriptions.close()
         if self.transport is not None:
             self.transport.close()
         if self._house.is_alive():
             self._house.join(3)
-        self._writer.shutdown(wait=True, cancel_futures=False)
+        self.catalog.close()
 
     @property
     def port(self) -> int:
@@ -230,7 +227,7 @@ class GbPlatform:
     def _registered(self, req: SipMessage, peer: Peer, device_id: str, expires: int) -> None:
         now = time.monotonic()
         contact = req.get("Contact") or f"<sip:{device_id}@{peer.host}:{peer.port}>"
-        headers = [("Contact", contact), ("Expires", str(expires)), ("Date", _gb_date())]
+        headers = [("Contact", contact), ("Expires", str(expires)), ("Date", gbtime.date_header(datetime.now(UTC), self.tz))]
         with self._lock:
             old = self.devices.get(device_id)
             fresh = old is None or not old.online
@@ -276,16 +273,29 @@ class GbPlatform:
             except Exception:
                 log.exception("on_device_back(%s) failed", dev.device_id)
         if self.config.catalog_on_register:
-            self.refresh_catalog(dev.device_id)
+            self.catalog.refresh(dev.device_id)
+        kinds = [k for k, on in (("catalog", self.config.subscribe_catalog), ("alarm", self.config.subscribe_alarm))
+                 if on]
+        self.subscriptions.start(dev.device_id, kinds)
+        if self.config.query_device_info:
+            threading.Thread(target=self._device_info, args=(dev,), name=f"gb-info-{dev.device_id}",
+                             daemon=True).start()
 
-    def refresh_catalog(self, device_id: str) -> None:
-        """Query the device's catalog in the background (at most one query per device at a time)."""
+    def _device_info(self, dev: Device) -> None:
+        try:
+            answer = self.queries.ask(dev.device_id, "DeviceInfo", timeout=10.0)
+        except QueryError as exc:
+            log.info("DeviceInfo of %s: %s", dev.device_id, exc)
+            return
+        dev.info = {k: v[:200] for k, v in answer.fields.items() if k not in ("cmdtype", "sn")}
+        log.info("device %s: %s %s firmware %s, %s channel(s)", dev.device_id, dev.info.get("manufacturer", "?"),
+                 dev.info.get("model", "?"), dev.info.get("firmware", "?"), dev.info.get("channel", "?"))
+
+    def _catalogued(self, device_id: str) -> None:
         with self._lock:
-            if device_id in self._catalog_pending:
-                return
-            self._catalog_pending.add(device_id)
-        threading.Thread(target=self._safe_catalog, args=(device_id,), name=f"gb-catalog-{device_id}",
-                         daemon=True).start()
+            dev = self.devices.get(device_id)
+            if dev is not None:
+                dev.catalogued = True
 
     def _message(self, req: SipMessage, peer: Peer) -> None:
         device_id = req.from_.uri.user or ""
@@ -303,10 +313,42 @@ class GbPlatform:
             return
         self._seen(dev, peer)
         self._answer(req, peer, 200)
-        if doc.cmd_type == "catalog" and doc.root == "response":
-            self._catalog_page(dev, doc)
+        if doc.root == "response" and doc.cmd_type == "catalog":
+            self.catalog.page(dev.device_id, doc)
+        elif doc.root == "response" and self.queries.on_response(dev.device_id, doc):
+            pass
+        elif doc.cmd_type == "catalog" and req.method == "NOTIFY":
+            self.catalog.changes(dev.device_id, doc)
+            self.catalog.refresh(dev.device_id)
+        elif doc.cmd_type == "alarm" and doc.root == "notify":
+            self._alarm(dev, doc)
         elif doc.cmd_type == "mediastatus" and doc.fields.get("notifytype") == "121":
             self.sessions.on_media_end(req.call_id)
+
+    def _alarm(self, dev: Device, doc: manscdp.Document) -> None:
+        """A device alarm: an alert on the alert topic, and the alarm response to the device (9.4.2)."""
+        self.counters["alarms"] += 1
+        try:
+            alert = alarm_alert(doc, device_id=dev.device_id, tz=self.tz, received=datetime.now(UTC))
+        except ValueError as exc:
+            log.warning("alarm from %s not usable: %s", dev.device_id, exc)
+            return
+        log.info("alarm from %s: %s (%s)", dev.device_id, alert.message, alert.severity)
+        if self.producer is not None:
+            try:
+                self.producer.send(ALERTS.name, alert.to_json(), key=alert.camera_id)
+            except Exception as exc:
+                log.warning("could not publish the alarm of %s: %s", dev.device_id, exc)
+        for listener in list(self.alarm_listeners):
+            listener(dev.device_id, doc, alert)
+        threading.Thread(target=self._send_quietly, args=(dev.device_id, alarm_response(doc)),
+                         name=f"gb-alarm-ack-{dev.device_id}", daemon=True).start()
+
+    def _send_quietly(self, device_id: str, body: bytes) -> None:
+        try:
+            self.queries.send(device_id, body)
+        except QueryError as exc:
+            log.info("alarm response to %s: %s", device_id, exc)
 
     def _seen(self, dev: Device, peer: Peer) -> None:
         dev.last_seen = time.monotonic()
@@ -348,7 +390,8 @@ class GbPlatform:
                 if self.transport is not None:
                     self.transport.expire_cache()
                 self._check_devices()
-                self._check_catalogs()
+                self.catalog.check()
+                self.subscriptions.refresh_due()
             except Exception:
                 log.exception("GB/T 28181 housekeeping failed")
 
@@ -367,102 +410,6 @@ class GbPlatform:
                                    f"(limit {min(float(dev.expires), limit):.0f} s)")
 
     # -- catalog ------------------------------------------------------------------------------------
-    def _safe_catalog(self, device_id: str) -> None:
-        try:
-            self.query_catalog(device_id)
-        except Exception as exc:
-            log.warning("Catalog query to %s failed: %s", device_id, exc)
-        finally:
-            with self._lock:
-                self._catalog_pending.discard(device_id)
-
-    def query_catalog(self, device_id: str, timeout: float | None = None) -> list[manscdp.CatalogItem]:
-        """Ask a registered device for its catalog and wait for all pages (or the timeout)."""
-        with self._lock:
-            dev = self.devices.get(device_id)
-        if dev is None:
-            msg = f"device {device_id} is not registered"
-            raise LookupError(msg)
-        sn = str(next(self._sn))
-        self.counters["catalog_queries"] += 1
-        run = _CatalogRun(device_id, sn, time.monotonic())
-        with self._lock:
-            self._catalogs[(device_id, sn)] = run
-        req = self.new_request("MESSAGE", f"sip:{device_id}@{dev.peer.host}:{dev.peer.port}", dev.peer,
-                               to=f"<sip:{device_id}@{self.config.domain}>",
-                               body=manscdp.catalog_query(int(sn), device_id), content_type="Application/MANSCDP+xml")
-        assert self.transport is not None
-        resp = self.transport.request(req, dev.peer, timeout=min(32.0, self.config.catalog_timeout_s))
-        if resp.status is None or resp.status >= 300:
-            msg = f"device {device_id} answered the Catalog query with {resp.status} {resp.reason}"
-            raise RuntimeError(msg)
-        run.done.wait(timeout or self.config.catalog_timeout_s)
-        return list(run.items.values())
-
-    def _catalog_page(self, dev: Device, doc: manscdp.Document) -> None:
-        try:
-            page = manscdp.catalog_page(doc)
-        except manscdp.ManscdpError as exc:
-            log.warning("bad Catalog page from %s: %s", dev.device_id, exc)
-            return
-        with self._lock:
-            run = self._catalogs.get((dev.device_id, page.sn))
-            if run is None:  # unsolicited (or late) catalog: collect it too
-                run = self._catalogs[(dev.device_id, page.sn)] = _CatalogRun(dev.device_id, page.sn, time.monotonic())
-            if run.done.is_set():
-                run.duplicates += len(page.items)
-                self.counters["catalog_duplicates"] += len(page.items)
-                return
-            run.sum_num = page.sum_num
-            run.pages += 1
-            for item in page.items:
-                if item.channel_id in run.items:  # a retransmitted or repeated page: keep the first copy
-                    run.duplicates += 1
-                    self.counters["catalog_duplicates"] += 1
-                    continue
-                run.items[item.channel_id] = item
-            complete = len(run.items) >= run.sum_num
-        if complete:
-            self._finish_catalog(run)
-
-    def _check_catalogs(self) -> None:
-        now = time.monotonic()
-        with self._lock:
-            runs = list(self._catalogs.items())
-        for key, run in runs:
-            if not run.done.is_set() and now - run.started > self.config.catalog_timeout_s:
-                log.warning("Catalog of %s incomplete after %.0f s: %d of %s items", run.device_id,
-                            now - run.started, len(run.items), run.sum_num)
-                self._finish_catalog(run)
-            elif run.done.is_set() and now - run.started > 300:
-                with self._lock:
-                    self._catalogs.pop(key, None)
-
-    def _finish_catalog(self, run: _CatalogRun) -> None:
-        if run.done.is_set():
-            return
-        with self._lock:
-            dev = self.devices.get(run.device_id)
-            if dev is not None:
-                dev.catalogued = True
-        channels = [_camera_from(item, run.device_id, self.config.auto_enable_channels)
-                    for item in run.items.values() if item.is_camera]
-        self.counters["catalog_items"] += len(run.items)
-        log.info("Catalog of %s: %d items (%d channels) in %d pages, %d duplicates", run.device_id,
-                 len(run.items), len(channels), run.pages, run.duplicates)
-        future = self._writer.submit(self._store_channels, channels)
-        future.add_done_callback(lambda _f: run.done.set())
-
-    def _store_channels(self, channels: list[CameraSpec]) -> None:
-        if self.registry is not None:
-            for cam in channels:
-                try:
-                    self.registry.upsert(cam)
-                except Exception as exc:
-                    log.warning("could not store GB channel %s in the registry: %s", cam.id, exc)
-        if self.on_channels is not None:
-            self.on_channels(channels)
-
     # -- building requests --------------------------------------------------------------------------
     def new_request(self, method: str, uri: str, peer: Peer, *, to: str, call_id: str | None = None,
                     from_tag: str | None = None, cseq: int = 1, body: bytes = b"",
@@ -490,20 +437,6 @@ def _expires(req: SipMessage) -> int | None:
         m = re.search(r";\s*expires=([0-9]+)", req.get("Contact") or "")
         value = m.group(1) if m else None
     return None if value is None else ascii_int(value)
-
-
-def _gb_date() -> str:
-    now = datetime.now(UTC).astimezone()
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}"
-
-
-def _camera_from(item: manscdp.CatalogItem, device_id: str, enable: bool) -> CameraSpec:
-    return CameraSpec(
-        id=item.channel_id, kind="gb28181", gb_device_id=device_id, name=item.name[:200],
-        device_type="ipc" if item.type_code == "132" else "camera", latitude=item.latitude,
-        longitude=item.longitude, admin_unit=item.civil_code[:100], enabled=enable and item.online,
-        tags=["gb28181"],
-    )
 
 
 __all__ = ["Device", "GbPlatform", "SipParseError"]
