@@ -230,6 +230,8 @@ def main() -> int:
     p.add_argument("--loop", action="store_true")
     p.add_argument("--seconds", type=float, default=60.0, help="stop after this long (always stops)")
     p.add_argument("--fast", action="store_true", help="no real-time pacing")
+    p.add_argument("--speed", type=float, default=1.0, help="pace at this many times real time (a download)")
+    p.add_argument("--no-loop", action="store_true", help="play the file once even with --loop")
     p.add_argument("--pes-len0", action="store_true", help="PES_packet_length 0 for video (Hikvision style)")
     p.add_argument("--no-psm", action="store_true")
     p.add_argument("--loss-every", type=int, default=0)
@@ -249,12 +251,12 @@ def main() -> int:
     first_s: float | None = None
     seq = random.randint(0, 65535)
     counter = [0, 0]
-    for au, pts, key, codec, seconds in access_units(args.file, args.loop):
+    for au, pts, key, codec, seconds in access_units(args.file, args.loop and not args.no_loop):
         if time.monotonic() - start > args.seconds:
             break
         if not args.fast:
             first_s = seconds if first_s is None else first_s
-            delay = start + (seconds - first_s) - time.monotonic()
+            delay = start + (seconds - first_s) / max(args.speed, 0.01) - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
         pack = ps_pack(au, pts, codec, key, length0=args.pes_len0, with_psm=not args.no_psm)

@@ -34,6 +34,17 @@ from workers.ingest.sources.base import SourceItem, StreamInfo
 log = logging.getLogger(__name__)
 
 
+_INDEX_LOCKS: dict[tuple[str, str, str], threading.Lock] = {}
+_INDEX_LOCKS_GUARD = threading.Lock()
+
+
+def _index_lock(prefix: str, camera_id: str, day: str) -> threading.Lock:
+    with _INDEX_LOCKS_GUARD:
+        if len(_INDEX_LOCKS) > 10_000:
+            _INDEX_LOCKS.clear()
+        return _INDEX_LOCKS.setdefault((prefix, camera_id, day), threading.Lock())
+
+
 def own_template(info: StreamInfo) -> StreamInfo:
     """``info`` with its template copied into a stream that no source owns.
 
@@ -124,7 +135,6 @@ class Recorder:
         self.dropped = 0
         self.segments_written = 0
         self.upload_errors = 0
-        self._index_cache: dict[str, list[SegmentEntry]] = {}
         self._segment: _Segment | None = None
         self._info: StreamInfo | None = None
         self._need_key = True
@@ -279,12 +289,12 @@ class Recorder:
             self.store.put(key, seg.path, content_type=seg.content_type, metadata={"camera-id": self.camera_id,
                                                                                "start": entry.start, "end": entry.end})
             day = seg.start.strftime("%Y-%m-%d")
-            entries = self._index_cache.get(day)
-            if entries is None:
+            # Two recorders of one camera may share a day index (live recording and a download of the device's
+            # recordings): the index is re-read and written under one lock per camera and day.
+            with _index_lock(prefix, self.camera_id, day):
                 entries = load_index(self.store, prefix, self.camera_id, day)
-                self._index_cache = {day: entries}
-            entries[:] = [e for e in entries if e.key != key] + [entry]
-            save_index(self.store, prefix, self.camera_id, day, entries)
+                entries[:] = [e for e in entries if e.key != key] + [entry]
+                save_index(self.store, prefix, self.camera_id, day, entries)
         except Exception as exc:
             self.upload_errors += 1
             log.warning("%s: could not store segment %s: %s", self.camera_id, key, exc)

@@ -25,12 +25,18 @@ def make_ssrc(playback: bool, domain: str, counter: int) -> str:
 
 
 def build_offer(*, channel_id: str, media_host: str, media_port: int, ssrc: str, mode: str,
-                playback: tuple[datetime, datetime] | None = None) -> bytes:
+                playback: tuple[datetime, datetime] | None = None, download_speed: int | None = None) -> bytes:
+    """The INVITE's SDP: live (``s=Play``), playback (``s=Playback``, ``u=``, ``t=`` epoch seconds) or, with
+    ``download_speed``, download (``s=Download`` + ``a=downloadspeed:N``, 2016 9.9)."""
     if mode not in MODES:
         msg = f"unknown media mode {mode!r}"
         raise ValueError(msg)
+    if download_speed is not None and playback is None:
+        msg = "a download needs a time range"
+        raise ValueError(msg)
     proto = "RTP/AVP" if mode == "udp" else "TCP/RTP/AVP"
-    lines = ["v=0", f"o={channel_id} 0 0 IN IP4 {media_host}", f"s={'Playback' if playback else 'Play'}"]
+    name = "Download" if download_speed is not None else "Playback" if playback else "Play"
+    lines = ["v=0", f"o={channel_id} 0 0 IN IP4 {media_host}", f"s={name}"]
     if playback:
         lines.append(f"u={channel_id}:0")
     lines.append(f"c=IN IP4 {media_host}")
@@ -39,6 +45,8 @@ def build_offer(*, channel_id: str, media_host: str, media_port: int, ssrc: str,
               "a=rtpmap:96 PS/90000", "a=rtpmap:97 MPEG4/90000", "a=rtpmap:98 H264/90000", "a=rtpmap:99 H265/90000"]
     if mode != "udp":
         lines += [f"a=setup:{'passive' if mode == 'tcp_passive' else 'active'}", "a=connection:new"]
+    if download_speed is not None:
+        lines.append(f"a=downloadspeed:{download_speed}")
     lines.append(f"y={ssrc}")
     return ("\r\n".join(lines) + "\r\n").encode("ascii")
 

@@ -103,11 +103,32 @@ class MediaSession:
     playback: bool
     ack: SipMessage | None = None
     ended: threading.Event = field(default_factory=threading.Event)
+    rtsp_cseq: int = 0
     end_reason: str = ""
     end_kind: str = "eof"  # the source reason the channel reports: eof (BYE, end of file), timeout, network, stopped
 
     def read(self, timeout: float) -> AccessUnit | None:
         return self.receiver.read(timeout)
+
+    def next_cseq(self) -> int:
+        """The CSeq of our next request in this dialog (INFO, BYE)."""
+        self.cseq += 1
+        return self.cseq
+
+    def control(self, verb: str, *, npt: float | None = None, scale: float | None = None) -> int:
+        """Playback control (2016 Annex B, MANSRTSP over INFO): ``PLAY`` (resume, or seek with ``npt``: seconds
+        from the start of the recording), ``PLAY`` with ``scale`` (speed; negative = reverse in 2022),
+        ``PAUSE``, ``TEARDOWN``. Returns the device's status code (raises on no answer)."""
+        self.rtsp_cseq += 1
+        lines = [f"{verb} RTSP/1.0", f"CSeq: {self.rtsp_cseq}"]
+        if verb == "PLAY":
+            lines.append(f"Range: npt={npt:g}-" if npt is not None else "Range: npt=now-")
+            if scale is not None:
+                lines.append(f"Scale: {scale:g}")
+        elif verb == "PAUSE":
+            lines.append("PauseTime: now")
+        body = ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
+        return self.manager.send_info(self, body)
 
     def idle_s(self) -> float:
         """Seconds since the last RTP packet (or since the session started, if none came)."""
@@ -139,7 +160,7 @@ class SessionManager:
 
     # -- INVITE ---------------------------------------------------------------------------------------
     def invite(self, device_id: str, channel_id: str, *, mode: str | None = None,
-               playback: tuple[datetime, datetime] | None = None) -> MediaSession:
+               playback: tuple[datetime, datetime] | None = None, download_speed: int | None = None) -> MediaSession:
         platform = self.platform
         cfg = platform.config
         dev = platform.devices.get(device_id)
@@ -154,7 +175,7 @@ class SessionManager:
         offered = make_ssrc(playback is not None, cfg.domain, next(self._counter))
         body = build_offer(channel_id=channel_id, media_host=platform.media_host,
                            media_port=receiver.port if mode != "tcp_active" else 9, ssrc=offered, mode=mode,
-                           playback=playback)
+                           playback=playback, download_speed=download_speed)
         from_tag = new_tag()
         req = platform.new_request(
             "INVITE", f"sip:{channel_id}@{dev.peer.host}:{dev.peer.port}", dev.peer,
@@ -224,10 +245,24 @@ class SessionManager:
             log.info("could not send %s to %s: %s", message.summary(), peer, exc)
 
     # -- BYE --------------------------------------------------------------------------------------------
+    def send_info(self, session: MediaSession, body: bytes) -> int:
+        """INFO in the dialog carrying MANSRTSP; the device's final status (raises SourceError without one)."""
+        info = self.platform.new_request("INFO", session.target, session.peer, to=session.to_header,
+                                         call_id=session.call_id, from_tag=session.from_tag, cseq=session.next_cseq(),
+                                         body=body, content_type="Application/MANSRTSP")
+        assert self.platform.transport is not None
+        try:
+            resp = self.platform.transport.request(info, session.peer, timeout=5.0)
+        except (OSError, SipTimeout) as exc:
+            msg = f"playback control of {session.channel_id}: {exc}"
+            raise SourceTimeout(msg) from None
+        log.info("%s on %s: %s", body.split(b"\r\n", 1)[0].decode(), session.channel_id, resp.status)
+        return resp.status or 0
+
     def send_bye(self, session: MediaSession) -> None:
         """BYE in the dialog; waits briefly for the 200 (never fails the caller)."""
         bye = self.platform.new_request("BYE", session.target, session.peer, to=session.to_header,
-                                        call_id=session.call_id, from_tag=session.from_tag, cseq=session.cseq + 1)
+                                        call_id=session.call_id, from_tag=session.from_tag, cseq=session.next_cseq())
         assert self.platform.transport is not None
         try:
             resp = self.platform.transport.request(bye, session.peer, timeout=4.0)
@@ -265,7 +300,8 @@ class SessionManager:
             return
         with self._lock:
             session = self.sessions.get(call_id)
-        if session is not None and method == "INVITE" and resp.status == 200 and number == session.cseq and session.ack:
+        if (session is not None and method == "INVITE" and resp.status == 200 and session.ack is not None
+                and number == session.ack.cseq[0]):
             self._send(session.ack, peer)
 
     # -- bookkeeping ----------------------------------------------------------------------------------

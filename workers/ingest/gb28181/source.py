@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from fractions import Fraction
 from typing import Protocol
 
@@ -64,6 +64,8 @@ class GbSource(Source):
         *,
         mode: str | None = None,
         playback: tuple[datetime, datetime] | None = None,
+        download_speed: int | None = None,
+        decode: bool = True,
         decoder_threads: int = 1,
         stop_event: threading.Event | None = None,
     ) -> None:
@@ -73,6 +75,9 @@ class GbSource(Source):
         self.device_id = device_id
         self.mode = mode
         self.playback = playback
+        self.download_speed = download_speed
+        self.decode = decode
+        self._anchor_at: datetime | None = None
         self.decoder_threads = decoder_threads
         self.session: MediaSession | None = None
         self._decoder: Decoder | None = None
@@ -85,14 +90,14 @@ class GbSource(Source):
         return self.playback is None
 
     def describe(self) -> str:
-        what = "playback" if self.playback else "live"
+        what = "download" if self.download_speed else "playback" if self.playback else "live"
         return f"gb28181:{self.device_id}/{self.channel_id}({what},{self.mode or self.platform.config.media_transport})"
 
     # -- open -----------------------------------------------------------------------------------------
     def open(self) -> StreamInfo:
         self.close()
         self.session = self.platform.sessions.invite(self.device_id, self.channel_id, mode=self.mode,
-                                                     playback=self.playback)
+                                                     playback=self.playback, download_speed=self.download_speed)
         deadline = time.monotonic() + self.platform.config.media_timeout_s
         while not self._pending:
             if self.stop_event.is_set():
@@ -107,6 +112,28 @@ class GbSource(Source):
         self.info = StreamInfo(self._decoder.ctx.name, frame.width, frame.height, None, TIME_BASE, None)
         log.info("opened %s: %s %dx%d", self.describe(), self.info.codec, frame.width, frame.height)
         return self.info
+
+    # -- playback control (MANSRTSP over INFO) ---------------------------------------------------------
+    def _control(self, verb: str, **kw: float | None) -> None:
+        if self.session is None or self.playback is None:
+            msg = f"{self.describe()}: playback control needs an open playback session"
+            raise SourceError(msg, reason="protocol")
+        status = self.session.control(verb, **kw)
+        if status >= 300:
+            msg = f"{self.describe()}: the device answered {status} to {verb}"
+            raise SourceError(msg, reason="protocol")
+
+    def pause(self) -> None:
+        self._control("PAUSE")
+
+    def resume(self, scale: float | None = None) -> None:
+        self._control("PLAY", scale=scale)
+
+    def seek(self, seconds: float) -> None:
+        """Continue the playback ``seconds`` after the start of the requested range; capture times follow."""
+        self._control("PLAY", npt=seconds)
+        assert self.playback is not None
+        self._anchor_at = self.playback[0] + timedelta(seconds=seconds)
 
     # -- read -----------------------------------------------------------------------------------------
     def items(self) -> Iterator[SourceItem]:
@@ -167,7 +194,9 @@ class GbSource(Source):
                 raise SourceCodecError(msg)
             ctx = av.CodecContext.create(codec, "r")
             ctx.thread_count = self.decoder_threads
-            self._decoder = Decoder(ctx, WallClock(live=True), self.stats, max_consecutive_errors=50)
+            # Live: arrival time. Recordings (playback, download): the requested start + media time.
+            clock = WallClock(live=True) if self.live else WallClock(live=False, start=self.playback[0])
+            self._decoder = Decoder(ctx, clock, self.stats, max_consecutive_errors=50)
         pts = self._unwrap(au.pts)
         packet = av.Packet(au.data)
         packet.time_base = TIME_BASE
@@ -176,7 +205,11 @@ class GbSource(Source):
         packet.is_keyframe = is_keyframe(au.data, codec or "")
         self.stats.packets += 1
         self.stats.bytes += len(au.data)
-        frames: list[DecodedFrame] = self._decoder.decode(packet)
+        if self._anchor_at is not None and packet.is_keyframe:
+            self._decoder.clock.anchor(float(pts * TIME_BASE), self._anchor_at)  # the first picture after a seek
+            self._anchor_at = None
+        decode = self.decode or not self._pending and self.info is None
+        frames: list[DecodedFrame] = self._decoder.decode(packet) if decode else []
         self._update_stats()
         return make_item(packet, float(pts * TIME_BASE), self._decoder.clock, frames)
 

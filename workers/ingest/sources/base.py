@@ -135,6 +135,10 @@ class WallClock:
         self._anchor_utc: datetime | None = None
         self.reanchors = 0
 
+    def anchor(self, pts: float, utc: datetime) -> None:
+        """From now on ``pts`` is ``utc`` (a playback that was moved to another position)."""
+        self._anchor_pts, self._anchor_utc = pts, utc
+
     def at(self, pts: float) -> datetime:
         now = datetime.now(UTC)
         if self._anchor_pts is None or self._anchor_utc is None:
