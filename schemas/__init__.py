@@ -16,6 +16,7 @@ from schemas.alerts import Alert
 from schemas.cameras import CameraHealth, CameraStats, CameraStatus, HealthScores
 from schemas.common import SCHEMA_VERSION, WireMessage, WireModel, format_utc
 from schemas.detections import DetectedObject, Detections
+from schemas.devices import DeviceCommand
 from schemas.faces import FaceEmbedding, FaceQuality, FaceRecord
 from schemas.frames import FrameHeader
 from schemas.ids import is_camera_id, make_track_id, new_session_id, stable_id
@@ -33,6 +34,7 @@ __all__ = [
     "CameraStatus",
     "DetectedObject",
     "Detections",
+    "DeviceCommand",
     "FaceEmbedding",
     "FaceQuality",
     "FaceRecord",

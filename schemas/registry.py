@@ -12,6 +12,7 @@ from schemas.alerts import Alert
 from schemas.cameras import CameraHealth, CameraStatus
 from schemas.common import WireMessage
 from schemas.detections import Detections
+from schemas.devices import DeviceCommand
 from schemas.faces import FaceRecord
 from schemas.frames import FrameHeader
 from schemas.objects import ObjectCrop
@@ -28,6 +29,7 @@ MESSAGE_TYPES: tuple[type[WireMessage], ...] = (
     Alert,
     CameraStatus,
     CameraHealth,
+    DeviceCommand,
 )
 
 

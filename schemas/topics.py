@@ -31,6 +31,7 @@ from schemas.alerts import Alert
 from schemas.cameras import CameraHealth, CameraStatus
 from schemas.common import WireMessage
 from schemas.detections import Detections
+from schemas.devices import DeviceCommand
 from schemas.faces import FaceRecord
 from schemas.frames import FrameHeader
 from schemas.objects import ObjectCrop
@@ -160,6 +161,15 @@ CAMERA_HEALTH = TopicSpec(
     description="Quality publishes image-quality diagnoses per camera and window; indexer and API consume.",
 )
 
+DEVICE_COMMANDS = TopicSpec(
+    name="tubeline.device-commands.v1",
+    message=DeviceCommand,
+    value_format="json",
+    partitions=1,
+    retention_ms=_DAY_MS,
+    description="The API publishes PTZ, preset and device-recording commands; the ingest worker holding the device runs them.",
+)
+
 _ALL: tuple[TopicSpec, ...] = (
     FRAMES,
     DETECTIONS,
@@ -170,6 +180,7 @@ _ALL: tuple[TopicSpec, ...] = (
     ALERTS,
     CAMERA_STATUS,
     CAMERA_HEALTH,
+    DEVICE_COMMANDS,
 )
 
 

@@ -27,6 +27,7 @@ from schemas import (
     CameraHealth,
     CameraStatus,
     Detections,
+    DeviceCommand,
     FaceRecord,
     FrameHeader,
     ObjectCrop,
@@ -55,6 +56,7 @@ EXPECTED_TOPICS = {
     "tubeline.alerts.v1": Alert,
     "tubeline.camera-status.v1": CameraStatus,
     "tubeline.camera-health.v1": CameraHealth,
+    "tubeline.device-commands.v1": DeviceCommand,
 }
 
 
@@ -153,6 +155,7 @@ DATETIME_FIELDS = [
     (Alert, "occurred_at"),
     (CameraStatus, "observed_at"),
     (CameraHealth, "observed_at"),
+    (DeviceCommand, "requested_at"),
 ]
 
 
@@ -337,6 +340,7 @@ KEYS = [
     (Alert, "0c8d7f4e2a1b5c6d9e0f1a2b3c4d5e6f"),
     (CameraStatus, "34020000001320000001/status/stats/2024-05-01T08:01:00Z"),
     (CameraHealth, "cam-01/health/2024-05-01T08:01:00Z"),
+    (DeviceCommand, "cmd-0c8d7f4e2a1b"),
 ]
 
 # (class, a field that is NOT part of the key, a new value for it)
@@ -350,6 +354,7 @@ NON_KEY_CHANGES = [
     (Alert, "message", "changed"),
     (CameraStatus, "detail", "changed"),
     (CameraHealth, "frames_sampled", 3),
+    (DeviceCommand, "speed", 7),
 ]
 
 

@@ -29,7 +29,14 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from workers.api import routes_admin, routes_live, routes_media, routes_search, routes_synopsis
+from workers.api import (
+    routes_admin,
+    routes_devices,
+    routes_live,
+    routes_media,
+    routes_search,
+    routes_synopsis,
+)
 from workers.api.anonymous import Refused, route_name
 from workers.api.auth import Action, authenticate
 from workers.api.bodylimit import BodyLimit, BodyTooLarge
@@ -183,7 +190,7 @@ def create_app(ctx: ApiContext, *, web_dir: Path | None = None, start_background
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    for module in (routes_admin, routes_search, routes_media, routes_synopsis, routes_live):
+    for module in (routes_admin, routes_search, routes_media, routes_synopsis, routes_live, routes_devices):
         app.include_router(module.router)
     _mount_web(app, web_dir or find_web_dir(ctx.api.web_dir))
 

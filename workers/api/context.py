@@ -18,6 +18,7 @@ from workers.api.alerts import AlertHub
 from workers.api.anonymous import AnonymousRefusals
 from workers.api.audit import AuditLog
 from workers.api.clips import ClipExporter
+from workers.api.devices import DeviceDesk
 from workers.api.faces import FaceQueries, zoo_analyzer_factory
 from workers.api.limits import Quotas
 from workers.api.scope import CameraDirectory
@@ -84,6 +85,7 @@ class ApiContext:
     anonymous: AnonymousRefusals = field(default_factory=AnonymousRefusals)
     recordings_prefix: str = "recordings"
     companions: list[Companion] = field(default_factory=list)
+    devices: DeviceDesk | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _refresher: threading.Thread | None = None
 
@@ -116,6 +118,8 @@ class ApiContext:
     def stop(self) -> None:
         self._stop.set()
         self.alerts.stop()
+        if self.devices is not None:
+            self.devices.close()
         for companion in self.companions:
             companion.stop()
         if self._refresher is not None:
@@ -173,4 +177,5 @@ def build_context(
                                           cache_max_bytes=api.cache_max_mb * 1_000_000),
         recordings_prefix=recordings_prefix,
         companions=list(companions),
+        devices=DeviceDesk(bus),
     )

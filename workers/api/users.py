@@ -67,6 +67,7 @@ class Permission(StrEnum):
     CAMERAS = "cameras"
     AUDIT = "audit"
     USERS = "users"
+    PTZ = "ptz"  # move PTZ cameras, presets, home position
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -76,10 +77,10 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
          Permission.SYNOPSIS, Permission.ALERTS, Permission.CAMERAS}
     ),
     Role.OPERATOR: frozenset({Permission.SEARCH, Permission.VIEW, Permission.SYNOPSIS, Permission.ALERTS,
-                              Permission.CAMERAS}),
+                              Permission.CAMERAS, Permission.PTZ}),
     Role.AUDITOR: frozenset({Permission.AUDIT, Permission.CAMERAS}),
 }
-"""What each role may do. Operators watch alerts, check plates and vehicles and review synopses; they never
+"""What each role may do. Operators watch alerts, steer PTZ cameras, check plates and vehicles and review synopses; they never
 run face search, trajectories or exports (so a synopsis click shows them the object, not a clip export). Auditors read the audit log and the camera list, and search nothing."""
 
 UserName = Annotated[str, StringConstraints(pattern=USER_NAME_PATTERN)]

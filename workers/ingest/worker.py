@@ -25,8 +25,11 @@ from pipeline.bus.base import Bus, Producer, TopicSpec
 from pipeline.cameras.registry import CameraRegistry
 from pipeline.config.ingest import CamerasConfig, CameraSpec, IngestConfig
 from pipeline.runtime.worker import Worker
-from schemas.topics import ALERTS, CAMERA_STATUS, FRAMES
+from schemas.devices import DeviceCommand
+from schemas.topics import ALERTS, CAMERA_STATUS, DEVICE_COMMANDS, FRAMES
 from workers.ingest.camera import CameraRunner, SourceFactory
+from workers.ingest.gb28181.commands import DeviceCommands
+from workers.ingest.gb28181.records import download, refresh_device_spans
 from workers.ingest.publish import DropQueue, FrameEncoder, FramePublisher
 from workers.ingest.recorder import Recorder
 from workers.ingest.sources.base import Source, SourceError
@@ -111,6 +114,7 @@ class IngestWorker(Worker):
         self.final_totals: dict[str, Any] = {}
         self.producer: Producer | None = None
         self.gb: Any = None
+        self.commands: DeviceCommands | None = None
         self._next_refresh = 0.0
         self._next_stats = 0.0
         self._lock = threading.Lock()
@@ -120,7 +124,9 @@ class IngestWorker(Worker):
         self.bus.ensure_topics([
             TopicSpec(FRAMES.name, FRAMES.partitions, FRAMES.retention_ms),
             TopicSpec(CAMERA_STATUS.name, CAMERA_STATUS.partitions, CAMERA_STATUS.retention_ms),
-            *([TopicSpec(ALERTS.name, ALERTS.partitions, ALERTS.retention_ms)] if self.ingest.gb28181.enabled else []),
+            *([TopicSpec(ALERTS.name, ALERTS.partitions, ALERTS.retention_ms),
+               TopicSpec(DEVICE_COMMANDS.name, DEVICE_COMMANDS.partitions, DEVICE_COMMANDS.retention_ms)]
+              if self.ingest.gb28181.enabled else []),
         ])
         self.producer = self.bus.producer()
         if self.ingest.gb28181.enabled:
@@ -129,6 +135,9 @@ class IngestWorker(Worker):
             self.gb = GbPlatform(self.ingest.gb28181, registry=self.registry, producer=self.producer,
                                  on_channels=self._channels_changed, on_device_back=self._gb_device_back)
             self.gb.start()
+            self.commands = DeviceCommands(self.bus, self.gb.queries, channel_device=self._gb_device_of,
+                                           recordings=self._device_recordings, group=f"ingest-commands-{self.session}")
+            self.commands.start()
         self.refresh()
         self._next_stats = time.monotonic() + self.ingest.stats_interval_s
 
@@ -158,6 +167,9 @@ class IngestWorker(Worker):
         # Keep each camera's final counters for whoever reports on the run (tubeline up).
         self.final_totals = {cid: r.snapshot() for cid, (_, r) in self.runners.items()}
         self.runners.clear()
+        if self.commands is not None:
+            self.commands.stop()
+            self.commands = None
         if self.gb is not None:
             self.gb.stop()
             self.gb = None
@@ -231,6 +243,28 @@ class IngestWorker(Worker):
             runners = [r for spec, r in self.runners.values() if spec.kind == "gb28181" and spec.gb_device_id == device_id]
         for runner in runners:
             runner.retry_now(f"GB/T 28181 device {device_id} registered again")
+
+    def _gb_device_of(self, camera_id: str) -> str | None:
+        """The online GB/T 28181 device of a channel, if it is registered here."""
+        with self._lock:
+            spec = self.runners[camera_id][0] if camera_id in self.runners else None
+        if spec is None:
+            try:
+                spec = self.registry.get(camera_id)
+            except Exception:  # not a known camera
+                return None
+        device = self.gb.devices.get(spec.gb_device_id or "") if self.gb is not None else None
+        return device.device_id if device is not None and device.online and spec.kind == "gb28181" else None
+
+    def _device_recordings(self, command: DeviceCommand, device_id: str) -> None:
+        """record_info / download commands (run in their own thread by DeviceCommands)."""
+        assert self.gb is not None and command.start is not None and command.end is not None
+        if command.action == "record_info":
+            refresh_device_spans(self.gb.queries, self.store, self.ingest.recordings.prefix, device_id,
+                                 command.camera_id, command.start, command.end, tz=self.gb.tz)
+        else:
+            download(self.gb, self.store, self.ingest.recordings, device_id, command.camera_id, command.start,
+                     command.end, tmp_dir=self.tmp_dir)
 
     def runner(self, camera_id: str) -> CameraRunner:
         return self.runners[camera_id][1]

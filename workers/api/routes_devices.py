@@ -1,0 +1,147 @@
+"""Camera devices: PTZ and presets, and recordings kept on the device, for cameras in the caller's scope.
+
+* ``POST /api/cameras/{camera}/ptz`` — move (pan/tilt/zoom at a speed), stop, set/call/delete a preset, set the
+  home position (``devices.ptz``; needs the ``ptz`` permission: operators and admins). Rate-limited per user
+  and camera (429 with ``Retry-After``). 202: the command is on its way to the ingest worker holding the device.
+* ``GET /api/cameras/{camera}/device-recordings?start=&end=`` — the device's own recordings ("on device" on
+  the operator timeline; ``devices.recordings``).
+* ``POST /api/cameras/{camera}/device-recordings`` — ask the device again for its recordings of a range
+  (``refresh``) or copy them into Tubeline's recordings (``download``, needs export rights)
+  (``devices.recordings.request``).
+
+Every call is audited; a camera outside the caller's scope does not exist for them (404).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import Field, ValidationError
+
+from pipeline.config.ingest import CAMERA_ID_PATTERN
+from pipeline.device_recordings import device_spans_between
+from workers.api.auth import Action, Principal, begin, principal
+from workers.api.devices import RateLimited
+from workers.api.models import Out
+from workers.api.present import check_times, iso
+from workers.api.users import Permission
+
+router = APIRouter(prefix="/api/cameras", tags=["devices"])
+Who = Annotated[Principal, Depends(principal)]
+CameraPath = Annotated[str, Path(pattern=CAMERA_ID_PATTERN, max_length=64)]
+
+
+class PtzIn(Out):
+    action: Literal["move", "stop", "preset_set", "preset_call", "preset_delete", "home"]
+    pan: int = Field(0, ge=-1, le=1, description="-1 left, 1 right")
+    tilt: int = Field(0, ge=-1, le=1, description="-1 down, 1 up")
+    zoom: int = Field(0, ge=-1, le=1, description="-1 out, 1 in")
+    speed: int = Field(128, ge=1, le=255)
+    preset: int | None = Field(None, ge=1, le=255)
+    enabled: bool = True
+    reset_s: int = Field(60, ge=0, le=86400)
+
+
+class CommandOut(Out):
+    command_id: str
+    camera_id: str
+    action: str
+    status: Literal["sent"] = "sent"
+
+
+class DeviceSpanOut(Out):
+    start: datetime
+    end: datetime
+    kind: str
+    size_bytes: int | None = None
+
+
+class DeviceRecordingsOut(Out):
+    camera_id: str
+    spans: list[DeviceSpanOut] = Field(description="Recordings on the device, oldest first (as last queried).")
+
+
+class DeviceRecordingsIn(Out):
+    action: Literal["refresh", "download"]
+    start: datetime
+    end: datetime
+
+
+def _camera_in_scope(act: Action, camera_id: str) -> None:
+    allowed = act.cameras()
+    if allowed is not None and camera_id not in allowed:
+        raise act.refuse(404, f"no camera {camera_id!r} in your camera scope")
+
+
+def _send(act: Action, camera_id: str, action: str, **params: object) -> CommandOut | JSONResponse:
+    desk = act.ctx.devices
+    if desk is None or not desk.available:
+        raise act.refuse(503, "device commands are not available (no shared message bus)", outcome="failed")
+    try:
+        command = desk.prepare(camera_id, act.who.user.name, action, **params)
+    except RateLimited as exc:
+        act.record("refused", 429, reason=str(exc))
+        return JSONResponse({"detail": str(exc)}, status_code=429,
+                            headers={"Retry-After": str(max(1, round(exc.retry_after_s + 0.5)))})
+    except (ValidationError, ValueError) as exc:
+        raise act.refuse(422, f"invalid command: {str(exc).splitlines()[-1][:200]}", outcome="invalid") from None
+    act.params["command_id"] = command.command_id
+    out = act.done(CommandOut(command_id=command.command_id, camera_id=camera_id, action=action), count=1,
+                   ids=[command.command_id])  # audited before it is sent
+    try:
+        desk.publish(command)
+    except Exception as exc:
+        act.record("failed", 503, reason=f"could not send the command: {exc}"[:300])
+        raise HTTPException(503, "the command could not be sent; try again") from None
+    return out
+
+
+@router.post("/{camera_id}/ptz", response_model=CommandOut, status_code=202, name="devices.ptz",
+             summary="Move a PTZ camera, use its presets or set its home position")
+def ptz(request: Request, who: Who, camera_id: CameraPath, body: PtzIn) -> CommandOut | JSONResponse:
+    params = {"camera_id": camera_id, **body.model_dump()}
+    with begin(request, who, "devices.ptz", params) as act:
+        act.need(Permission.PTZ, "control cameras")
+        _camera_in_scope(act, camera_id)
+        fields = body.model_dump(exclude={"action"}, exclude_none=True)
+        return _send(act, camera_id, body.action, **fields)
+
+
+@router.get("/{camera_id}/device-recordings", response_model=DeviceRecordingsOut, name="devices.recordings",
+            summary="Recordings kept on the camera's device (the 'on device' timeline)")
+def device_recordings(request: Request, who: Who, camera_id: CameraPath, start: datetime | None = None,
+                      end: datetime | None = None,
+                      days: Annotated[int, Query(ge=1, le=31, description="Without start/end: the last N days.")] = 1,
+                      ) -> DeviceRecordingsOut:
+    params = {"camera_id": camera_id, "start": iso(start), "end": iso(end), "days": days}
+    with begin(request, who, "devices.recordings", params) as act:
+        act.need(Permission.CAMERAS, "see camera recordings")
+        check_times(act, start, end)
+        _camera_in_scope(act, camera_id)
+        until = end or datetime.now(UTC)
+        since = start or until - timedelta(days=days)
+        if until - since > timedelta(days=32):
+            raise act.refuse(422, "at most 32 days at a time", outcome="invalid")
+        spans = device_spans_between(act.ctx.store, act.ctx.recordings_prefix, camera_id, since, until)
+        out = [DeviceSpanOut(start=s.start, end=s.end, kind=s.kind, size_bytes=s.size_bytes) for s in spans]
+        return act.done(DeviceRecordingsOut(camera_id=camera_id, spans=out), count=len(out))
+
+
+@router.post("/{camera_id}/device-recordings", response_model=CommandOut, status_code=202,
+             name="devices.recordings.request",
+             summary="Ask the device again for its recordings of a range, or download them into Tubeline's")
+def request_device_recordings(request: Request, who: Who, camera_id: CameraPath,
+                              body: DeviceRecordingsIn) -> CommandOut | JSONResponse:
+    params = {"camera_id": camera_id, "action": body.action, "start": iso(body.start), "end": iso(body.end)}
+    with begin(request, who, "devices.recordings.request", params) as act:
+        act.need(Permission.EXPORT if body.action == "download" else Permission.CAMERAS,
+                 "copy recordings from devices" if body.action == "download" else "see camera recordings")
+        check_times(act, body.start, body.end)
+        _camera_in_scope(act, camera_id)
+        if body.end - body.start > timedelta(days=1):
+            raise act.refuse(422, "at most one day at a time", outcome="invalid")
+        action = "record_info" if body.action == "refresh" else "download"
+        return _send(act, camera_id, action, start=body.start.astimezone(UTC), end=body.end.astimezone(UTC))
