@@ -214,6 +214,39 @@ class GbDeviceConfig(Section):
     name: str = Field("", title="Name", description="Label for logs and status.", max_length=200)
 
 
+class SuperiorConfig(Section):
+    """A superior platform Tubeline registers to (级联): it sees the cameras in this link's scope."""
+
+    server_id: str = Field(..., title="Superior ID", description="20-digit SIP ID of the superior platform.",
+                           pattern=GB_ID_PATTERN)
+    domain: str = Field(..., title="Superior domain", description="Its 10-digit domain (the digest realm it uses).",
+                        pattern=r"^[0-9]{10}$")
+    host: str = Field(..., title="Host", description="Address of the superior's SIP server.", max_length=255)
+    port: int = Field(5060, title="Port", description="Its SIP port.", ge=1, le=65535)
+    transport: Literal["udp", "tcp"] = Field("udp", title="SIP transport", description="udp, or tcp (one connection kept).")
+    local_id: str | None = Field(
+        None, title="Our ID", description="Our 20-digit ID toward this superior (default: gb28181.server_id).",
+        pattern=GB_ID_PATTERN,
+    )
+    password: SecretStr = Field(..., title="Password", description="Digest password the superior gave us (secret).")
+    expires_s: int = Field(3600, title="Registration expiry", description="Expires asked for; re-registered at 80 %.",
+                           ge=10, le=86_400)
+    keepalive_s: float = Field(60.0, title="Keepalive interval", description="Seconds between keepalives.", gt=0,
+                               le=3600)
+    keepalive_misses: int = Field(3, title="Keepalive misses", description="Unanswered keepalives before registering "
+                                  "again.", ge=1, le=100)
+    retry_s: float = Field(60.0, title="Retry delay", description="Wait after a failed registration (2016: >= 60 s).",
+                           gt=0, le=3600)
+    camera_ids: list[str] = Field(default_factory=list, title="Cameras", description="Cameras shared (GB IDs).",
+                                  max_length=100_000)
+    admin_units: list[str] = Field(
+        default_factory=list, title="Units", description="Also share every camera whose administrative unit (civil "
+        "code) starts with one of these.", max_length=1000,
+    )
+    civil_code: str = Field("", title="Civil code", description="Our civil code in the catalog (default: the first "
+                            "6 digits of our ID).", max_length=20)
+
+
 class Gb28181Config(Section):
     enabled: bool = Field(False, title="Enabled", description="Run the GB/T 28181 SIP server in the ingest worker.")
     server_id: str = Field(
@@ -268,6 +301,11 @@ class Gb28181Config(Section):
     )
     query_device_info: bool = Field(
         True, title="Query device info", description="Ask each device for DeviceInfo (maker, model, firmware) on register."
+    )
+    superiors: list[SuperiorConfig] = Field(
+        default_factory=list, title="Superior platforms",
+        description="Platforms Tubeline registers to and shares cameras with (cascade); several at once.",
+        max_length=100,
     )
     time_zone: str | None = Field(
         None, title="Device time zone",

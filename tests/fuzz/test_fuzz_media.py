@@ -14,8 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.fuzz.strategies import chunked, mutated
-from tests.peers.ps_sender import ps_pack, rtp_packets
 from workers.ingest.gb28181.ps import MAX_BUFFER, AuAssembler, PsDemuxer, is_keyframe, sniff_codec
+from workers.ingest.gb28181.psmux import ps_pack, rtp_packets
 from workers.ingest.gb28181.rtp import (
     MAX_RTP,
     FrameAssembler,

@@ -158,3 +158,64 @@ def _alive(pid: int) -> bool:
             return fh.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+class SippSuperior:
+    """SIPp playing a superior platform (``sipp/gb_superior.xml``) that Tubeline registers to: it checks the digest,
+    asks for the catalog, INVITEs ``channel`` with media to ``media_port`` over UDP or TCP (it listens: our side
+    connects), and says BYE after ``stream_ms``. Listens on 127.0.0.1:``port`` over ``transport`` (u1 or t1)."""
+
+    def __init__(self, *, tubeline_port: int, superior_id: str, domain: str, local_id: str, password: str,
+                 channel: str, media_port: int, work_dir: Path, transport: str = "u1", tcp_media: bool = False,
+                 ssrc: str = "0100000077", stream_ms: int = 7500, timeout_s: int = 90) -> None:
+        self.work_dir = work_dir
+        work_dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port(2) if transport == "u1" else free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        sipp = shutil.which("sipp")
+        if sipp is None:
+            msg = "sipp is not installed (Debian package 'sip-tester', listed in requirements-apt.txt)"
+            raise RuntimeError(msg)
+        keys = {"superior_id": superior_id, "domain": domain, "local_id": local_id, "password": password,
+                "channel": channel, "sink_host": "127.0.0.1", "sink_port": str(media_port), "ssrc": ssrc,
+                "sdp_proto": "TCP/RTP/AVP" if tcp_media else "RTP/AVP",
+                "setup_line": "a=setup:passive" if tcp_media else "a=connection:new"}
+        self.cmd = [sipp, f"127.0.0.1:{tubeline_port}", "-sf", str(SCENARIOS / "gb_superior.xml"), "-t", transport,
+                    "-i", "127.0.0.1", "-p", str(self.port), "-m", "100", "-nostdin", "-timeout", f"{timeout_s}s",
+                    "-trace_err", "-error_file", str(work_dir / "sipp_errors.log"), "-trace_msg", "-message_file",
+                    str(work_dir / "sipp_messages.log"), "-set", "stream_ms", str(stream_ms)]
+        for key, value in keys.items():
+            self.cmd += ["-key", key, value]
+
+    def start(self) -> SippSuperior:
+        self.proc = subprocess.Popen(self.cmd, cwd=self.work_dir, stdout=subprocess.DEVNULL,
+                                     stderr=open(self.work_dir / "sipp_stderr.log", "wb"),  # noqa: SIM115
+                                     start_new_session=True)
+        return self
+
+    def messages(self) -> str:
+        path = self.work_dir / "sipp_messages.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+
+    def log_tail(self, chars: int = 3000) -> str:
+        parts = []
+        for name in ("sipp_stderr.log", "sipp_errors.log"):
+            path = self.work_dir / name
+            if path.exists():
+                parts.append(f"--- {name}\n" + path.read_text(errors="replace")[-chars:])
+        return "\n".join(parts)
+
+    def __enter__(self) -> SippSuperior:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

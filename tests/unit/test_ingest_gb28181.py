@@ -7,10 +7,10 @@ import struct
 
 import pytest
 
-from tests.peers.ps_sender import pack_header, pes_packets, ps_pack, psm, rtp_packets, system_header
 from workers.ingest.gb28181 import manscdp
 from workers.ingest.gb28181.digest import DigestAuth, digest_response, parse_auth_params
 from workers.ingest.gb28181.ps import AuAssembler, PsDemuxer, is_keyframe, sniff_codec
+from workers.ingest.gb28181.psmux import pack_header, pes_packets, ps_pack, psm, rtp_packets, system_header
 from workers.ingest.gb28181.rtp import (
     FrameAssembler,
     Reorderer,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pipeline.config.ingest import BackoffConfig
 from workers.ingest.publish import FramePublisher, Sampler
 from workers.ingest.recorder import Recorder
-from workers.ingest.sources.base import DecodedFrame, Source, SourceError, StreamInfo
+from workers.ingest.sources.base import DecodedFrame, Source, SourceError, SourceItem, StreamInfo
 from workers.ingest.status import StatusReporter, Totals
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,7 @@ class CameraRunner:
         self._opening_since = time.monotonic()
         self._offline_reason: str | None = None
         self._source_stats_base = (0, 0, 0)
+        self._taps: list[Callable[[SourceItem, StreamInfo], None]] = []  # e.g. a superior platform's live stream
         self._thread = threading.Thread(target=self._run, name=f"ingest-{camera_id}", daemon=True)
 
     # -- control ----------------------------------------------------------------------------------
@@ -88,6 +89,16 @@ class CameraRunner:
         if self.recorder is not None:
             self.recorder.start()
         self._thread.start()
+
+    def add_tap(self, tap: Callable[[SourceItem, StreamInfo], None]) -> Callable[[], None]:
+        """Also hand each encoded packet (with the stream's info) to ``tap``, in the reader thread: it must be quick
+        and never block. Returns the function that removes it."""
+        self._taps = [*self._taps, tap]
+
+        def remove() -> None:
+            self._taps = [t for t in self._taps if t is not tap]
+
+        return remove
 
     def retry_now(self, why: str) -> None:
         """The source is reachable again (a GB/T 28181 device registered anew): end a backoff wait now and
@@ -206,6 +217,12 @@ class CameraRunner:
         for item in source.items():
             if self.recorder is not None and item.packet is not None:
                 self.recorder.offer(item)
+            for tap in self._taps:
+                try:
+                    tap(item, info)
+                except Exception:  # a consumer's bug must not stop the camera
+                    log.exception("camera %s: a stream tap failed; removing it", self.camera_id)
+                    self._taps = [t for t in self._taps if t is not tap]
             for frame in item.frames:
                 if first is None:
                     first = time.monotonic()

@@ -133,7 +133,8 @@ class IngestWorker(Worker):
             from workers.ingest.gb28181.platform import GbPlatform
 
             self.gb = GbPlatform(self.ingest.gb28181, registry=self.registry, producer=self.producer,
-                                 on_channels=self._channels_changed, on_device_back=self._gb_device_back)
+                                 on_channels=self._channels_changed, on_device_back=self._gb_device_back,
+                                 taps=self._tap_of)
             self.gb.start()
             self.commands = DeviceCommands(self.bus, self.gb.queries, channel_device=self._gb_device_of,
                                            recordings=self._device_recordings, group=f"ingest-commands-{self.session}")
@@ -243,6 +244,12 @@ class IngestWorker(Worker):
             runners = [r for spec, r in self.runners.values() if spec.kind == "gb28181" and spec.gb_device_id == device_id]
         for runner in runners:
             runner.retry_now(f"GB/T 28181 device {device_id} registered again")
+
+    def _tap_of(self, camera_id: str) -> Any:
+        """The running camera's ``add_tap`` (a superior platform forwards its live stream), or None."""
+        with self._lock:
+            entry = self.runners.get(camera_id)
+        return entry[1].add_tap if entry is not None and entry[1].state.online else None
 
     def _gb_device_of(self, camera_id: str) -> str | None:
         """The online GB/T 28181 device of a channel, if it is registered here."""

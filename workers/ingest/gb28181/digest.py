@@ -1,4 +1,5 @@
-"""SIP digest authentication for REGISTER (RFC 2617 MD5, with and without ``qop=auth``).
+"""SIP digest authentication for REGISTER (RFC 2617 MD5, with and without ``qop=auth``): the platform's
+server side (:class:`DigestAuth`) and the client side for registering to a superior (:func:`authorization`).
 
 Nonces are self-validating (``timestamp:hmac``) so the platform keeps no per-challenge state; a nonce
 older than ``max_age_s`` is answered with a fresh challenge marked ``stale=true``. The response is
@@ -110,3 +111,24 @@ class DigestAuth:
         if state == "stale":
             return Verdict(False, stale=True, problem="nonce expired")
         return Verdict(True)
+
+
+def authorization(challenge: str, *, method: str, uri: str, username: str, password: str, nc: int = 1) -> str:
+    """The ``Authorization`` header answering a ``WWW-Authenticate`` challenge (MD5; ``qop=auth`` when offered)."""
+    params = parse_auth_params(challenge)
+    realm, nonce = params.get("realm", ""), params.get("nonce", "")
+    if params.get("algorithm", "MD5").upper() != "MD5":
+        msg = f"unsupported digest algorithm {params.get('algorithm')!r}"
+        raise ValueError(msg)
+    qops = [q.strip() for q in params.get("qop", "").split(",") if q.strip()]
+    fields = [f'username="{username}"', f'realm="{realm}"', f'nonce="{nonce}"', f'uri="{uri}"']
+    if "auth" in qops:
+        count, cnonce = f"{nc:08x}", secrets.token_hex(8)
+        response = digest_response(username=username, realm=realm, password=password, method=method, uri=uri,
+                                   nonce=nonce, qop="auth", nc=count, cnonce=cnonce)
+        fields += [f'response="{response}"', "qop=auth", f"nc={count}", f'cnonce="{cnonce}"']
+    else:
+        fields.append(f'response="{digest_response(username=username, realm=realm, password=password, method=method, uri=uri, nonce=nonce)}"')
+    if "opaque" in params:
+        fields.append(f'opaque="{params["opaque"]}"')
+    return "Digest " + ", ".join(fields) + ", algorithm=MD5"

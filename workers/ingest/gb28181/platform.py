@@ -31,6 +31,7 @@ from schemas.alerts import Alert
 from schemas.topics import ALERTS
 from workers.ingest.gb28181 import gbtime, manscdp
 from workers.ingest.gb28181.alarms import alarm_alert, alarm_response
+from workers.ingest.gb28181.cascade import SuperiorLink, TapProvider
 from workers.ingest.gb28181.catalog import CatalogCollector
 from workers.ingest.gb28181.digest import DigestAuth
 from workers.ingest.gb28181.media import PortAllocator
@@ -81,6 +82,7 @@ class GbPlatform:
         producer: Producer | None = None,
         on_channels: Callable[[list[CameraSpec]], None] | None = None,
         on_device_back: Callable[[str], None] | None = None,
+        taps: TapProvider | None = None,
     ) -> None:
         self.config = config
         self.registry = registry
@@ -88,6 +90,10 @@ class GbPlatform:
         self.on_channels = on_channels
         self.on_device_back = on_device_back
         self.alarm_listeners: list[Callable[[str, manscdp.Document, Alert], None]] = []  # cascade: forward upward
+        self.superiors = [SuperiorLink(self, sup, cameras=self._cameras, taps=taps or (lambda _c: None))
+                          for sup in config.superiors]
+        for link in self.superiors:
+            self.alarm_listeners.append(lambda _dev, doc, alert, link=link: link.forward_alarm(doc, alert.camera_id))
         self.auth = DigestAuth(config.domain)
         self.tz = gbtime.zone(config.time_zone)
         self.devices: dict[str, Device] = {}
@@ -115,10 +121,14 @@ class GbPlatform:
                                       on_response=self.sessions.on_stray_response)
         self.transport.start()
         self._house.start()
+        for link in self.superiors:
+            link.start()
         log.info("GB/T 28181 platform %s listening on %s:%d (UDP and TCP)", cfg.server_id, cfg.bind_host, self.port)
 
     def stop(self) -> None:
         self._stop.set()
+        for link in self.superiors:
+            link.stop()
         self.sessions.close_all()
         self.subscriptions.close()
         if self.transport is not None:
@@ -161,7 +171,15 @@ class GbPlatform:
         reporter.event(event, reason, detail)
 
     # -- requests -----------------------------------------------------------------------------------
+    def _cameras(self) -> list[CameraSpec]:
+        return self.registry.list() if self.registry is not None else []
+
     def _on_request(self, req: SipMessage, peer: Peer) -> None:
+        sender = req.from_.uri.user or ""
+        for link in self.superiors:
+            if link.cfg.server_id == sender:
+                link.on_request(req, peer)
+                return
         handlers = {"REGISTER": self._register, "MESSAGE": self._message, "BYE": self.sessions.on_bye,
                     "OPTIONS": self._ok, "NOTIFY": self._message, "INFO": self._ok}
         if req.method == "ACK":

@@ -54,6 +54,7 @@ class _TcpConn:
         self.addr = addr
         self.lock = threading.Lock()
         self.closed = False
+        self.outgoing: tuple[str, int] | None = None  # set for connections we opened
 
     def send(self, data: bytes) -> None:
         with self.lock:
@@ -150,6 +151,22 @@ class SipTransport:
             conn.close()
         for thread in self._threads:
             thread.join(2)
+
+    # -- outgoing TCP ---------------------------------------------------------------------------------
+    def connect(self, host: str, port: int, timeout: float = 5.0) -> Peer:
+        """A TCP connection to ``host:port`` for our requests (a superior platform), reused while it is open;
+        what arrives on it is handled like any other SIP over TCP."""
+        with self._lock:
+            for conn in self._conns:
+                if conn.outgoing == (host, port) and not conn.closed:
+                    return Peer("TCP", host, port, conn)
+        sock = socket.create_connection((host, port), timeout=timeout)
+        conn = _TcpConn(sock, (host, port))
+        conn.outgoing = (host, port)
+        with self._lock:
+            self._conns.add(conn)
+        threading.Thread(target=self._tcp_loop, args=(conn,), name=f"sip-tcp-out-{port}", daemon=True).start()
+        return Peer("TCP", host, port, conn)
 
     # -- sending ------------------------------------------------------------------------------------
     def send(self, message: SipMessage, peer: Peer) -> None:
