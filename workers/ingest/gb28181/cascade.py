@@ -25,10 +25,11 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from pipeline.config.ingest import CameraSpec, SuperiorConfig
-from workers.ingest.gb28181 import manscdp
+from workers.ingest.gb28181 import gbtime, manscdp
 from workers.ingest.gb28181.digest import authorization
 from workers.ingest.gb28181.forward import Forwarder
 from workers.ingest.gb28181.sdp import SdpError, parse_answer
@@ -57,6 +58,8 @@ class SuperiorLink:
         self.cameras, self.taps = cameras, taps
         self.registered = False
         self.registrations = 0
+        self.clock_skew_s: float | None = None
+        self.sig_tz = gbtime.zone(signalling.config.time_zone)
         self.catalog_answers = 0
         self.streams: dict[str, tuple[Forwarder, SipMessage, str]] = {}  # by Call-ID: forwarder, INVITE, our tag
         self._call_id = f"{secrets.token_hex(10)}@{signalling.host}"
@@ -115,7 +118,8 @@ class SuperiorLink:
         """One registration (with the digest round); the granted expiry."""
         uri = f"sip:{self.cfg.server_id}@{self.cfg.domain}"
         me = f"<sip:{self.local_id}@{self.local_id[:10]}>"
-        extra = [("Contact", f"<sip:{self.local_id}@{self.sig.host}:{self.sig.port}>"), ("Expires", str(expires))]
+        extra = [("Contact", f"<sip:{self.local_id}@{self.sig.host}:{self.sig.port}>"), ("Expires", str(expires)),
+                 ("X-GB-Ver", "2.0")]  # 2016 semantics (2022 platforms use it to negotiate; 3.0 is 2022)
         resp = self._send(self._request("REGISTER", uri, to=me, call_id=self._call_id, extra=extra))
         if resp.status in (401, 407):
             header = resp.get("WWW-Authenticate") or resp.get("Proxy-Authenticate") or ""
@@ -126,8 +130,20 @@ class SuperiorLink:
         if resp.status != 200:
             msg = f"superior {self.cfg.server_id} answered REGISTER with {resp.status} {resp.reason}"
             raise RuntimeError(msg)
+        self._clock_skew(resp.get("Date"))
         granted = ascii_int(resp.get("Expires") or "")
         return expires if granted is None else granted
+
+    def _clock_skew(self, date: str | None) -> None:
+        """The superior's ``Date`` (9.10: a lower platform may set its clock from it): we only measure the skew
+        and warn above 2 s — Tubeline's clock belongs to the host's NTP, not to a peer."""
+        when = gbtime.parse((date or "")[:19], self.sig_tz) if date else None
+        if when is None:
+            return
+        self.clock_skew_s = (when - datetime.now(UTC)).total_seconds()
+        if abs(self.clock_skew_s) > 2.0:
+            log.warning("superior %s's clock is %.1f s off ours (Date: %s)", self.cfg.server_id, self.clock_skew_s,
+                        date)
 
     def _keepalive(self) -> bool:
         body = manscdp.document("Notify", "Keepalive", next(self._sn), self.local_id, [("Status", "OK")])
