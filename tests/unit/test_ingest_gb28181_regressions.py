@@ -1,7 +1,7 @@
 """Regression tests for the crashes the parser fuzz tests (tests/fuzz/) found, each with its minimal input.
 
 Before the fixes each of these raised an exception other than the parser's own error type (ValueError from
-``int('²')``, TypeError from ``hmac.compare_digest`` on non-ASCII text, IndexError in the PS demuxer), accepted
+``int('²')``, an empty Call-ID was accepted, TypeError from ``hmac.compare_digest`` on non-ASCII text, IndexError in the PS demuxer), accepted
 an impossible port, or dropped ~32 000 RTP packets after a sender restarted its sequence numbers.
 """
 
@@ -23,6 +23,7 @@ HEAD = "MESSAGE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <
     HEAD + "CSeq: 1 MESSAGE\r\nContent-Length: ²\r\n\r\n",
     HEAD + "CSeq: 1_0 MESSAGE\r\n\r\n",                                 # int() accepts underscores
     HEAD + "CSeq: 99999999999 MESSAGE\r\n\r\n",                         # CSeq must stay below 2**31
+    HEAD.replace("Call-ID: 1", "Call-ID: ") + "CSeq: 1 MESSAGE\r\n\r\n",  # empty Call-ID (found by the long run)
 ])
 def test_non_ascii_or_odd_numbers_are_sip_parse_errors(data: str) -> None:
     with pytest.raises(SipParseError):

@@ -275,7 +275,9 @@ def parse_message(data: bytes) -> SipMessage:
         body = body[:n]
     message.body = body
     for name in ("Call-ID", "CSeq", "From", "To", "Via"):
-        message.require(name)
+        if not message.require(name).strip():
+            msg = f"empty {name} header"
+            raise SipParseError(msg)
     message.cseq  # noqa: B018 - validates
     return message
 
