@@ -18,17 +18,13 @@ import struct
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from pipeline.bus import open_bus
 from pipeline.cameras.registry import CameraRegistry
 from pipeline.config.ingest import CameraSpec, IngestConfig
-from pipeline.store import open_store
 from tests.integration.test_ingest_gb28181 import Running, wait_for
-from tests.peers.media import make_video
 from tests.peers.rtsp import free_port, free_udp_tcp_port
 from tests.peers.sipp import SippSuperior
 from workers.ingest.gb28181.rtp import RtpError, parse_rtp
@@ -105,17 +101,11 @@ def ffprobe_frames(path: Path) -> dict:
     return json.loads(out.stdout)["streams"][0]
 
 
-@pytest.fixture
-def stack(real_stack, unique_name: str) -> Iterator[tuple]:  # noqa: ANN001
-    cfg = real_stack.with_prefix(unique_name, bucket=unique_name)
-    bus, store = open_bus(cfg), open_store(cfg)
-    yield cfg, bus, store
-    bus.close()
 
-
-def test_two_superiors_register_get_their_catalogs_and_live_ps_over_udp_and_tcp(stack, tmp_path: Path) -> None:  # noqa: ANN001
-    cfg, bus, store = stack
-    clip = make_video(tmp_path / "cam.ts", seconds=4, container_args=("-x264-params", "repeat-headers=1"))
+def test_two_superiors_register_get_their_catalogs_and_live_ps_over_udp_and_tcp(gb_stack, gb_clip: Path,  # noqa: ANN001
+                                                                              tmp_path: Path) -> None:
+    cfg, bus, store = gb_stack
+    clip = gb_clip
     registry = CameraRegistry(store)
     registry.put(CameraSpec(id=SHARED, name="East gate", kind="file", url=str(clip), loop=True, admin_unit="340200",
                             latitude=31.86, longitude=117.28))

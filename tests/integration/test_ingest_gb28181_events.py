@@ -9,15 +9,12 @@ DeviceInfo is queried on registration.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from pipeline.bus import open_bus
 from pipeline.cameras.registry import CameraRegistry
-from pipeline.store import open_store
 from schemas.alerts import Alert
 from schemas.topics import ALERTS
 from tests.integration.test_ingest_gb28181 import (
@@ -30,7 +27,6 @@ from tests.integration.test_ingest_gb28181 import (
     gb_ingest,
     wait_for,
 )
-from tests.peers.media import make_video
 from tests.peers.sipp import SippDevice
 from workers.ingest.worker import IngestWorker
 
@@ -39,18 +35,6 @@ pytestmark = pytest.mark.integration
 CHANNEL_C = "34020000001320000003"
 
 
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_video(tmp_path_factory.mktemp("gbevents") / "h264.ts", seconds=4,
-                      container_args=("-x264-params", "repeat-headers=1"))
-
-
-@pytest.fixture
-def stack(real_stack, unique_name: str) -> Iterator[tuple]:  # noqa: ANN001
-    cfg = real_stack.with_prefix(unique_name, bucket=unique_name)
-    bus, store = open_bus(cfg), open_store(cfg)
-    yield cfg, bus, store
-    bus.close()
 
 
 def _enabled(registry: CameraRegistry, camera_id: str) -> bool | None:
@@ -60,15 +44,15 @@ def _enabled(registry: CameraRegistry, camera_id: str) -> bool | None:
         return None
 
 
-def test_catalog_notify_subscription_renewal_alarm_alert_and_device_info(stack, unique_name: str, clip: Path,  # noqa: ANN001
+def test_catalog_notify_subscription_renewal_alarm_alert_and_device_info(gb_stack, unique_name: str, gb_clip: Path,  # noqa: ANN001
                                                                          tmp_path: Path) -> None:
-    cfg, bus, store = stack
+    cfg, bus, store = gb_stack
     ingest = gb_ingest(subscribe_expires_s=10, time_zone="Asia/Shanghai")
     registry = CameraRegistry(store)
     with Running(IngestWorker(cfg, bus=bus, store=store, ingest_config=ingest)) as w:
         assert w.gb is not None
         device = SippDevice(platform_port=w.gb.port, device_id=DEVICE, password=PASSWORD, work_dir=tmp_path,
-                            media_file=clip, catalog_notify=True, alarm_at=4, keepalive_ms=500)
+                            media_file=gb_clip, catalog_notify=True, alarm_at=4, keepalive_ms=500)
         with device:
             # The NOTIFY added channel C (registry, then a running camera) and deleted channel B (disabled, stopped).
             assert wait_for(lambda: _enabled(registry, CHANNEL_C) is True and _enabled(registry, CHANNEL_B) is False,

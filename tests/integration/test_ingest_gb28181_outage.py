@@ -11,13 +11,10 @@ than the media timeout (registers with a new Call-ID while its old sessions are 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from pipeline.bus import open_bus
-from pipeline.store import open_store
 from schemas.cameras import CameraStatus
 from schemas.topics import CAMERA_STATUS
 from tests.integration.test_ingest_gb28181 import (
@@ -30,7 +27,6 @@ from tests.integration.test_ingest_gb28181 import (
     gb_ingest,
     wait_for,
 )
-from tests.peers.media import make_video
 from tests.peers.sipp import SippDevice
 from workers.ingest.worker import IngestWorker
 
@@ -39,28 +35,16 @@ pytestmark = pytest.mark.integration
 CHANNELS = (CHANNEL_A, CHANNEL_B)
 
 
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_video(tmp_path_factory.mktemp("gboutage") / "h264.ts", seconds=4,
-                      container_args=("-x264-params", "repeat-headers=1"))
-
-
-@pytest.fixture
-def stack(real_stack, unique_name: str) -> Iterator[tuple]:  # noqa: ANN001
-    cfg = real_stack.with_prefix(unique_name, bucket=unique_name)
-    bus, store = open_bus(cfg), open_store(cfg)
-    yield cfg, bus, store
-    bus.close()
 
 
 def _published(w: IngestWorker) -> dict[str, int]:
     return {c: w.runner(c).publisher.counters.published if c in w.runners else 0 for c in CHANNELS}
 
 
-def _device(w: IngestWorker, work: Path, clip: Path) -> SippDevice:
+def _device(w: IngestWorker, work: Path, gb_clip: Path) -> SippDevice:
     assert w.gb is not None
     work.mkdir()
-    return SippDevice(platform_port=w.gb.port, device_id=DEVICE, password=PASSWORD, work_dir=work, media_file=clip,
+    return SippDevice(platform_port=w.gb.port, device_id=DEVICE, password=PASSWORD, work_dir=work, media_file=gb_clip,
                       keepalive_ms=500).start()
 
 
@@ -76,15 +60,15 @@ def _recovered(w: IngestWorker, device: SippDevice, call_id: str) -> float:
     return time.monotonic() - registered
 
 
-def test_device_vanishes_and_returns(stack, unique_name: str, clip: Path, tmp_path: Path) -> None:  # noqa: ANN001
-    cfg, bus, store = stack
+def test_device_vanishes_and_returns(gb_stack, unique_name: str, gb_clip: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    cfg, bus, store = gb_stack
     ingest = gb_ingest(keepalive_interval_s=1, keepalive_count=2, media_timeout_s=3)
     # A first retry delay of 3-6 s and a second of 6-12 s: without the reset, recovery would take longer than 5 s.
     ingest = ingest.model_copy(update={"reconnect": ingest.reconnect.model_copy(update={"initial_s": 6.0,
                                                                                          "max_s": 30.0})})
     with Running(IngestWorker(cfg, bus=bus, store=store, ingest_config=ingest)) as w:
         assert w.gb is not None
-        first = _device(w, tmp_path / "a", clip)
+        first = _device(w, tmp_path / "a", gb_clip)
         try:
             assert wait_for(lambda: all(n >= 5 for n in _published(w).values()), 40), first.log_tail()
             queries = w.gb.counters["catalog_queries"]
@@ -92,7 +76,7 @@ def test_device_vanishes_and_returns(stack, unique_name: str, clip: Path, tmp_pa
             call_id = w.gb.devices[DEVICE].call_id
             first.stop(vanish=True)
             time.sleep(1.5)
-            second = _device(w, tmp_path / "b", clip)
+            second = _device(w, tmp_path / "b", gb_clip)
         finally:
             first.stop()
         try:
@@ -108,7 +92,7 @@ def test_device_vanishes_and_returns(stack, unique_name: str, clip: Path, tmp_pa
             assert wait_for(lambda: w.runner(CHANNEL_A).state.attempts >= attempts + 1, 15)
             pending = w.runner(CHANNEL_A).state.retry_in_s
             assert pending is not None and pending > 5, pending
-            third = _device(w, tmp_path / "c", clip)
+            third = _device(w, tmp_path / "c", gb_clip)
         finally:
             second.stop()
         try:

@@ -10,17 +10,14 @@ the API land in the 'on device' spans the API reads back.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from pipeline.bus import open_bus
 from pipeline.cameras.registry import CameraRegistry
 from pipeline.config.api import ApiConfig
-from pipeline.store import open_store
 from tests.integration.test_ingest_gb28181 import CHANNEL_A, DEVICE, PASSWORD, Running, gb_ingest, wait_for
 from tests.peers.sipp import SippDevice
 from tests.unit.test_api_support import FakeSearch, add_users, login
@@ -32,16 +29,9 @@ from workers.ingest.worker import IngestWorker
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def stack(real_stack, unique_name: str) -> Iterator[tuple]:  # noqa: ANN001
-    cfg = real_stack.with_prefix(unique_name, bucket=unique_name)
-    bus, store = open_bus(cfg), open_store(cfg)
-    yield cfg, bus, store
-    bus.close()
 
-
-def test_operator_steers_a_ptz_camera_through_the_api(stack, tmp_path: Path) -> None:  # noqa: ANN001
-    cfg, bus, store = stack
+def test_operator_steers_a_ptz_camera_through_the_api(gb_stack, tmp_path: Path) -> None:  # noqa: ANN001
+    cfg, bus, store = gb_stack
     add_users(store)
     ingest = gb_ingest(auto_enable_channels=False, time_zone="Asia/Shanghai")
     ctx = build_context(cfg, store=store, search=FakeSearch([]), bus=bus, audit_writer="ptz-test",

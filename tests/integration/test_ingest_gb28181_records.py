@@ -4,19 +4,16 @@ into the camera's ordinary recordings, from which a clip is cut."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from pipeline.bus import open_bus
 from pipeline.config.ingest import RecordingsConfig
 from pipeline.device_recordings import device_spans_between
 from pipeline.recordings import cut_clip, segments_between
-from pipeline.store import open_store
 from tests.integration.test_ingest_gb28181 import CHANNEL_A, DEVICE, PASSWORD, Running, gb_ingest, wait_for
-from tests.peers.media import count_frames, make_video
+from tests.peers.media import count_frames
 from tests.peers.sipp import SippDevice
 from workers.ingest.gb28181.records import download, refresh_device_spans
 from workers.ingest.gb28181.source import GbSource
@@ -27,28 +24,16 @@ pytestmark = pytest.mark.integration
 DAY_START = datetime(2024, 5, 1, 0, 0, tzinfo=UTC)  # 08:00 in Asia/Shanghai, where the device's times are
 
 
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_video(tmp_path_factory.mktemp("gbrecords") / "h264.ts", seconds=4,
-                      container_args=("-x264-params", "repeat-headers=1"))
 
 
-@pytest.fixture
-def stack(real_stack, unique_name: str) -> Iterator[tuple]:  # noqa: ANN001
-    cfg = real_stack.with_prefix(unique_name, bucket=unique_name)
-    bus, store = open_bus(cfg), open_store(cfg)
-    yield cfg, bus, store
-    bus.close()
-
-
-def test_record_info_playback_control_and_download(stack, clip: Path, tmp_path: Path) -> None:  # noqa: ANN001
-    cfg, bus, store = stack
+def test_record_info_playback_control_and_download(gb_stack, gb_clip: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    cfg, bus, store = gb_stack
     ingest = gb_ingest(auto_enable_channels=False, time_zone="Asia/Shanghai")
     with Running(IngestWorker(cfg, bus=bus, store=store, ingest_config=ingest)) as w:
         gb = w.gb
         assert gb is not None
         with SippDevice(platform_port=gb.port, device_id=DEVICE, password=PASSWORD, work_dir=tmp_path,
-                        media_file=clip, playback_ms=1500) as device:
+                        media_file=gb_clip, playback_ms=1500) as device:
             assert wait_for(lambda: DEVICE in gb.devices and gb.devices[DEVICE].catalogued, 15), device.log_tail()
 
             # RecordInfo: 3 recordings in 3 pages (one page sent twice), stored as the day's "on device" spans.

@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 import random
 import select
-import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
+
+from tests.peers.procs import stop_group
 
 SCRIPT = Path(__file__).with_name("gst_rtsp_server.py")
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -97,19 +98,11 @@ class GstRtspServer:
 
     def kill(self) -> None:
         """SIGKILL, as if the camera lost power."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
+        stop_group(self.proc, kill=True, timeout=10)
         self._close_pipes()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        stop_group(self.proc)
         self._close_pipes()
 
     def _close_pipes(self) -> None:

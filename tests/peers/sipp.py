@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from tests.peers.procs import stop_group
 from tests.peers.rtsp import free_port
 
 SCENARIOS = Path(__file__).with_name("sipp")
@@ -110,13 +111,7 @@ class SippDevice:
 
     def stop(self, *, vanish: bool = False) -> None:
         """Stop SIPp and its media senders; ``vanish`` kills them at once (SIGKILL), as a device losing power."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL if vanish else signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        stop_group(self.proc, kill=vanish)
         for pid in self.senders():
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -198,13 +193,7 @@ class SippSuperior:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        stop_group(self.proc)
 
     def log_tail(self, chars: int = 3000) -> str:
         parts = []

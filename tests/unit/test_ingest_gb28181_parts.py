@@ -164,3 +164,27 @@ def test_runner_retry_now_ends_the_backoff_wait() -> None:
         assert len(attempts) >= 2 and attempts[1] - attempts[0] < 2.0
     finally:
         runner.stop(timeout=2)
+
+
+def test_cascade_forwards_alarms_of_cameras_in_scope_only() -> None:
+    cams = [CameraSpec(id="34020000001320000101", kind="file", url="/x", admin_unit="340200"),
+            CameraSpec(id="11010000001320000102", kind="file", url="/x", admin_unit="110100")]
+    cfg = SuperiorConfig(server_id="44010000002000000001", domain="4401000000", host="h", password="p",
+                         admin_units=["3402"])
+    link = SuperiorLink(_Sig(), cfg, cameras=lambda: cams, taps=lambda _c: None)  # type: ignore[arg-type]
+    told: list[bytes] = []
+    link._tell = told.append  # type: ignore[method-assign]  # noqa: SLF001 - capture instead of sending
+    link.registered = True
+    for camera in ("34020000001320000101", "11010000001320000102"):
+        doc = manscdp.parse(ALARM.format(p="1", m="5", t="2").replace("34020000001320000001", camera).encode())
+        link.forward_alarm(doc, camera)
+    deadline = time.monotonic() + 5
+    while not told and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)
+    assert len(told) == 1  # the camera outside the superior's scope is not forwarded
+    up = manscdp.parse(told[0])
+    assert (up.root, up.cmd_type, up.device_id) == ("notify", "alarm", "34020000001320000101")
+    assert (up.fields["alarmmethod"], up.fields["alarmpriority"], up.fields["alarmtime"]) == ("5", "1",
+                                                                                            "2024-05-01T08:00:05")
+    assert up.element.find("info") is not None and up.element.find("info").findtext("alarmtype") == "2"  # type: ignore[union-attr]

@@ -37,7 +37,6 @@ from workers.ingest.gb28181.session import Signalling
 from workers.ingest.gb28181.sip import (
     SipMessage,
     ascii_int,
-    new_branch,
     new_tag,
     parse_name_addr,
     response_to,
@@ -62,7 +61,7 @@ class SuperiorLink:
         self.sig_tz = gbtime.zone(signalling.config.time_zone)
         self.catalog_answers = 0
         self.streams: dict[str, tuple[Forwarder, SipMessage, str]] = {}  # by Call-ID: forwarder, INVITE, our tag
-        self._call_id = f"{secrets.token_hex(10)}@{signalling.host}"
+        self._call_id = f"{secrets.token_hex(10)}@{signalling.host}"  # the registration's, kept across renewals
         self._tag = new_tag()
         self._cseq = itertools.count(1)
         self._sn = itertools.count(1)
@@ -94,21 +93,10 @@ class SuperiorLink:
     def _request(self, method: str, uri: str, *, to: str, call_id: str | None = None, body: bytes = b"",
                  content_type: str | None = None, extra: list[tuple[str, str]] | None = None,
                  from_tag: str | None = None) -> SipMessage:
-        msg = SipMessage(method=method, uri=uri)
-        transport = "TCP" if self.cfg.transport == "tcp" else "UDP"
-        msg.add("Via", f"SIP/2.0/{transport} {self.sig.host}:{self.sig.port};rport;branch={new_branch()}")
-        msg.add("From", f"<sip:{self.local_id}@{self.local_id[:10]}>;tag={from_tag or self._tag}")
-        msg.add("To", to)
-        msg.add("Call-ID", call_id or f"{secrets.token_hex(10)}@{self.sig.host}")
-        msg.add("CSeq", f"{next(self._cseq)} {method}")
-        msg.add("Max-Forwards", "70")
-        msg.add("User-Agent", "Tubeline")
-        for name, value in extra or []:
-            msg.add(name, value)
-        if content_type:
-            msg.add("Content-Type", content_type)
-        msg.body = body
-        return msg
+        via = Peer("TCP" if self.cfg.transport == "tcp" else "UDP", self.cfg.host, self.cfg.port)
+        return self.sig.new_request(method, uri, via, to=to, call_id=call_id, from_tag=from_tag or self._tag,
+                                    cseq=next(self._cseq), body=body, content_type=content_type, extra=extra,
+                                    from_id=self.local_id)
 
     def _send(self, req: SipMessage, timeout: float = 10.0) -> SipMessage:
         assert self.sig.transport is not None

@@ -431,11 +431,14 @@ class GbPlatform:
     # -- building requests --------------------------------------------------------------------------
     def new_request(self, method: str, uri: str, peer: Peer, *, to: str, call_id: str | None = None,
                     from_tag: str | None = None, cseq: int = 1, body: bytes = b"",
-                    content_type: str | None = None, extra: list[tuple[str, str]] | None = None) -> SipMessage:
+                    content_type: str | None = None, extra: list[tuple[str, str]] | None = None,
+                    from_id: str | None = None) -> SipMessage:
+        """A request from us (``from_id``: the ID we use toward this peer, default the server ID)."""
         cfg = self.config
+        me = from_id or cfg.server_id
         msg = SipMessage(method=method, uri=uri)
         msg.add("Via", f"SIP/2.0/{peer.transport} {self.host}:{self.port};rport;branch={new_branch()}")
-        msg.add("From", f"<sip:{cfg.server_id}@{cfg.domain}>;tag={from_tag or new_tag()}")
+        msg.add("From", f"<sip:{me}@{me[:10]}>;tag={from_tag or new_tag()}")
         msg.add("To", to)
         msg.add("Call-ID", call_id or new_call_id(self.host))
         msg.add("CSeq", f"{cseq} {method}")

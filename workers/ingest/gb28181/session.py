@@ -82,7 +82,8 @@ class Signalling(Protocol):
 
     def new_request(self, method: str, uri: str, peer: Peer, *, to: str, call_id: str | None = None,
                     from_tag: str | None = None, cseq: int = 1, body: bytes = b"",
-                    content_type: str | None = None, extra: list[tuple[str, str]] | None = None) -> SipMessage: ...
+                    content_type: str | None = None, extra: list[tuple[str, str]] | None = None,
+                    from_id: str | None = None) -> SipMessage: ...
 
 
 @dataclass
