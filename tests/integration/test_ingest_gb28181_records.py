@@ -33,7 +33,7 @@ def test_record_info_playback_control_and_download(gb_stack, gb_clip: Path, tmp_
         gb = w.gb
         assert gb is not None
         with SippDevice(platform_port=gb.port, device_id=DEVICE, password=PASSWORD, work_dir=tmp_path,
-                        media_file=gb_clip, playback_ms=1500) as device:
+                        media_file=gb_clip, playback_ms=4000) as device:
             assert wait_for(lambda: DEVICE in gb.devices and gb.devices[DEVICE].catalogued, 15), device.log_tail()
 
             # RecordInfo: 3 recordings in 3 pages (one page sent twice), stored as the day's "on device" spans.
@@ -72,9 +72,10 @@ def test_record_info_playback_control_and_download(gb_stack, gb_clip: Path, tmp_
                               DAY_START + timedelta(seconds=4), speed=4, mode="udp", tmp_dir=tmp_path)
             assert "download-done" in device.received()
     assert result.packets >= 90 and result.media_s >= 3.5, result
-    assert result.speed > 1.5, result  # faster than real time
+    assert result.speed > 2.0, result  # faster than real time (the device was asked for 4x)
     segments = segments_between(store, CHANNEL_A, DAY_START, DAY_START + timedelta(minutes=1))
     assert segments and segments[0].start_dt < DAY_START + timedelta(seconds=1), segments
     clip_out = cut_clip(store, CHANNEL_A, DAY_START, DAY_START + timedelta(seconds=3), tmp_path / "device.mp4")
     assert count_frames(clip_out.path) == clip_out.packets >= 50
-    print(f"download: {result.media_s:.1f} s of video in {result.wall_s:.1f} s (x{result.speed:.1f})")  # noqa: T201
+    print(f"download: {result.media_s:.1f} s of video in {result.transfer_s:.1f} s (x{result.speed:.1f}), "  # noqa: T201
+          f"{result.wall_s:.1f} s with signalling")

@@ -68,13 +68,14 @@ class DownloadResult:
     packets: int
     bytes: int
     media_s: float
-    wall_s: float
+    wall_s: float  # the whole download: INVITE, transfer, the device's end notification, BYE
+    transfer_s: float  # first packet to last packet
     segments: int
 
     @property
     def speed(self) -> float:
-        """Media seconds per wall-clock second (> 1: faster than real time)."""
-        return self.media_s / self.wall_s if self.wall_s > 0 else 0.0
+        """Media seconds per second of transfer (> 1: faster than real time)."""
+        return self.media_s / self.transfer_s if self.transfer_s > 0 else 0.0
 
 
 def download(platform: MediaPlatform, store: ObjectStore, recordings: RecordingsConfig, device_id: str,
@@ -87,6 +88,7 @@ def download(platform: MediaPlatform, store: ObjectStore, recordings: Recordings
     recorder.start()
     started = time.monotonic()
     first = last = None
+    first_at = last_at = 0.0
     packets = size = 0
     try:
         info = source.open()
@@ -97,7 +99,9 @@ def download(platform: MediaPlatform, store: ObjectStore, recordings: Recordings
             recorder.offer(item)
             packets += 1
             size += item.packet.size
-            first = item.pts if first is None else first
+            last_at = time.monotonic()
+            if first is None:
+                first, first_at = item.pts, last_at
             last = item.pts
         recorder.end()
     finally:
@@ -105,7 +109,9 @@ def download(platform: MediaPlatform, store: ObjectStore, recordings: Recordings
         recorder.close()
     wall = time.monotonic() - started
     media = (last - first) if first is not None and last is not None else 0.0
-    result = DownloadResult(channel_id, start, end, packets, size, media, wall, recorder.segments_written)
-    log.info("downloaded %s %s..%s: %d packets, %.1f s of video in %.1f s (x%.1f), %d segments", channel_id,
-             start.isoformat(), end.isoformat(), packets, media, wall, result.speed, result.segments)
+    transfer = last_at - first_at
+    result = DownloadResult(channel_id, start, end, packets, size, media, wall, transfer, recorder.segments_written)
+    log.info("downloaded %s %s..%s: %d packets, %.1f s of video in %.1f s (x%.1f; %.1f s in all), %d segments",
+             channel_id, start.isoformat(), end.isoformat(), packets, media, transfer, result.speed, wall,
+             result.segments)
     return result
