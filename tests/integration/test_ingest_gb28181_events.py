@@ -4,7 +4,7 @@ The platform subscribes to the device's catalog (``Event: Catalog``) and alarms 
 both in their dialogs before they expire; the device's catalog NOTIFY (one channel added, one deleted) reaches
 the registry and the running cameras at once; the device's alarm becomes a ``device_alarm`` alert on the alert
 topic (time converted from the device's zone, priority 1 → critical) and the device gets the alarm response;
-DeviceInfo is queried on registration.
+DeviceInfo and DeviceStatus are queried on registration.
 """
 
 from __future__ import annotations
@@ -68,6 +68,8 @@ def test_catalog_notify_subscription_renewal_alarm_alert_and_device_info(gb_stac
             assert {"subscribe Catalog 10", "subscribe presence 10"} <= set(device.received())
             assert w.gb.devices[DEVICE].info.get("manufacturer") == "SIPp"
             assert w.gb.devices[DEVICE].info.get("model") == "GB-SIM-2"
+            assert wait_for(lambda: w.gb.devices[DEVICE].status.get("online") == "ONLINE", 10)  # type: ignore[union-attr]
+            assert w.gb.devices[DEVICE].status.get("record") == "OFF"
             assert w.gb.counters["catalog_notifications"] == 1 and w.gb.counters["alarms"] == 1
     messages = consume(bus, ALERTS.name, f"{unique_name}-alerts", lambda m: len(m) >= 1, timeout=20)
     alerts = [Alert.from_json(m.value) for m in messages]

@@ -69,6 +69,7 @@ class Device:
     catalogued: bool = False
     call_id: str = ""  # of the REGISTER: a device that restarted registers with a new one (RFC 3261 10.2)
     info: dict[str, str] = field(default_factory=dict)  # DeviceInfo answer (manufacturer, model, firmware, …)
+    status: dict[str, str] = field(default_factory=dict)  # DeviceStatus answer (online, status, encode, record, …)
 
 
 class GbPlatform:
@@ -300,14 +301,18 @@ class GbPlatform:
                              daemon=True).start()
 
     def _device_info(self, dev: Device) -> None:
-        try:
-            answer = self.queries.ask(dev.device_id, "DeviceInfo", timeout=10.0)
-        except QueryError as exc:
-            log.info("DeviceInfo of %s: %s", dev.device_id, exc)
-            return
-        dev.info = {k: v[:200] for k, v in answer.fields.items() if k not in ("cmdtype", "sn")}
-        log.info("device %s: %s %s firmware %s, %s channel(s)", dev.device_id, dev.info.get("manufacturer", "?"),
-                 dev.info.get("model", "?"), dev.info.get("firmware", "?"), dev.info.get("channel", "?"))
+        """DeviceInfo, then DeviceStatus (A.2.4): kept with the device and logged."""
+        for cmd, target in (("DeviceInfo", "info"), ("DeviceStatus", "status")):
+            try:
+                answer = self.queries.ask(dev.device_id, cmd, timeout=10.0)
+            except QueryError as exc:
+                log.info("%s of %s: %s", cmd, dev.device_id, exc)
+                continue
+            setattr(dev, target, {k: v[:200] for k, v in answer.fields.items() if k not in ("cmdtype", "sn")})
+        log.info("device %s: %s %s firmware %s, %s channel(s); status %s/%s, recording %s", dev.device_id,
+                 dev.info.get("manufacturer", "?"), dev.info.get("model", "?"), dev.info.get("firmware", "?"),
+                 dev.info.get("channel", "?"), dev.status.get("online", "?"), dev.status.get("status", "?"),
+                 dev.status.get("record", "?"))
 
     def _catalogued(self, device_id: str) -> None:
         with self._lock:

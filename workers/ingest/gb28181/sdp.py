@@ -62,7 +62,14 @@ class Answer:
     direction: str | None
 
 
+MAX_SDP = 16 * 1024
+
+
 def parse_answer(body: bytes) -> Answer:
+    """The media address, transport, setup role, SSRC and payload types of an SDP answer (or offer)."""
+    if len(body) > MAX_SDP:
+        msg = f"SDP of {len(body)} bytes is larger than {MAX_SDP}"
+        raise SdpError(msg)
     text = body.decode("utf-8", errors="replace")
     host = media_host = None
     port = None
