@@ -88,10 +88,8 @@ def test_device_vanishes_and_returns(gb_stack, unique_name: str, gb_clip: Path, 
             vanished = time.monotonic()
             assert wait_for(lambda: not any(w.runner(c).state.online for c in CHANNELS), 10)
             offline_after = time.monotonic() - vanished
-            attempts = w.runner(CHANNEL_A).state.attempts
-            assert wait_for(lambda: w.runner(CHANNEL_A).state.attempts >= attempts + 1, 15)
-            pending = w.runner(CHANNEL_A).state.retry_in_s
-            assert pending is not None and pending > 5, pending
+            # the second retry waits 6-12 s: once it is pending, only the reset can bring recovery under 5 s
+            assert wait_for(lambda: (w.runner(CHANNEL_A).state.retry_in_s or 0) > 5, 20), w.runner(CHANNEL_A).state
             third = _device(w, tmp_path / "c", gb_clip)
         finally:
             second.stop()
