@@ -17,21 +17,21 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field, ValidationError
 
-from pipeline.config.ingest import CAMERA_ID_PATTERN
 from pipeline.device_recordings import device_spans_between
 from workers.api.auth import Action, Principal, begin, principal
+from workers.api.contract import errors
 from workers.api.devices import RateLimited
+from workers.api.ids import CameraPath, Instant
 from workers.api.models import Out
 from workers.api.present import check_times, iso
 from workers.api.users import Permission
 
 router = APIRouter(prefix="/api/cameras", tags=["devices"])
 Who = Annotated[Principal, Depends(principal)]
-CameraPath = Annotated[str, Path(pattern=CAMERA_ID_PATTERN, max_length=64)]
 
 
 class PtzIn(Out):
@@ -66,8 +66,8 @@ class DeviceRecordingsOut(Out):
 
 class DeviceRecordingsIn(Out):
     action: Literal["refresh", "download"]
-    start: datetime
-    end: datetime
+    start: Instant
+    end: Instant
 
 
 def _camera_in_scope(act: Action, camera_id: str) -> None:
@@ -100,7 +100,7 @@ def _send(act: Action, camera_id: str, action: str, **params: object) -> Command
 
 
 @router.post("/{camera_id}/ptz", response_model=CommandOut, status_code=202, name="devices.ptz",
-             summary="Move a PTZ camera, use its presets or set its home position")
+             summary="Move a PTZ camera, use its presets or set its home position", responses=errors(404, 429))
 def ptz(request: Request, who: Who, camera_id: CameraPath, body: PtzIn) -> CommandOut | JSONResponse:
     params = {"camera_id": camera_id, **body.model_dump()}
     with begin(request, who, "devices.ptz", params) as act:
@@ -111,9 +111,9 @@ def ptz(request: Request, who: Who, camera_id: CameraPath, body: PtzIn) -> Comma
 
 
 @router.get("/{camera_id}/device-recordings", response_model=DeviceRecordingsOut, name="devices.recordings",
-            summary="Recordings kept on the camera's device (the 'on device' timeline)")
-def device_recordings(request: Request, who: Who, camera_id: CameraPath, start: datetime | None = None,
-                      end: datetime | None = None,
+            summary="Recordings kept on the camera's device (the 'on device' timeline)", responses=errors(404))
+def device_recordings(request: Request, who: Who, camera_id: CameraPath, start: Instant | None = None,
+                      end: Instant | None = None,
                       days: Annotated[int, Query(ge=1, le=31, description="Without start/end: the last N days.")] = 1,
                       ) -> DeviceRecordingsOut:
     params = {"camera_id": camera_id, "start": iso(start), "end": iso(end), "days": days}
@@ -132,7 +132,8 @@ def device_recordings(request: Request, who: Who, camera_id: CameraPath, start: 
 
 @router.post("/{camera_id}/device-recordings", response_model=CommandOut, status_code=202,
              name="devices.recordings.request",
-             summary="Ask the device again for its recordings of a range, or download them into Tubeline's")
+             summary="Ask the device again for its recordings of a range, or download them into Tubeline's",
+             responses=errors(404, 429))
 def request_device_recordings(request: Request, who: Who, camera_id: CameraPath,
                               body: DeviceRecordingsIn) -> CommandOut | JSONResponse:
     params = {"camera_id": camera_id, "action": body.action, "start": iso(body.start), "end": iso(body.end)}
