@@ -192,6 +192,23 @@ class ApiConfig(Section):
         "'tubeline up'); otherwise the synopsis worker ('tubeline worker synopsis') builds them.",
     )
 
+    live_jpeg_max_fps: float = Field(
+        12.0,
+        title="Live JPEG rate",
+        description="Most pictures per second of a live view the server transcodes to JPEG (codecs a browser "
+        "cannot play through Media Source Extensions, e.g. MS-MPEG4).",
+        gt=0.0,
+        le=60.0,
+    )
+    live_recheck_s: float = Field(
+        5.0,
+        title="Live permission re-check",
+        description="Seconds between re-checks of a live viewer's login, role and camera scope; a stream ends "
+        "when any of them no longer allows it.",
+        ge=0.5,
+        le=300.0,
+    )
+
     @field_validator("case_pattern")
     @classmethod
     def _pattern_compiles(cls, value: str) -> str:

@@ -36,6 +36,7 @@ from workers.api import (
     routes_media,
     routes_search,
     routes_synopsis,
+    routes_video,
 )
 from workers.api.anonymous import Refused, route_name
 from workers.api.auth import Action, authenticate
@@ -190,7 +191,7 @@ def create_app(ctx: ApiContext, *, web_dir: Path | None = None, start_background
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    for module in (routes_admin, routes_search, routes_media, routes_synopsis, routes_live, routes_devices):
+    for module in (routes_admin, routes_search, routes_media, routes_synopsis, routes_live, routes_devices, routes_video):
         app.include_router(module.router)
     _mount_web(app, web_dir or find_web_dir(ctx.api.web_dir))
 

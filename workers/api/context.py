@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from pipeline.bus.base import Bus
 from pipeline.config import TubelineConfig
 from pipeline.config.api import ApiConfig, api_config
+from pipeline.live.hub import LiveHub
 from pipeline.store.base import ObjectStore
 from workers.api.alerts import AlertHub
 from workers.api.anonymous import AnonymousRefusals
@@ -21,6 +22,7 @@ from workers.api.clips import ClipExporter
 from workers.api.devices import DeviceDesk
 from workers.api.faces import FaceQueries, zoo_analyzer_factory
 from workers.api.limits import Quotas
+from workers.api.overlays import OverlayHub
 from workers.api.scope import CameraDirectory
 from workers.api.sessions import MediaSigner, SessionStore
 from workers.api.synopses import SynopsisDesk
@@ -84,6 +86,8 @@ class ApiContext:
     synopses: SynopsisDesk
     anonymous: AnonymousRefusals = field(default_factory=AnonymousRefusals)
     recordings_prefix: str = "recordings"
+    live: LiveHub = field(default_factory=LiveHub)
+    overlays: OverlayHub = field(default_factory=lambda: OverlayHub(None))
     companions: list[Companion] = field(default_factory=list)
     devices: DeviceDesk | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -93,6 +97,7 @@ class ApiContext:
         """Background work: follow alerts, refresh the search catalog, sweep expired sessions, and the
         companions (an in-process synopsis builder with ``api.build_synopses``)."""
         self.alerts.start()
+        self.overlays.start()
         for companion in self.companions:
             companion.start()
         if self._refresher is None:
@@ -120,6 +125,7 @@ class ApiContext:
         self.alerts.stop()
         if self.devices is not None:
             self.devices.close()
+        self.overlays.stop()
         for companion in self.companions:
             companion.stop()
         if self._refresher is not None:
@@ -141,9 +147,11 @@ def build_context(
     audit_writer: str | None = None,
     api: ApiConfig | None = None,
     companions: Collection[Companion] = (),
+    live: LiveHub | None = None,
 ) -> ApiContext:
     """Wire the API's parts. ``search`` defaults to the real :class:`pipeline.search.service.SearchService`;
-    ``api`` overrides the configuration's ``api`` section; ``companions`` start and stop with the context."""
+    ``api`` overrides the configuration's ``api`` section; ``companions`` start and stop with the context;
+    ``live`` is the live fan-out ingest feeds (the embedded run shares its hub; default: a hub of its own)."""
     api = api or api_config(config)
     if search is None:
         from pipeline.search.service import SearchService
@@ -176,6 +184,8 @@ def build_context(
         synopses=SynopsisDesk.from_config(config, store, Path(api.cache_dir),
                                           cache_max_bytes=api.cache_max_mb * 1_000_000),
         recordings_prefix=recordings_prefix,
+        live=live or LiveHub(),
+        overlays=OverlayHub(bus),
         companions=list(companions),
         devices=DeviceDesk(bus),
     )

@@ -30,6 +30,7 @@ import uvicorn
 from pipeline.bus.base import Bus
 from pipeline.config import TubelineConfig
 from pipeline.config.api import ApiConfig, api_config
+from pipeline.live.hub import LiveHub
 from pipeline.store.base import ObjectStore
 from workers.api.app import create_app
 from workers.api.context import ApiContext, Companion, build_context
@@ -102,6 +103,7 @@ def start_api(
     api: ApiConfig | None = None,
     ready_timeout_s: float = 30.0,
     companions: Collection[Companion] = (),
+    live: LiveHub | None = None,
 ) -> ApiServer:
     """Start the API + UI in a background thread and return once it accepts connections.
 
@@ -115,7 +117,7 @@ def start_api(
     store = store or open_store(config)
     password = bootstrap_admin(store) if bootstrap else None
     ctx = build_context(config, store=store, search=search, bus=bus, face_analyzer_factory=face_analyzer_factory,
-                        api=api, companions=companions)
+                        api=api, companions=companions, live=live)
     app = create_app(ctx)
     host = host or api.host
     uv_config = uvicorn.Config(app, host=host, port=api.port if port is None else port, log_level="warning",

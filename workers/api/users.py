@@ -64,6 +64,8 @@ class Permission(StrEnum):
     EXPORT = "export"  # clips
     SYNOPSIS = "synopsis"  # request and watch video synopses of cameras in scope
     ALERTS = "alerts"
+    LIVE = "live"  # watch live video of cameras in scope (audited: who, which camera, when, how long)
+    RECORDINGS = "recordings"  # watch recorded video of cameras in scope (a view, audited; not an export)
     CAMERAS = "cameras"
     AUDIT = "audit"
     USERS = "users"
@@ -74,14 +76,15 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(Permission),
     Role.INVESTIGATOR: frozenset(
         {Permission.SEARCH, Permission.SEARCH_FACES, Permission.TRAJECTORY, Permission.VIEW, Permission.EXPORT,
-         Permission.SYNOPSIS, Permission.ALERTS, Permission.CAMERAS}
+         Permission.SYNOPSIS, Permission.ALERTS, Permission.LIVE, Permission.RECORDINGS, Permission.CAMERAS}
     ),
     Role.OPERATOR: frozenset({Permission.SEARCH, Permission.VIEW, Permission.SYNOPSIS, Permission.ALERTS,
-                              Permission.CAMERAS, Permission.PTZ}),
+                              Permission.LIVE, Permission.RECORDINGS, Permission.CAMERAS, Permission.PTZ}),
     Role.AUDITOR: frozenset({Permission.AUDIT, Permission.CAMERAS}),
 }
 """What each role may do. Operators watch alerts, steer PTZ cameras, check plates and vehicles and review synopses; they never
-run face search, trajectories or exports (so a synopsis click shows them the object, not a clip export). Auditors read the audit log and the camera list, and search nothing."""
+run face search, trajectories or exports (so a synopsis click shows them the object, not a clip export), but
+watch live and recorded video of their cameras. Auditors read the audit log and the camera list, and search nothing."""
 
 UserName = Annotated[str, StringConstraints(pattern=USER_NAME_PATTERN)]
 CameraRef = Annotated[str, StringConstraints(pattern=CAMERA_ID_PATTERN)]

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pipeline.config.ingest import BackoffConfig
+from workers.ingest.live import LiveTap
 from workers.ingest.publish import FramePublisher, Sampler
 from workers.ingest.recorder import Recorder
 from workers.ingest.sources.base import DecodedFrame, Source, SourceError, SourceItem, StreamInfo
@@ -62,12 +63,14 @@ class CameraRunner:
         backoff: BackoffConfig,
         recorder: Recorder | None = None,
         overflow: str = "drop_oldest",
+        live: LiveTap | None = None,
     ) -> None:
         self.camera_id = camera_id
         self._factory = source_factory
         self.publisher = publisher
         self.status = status
         self.recorder = recorder
+        self.live = live
         self.analysis_fps = analysis_fps
         self.backoff = backoff
         self.overflow = overflow
@@ -190,6 +193,8 @@ class CameraRunner:
             self.state.opens += 1
             if self.recorder is not None:
                 self.recorder.begin(info)
+            if self.live is not None:
+                self.live.begin(info)
             delivered_since = self._read(source, info)
             if not source.live and not self.stop_event.is_set():
                 self.state.finished = True
@@ -206,6 +211,8 @@ class CameraRunner:
                 self._absorb(source)
                 source.close()
             self._source = None
+            if self.live is not None:
+                self.live.end()
             if self.recorder is not None:
                 self.recorder.end()
         return 0.0 if delivered_since is None else time.monotonic() - delivered_since
@@ -215,6 +222,8 @@ class CameraRunner:
         queue = self.publisher.queue
         first: float | None = None
         for item in source.items():
+            if self.live is not None:
+                self.live.offer(item)  # before the recorder's thread may touch the packet
             if self.recorder is not None and item.packet is not None:
                 self.recorder.offer(item)
             for tap in self._taps:

@@ -30,6 +30,7 @@ from schemas.topics import ALERTS, CAMERA_STATUS, DEVICE_COMMANDS, FRAMES
 from workers.ingest.camera import CameraRunner, SourceFactory
 from workers.ingest.gb28181.commands import DeviceCommands
 from workers.ingest.gb28181.records import download, refresh_device_spans
+from workers.ingest.live import LiveSink, LiveTap
 from workers.ingest.publish import DropQueue, FrameEncoder, FramePublisher
 from workers.ingest.recorder import Recorder
 from workers.ingest.sources.base import Source, SourceError
@@ -85,7 +86,8 @@ class IngestWorker(Worker):
 
     ``cameras`` adds cameras to those of the registry and config; ``ingest_config`` replaces the
     config tree's ``ingest`` section (tests, embedding); ``tmp_dir`` holds recording segments
-    until they are uploaded (default: the system temp folder).
+    until they are uploaded (default: the system temp folder); ``live`` receives every camera's packets
+    for live viewing (the embedded run's in-process hub; default: none).
     """
 
     name: ClassVar[str] = "ingest"
@@ -100,8 +102,10 @@ class IngestWorker(Worker):
         cameras: Iterable[CameraSpec] = (),
         ingest_config: IngestConfig | None = None,
         tmp_dir: str | Path | None = None,
+        live: LiveSink | None = None,
     ) -> None:
         super().__init__(config, bus=bus, store=store, stop_event=stop_event)
+        self.live = live
         self.ingest, self.cameras_config = ingest_sections(config)
         if ingest_config is not None:
             self.ingest = ingest_config
@@ -229,6 +233,7 @@ class IngestWorker(Worker):
             backoff=ing.reconnect,
             recorder=recorder,
             overflow=ing.overflow,
+            live=LiveTap(spec.id, self.session, self.live) if self.live is not None else None,
         )
         log.info("ingest: starting camera %s (%s)", spec.id, spec.kind)
         runner.start()
