@@ -5,6 +5,8 @@
 const state = { user: null, csrf: null, casePattern: null, cameras: [], events: null, unseen: 0, current: null,
   synopsis: null, synopsisPoll: null, synopsisHit: null };
 const SVG = "http://www.w3.org/2000/svg";
+// Sections in other files (live.js, timeline.js, console.js …) register here: called with true when shown, false when left.
+const tabHooks = {};
 
 // -- small helpers ---------------------------------------------------------------------------------
 const $ = (sel, root = document) => root.querySelector(sel);
@@ -85,6 +87,7 @@ function setStatus(section, text, isError = false) {
 // -- login and session -----------------------------------------------------------------------------
 function showLogin(message = "") {
   state.user = null;
+  for (const hook of Object.values(tabHooks)) hook(false);
   if (state.events) { state.events.close(); state.events = null; }
   $("#app-view").hidden = true;
   $("#login-view").hidden = false;
@@ -157,6 +160,7 @@ function selectTab(name) {
   if (name === "alerts") { state.unseen = 0; updateBadge(); }
   if (name === "cameras") loadCameras().then(renderCameras).catch((e) => setStatus($("#tab-cameras"), e.message, true));
   if (name === "synopsis") { loadSynopses(); synopsisWindowFromRecordings(); }
+  for (const [tab, hook] of Object.entries(tabHooks)) hook(tab === name);
   const field = $(`#tab-${name} input, #tab-${name} select`);
   if (field) field.focus();
 }
@@ -774,4 +778,5 @@ $("#audit-verify").addEventListener("click", async () => {
   } catch (err) { setStatus(section, err.message, true); }
 });
 
-init();
+// After every deferred script (live.js, …) has registered its hooks.
+document.addEventListener("DOMContentLoaded", init);

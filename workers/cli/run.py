@@ -46,43 +46,93 @@ def worker(ctx: click.Context, name: str) -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Video file(s) to ingest as cameras. Default: the shared sample video (vtest.avi).",
 )
-@click.option("--realtime/--no-realtime", default=False, show_default=True, help="Pace files at their own frame rate.")
+@click.option("--realtime/--fast", default=None,
+              help="Play files at their own frame rate (default while serving: live video, tracks and alerts appear "
+                   "as they happen) or as fast as possible (default with --no-serve).")
 @click.option("--timeout", default=1800.0, show_default=True, help="Give up after this many seconds.")
 @click.option("--serve/--no-serve", default=True, show_default=True,
-              help="After the run, serve the API and web UI on localhost until Ctrl-C.")
+              help="Serve the API and web UI on localhost from the start, and on after the run until Ctrl-C.")
 @click.pass_context
-def up(ctx: click.Context, sources: tuple[Path, ...], realtime: bool, timeout: float,
+def up(ctx: click.Context, sources: tuple[Path, ...], realtime: bool | None, timeout: float,
        serve: bool) -> None:
-    """Run the whole pipeline in one process on video files, print what it found, then serve the UI.
+    """Run the whole pipeline in one process on video files, serving the web UI while it runs.
 
     ingest → detect + track → rules → plate, face → index, on the configured bus and store: by
-    default the in-memory bus and the local folder var/store, so nothing else needs to run. Then the
-    API and web UI serve the results on 127.0.0.1 (first run: an admin password is printed once).
+    default the in-memory bus and the local folder var/store, so nothing else needs to run. The API
+    and web UI serve on 127.0.0.1 from the start (first run: an admin password is printed once): live
+    video, tracks and alerts appear as the files play; when the files end, what was found is printed
+    and the UI keeps serving until Ctrl-C.
     """
-    from pipeline.config.ingest import CameraSpec
-    from workers.runner.embedded import run_embedded, sample_video
+    from pipeline.bus import open_bus
+    from pipeline.live.hub import LiveHub
+    from workers.runner.embedded import run_embedded
 
     config = load_config_or_exit(ctx)
+    realtime = serve if realtime is None else realtime
     if not realtime:
-        # Offline files: make ingest wait for downstream instead of dropping frames.
+        # As fast as possible: make ingest wait for downstream instead of dropping frames.
         config = config.model_copy(update={"ingest": config.ingest.model_copy(update={"overflow": "block"})})
+    cameras = _file_cameras(sources, realtime)
+    where = config.store.local.root if config.store.backend == "local" else config.store.s3.endpoint
+    click.echo(f"bus: {config.bus.backend}   store: {config.store.backend} ({where})   "
+               f"pace: {'real time' if realtime else 'as fast as possible'}")
+    for cam in cameras:
+        click.echo(f"camera {cam.id}: {cam.url}")
+    bus, hub = open_bus(config), LiveHub()
+    server = _start_server(config, bus, hub) if serve else None
+    try:
+        result = run_embedded(config, cameras, timeout_s=timeout, bus=bus, live=hub,
+                              progress=lambda line: click.echo(line, err=True))
+        failed = _report(result)
+        if server is not None:
+            click.echo("The pipeline has finished; the web UI keeps serving (Ctrl-C stops it).")
+            server.wait()
+    finally:
+        if server is not None:
+            server.stop()
+        bus.close()
+    if failed:
+        sys.exit(1)
+
+
+def _file_cameras(sources: tuple[Path, ...], realtime: bool) -> list:  # noqa: ANN401 - CameraSpec list
+    from pipeline.config.ingest import CameraSpec
+    from workers.runner.embedded import sample_video
+
     if not sources:
         sample = sample_video()
         if sample is None:
             msg = "no --source given and the sample video (shared/testdata/vtest.avi) is not present"
             raise click.UsageError(msg)
         sources = (sample,)
-    cameras = [
-        CameraSpec(id=f"file-{i + 1:02d}", name=src.name, kind="file", device_type="file", url=str(src.resolve()),
-                   realtime=realtime)
-        for i, src in enumerate(sources)
-    ]
-    where = config.store.local.root if config.store.backend == "local" else config.store.s3.endpoint
-    click.echo(f"bus: {config.bus.backend}   store: {config.store.backend} ({where})")
-    for cam in cameras:
-        click.echo(f"camera {cam.id}: {cam.url}")
-    result = run_embedded(config, cameras, timeout_s=timeout,
-                          progress=lambda line: click.echo(line, err=True))
+    return [CameraSpec(id=f"file-{i + 1:02d}", name=src.name, kind="file", device_type="file",
+                       url=str(src.resolve()), realtime=realtime) for i, src in enumerate(sources)]
+
+
+def _start_server(config, bus, hub):  # noqa: ANN001, ANN202 - TubelineConfig, Bus, LiveHub -> ApiServer
+    """The API + UI over the run's own bus (live alerts, overlays) and live hub, started before the pipeline."""
+    from pipeline.access import ScopedStore, access_matrix
+    from pipeline.config.api import api_config
+    from pipeline.store import open_store
+    from workers.api.serve import start_api
+    from workers.runner.companions import api_companions
+
+    # One process, no synopsis worker beside it: the API process builds requested synopses itself.
+    api = api_config(config).model_copy(update={"build_synopses": True})
+    store = open_store(config)
+    matrix = access_matrix(config)  # the API and the synopsis builder each keep to their own prefixes
+    try:
+        server = start_api(config, store=ScopedStore(store, matrix["api"]), bus=bus, api=api, live=hub,
+                           companions=api_companions(config, ScopedStore(store, matrix["synopsis"]), api=api))
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    for line in server.banner():
+        click.echo(line)
+    return server
+
+
+def _report(result) -> bool:  # noqa: ANN001 - EmbeddedResult
+    """Print what the run found; True when not every published frame was analysed."""
     rate = result.frames_detected / result.elapsed_s if result.elapsed_s else 0.0
     click.echo(f"done in {result.elapsed_s:.1f} s: {result.frames_published} frames published"
                f" ({result.frames_dropped} dropped), {result.frames_detected} detected ({rate:.1f} frames/s),"
@@ -98,17 +148,5 @@ def up(ctx: click.Context, sources: tuple[Path, ...], realtime: bool, timeout: f
         click.echo(f"  e.g. {key}")
     if result.frames_published == 0 or result.frames_detected + result.dead_letters < result.frames_published:
         click.echo("error: not every published frame was analysed", err=True)
-        sys.exit(1)
-    if serve:
-        from pipeline.access import ScopedStore, access_matrix
-        from pipeline.config.api import api_config
-        from pipeline.store import open_store
-        from workers.api.serve import serve_until_interrupted
-        from workers.runner.companions import api_companions
-
-        # One process, no synopsis worker beside it: the API process builds requested synopses itself.
-        api = api_config(config).model_copy(update={"build_synopses": True})
-        store = open_store(config)
-        matrix = access_matrix(config)  # the API and the synopsis builder each keep to their own prefixes
-        serve_until_interrupted(config, echo=click.echo, api=api, store=ScopedStore(store, matrix["api"]),
-                                companions=api_companions(config, ScopedStore(store, matrix["synopsis"]), api=api))
+        return True
+    return False

@@ -33,6 +33,7 @@ from schemas.alerts import Alert
 from schemas.topics import ALERTS, TRACKS
 from schemas.tracks import TrackSummary
 from workers.detect.worker import DetectWorker
+from workers.ingest.live import LiveSink
 from workers.ingest.worker import IngestWorker
 from workers.runner.registry import WORKERS, worker_class
 
@@ -87,7 +88,7 @@ def read_topic(bus: Bus, topic: str, quiet_s: float = 1.0) -> list[bytes]:
 
 
 def _build(config: TubelineConfig, bus: Bus, store: ObjectStore, cameras: list[CameraSpec],
-           detector: Any) -> Supervisor:
+           detector: Any, live: LiveSink | None = None) -> Supervisor:
     """Workers in pipeline order: the supervisor stops them in this order, each after the one before drained."""
     supervisor = Supervisor(
         restart_budget=config.runtime.restart_budget, restart_window_s=config.runtime.restart_window_s
@@ -98,7 +99,7 @@ def _build(config: TubelineConfig, bus: Bus, store: ObjectStore, cameras: list[C
         return ScopedStore(store, matrix[name])
 
     supervisor.add("ingest", lambda stop: IngestWorker(config, stop_event=stop, cameras=cameras, bus=bus,
-                                                       store=scoped("ingest")))
+                                                       store=scoped("ingest"), live=live))
     supervisor.add("detect", lambda stop: DetectWorker(config, stop_event=stop, close_on_stop=True, detector=detector,
                                                        bus=bus, store=scoped("detect")))
     for name in DOWNSTREAM:
@@ -137,11 +138,13 @@ def run_embedded(
     timeout_s: float = 1800.0,
     progress: Callable[[str], None] | None = None,
     bus: Bus | None = None,
+    live: LiveSink | None = None,
 ) -> EmbeddedResult:
     """Run ingest → detect → rules → plate, face → index on ``cameras`` (files) until done; report what was found.
 
     ``bus``: run on this bus and leave it open (the caller reads the topics afterwards, e.g. the track
-    summaries of an in-memory run); default: the configured bus, closed on return."""
+    summaries of an in-memory run); default: the configured bus, closed on return. ``live``: where ingest
+    sends every camera's packets for live viewing (the API's hub when ``tubeline up`` serves while it runs)."""
     own_bus = bus is None
     bus = bus if bus is not None else open_bus(config)
     store = open_store(config)
@@ -149,7 +152,7 @@ def run_embedded(
         from models.zoo import ModelZoo
 
         detector = ModelZoo(config.models).detector()
-    supervisor = _build(config, bus, store, cameras, detector)
+    supervisor = _build(config, bus, store, cameras, detector, live)
     started = time.monotonic()
     supervisor.start()
     last_report = 0.0
@@ -211,7 +214,7 @@ def run_embedded(
 
 def sample_video() -> Path | None:
     """The sample video from the shared test data, when this checkout sits beside it."""
-    candidate = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "vtest.avi"
+    candidate = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "vtest.avi"  # beside the checkout
     return candidate if candidate.is_file() else None
 
 
