@@ -265,6 +265,22 @@ class SearchService:
         where.at("ended_at", start, None).at("started_at", None, end)
         return self._tracks(where, "started_at DESC, track_id, segment", limit, scope)
 
+    def tracks(
+        self,
+        *,
+        cameras: Collection[str] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 100,
+    ) -> list[TrackHit]:
+        """Tracks of every class overlapping [start, end); oldest first (a camera's timeline)."""
+        scope = self._scope(cameras)
+        start, end, limit = _check_time(start, "start"), _check_time(end, "end"), _check_limit(limit)
+        if scope == []:
+            return []
+        where = _Filter().scope(scope).at("ended_at", start, None).at("started_at", None, end)
+        return self._tracks(where, "started_at, track_id, segment", limit, scope)
+
     def _tracks(self, where: _Filter, order: str, limit: int, scope: list[str] | None) -> list[TrackHit]:
         sql = (
             f"WITH t AS (SELECT * FROM tracks WHERE {where.sql()} "

@@ -139,6 +139,13 @@ class FakeSearch:
                 and (alert_type is None or a.alert_type == alert_type)]
         return sorted(hits, key=lambda a: a.occurred_at, reverse=True)[:limit]
 
+    def tracks(self, *, cameras: Collection[str] | None = None, start: datetime | None = None,
+               end: datetime | None = None, limit: int = 100) -> list[TrackHit]:
+        self.calls.append(("tracks", cameras))
+        hits = [h for h in self.tracks_ if _in(cameras, h.camera_id) and (start is None or h.ended_at >= start)
+                and (end is None or h.started_at < end)]
+        return sorted(hits, key=lambda h: h.started_at)[:limit]
+
     def camera_status(self, *, cameras: Collection[str] | None = None) -> list[CameraState]:
         self.calls.append(("camera_status", cameras))
         out = []

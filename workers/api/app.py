@@ -36,6 +36,7 @@ from workers.api import (
     routes_media,
     routes_search,
     routes_synopsis,
+    routes_timeline,
     routes_video,
 )
 from workers.api.anonymous import Refused, route_name
@@ -191,7 +192,7 @@ def create_app(ctx: ApiContext, *, web_dir: Path | None = None, start_background
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    for module in (routes_admin, routes_search, routes_media, routes_synopsis, routes_live, routes_devices, routes_video):
+    for module in (routes_admin, routes_search, routes_media, routes_synopsis, routes_live, routes_devices, routes_video, routes_timeline):
         app.include_router(module.router)
     _mount_web(app, web_dir or find_web_dir(ctx.api.web_dir))
 
