@@ -4,7 +4,8 @@ One background thread per API process follows the alerts topic in a consumer gro
 (never committed, like ``tubeline alerts tail``), so every replica sees every alert. It keeps the
 last ``backlog`` alerts and hands each new one to the connected streams, which filter by the user's
 camera scope. A stream whose client is too slow loses alerts rather than holding up the others
-(each has a bounded queue; drops are counted).
+(each has a bounded queue; drops are counted). Alert-desk changes (acknowledged, assigned, notes) go the
+same way to every stream (:meth:`AlertHub.publish_update`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import logging
 import threading
 from collections import deque
+from typing import Any
 
 from pipeline.alerts import TailFilter, follow, tail_group
 from pipeline.bus.base import Bus
@@ -28,10 +30,10 @@ class Subscription:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.queue: asyncio.Queue[Alert] = asyncio.Queue(QUEUE_SIZE)
+        self.queue: asyncio.Queue[Any] = asyncio.Queue(QUEUE_SIZE)  # Alert, or an alert-desk update
         self.dropped = 0
 
-    def _put(self, alert: Alert) -> None:
+    def _put(self, alert: Any) -> None:
         try:
             self.queue.put_nowait(alert)
         except asyncio.QueueFull:
@@ -74,6 +76,16 @@ class AlertHub:
             try:
                 sub.loop.call_soon_threadsafe(sub._put, alert)
             except RuntimeError:  # the stream's loop is gone
+                self.unsubscribe(sub)
+
+    def publish_update(self, update: object) -> None:
+        """Hand an alert-desk change (acknowledged, assigned, a note) to every connected stream."""
+        with self._lock:
+            subs = list(self._subs)
+        for sub in subs:
+            try:
+                sub.loop.call_soon_threadsafe(sub._put, update)
+            except RuntimeError:
                 self.unsubscribe(sub)
 
     def subscribe(self) -> tuple[Subscription, list[Alert]]:

@@ -31,6 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from workers.api import (
     routes_admin,
+    routes_console,
     routes_devices,
     routes_live,
     routes_media,
@@ -192,7 +193,7 @@ def create_app(ctx: ApiContext, *, web_dir: Path | None = None, start_background
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    for module in (routes_admin, routes_search, routes_media, routes_synopsis, routes_live, routes_devices, routes_video, routes_timeline):
+    for module in (routes_admin, routes_search, routes_media, routes_synopsis, routes_live, routes_devices, routes_video, routes_timeline, routes_console):
         app.include_router(module.router)
     _mount_web(app, web_dir or find_web_dir(ctx.api.web_dir))
 

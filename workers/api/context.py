@@ -19,6 +19,7 @@ from workers.api.alerts import AlertHub
 from workers.api.anonymous import AnonymousRefusals
 from workers.api.audit import AuditLog
 from workers.api.clips import ClipExporter
+from workers.api.desk import AlertDesk
 from workers.api.devices import DeviceDesk
 from workers.api.faces import FaceQueries, zoo_analyzer_factory
 from workers.api.limits import Quotas
@@ -86,6 +87,7 @@ class ApiContext:
     synopses: SynopsisDesk
     anonymous: AnonymousRefusals = field(default_factory=AnonymousRefusals)
     recordings_prefix: str = "recordings"
+    desk: AlertDesk | None = None
     live: LiveHub = field(default_factory=LiveHub)
     overlays: OverlayHub = field(default_factory=lambda: OverlayHub(None))
     companions: list[Companion] = field(default_factory=list)
@@ -162,6 +164,7 @@ def build_context(
         except Exception:
             log.warning("initial search catalog refresh failed", exc_info=True)
     recordings_prefix = config.ingest.recordings.prefix
+    alerts = AlertHub(bus)
     return ApiContext(
         config=config,
         api=api,
@@ -172,7 +175,8 @@ def build_context(
         audit=AuditLog(store, writer_id=audit_writer, anchor_every=api.audit_anchor_every),
         media=MediaSigner(store, api.media_url_ttl_s),
         directory=CameraDirectory(store, config.cameras.registry_prefix, config.cameras.static),
-        alerts=AlertHub(bus),
+        alerts=alerts,
+        desk=AlertDesk(store, alerts.publish_update),
         clips=ClipExporter(store, Path(api.cache_dir) / "exports", recordings_prefix=recordings_prefix,
                            cache_root=Path(api.cache_dir), cache_max_bytes=api.cache_max_mb * 1_000_000),
         faces=FaceQueries(face_analyzer_factory or zoo_analyzer_factory(config.models), api.face_min_quality,

@@ -7,7 +7,8 @@ proxies keep the connection open. Every ``api.stream_recheck_s`` the stream's cr
 authenticated again and the user's role and camera scope compared with those it opened with: a revoked
 token, an ended session, a disabled user, a lost ``alerts`` permission or a changed scope closes the stream
 (``event: closed`` with the reason; the browser's EventSource reconnects and gets what the user may now
-see, or 401/403). Opening a stream and closing it for a change are audited.
+see, or 401/403). Opening a stream and closing it for a change are audited. Operators' actions on alerts (acknowledged,
+assigned, notes) arrive as ``event: update`` with the alert's desk record.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from schemas.alerts import AlertType
 from workers.api.alerts import Subscription
 from workers.api.auth import Action, Principal, begin, principal, recheck
 from workers.api.contract import SSE_EVENT, errors
+from workers.api.desk import DeskRecord
 from workers.api.ids import CameraFilter, Instant
 from workers.api.models import AlertOut, AlertResults, CameraList
 from workers.api.present import alert_json, alert_out, camera_out, check_times, iso, scope_label
@@ -124,7 +126,12 @@ async def _events(request: Request, act: Action, sub: Subscription, cams: list[s
                 alert = await asyncio.wait_for(sub.queue.get(), timeout=wait)
             except TimeoutError:
                 continue
-            if (allowed is not None and alert.camera_id not in allowed) or alert.alert_id in sent:
+            if allowed is not None and alert.camera_id not in allowed:
+                continue
+            if isinstance(alert, DeskRecord):  # an operator acted on an alert
+                yield f"event: update\ndata: {json.dumps(alert.public())}\n\n"
+                continue
+            if alert.alert_id in sent:
                 continue
             if len(sent) > SEEN_IDS:
                 sent.clear()
