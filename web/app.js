@@ -107,7 +107,7 @@ async function startSession(session) {
   for (const tab of $$("#tabs [data-tab]")) tab.hidden = !perms.has(tab.dataset.perm);
   $(".case-field").hidden = !["search_faces", "trajectory", "export"].some((p) => perms.has(p));
   $("#case").value = sessionStorage.getItem("tubeline-case") || "";
-  if (perms.has("search") || perms.has("trajectory") || perms.has("synopsis")) await loadCameras().catch(() => {});  // filters and the plot
+  if (["search", "trajectory", "synopsis", "recordings", "alerts", "live"].some((p) => perms.has(p))) await loadCameras().catch(() => {});  // filters and the plot
   if (perms.has("synopsis")) synopsisDefaults();
   if (perms.has("alerts")) startAlerts();
   const wanted = location.hash.slice(1);
@@ -157,7 +157,6 @@ function selectTab(name) {
   for (const tab of $$("#tabs [data-tab]")) tab.setAttribute("aria-current", tab.dataset.tab === name ? "page" : "false");
   for (const section of $$(".tab")) section.hidden = section.id !== `tab-${name}`;
   if (location.hash !== `#${name}`) history.replaceState(null, "", `#${name}`);
-  if (name === "alerts") { state.unseen = 0; updateBadge(); }
   if (name === "cameras") loadCameras().then(renderCameras).catch((e) => setStatus($("#tab-cameras"), e.message, true));
   if (name === "synopsis") { loadSynopses(); synopsisWindowFromRecordings(); }
   for (const [tab, hook] of Object.entries(tabHooks)) hook(tab === name);
@@ -709,44 +708,7 @@ $("#synopsis-clip-button").addEventListener("click", async () => {
 
 $("#synopsis-sighting").addEventListener("click", () => openDetail("track", state.synopsisHit.hit.object.sighting_id));
 
-// -- live alerts ---------------------------------------------------------------------------------------
-function updateBadge() {
-  const badge = $("#alert-badge");
-  badge.textContent = String(state.unseen);
-  badge.hidden = state.unseen === 0;
-}
-
-function startAlerts() {
-  if (state.events) state.events.close();
-  const list = $("#alert-list");
-  list.replaceChildren();
-  const stateLabel = $("#alert-state");
-  const es = new EventSource("/api/alerts/stream");
-  state.events = es;
-  es.onopen = () => { stateLabel.textContent = "· connected"; };
-  es.onerror = () => { stateLabel.textContent = "· reconnecting…"; };
-  // The server closes the stream when the user's token, session, role or camera scope changed: start over
-  // from the session, so the tabs, the scope and the alert list are what the user may now see.
-  es.addEventListener("closed", async () => {
-    es.close();
-    if (state.events === es) state.events = null;
-    stateLabel.textContent = "· access changed";
-    try {
-      await startSession(await api("/api/session"));
-    } catch (err) {
-      showLogin(err.status === 401 ? "Your access changed; log in again." : err.message);
-    }
-  });
-  es.addEventListener("alert", (ev) => {
-    const a = JSON.parse(ev.data);
-    const img = a.evidence_urls.length ? el("img", { src: a.evidence_urls[0], alt: "evidence", loading: "lazy" }) : null;
-    list.prepend(el("li", { class: `alert sev-${a.severity}` }, img,
-      el("div", {}, el("strong", {}, `${a.severity.toUpperCase()} · ${a.alert_type.replaceAll("_", " ")}`),
-        el("div", {}, a.message), el("div", { class: "muted" }, `${a.camera_id} · ${fmtTime(a.occurred_at)}`))));
-    while (list.children.length > 200) list.lastChild.remove();
-    if ($("#tab-alerts").hidden) { state.unseen += 1; updateBadge(); }
-  });
-}
+// -- live alerts: web/console.js --------------------------------------------------------------------
 
 // -- audit ---------------------------------------------------------------------------------------------
 $("#audit-form").addEventListener("submit", (ev) => {

@@ -291,6 +291,14 @@ class RulesConfig(Section):
         gt=0,
         le=3600,
     )
+    document_poll_s: float = Field(
+        5.0,
+        title="Rules document poll",
+        description="Seconds between checks of the rules document in the object store (config/rules.json, edited "
+        "in the admin UI); once saved, it replaces these rules in the running worker without a restart.",
+        ge=0.2,
+        le=3600,
+    )
     max_tracks_per_camera: int = Field(
         5000,
         title="Tracks per camera",

@@ -174,6 +174,12 @@ class RuleEngine:
                 alerts += self._check_offline(camera_id, self.ruleset(camera_id), state, now)
         return alerts
 
+    def replace_rules(self, config: RulesConfig) -> None:
+        """Swap in new rules (an admin saved the rules document): tracks, timers and cool-downs are kept, so a
+        track already inside an unchanged zone raises nothing new; a new zone is entered by what stands in it."""
+        self.config = config
+        self._rulesets = {}
+
     def reset(self) -> None:
         """Forget every camera's state (tracks, timers, cool-downs)."""
         self._cameras.clear()

@@ -10,6 +10,10 @@ again with the same ``alert_id`` (derived from rule, camera, subject and event t
 downstream consumers that key by ``alert_id`` stay idempotent. A message that is not a valid
 detections or status document goes to ``<topic>.dlq`` with the reason.
 
+Rules: the configuration's ``rules`` section until an admin saves the rules document in the object store
+(:mod:`pipeline.rulesdoc`); the worker checks it every ``rules.document_poll_s`` and swaps a new version in
+without a restart (tracks and timers are kept).
+
 State: tracks, dwell timers, crowding timers, offline timers and cool-downs live in the engine,
 in memory. After a restart or a rebalance the new owner of a partition starts empty and rebuilds
 the state from the messages it reads; what that means for each rule is in ``docs/rules.md``
@@ -23,12 +27,14 @@ period, and on the wall clock when the worker is caught up (a poll returned noth
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, ClassVar
 
 from pipeline.bus.base import Message, TopicSpec, dead_letter_topic
 from pipeline.config.rules import RulesConfig
+from pipeline.rulesdoc import RulesDocument
 from pipeline.runtime.worker import BadMessage, ConsumerWorker
 from schemas.alerts import Alert
 from schemas.cameras import CameraStatus
@@ -74,6 +80,9 @@ class RulesWorker(ConsumerWorker):
         super().__init__(config, bus=bus, store=store, stop_event=stop_event)
         self.rules = rules if rules is not None else rules_section(config)
         self.engine = RuleEngine(self.rules)
+        self.documents = None if rules is not None else RulesDocument(store)
+        self.rules_version = 0
+        self._next_poll = 0.0
         self.clock = clock or (lambda: datetime.now(UTC))
         self.alerts_sent = 0
 
@@ -82,12 +91,31 @@ class RulesWorker(ConsumerWorker):
         specs += [TopicSpec(dead_letter_topic(t.name), 1) for t in (DETECTIONS, CAMERA_STATUS)]
         return specs
 
+    def reload(self) -> bool:
+        """Swap in a newer saved rules document; True when the rules changed."""
+        if self.documents is None or time.monotonic() < self._next_poll:
+            return False
+        self._next_poll = time.monotonic() + self.rules.document_poll_s
+        try:
+            saved = self.documents.load()
+        except Exception as exc:  # a broken document must not stop the alerts: keep the current rules
+            log.warning("rules: the rules document cannot be read (keeping version %d): %s", self.rules_version, exc)
+            return False
+        if saved is None or saved.version == self.rules_version:
+            return False
+        self.rules, self.rules_version = saved.rules, saved.version
+        self.engine.replace_rules(saved.rules)
+        log.info("rules: version %d of the rules document (saved by %s) in force", saved.version, saved.updated_by)
+        return True
+
     def setup(self) -> None:
+        self.reload()
         if not self.rules.cameras:
             log.warning("rules: no rules configured (rules.cameras is empty); no alert will be raised")
         super().setup()
 
     def handle_message(self, message: Message) -> None:
+        self.reload()
         kinds: dict[str, type[Detections] | type[CameraStatus]] = {
             DETECTIONS.name: Detections,
             CAMERA_STATUS.name: CameraStatus,
@@ -105,6 +133,7 @@ class RulesWorker(ConsumerWorker):
 
     def idle(self) -> None:
         """Caught up: let offline timers fire on the wall clock."""
+        self.reload()
         alerts = self.engine.advance(self.clock())
         if alerts:
             self._send(alerts)
