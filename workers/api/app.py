@@ -34,6 +34,7 @@ from workers.api import (
     routes_console,
     routes_devices,
     routes_live,
+    routes_manage,
     routes_media,
     routes_search,
     routes_synopsis,
@@ -193,7 +194,7 @@ def create_app(ctx: ApiContext, *, web_dir: Path | None = None, start_background
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    for module in (routes_admin, routes_search, routes_media, routes_synopsis, routes_live, routes_devices, routes_video, routes_timeline, routes_console):
+    for module in (routes_admin, routes_search, routes_media, routes_synopsis, routes_live, routes_devices, routes_video, routes_timeline, routes_console, routes_manage):
         app.include_router(module.router)
     _mount_web(app, web_dir or find_web_dir(ctx.api.web_dir))
 

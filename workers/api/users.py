@@ -70,6 +70,7 @@ class Permission(StrEnum):
     AUDIT = "audit"
     USERS = "users"
     PTZ = "ptz"  # move PTZ cameras, presets, home position
+    ADMINISTER = "administer"  # cameras, zones, lines, rules and hotlists (admins)
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
