@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 GOP_MAX_PACKETS = 600
 GOP_MAX_BYTES = 16 << 20
 QUEUE_PACKETS = 300
+HISTORY_S = 10.0
+HISTORY_BYTES = 32 << 20
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,8 @@ class _Channel:
         self.params: StreamParams | None = None
         self.gop: list[LivePacket] = []
         self.gop_bytes = 0
+        self.history: collections.deque[list[LivePacket]] = collections.deque()  # earlier GOPs, oldest first
+        self.history_bytes = 0
         self.subscribers: set[Subscription] = set()
         self.packets = 0
         self.bytes = 0
@@ -165,9 +169,11 @@ class LiveHub:
             ch = self._channel(packet.params.camera_id)
             if ch.params != packet.params:
                 ch.params, ch.gop, ch.gop_bytes = packet.params, [], 0
+                ch.history.clear()
+                ch.history_bytes = 0
             ch.ended = False
             if packet.keyframe:
-                ch.gop, ch.gop_bytes = [], 0
+                self._retire_gop(ch, packet)
             if ch.gop or packet.keyframe:
                 if len(ch.gop) < self.gop_max_packets and ch.gop_bytes + len(packet.data) <= self.gop_max_bytes:
                     ch.gop.append(packet)
@@ -181,12 +187,39 @@ class LiveHub:
         for sub in subs:
             sub._offer(packet)
 
+    @staticmethod
+    def _retire_gop(ch: _Channel, keyframe: LivePacket) -> None:
+        """Move the finished GOP into the history (a few seconds of pictures for snapshots at a moment)."""
+        if ch.gop:
+            ch.history.append(ch.gop)
+            ch.history_bytes += ch.gop_bytes
+        while ch.history and (ch.history_bytes > HISTORY_BYTES or (
+                keyframe.captured_at - ch.history[0][0].captured_at).total_seconds() > HISTORY_S):
+            old = ch.history.popleft()
+            ch.history_bytes -= sum(len(p.data) for p in old)
+        ch.gop, ch.gop_bytes = [], 0
+
+    def gop_at(self, camera_id: str, at: datetime) -> list[LivePacket]:
+        """The cached GOP that holds the picture captured at ``at`` (up to ``HISTORY_S`` back), cut after it."""
+        with self._lock:
+            ch = self._channels.get(camera_id)
+            if ch is None:
+                return []
+            gops = [*ch.history, ch.gop] if ch.gop else list(ch.history)
+        chosen: list[LivePacket] = []
+        for gop in gops:
+            if gop and gop[0].captured_at <= at:
+                chosen = gop
+        return [p for p in chosen if p.captured_at <= at] or chosen[:1]
+
     def end(self, camera_id: str) -> None:
         """The camera's source session ended (end of file, disconnect): viewers see it as not live."""
         with self._lock:
             ch = self._channel(camera_id)
             ch.ended = True
             ch.gop, ch.gop_bytes = [], 0
+            ch.history.clear()
+            ch.history_bytes = 0
 
     # -- viewer side -------------------------------------------------------------------------------
     def subscribe(self, camera_id: str, notify: Callable[[], None] | None = None,

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from pipeline.alerts import TailFilter, follow, tail_group
@@ -43,8 +44,9 @@ class Subscription:
 class AlertHub:
     """Follows the alerts topic and fans alerts out to subscribers."""
 
-    def __init__(self, bus: Bus | None, backlog: int = 200) -> None:
+    def __init__(self, bus: Bus | None, backlog: int = 200, enrich: Callable[[Alert], Alert] | None = None) -> None:
         self.bus = bus
+        self.enrich = enrich
         self.recent: deque[Alert] = deque(maxlen=backlog)
         self._subs: set[Subscription] = set()
         self._lock = threading.Lock()
@@ -68,6 +70,8 @@ class AlertHub:
                 self._stop.wait(2.0)
 
     def publish(self, alert: Alert) -> None:
+        if self.enrich is not None:
+            alert = self.enrich(alert)
         with self._lock:
             self.received += 1
             self.recent.append(alert)

@@ -21,6 +21,7 @@ from workers.api.audit import AuditLog
 from workers.api.clips import ClipExporter
 from workers.api.desk import AlertDesk
 from workers.api.devices import DeviceDesk
+from workers.api.evidence import AlertSnapshots
 from workers.api.faces import FaceQueries, zoo_analyzer_factory
 from workers.api.limits import Quotas
 from workers.api.overlays import OverlayHub
@@ -89,6 +90,7 @@ class ApiContext:
     recordings_prefix: str = "recordings"
     desk: AlertDesk | None = None
     live: LiveHub = field(default_factory=LiveHub)
+    snapshots: AlertSnapshots | None = None
     overlays: OverlayHub = field(default_factory=lambda: OverlayHub(None))
     companions: list[Companion] = field(default_factory=list)
     devices: DeviceDesk | None = None
@@ -164,7 +166,9 @@ def build_context(
         except Exception:
             log.warning("initial search catalog refresh failed", exc_info=True)
     recordings_prefix = config.ingest.recordings.prefix
-    alerts = AlertHub(bus)
+    live = live or LiveHub()
+    snapshots = AlertSnapshots(store, live)
+    alerts = AlertHub(bus, enrich=snapshots)
     return ApiContext(
         config=config,
         api=api,
@@ -188,7 +192,8 @@ def build_context(
         synopses=SynopsisDesk.from_config(config, store, Path(api.cache_dir),
                                           cache_max_bytes=api.cache_max_mb * 1_000_000),
         recordings_prefix=recordings_prefix,
-        live=live or LiveHub(),
+        live=live,
+        snapshots=snapshots,
         overlays=OverlayHub(bus),
         companions=list(companions),
         devices=DeviceDesk(bus),

@@ -81,7 +81,11 @@ def sighting_out(act: Action, s: Any) -> SightingOut:
 
 
 def alert_out(act: Action, hit: Any) -> AlertOut:
-    urls = [u for u in (media_url(act, k, hit.camera_id, Permission.ALERTS) for k in hit.evidence_keys) if u]
+    keys = list(hit.evidence_keys)
+    if not keys and act.ctx.snapshots is not None:  # a rule alert: the snapshot the API took when it arrived
+        stored = act.ctx.snapshots.stored(hit.camera_id, hit.alert_id)
+        keys = [stored] if stored else []
+    urls = [u for u in (media_url(act, k, hit.camera_id, Permission.ALERTS) for k in keys) if u]
     return from_hit(AlertOut, hit, evidence_urls=urls)
 
 

@@ -87,7 +87,7 @@ def read_topic(bus: Bus, topic: str, quiet_s: float = 1.0) -> list[bytes]:
     return values
 
 
-def _build(config: TubelineConfig, bus: Bus, store: ObjectStore, cameras: list[CameraSpec],
+def build_pipeline(config: TubelineConfig, bus: Bus, store: ObjectStore, cameras: list[CameraSpec],
            detector: Any, live: LiveSink | None = None) -> Supervisor:
     """Workers in pipeline order: the supervisor stops them in this order, each after the one before drained."""
     supervisor = Supervisor(
@@ -152,7 +152,7 @@ def run_embedded(
         from models.zoo import ModelZoo
 
         detector = ModelZoo(config.models).detector()
-    supervisor = _build(config, bus, store, cameras, detector, live)
+    supervisor = build_pipeline(config, bus, store, cameras, detector, live)
     started = time.monotonic()
     supervisor.start()
     last_report = 0.0
@@ -218,4 +218,4 @@ def sample_video() -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-__all__ = ["EmbeddedResult", "run_embedded", "sample_video", "summarize_store"]
+__all__ = ["EmbeddedResult", "build_pipeline", "run_embedded", "sample_video", "summarize_store"]
