@@ -63,6 +63,48 @@ def parameter_sets(codec: str, keyframe: bytes) -> bytes:
     return b"".join(_START4 + n for n in found)
 
 
+def config_to_annexb(codec: str, extradata: bytes) -> tuple[bytes, int]:
+    """(Annex-B parameter sets, NAL length size) of an ``avcC``/``hvcC`` record; (extradata, 0) when it is
+    already Annex-B (or empty). MP4 and Matroska sources carry such records and length-prefixed packets."""
+    if not extradata or extradata[0] != 1:
+        return extradata, 0
+    out, data = bytearray(), extradata
+    try:
+        if codec == "h264":
+            size = (data[4] & 3) + 1
+            i, count = 6, data[5] & 0x1F
+            for group in range(2):
+                for _ in range(count):
+                    n = int.from_bytes(data[i:i + 2], "big")
+                    out += _START4 + data[i + 2:i + 2 + n]
+                    i += 2 + n
+                if group == 0:
+                    count, i = data[i], i + 1
+        else:
+            size = (data[21] & 3) + 1
+            i = 23
+            for _ in range(data[22]):
+                count, i = int.from_bytes(data[i + 1:i + 3], "big"), i + 3
+                for _ in range(count):
+                    n = int.from_bytes(data[i:i + 2], "big")
+                    out += _START4 + data[i + 2:i + 2 + n]
+                    i += 2 + n
+    except IndexError:
+        msg = f"malformed {codec} decoder configuration record"
+        raise ValueError(msg) from None
+    return bytes(out), size
+
+
+def length_to_annexb(data: bytes, size: int) -> bytes:
+    """A packet of length-prefixed NAL units as Annex-B (start codes)."""
+    out, i = bytearray(), 0
+    while i + size <= len(data):
+        n = int.from_bytes(data[i:i + size], "big")
+        out += _START4 + data[i + size:i + size + n]
+        i += size + n
+    return bytes(out)
+
+
 def boxes(data: bytes) -> tuple[list[tuple[str, bytes]], int]:
     """Complete top-level MP4 boxes at the start of ``data`` and how many bytes they take."""
     out: list[tuple[str, bytes]] = []
@@ -135,20 +177,26 @@ class Fmp4Muxer:
         self._t0: float | None = None
         self._last_dts = -1
         self._pending: list[tuple[datetime, float]] = []
+        self._nal_size = 0
+        self._keep = b""
+        self._template: av.container.InputContainer | None = None
         self.init: bytes | None = None
         self.codec_string: str | None = None
 
     def _open(self, first: LivePacket) -> None:
-        extradata = self.params.extradata or parameter_sets(self.params.codec, first.data)
+        # Everything is muxed from Annex-B: FFmpeg's MP4 muxer converts it (and writes avcC/hvcC itself).
+        extradata, self._nal_size = config_to_annexb(self.params.codec, self.params.extradata)
+        extradata = extradata or parameter_sets(self.params.codec, first.data)
         if not extradata:
             msg = f"camera {self.params.camera_id}: no parameter sets for {self.params.codec} (extradata or keyframe)"
             raise ValueError(msg)
         self._container = av.open(self._sink, mode="w", format="mp4", options={
             "movflags": "empty_moov+default_base_moof+frag_keyframe+frag_every_frame"})
-        options = {"x265-params": "log-level=none"} if self.params.codec == "hevc" else None
-        stream = self._container.add_stream(self.params.codec, options=options)
-        stream.width, stream.height = self.params.width or 16, self.params.height or 16
-        stream.codec_context.extradata = extradata
+        # The stream's parameters come from demuxing the parameter sets and the first picture as a raw
+        # elementary stream: a stream made by codec name would open an encoder, which writes its own SPS.
+        keyframe = length_to_annexb(first.data, self._nal_size) if self._nal_size else first.data
+        self._template = av.open(io.BytesIO(extradata + keyframe), mode="r", format=self.params.codec)
+        stream = self._container.add_stream_from_template(self._template.streams.video[0])
         stream.time_base = TIME_BASE
         if self.params.codec == "hevc":
             stream.codec_tag = "hvc1"  # what browsers accept (hev1 is refused by some)
@@ -162,7 +210,9 @@ class Fmp4Muxer:
                 return []
             self._open(packet)
         assert self._container is not None and self._t0 is not None
-        pkt = av.Packet(packet.data)
+        data = length_to_annexb(packet.data, self._nal_size) if self._nal_size else packet.data
+        self._keep = data  # the packet may point into these bytes until the muxer has written them
+        pkt = av.Packet(data)
         dts = max(round((packet.dts - self._t0) * 90000), self._last_dts + 1)
         pkt.dts = dts
         pkt.pts = max(round((packet.pts - self._t0) * 90000), dts)
@@ -214,12 +264,13 @@ class Fmp4Muxer:
         return out
 
     def close(self) -> None:
-        if self._container is not None:
-            try:
-                self._container.close()
-            except (av.error.FFmpegError, ValueError, OSError):
-                log.debug("closing the live muxer failed", exc_info=True)
-            self._container = None
+        for container in (self._container, self._template):
+            if container is not None:
+                try:
+                    container.close()
+                except (av.error.FFmpegError, ValueError, OSError):
+                    log.debug("closing the live muxer failed", exc_info=True)
+        self._container = self._template = None
 
 
 class JpegTranscoder:

@@ -88,8 +88,10 @@ def read_topic(bus: Bus, topic: str, quiet_s: float = 1.0) -> list[bytes]:
 
 
 def build_pipeline(config: TubelineConfig, bus: Bus, store: ObjectStore, cameras: list[CameraSpec],
-           detector: Any, live: LiveSink | None = None) -> Supervisor:
-    """Workers in pipeline order: the supervisor stops them in this order, each after the one before drained."""
+                   detector: Any, live: LiveSink | None = None, downstream: tuple[str, ...] = DOWNSTREAM) -> Supervisor:
+    """Workers in pipeline order: the supervisor stops them in this order, each after the one before drained.
+
+    ``downstream``: which of the workers after detect to run (default: all of rules, plate, face, index)."""
     supervisor = Supervisor(
         restart_budget=config.runtime.restart_budget, restart_window_s=config.runtime.restart_window_s
     )
@@ -103,7 +105,7 @@ def build_pipeline(config: TubelineConfig, bus: Bus, store: ObjectStore, cameras
     supervisor.add("detect", lambda stop: DetectWorker(config, stop_event=stop, close_on_stop=True, detector=detector,
                                                        bus=bus, store=scoped("detect")))
     for name in DOWNSTREAM:
-        if name in WORKERS:
+        if name in WORKERS and name in downstream:
             cls = worker_class(name)
             supervisor.add(name, lambda stop, cls=cls, name=name: cls(config, stop_event=stop, bus=bus,
                                                                       store=scoped(name)))
