@@ -164,8 +164,12 @@ class LivePlayer {
     for (const d of this.dets) if (!best || Math.abs(d.captured_ms - capturedMs) < Math.abs(best.captured_ms - capturedMs)) best = d;
     const newest = this.dets.length ? this.dets[this.dets.length - 1].captured_ms : null;
     const lag = $(".tile-lag", this.tile);
-    // Boxes belong to one analysed frame: drawn only on pictures within 0.5 s of it, never on others.
-    if (!best || Math.abs(best.captured_ms - capturedMs) > 500) {
+    // Boxes belong to one analysed frame: drawn only on pictures near it in time (half the analysis interval,
+    // at least 0.5 s), never on pictures far from it.
+    const n = this.dets.length;
+    const interval = n > 2 ? (this.dets[n - 1].captured_ms - this.dets[0].captured_ms) / (n - 1) : 0;
+    const tolerance = Math.max(500, 0.6 * interval);
+    if (!best || Math.abs(best.captured_ms - capturedMs) > tolerance) {
       lag.textContent = newest === null ? "no analysis yet" : (newest < capturedMs ? `analysis ${((capturedMs - newest) / 1000).toFixed(1)} s behind` : "");
       return;
     }

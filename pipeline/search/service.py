@@ -202,6 +202,24 @@ class SearchService:
         rows = self._query(sql, [*edits_params, *where.params, limit])
         return [self._plate_hit(r) for r in rows if self._in_scope(r["camera_id"], scope)]
 
+    def plate_reads(
+        self,
+        *,
+        cameras: Collection[str] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 100,
+    ) -> list[PlateHit]:
+        """Every plate read in [start, end), oldest first (a camera's timeline)."""
+        scope = self._scope(cameras)
+        start, end, limit = _check_time(start, "start"), _check_time(end, "end"), _check_limit(limit)
+        if scope == []:
+            return []
+        where = _Filter().scope(scope).at("captured_at", start, end)
+        sql = f"SELECT {_PLATE_COLUMNS}, 0 AS edits FROM plates_latest WHERE {where.sql()} ORDER BY captured_at, read_id LIMIT ?"
+        rows = self._query(sql, [*where.params, limit])
+        return [self._plate_hit(r) for r in rows if self._in_scope(r["camera_id"], scope)]
+
     @staticmethod
     def _plate_match(query: str, mode: str, max_edits: int) -> tuple[str, list[Any], str, list[Any], str]:
         """(WHERE clause, its params, SQL for the edit count, its params, ORDER BY) for a plate query.

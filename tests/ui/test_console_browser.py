@@ -37,7 +37,7 @@ from tests.peers.rtsp import GstRtspServer
 from tests.ui.test_ui_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.unit.test_api_support import PASSWORD, add_users
 from workers.api.serve import ApiServer, start_api
-from workers.api.users import Role, UserStore
+from workers.api.users import Role, Scope, UserStore
 from workers.runner.embedded import build_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
@@ -78,12 +78,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         "store.local.root": str(tmp / "store"), "runtime.poll_timeout_s": 0.2,
         "index.cache_dir": str(tmp / "search-cache"), "index.flush_interval_s": 0.5, "index.compact_after_parts": 0,
         "api.cache_dir": str(tmp / "api-cache"), "api.port": 0, "api.refresh_s": 0.5, "api.sse_keepalive_s": 0.5,
-        "api.live_recheck_s": 1.0, "ingest.analysis_fps": 3.0, "ingest.registry_refresh_s": 1.0,
+        "api.live_recheck_s": 1.0, "ingest.analysis_fps": 1.0, "ingest.registry_refresh_s": 1.0,
         "ingest.recordings.segment_s": 4.0, "secrets.key_file": str(tmp / "registry.key"), "rules": RULES,
     })
     store = LocalStore(tmp / "store")
     add_users(store)
-    UserStore(store).add("olga", Role.OPERATOR, PASSWORD)
+    UserStore(store).add("olga", Role.OPERATOR, PASSWORD, Scope(all_cameras=True))
     CameraRegistry(store).put(CameraSpec(id=CAMERA, name="Car park", kind="file", device_type="file", loop=True,
                                          url=str(h264_clip(tmp / "carpark.mp4")), latitude=30.66, longitude=104.06))
     bus, hub = MemoryBus(default_partitions=3), LiveHub()
@@ -161,8 +161,10 @@ def test_operator_watches_the_live_grid_and_opens_a_camera_with_overlays(site: S
 
     pg.dblclick(tile(CAMERA))
     pg.wait_for_selector("#live-grid.n1")
+    # boxes of an analysed frame drawn on the pictures next to it (analysis at 1 frame/s here; on a loaded
+    # 2-core machine detection can lag behind real time for a while after start)
     pg.wait_for_function(f"() => Number(document.querySelector(\"{tile(CAMERA)}\")?.dataset.boxes || 0) > 0",
-                         timeout=40_000)
+                         timeout=120_000)
     assert pg.is_checked("#live-overlays") and "Car park" in pg.inner_text("#live-title")
     pg.screenshot(path=str(site.shots / "12-live-overlays.png"))
     watched = [e for e in _audit(site, "live.watch") if e["user"] == "otto"]
@@ -181,11 +183,12 @@ def test_operator_acknowledges_an_alert_and_another_operator_sees_it_live(site: 
     other.click("#tabs [data-tab=alerts]")
     pg = page_for(browser, site, "otto", errors)
     pg.click("#tabs [data-tab=alerts]")
-    card = "#alert-list li[data-state=new]"
-    pg.wait_for_selector(card, timeout=60_000)
-    # the newest crossing whose recording is stored (segments close every 4 s)
-    time.sleep(6)
-    alert_id = pg.get_attribute(card, "data-id")
+    # a crossing old enough for its recording to be stored (segments close every 4 s)
+    pick = ("() => { const old = [...desk.alerts.values()].filter(a => Date.now() - new Date(a.occurred_at) > 12000"
+            " && !(desk.records.get(a.alert_id) || {}).acknowledged_by);"
+            " return old.length ? old[0].alert_id : null; }")
+    pg.wait_for_function(pick, timeout=90_000)
+    alert_id = pg.evaluate(pick)
     pg.click(f"#alert-list li[data-id='{alert_id}'] button")
     pg.wait_for_selector("#alert-detail:not([hidden])")
     pg.wait_for_function("() => { const i = document.querySelector('#alert-snapshot');"

@@ -139,6 +139,12 @@ class FakeSearch:
                 and (alert_type is None or a.alert_type == alert_type)]
         return sorted(hits, key=lambda a: a.occurred_at, reverse=True)[:limit]
 
+    def plate_reads(self, *, cameras: Collection[str] | None = None, start: datetime | None = None,
+                    end: datetime | None = None, limit: int = 100) -> list[PlateHit]:
+        self.calls.append(("plate_reads", cameras))
+        hits = [h for h in self.plates_ if _in(cameras, h.camera_id) and _window(h.captured_at, start, end)]
+        return sorted(hits, key=lambda h: h.captured_at)[:limit]
+
     def tracks(self, *, cameras: Collection[str] | None = None, start: datetime | None = None,
                end: datetime | None = None, limit: int = 100) -> list[TrackHit]:
         self.calls.append(("tracks", cameras))

@@ -64,7 +64,7 @@ def _events(act: Action, camera_id: str, start: datetime, end: datetime) -> list
             events.append({"kind": "track", "time": iso(t.started_at), "end": iso(t.ended_at), "id": t.sighting_id,
                            "label": label})
         if act.who.user.can(Permission.SEARCH):
-            for p in search.plates("*", mode="wildcard", cameras=[camera_id], start=start, end=end, limit=MAX_EVENTS):
+            for p in search.plate_reads(cameras=[camera_id], start=start, end=end, limit=MAX_EVENTS):
                 events.append({"kind": "plate", "time": iso(p.captured_at), "id": p.read_id, "label": p.text})
     return sorted(events, key=lambda e: str(e["time"]))
 
