@@ -238,13 +238,15 @@ def test_admin_draws_a_zone_and_an_intrusion_alert_follows(site: Site, browser: 
     pg.wait_for_function("() => { const i = document.querySelector('#zone-snapshot');"
                          " return i.complete && i.naturalWidth > 0; }", timeout=20_000)
     pg.fill("#zone-name", "Whole yard")
+    pg.locator("#zone-svg").scroll_into_view_if_needed()
     box = pg.locator("#zone-svg").bounding_box()
     for fx, fy in ((0.02, 0.05), (0.98, 0.05), (0.98, 0.98), (0.02, 0.98)):
         pg.mouse.click(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
     pg.screenshot(path=str(site.shots / "16-admin-draws-zone.png"))
     pg.click("#zone-finish")
-    pg.wait_for_function("() => document.querySelector('#zone-status').textContent.includes('version')")
-    assert "Whole yard" in pg.inner_text("#zone-list")
+    pg.wait_for_function("() => /version|error|invalid|rule/i.test(document.querySelector('#zone-status').textContent)")
+    assert "saved with its rule" in pg.inner_text("#zone-status"), pg.inner_text("#zone-status")
+    pg.wait_for_function("() => document.querySelector('#zone-list').textContent.includes('Whole yard')")
     saved = time.time()
     pg.click("#tabs [data-tab=alerts]")
     pg.wait_for_function("() => [...document.querySelectorAll('#alert-list li')].some("
