@@ -15,6 +15,7 @@ from schemas.detections import Detections
 from schemas.devices import DeviceCommand
 from schemas.faces import FaceRecord
 from schemas.frames import FrameHeader
+from schemas.live import LivePacketHeader
 from schemas.objects import ObjectCrop
 from schemas.plates import PlateRead
 from schemas.tracks import TrackSummary
@@ -30,6 +31,7 @@ MESSAGE_TYPES: tuple[type[WireMessage], ...] = (
     CameraStatus,
     CameraHealth,
     DeviceCommand,
+    LivePacketHeader,
 )
 
 

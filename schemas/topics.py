@@ -34,6 +34,7 @@ from schemas.detections import Detections
 from schemas.devices import DeviceCommand
 from schemas.faces import FaceRecord
 from schemas.frames import FrameHeader
+from schemas.live import LivePacketHeader
 from schemas.objects import ObjectCrop
 from schemas.plates import PlateRead
 from schemas.tracks import TrackSummary
@@ -59,8 +60,9 @@ class TopicSpec:
     """Versioned topic name without prefix, e.g. ``tubeline.frames.v1``."""
     message: type[WireMessage]
     """The message class; its JSON Schema is ``schemas/json/<message.SCHEMA_NAME>.v1.json``."""
-    value_format: Literal["json", "jpeg"]
-    """``json``: the value is ``message.to_json()``; ``jpeg``: JPEG bytes, metadata in headers."""
+    value_format: Literal["json", "jpeg", "packet"]
+    """``json``: the value is ``message.to_json()``; ``jpeg``: JPEG bytes, metadata in headers; ``packet``: an
+    encoded video packet of the camera's own stream, metadata in headers."""
     partitions: int
     """Default partition count when the topic is created."""
     retention_ms: int
@@ -170,6 +172,16 @@ DEVICE_COMMANDS = TopicSpec(
     description="The API publishes PTZ, preset and device-recording commands; the ingest worker holding the device runs them.",
 )
 
+LIVE = TopicSpec(
+    name="tubeline.live.v1",
+    message=LivePacketHeader,
+    value_format="packet",
+    partitions=12,
+    retention_ms=5 * 60_000,
+    description="Ingest publishes every encoded packet of every camera (the original stream, at its own rate) "
+    "for live viewing; API processes follow it from its end. Large and short-lived: kept minutes.",
+)
+
 _ALL: tuple[TopicSpec, ...] = (
     FRAMES,
     DETECTIONS,
@@ -181,6 +193,7 @@ _ALL: tuple[TopicSpec, ...] = (
     CAMERA_STATUS,
     CAMERA_HEALTH,
     DEVICE_COMMANDS,
+    LIVE,
 )
 
 

@@ -357,6 +357,12 @@ class IngestConfig(Section):
     stats_interval_s: float = Field(
         10.0, title="Stats interval", description="Seconds between stats events per camera.", gt=0, le=3600
     )
+    live_topic: bool = Field(
+        True,
+        title="Publish live packets",
+        description="Publish every camera's encoded packets on tubeline.live.v1 for live viewing through the API "
+        "(the distributed deployment; 'tubeline up' hands them to its API in process instead).",
+    )
     registry_refresh_s: float = Field(
         10.0, title="Registry refresh", description="Seconds between registry re-reads.", gt=0, le=3600
     )

@@ -85,3 +85,26 @@ def test_jpeg_fallback_and_snapshots_from_the_hub(tmp_path: Path) -> None:
     assert shot is not None and shot[0].captured_at == at
     late = hub.subscribe("cam")  # a new viewer starts at the last keyframe
     assert late.take()[0].keyframe
+
+
+def test_live_packets_round_trip_through_the_bus(tmp_path: Path) -> None:
+    from pipeline.bus.memory import MemoryBus
+    from pipeline.live.topic import LiveTopicFollower, TopicLiveSink
+    from schemas.topics import LIVE
+
+    pkts = packets(clip(tmp_path, "a.mp4", ["-c:v", "libx264", "-g", "10", "-bf", "0"]), "h264")
+    bus = MemoryBus()
+    with bus.producer() as producer:
+        sink = TopicLiveSink(producer)
+        for p in pkts[3:]:  # starts mid-GOP: the follower waits for the keyframe
+            sink.publish(p)
+    hub = LiveHub()
+    follower = LiveTopicFollower(bus, hub)
+    sub = hub.subscribe("cam")
+    with bus.consumer([LIVE.name], "g") as consumer:
+        for message in consumer.poll(timeout=1, max_records=1000):
+            follower.handle(message)
+    got = sub.take()
+    assert got[0].keyframe and got[0].params.extradata == pkts[0].params.extradata
+    assert [p.data for p in got] == [p.data for p in pkts[10:]]
+    assert [p.captured_at for p in got] == [p.captured_at for p in pkts[10:]]

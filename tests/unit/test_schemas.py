@@ -40,6 +40,7 @@ from schemas import (
     stable_id,
     topics,
 )
+from schemas.live import LivePacketHeader
 from schemas.validation import format_checker
 
 SCHEMA_DIR = Path(schemas.__file__).resolve().parent / "json"
@@ -57,6 +58,7 @@ EXPECTED_TOPICS = {
     "tubeline.camera-status.v1": CameraStatus,
     "tubeline.camera-health.v1": CameraHealth,
     "tubeline.device-commands.v1": DeviceCommand,
+    "tubeline.live.v1": LivePacketHeader,
 }
 
 
@@ -156,6 +158,7 @@ DATETIME_FIELDS = [
     (CameraStatus, "observed_at"),
     (CameraHealth, "observed_at"),
     (DeviceCommand, "requested_at"),
+    (LivePacketHeader, "captured_at"),
 ]
 
 
@@ -341,6 +344,7 @@ KEYS = [
     (CameraStatus, "34020000001320000001/status/stats/2024-05-01T08:01:00Z"),
     (CameraHealth, "cam-01/health/2024-05-01T08:01:00Z"),
     (DeviceCommand, "cmd-0c8d7f4e2a1b"),
+    (LivePacketHeader, "34020000001320000001/5f0c2a9e41b7-1/48.0"),
 ]
 
 # (class, a field that is NOT part of the key, a new value for it)
@@ -355,7 +359,16 @@ NON_KEY_CHANGES = [
     (CameraStatus, "detail", "changed"),
     (CameraHealth, "frames_sampled", 3),
     (DeviceCommand, "speed", 7),
+    (LivePacketHeader, "pts", 48.5),
 ]
+
+
+def test_live_packet_headers_round_trip() -> None:
+    header = LivePacketHeader.example()
+    assert LivePacketHeader.from_headers(header.to_headers()) == header
+    assert header.extradata_bytes().startswith(b"\x00\x00\x00\x01")
+    with pytest.raises(ValueError, match="number"):
+        LivePacketHeader.from_headers([(n, b"x" if n == "tubeline-pts" else v) for n, v in header.to_headers()])
 
 
 def test_key_tables_cover_every_class() -> None:
@@ -511,7 +524,7 @@ def test_topic_maps_to_class_with_schema_file(spec: topics.TopicSpec) -> None:
     assert spec.key_field == "camera_id"
     assert spec.message.model_fields["camera_id"].is_required()
     assert spec.partitions >= 1
-    assert spec.retention_ms >= 3_600_000
+    assert spec.retention_ms >= (60_000 if spec.value_format == "packet" else 3_600_000)  # live: minutes
     assert "murmur2" in spec.partitioning
     assert topics.get_topic(spec.name) is spec
     assert topics.topic_for(spec.message) is spec

@@ -14,6 +14,7 @@ from pipeline.bus.base import Bus
 from pipeline.config import TubelineConfig
 from pipeline.config.api import ApiConfig, api_config
 from pipeline.live.hub import LiveHub
+from pipeline.live.topic import LiveTopicFollower
 from pipeline.store.base import ObjectStore
 from workers.api.alerts import AlertHub
 from workers.api.anonymous import AnonymousRefusals
@@ -91,6 +92,7 @@ class ApiContext:
     desk: AlertDesk | None = None
     live: LiveHub = field(default_factory=LiveHub)
     snapshots: AlertSnapshots | None = None
+    live_follower: LiveTopicFollower | None = None
     overlays: OverlayHub = field(default_factory=lambda: OverlayHub(None))
     companions: list[Companion] = field(default_factory=list)
     devices: DeviceDesk | None = None
@@ -102,6 +104,8 @@ class ApiContext:
         companions (an in-process synopsis builder with ``api.build_synopses``)."""
         self.alerts.start()
         self.overlays.start()
+        if self.live_follower is not None:
+            self.live_follower.start()
         for companion in self.companions:
             companion.start()
         if self._refresher is None:
@@ -130,6 +134,8 @@ class ApiContext:
         if self.devices is not None:
             self.devices.close()
         self.overlays.stop()
+        if self.live_follower is not None:
+            self.live_follower.stop()
         for companion in self.companions:
             companion.stop()
         if self._refresher is not None:
@@ -166,7 +172,11 @@ def build_context(
         except Exception:
             log.warning("initial search catalog refresh failed", exc_info=True)
     recordings_prefix = config.ingest.recordings.prefix
-    live = live or LiveHub()
+    # Without a hub shared in process (tubeline up), the API follows the live topic into a hub of its own.
+    follower = None
+    if live is None:
+        live = LiveHub()
+        follower = LiveTopicFollower(bus, live) if bus is not None else None
     snapshots = AlertSnapshots(store, live)
     alerts = AlertHub(bus, enrich=snapshots)
     return ApiContext(
@@ -194,6 +204,7 @@ def build_context(
         recordings_prefix=recordings_prefix,
         live=live,
         snapshots=snapshots,
+        live_follower=follower,
         overlays=OverlayHub(bus),
         companions=list(companions),
         devices=DeviceDesk(bus),

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pipeline.bus.base import Bus, Producer, TopicSpec
 from pipeline.cameras.registry import CameraRegistry
 from pipeline.config.ingest import CamerasConfig, CameraSpec, IngestConfig
+from pipeline.live.topic import TopicLiveSink, live_topic_spec
 from pipeline.runtime.worker import Worker
 from schemas.devices import DeviceCommand
 from schemas.topics import ALERTS, CAMERA_STATUS, DEVICE_COMMANDS, FRAMES
@@ -87,7 +88,7 @@ class IngestWorker(Worker):
     ``cameras`` adds cameras to those of the registry and config; ``ingest_config`` replaces the
     config tree's ``ingest`` section (tests, embedding); ``tmp_dir`` holds recording segments
     until they are uploaded (default: the system temp folder); ``live`` receives every camera's packets
-    for live viewing (the embedded run's in-process hub; default: none).
+    for live viewing (the embedded run's in-process hub; default: the live topic when ``ingest.live_topic``).
     """
 
     name: ClassVar[str] = "ingest"
@@ -133,6 +134,9 @@ class IngestWorker(Worker):
               if self.ingest.gb28181.enabled else []),
         ])
         self.producer = self.bus.producer()
+        if self.live is None and self.ingest.live_topic:
+            self.bus.ensure_topics([live_topic_spec()])
+            self.live = TopicLiveSink(self.producer)
         if self.ingest.gb28181.enabled:
             from workers.ingest.gb28181.platform import GbPlatform
 
