@@ -56,10 +56,11 @@ class GstRtspServer:
         auth: str = "digest",
         size: str = "640x360",
         fps: int = 25,
+        clock: bool = False,
     ) -> None:
         self.port = port or free_port()
         self.user, self.password, self.auth = user, password, auth
-        self.size, self.fps = size, fps
+        self.size, self.fps, self.clock = size, fps, clock
         low = random.randrange(40000, 60000, 200)
         self.udp_ports = f"{low}-{low + 199}"
         self.proc: subprocess.Popen[str] | None = None
@@ -74,6 +75,8 @@ class GstRtspServer:
             raise RuntimeError(msg)
         cmd = [SYSTEM_PYTHON, str(SCRIPT), "--port", str(self.port), "--size", self.size, "--fps", str(self.fps),
                "--udp-ports", self.udp_ports]
+        if self.clock:
+            cmd.append("--clock")
         if self.user:
             cmd += ["--user", self.user, "--password", self.password or "", "--auth", self.auth]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
