@@ -108,3 +108,17 @@ def test_live_packets_round_trip_through_the_bus(tmp_path: Path) -> None:
     assert got[0].keyframe and got[0].params.extradata == pkts[0].params.extradata
     assert [p.data for p in got] == [p.data for p in pkts[10:]]
     assert [p.captured_at for p in got] == [p.captured_at for p in pkts[10:]]
+
+
+def test_annexb_stream_without_extradata_takes_parameter_sets_from_the_keyframe(tmp_path: Path) -> None:
+    """GB/T 28181 sources (and RTSP without sprop-parameter-sets) hand over Annex-B packets and no extradata."""
+    import dataclasses
+
+    pkts = packets(clip(tmp_path, "g.ts", ["-c:v", "libx264", "-g", "25", "-bf", "0", "-f", "mpegts"]), "h264")
+    bare = dataclasses.replace(pkts[0].params, extradata=b"")
+    mux = Fmp4Muxer(bare)
+    frags = [f for p in pkts for f in mux.push(dataclasses.replace(p, params=bare))]
+    out = tmp_path / "gb.mp4"
+    out.write_bytes(b"".join(f.data for f in frags))
+    run = subprocess.run(["ffmpeg", "-v", "error", "-i", str(out), "-f", "null", "-"], capture_output=True, text=True)
+    assert run.returncode == 0 and run.stderr == "" and mux.codec_string and mux.codec_string.startswith("avc1.")

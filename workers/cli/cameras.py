@@ -109,19 +109,23 @@ def add(ctx: click.Context, camera_id: str, ask_password: bool, password_stdin: 
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def list_cameras(ctx: click.Context, as_json: bool) -> None:
-    """List registered cameras (passwords never shown, nor decrypted)."""
+    """List the cameras ingest and the web UI know: the registry and the config file's static cameras (the
+    registry wins on equal IDs). Passwords are never shown, nor decrypted."""
     cams = _registry(ctx, keys=False).list()
+    registered = {c.id for c in cams}
+    static = [c for c in load_config_or_exit(ctx).cameras.static if c.id not in registered]
     if as_json:
-        click.echo(json.dumps([_row(c) for c in cams], indent=2, ensure_ascii=False))
+        click.echo(json.dumps([_row(c) | {"origin": "registry"} for c in cams]
+                              + [_row(c) | {"origin": "config"} for c in static], indent=2, ensure_ascii=False))
         return
-    if not cams:
+    if not cams and not static:
         click.echo("no cameras registered")
         return
-    click.echo(f"{'ID':<22} {'KIND':<8} {'ON':<3} {'NAME':<24} SOURCE")
-    for c in cams:
+    click.echo(f"{'ID':<22} {'KIND':<8} {'ON':<3} {'FROM':<8} {'NAME':<24} SOURCE")
+    for c, origin in [*((c, "registry") for c in cams), *((c, "config") for c in static)]:
         row = _row(c)
         source = row["url"] or (f"gb:{c.gb_device_id}" if c.gb_device_id else "")
-        click.echo(f"{c.id:<22} {c.kind:<8} {'yes' if c.enabled else 'no':<3} {c.name[:24]:<24} {source}")
+        click.echo(f"{c.id:<22} {c.kind:<8} {'yes' if c.enabled else 'no':<3} {origin:<8} {c.name[:24]:<24} {source}")
 
 
 @cameras.command("show")

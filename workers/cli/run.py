@@ -9,6 +9,8 @@ import click
 
 from workers.cli import load_config_or_exit
 
+UP_TAG = "tubeline-up"
+
 
 @click.command("worker")
 @click.argument("name")
@@ -78,6 +80,7 @@ def up(ctx: click.Context, sources: tuple[Path, ...], realtime: bool | None, tim
                f"pace: {'real time' if realtime else 'as fast as possible'}")
     for cam in cameras:
         click.echo(f"camera {cam.id}: {cam.url}")
+    _register(config, cameras)
     bus, hub = open_bus(config), LiveHub()
     server = _start_server(config, bus, hub) if serve else None
     try:
@@ -106,7 +109,22 @@ def _file_cameras(sources: tuple[Path, ...], realtime: bool) -> list:  # noqa: A
             raise click.UsageError(msg)
         sources = (sample,)
     return [CameraSpec(id=f"file-{i + 1:02d}", name=src.name, kind="file", device_type="file",
-                       url=str(src.resolve()), realtime=realtime) for i, src in enumerate(sources)]
+                       url=str(src.resolve()), realtime=realtime, tags=[UP_TAG]) for i, src in enumerate(sources)]
+
+
+def _register(config, cameras: list) -> None:  # noqa: ANN001 - TubelineConfig, CameraSpec list
+    """Put the run's file cameras in the registry, so 'tubeline cameras list' and the web UI both show them;
+    cameras an earlier 'tubeline up' registered (tag ``tubeline-up``) that this run does not play are removed."""
+    from pipeline.cameras.registry import CameraRegistry
+    from pipeline.store import open_store
+
+    registry = CameraRegistry(open_store(config), config.cameras.registry_prefix)
+    ours = {cam.id for cam in cameras}
+    for old in registry.list():
+        if UP_TAG in old.tags and old.id not in ours:
+            registry.delete(old.id)
+    for cam in cameras:
+        registry.put(cam)
 
 
 def _start_server(config, bus, hub):  # noqa: ANN001, ANN202 - TubelineConfig, Bus, LiveHub -> ApiServer

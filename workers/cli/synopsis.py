@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import get_args
+from typing import Any, get_args
 
 import click
 
@@ -24,6 +24,16 @@ def _when(value: str, name: str) -> datetime:
         msg = f"{value!r} is not an ISO 8601 time (e.g. 2024-05-01T08:00:00Z)"
         raise click.BadParameter(msg, param_hint=name) from None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _sentence(exc: Any) -> str:
+    """A request's validation errors as sentences (not pydantic's dump with the input echoed)."""
+    parts = []
+    for error in exc.errors():
+        message = str(error.get("msg", "")).removeprefix("Value error, ")
+        where = ".".join(str(p) for p in error.get("loc", ()))
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts) or "invalid synopsis request"
 
 
 def _progress_printer() -> Callable[[str, float], None]:
@@ -111,7 +121,9 @@ def synopsis(ctx: click.Context, camera: str, start: str, end: str, classes: tup
             colours=colours, plate=plate, zone=parse_zone(zone) if zone else None, length_s=length_s,
             requested_by="cli",
         )
-    except (ValidationError, ValueError) as exc:
+    except ValidationError as exc:
+        raise click.UsageError(_sentence(exc)) from None
+    except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     store = open_store(config)
     if submit:
