@@ -42,6 +42,13 @@ function fmtTime(iso) {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
 }
 
+// The browser's time zone as an offset (and its name): every time the UI shows is in it.
+function localZone() {
+  const off = -new Date().getTimezoneOffset();
+  const name = Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+  return `UTC${off >= 0 ? "+" : "-"}${pad(Math.floor(Math.abs(off) / 60))}:${pad(Math.abs(off) % 60)}${name ? ` (${name})` : ""}`;
+}
+
 function toIso(localValue) { return localValue ? new Date(localValue).toISOString() : null; }
 
 function caseRef() { return $("#case").value.trim(); }
@@ -103,6 +110,8 @@ async function startSession(session) {
   $("#app-view").hidden = false;
   const scope = session.user.scope.all_cameras ? "all cameras" : [...session.user.scope.units.map((u) => `unit ${u}`), ...session.user.scope.cameras].join(", ") || "no cameras";
   $("#who").textContent = `${session.user.name} · ${session.user.role} · ${scope}`;
+  $("#who").title = `Times are shown in ${localZone()}`;
+  $("#zone-note").textContent = `times in ${localZone()}`;
   const perms = new Set(session.user.permissions);
   for (const tab of $$("#tabs [data-tab]")) tab.hidden = !perms.has(tab.dataset.perm);
   $(".case-field").hidden = !["search_faces", "trajectory", "export"].some((p) => perms.has(p));
