@@ -48,6 +48,9 @@ BROKER = "broker"
 """The local broker's identity (Tansu keeps its topics in its own bucket, and sees nothing else)."""
 
 AUTH, AUDIT, EXPORTS = "auth", "audit", "exports"  # the API's own (workers.api: users, sessions, audit, clips)
+# also the API's own: what operators did about alerts, alert snapshots, admin change records (workers.api.desk,
+# .evidence, .routes_manage); the rules document admins edit and the rules worker reads (pipeline.rulesdoc)
+DESK, EVIDENCE, CHANGES, RULES_DOC = "alert-desk", "alert-evidence", "admin/changes", "config"
 CROPS, PLATES, FACES = "crops", "plates", "faces"  # evidence images of detect, plate and face
 DETECT_STATE = "state/detect"  # workers.detect.state.SNAPSHOT_PREFIX
 
@@ -93,9 +96,11 @@ def access_matrix(config: TubelineConfig) -> dict[str, Grant]:
             "api",
             read=_under(cat, idx, CROPS, PLATES, FACES, rec, reg, syn),
             # the queued status of a requested synopsis, never its video or index; hotlists are operators'
-            # data like users (`tubeline hotlists` runs as the API identity in a deployment)
-            write=(*_under(AUTH, AUDIT, EXPORTS, req, hot), f"{syn.strip('/')}/*.status.json"),
-            delete=_under(AUTH, hot),  # ended sessions, revoked tokens, removed users and hotlists
+            # data like users (`tubeline hotlists` runs as the API identity in a deployment); admins edit the
+            # camera registry and the rules document through the API
+            write=(*_under(AUTH, AUDIT, EXPORTS, req, hot, DESK, EVIDENCE, CHANGES, RULES_DOC, reg),
+                   f"{syn.strip('/')}/*.status.json"),
+            delete=_under(AUTH, hot, reg),  # ended sessions, revoked tokens, removed users, hotlists and cameras
             list=_under(AUTH, AUDIT, cat, syn, reg, hot),
         ),
         "detect": Grant("detect", write=_under(CROPS, DETECT_STATE)),
@@ -104,7 +109,7 @@ def access_matrix(config: TubelineConfig) -> dict[str, Grant]:
         # GB/T 28181 channels a device announces are upserted into the registry; `tubeline cameras` runs as ingest
         "ingest": Grant("ingest", write=_under(rec, reg), delete=_under(reg), list=_under(reg)),
         "plate": Grant("plate", read=_under(CROPS, hot), write=_under(PLATES, plate_state), list=_under(hot)),
-        "rules": Grant("rules"),
+        "rules": Grant("rules", read=(f"{RULES_DOC}/rules.json",)),  # the rules document admins edit
         "synopsis": Grant("synopsis", read=_under(cat, rec), write=_under(syn, req, f"{req}-invalid"),
                           delete=_under(req), list=_under(req, cat)),
     }
@@ -126,13 +131,14 @@ class KafkaGrant:
 
 
 KAFKA_GRANTS: dict[str, KafkaGrant] = {
-    "api": KafkaGrant(read=(topics.ALERTS.name,), groups=("tubeline-alerts-tail-*",)),
+    "api": KafkaGrant(read=(topics.ALERTS.name, topics.DETECTIONS.name, topics.LIVE.name),
+                      groups=("tubeline-alerts-tail-*", "tubeline-api-overlays-*", "tubeline-api-live-*")),
     "detect": KafkaGrant(read=(topics.FRAMES.name,), groups=("tubeline-detect",),
                          write=(topics.DETECTIONS.name, topics.OBJECTS.name, topics.TRACKS.name)),
     "face": KafkaGrant(read=(topics.OBJECTS.name,), groups=("tubeline-face",), write=(topics.FACES.name,)),
     "index": KafkaGrant(read=(topics.TRACKS.name, topics.PLATES.name, topics.FACES.name, topics.ALERTS.name, topics.CAMERA_STATUS.name),
                         groups=("tubeline-index",)),
-    "ingest": KafkaGrant(write=(topics.FRAMES.name, topics.CAMERA_STATUS.name)),
+    "ingest": KafkaGrant(write=(topics.FRAMES.name, topics.CAMERA_STATUS.name, topics.LIVE.name)),
     "plate": KafkaGrant(read=(topics.OBJECTS.name,), groups=("tubeline-plate",), write=(topics.PLATES.name, topics.ALERTS.name)),
     "rules": KafkaGrant(read=(topics.DETECTIONS.name, topics.CAMERA_STATUS.name), groups=("tubeline-rules",), write=(topics.ALERTS.name,)),
     "synopsis": KafkaGrant(read=(topics.TRACKS.name, topics.PLATES.name), groups=("tubeline-synopsis-cache-*",)),

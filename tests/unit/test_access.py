@@ -68,9 +68,9 @@ def test_each_area_has_exactly_its_writers(area: str, only: set[str]) -> None:
 
 def test_the_api_writes_no_state_and_deletes_no_evidence() -> None:
     api = MATRIX["api"]
-    for area in ("state/detect", "state/plate", "recordings", "crops", "plates", "faces", "catalog", "index",
-                 "registry"):
+    for area in ("state/detect", "state/plate", "recordings", "crops", "plates", "faces", "catalog", "index"):
         assert not api.allows("write", SAMPLE_KEYS[area]), area
+    assert api.allows("write", SAMPLE_KEYS["registry"])  # admins add, edit and remove cameras in the web UI
     assert api.allows("write", "synopsis/cam-1/0123456789abcdef0123456789abcdef.status.json")  # a queued request
     assert not api.allows("write", SAMPLE_KEYS["synopsis"])  # never a synopsis video or index
 
@@ -149,11 +149,13 @@ def test_minio_policies_scope_objects_by_prefix() -> None:
     assert "s3:DeleteObject" not in write["Action"] and "Delete" not in {s["Sid"] for s in policy["Statement"]}
     api = minio_policy(MATRIX["api"], "tubeline")
     assert next(s for s in api["Statement"] if s["Sid"] == "Delete")["Resource"] == [
-        "arn:aws:s3:::tubeline/auth/*", "arn:aws:s3:::tubeline/hotlists/*"]  # audit/ is put-only
+        "arn:aws:s3:::tubeline/auth/*", "arn:aws:s3:::tubeline/hotlists/*",
+        "arn:aws:s3:::tubeline/registry/cameras/*"]  # audit/ is put-only
     assert all(r.startswith("arn:aws:s3:::tubeline/") for s in policy["Statement"] if s["Sid"] != "BucketCheckAndListing"
                for r in s["Resource"])
     rules = minio_policy(MATRIX["rules"], "tubeline")
-    assert [s["Sid"] for s in rules["Statement"]] == ["BucketCheckAndListing"]
+    assert [s["Sid"] for s in rules["Statement"]] == ["BucketCheckAndListing", "Read"]
+    assert rules["Statement"][1]["Resource"] == ["arn:aws:s3:::tubeline/config/rules.json"]  # the rules document
 
 
 def test_kafka_grants_match_what_each_worker_consumes() -> None:
