@@ -19,6 +19,7 @@ import struct
 from dataclasses import dataclass
 from datetime import datetime
 from fractions import Fraction
+from typing import Any
 
 import av
 import av.error
@@ -173,7 +174,7 @@ class Fmp4Muxer:
         self.params = params
         self._sink = _Sink()
         self._container: av.container.OutputContainer | None = None
-        self._stream = None
+        self._stream: Any = None
         self._t0: float | None = None
         self._last_dts = -1
         self._pending: list[tuple[datetime, float]] = []
@@ -281,12 +282,12 @@ class JpegTranscoder:
         self.interval = 1.0 / max_fps if max_fps > 0 else 0.0
         self.quality = quality
         self.max_width = max_width
-        self._ctx: av.CodecContext | None = None
+        self._ctx: Any = None  # an av.VideoCodecContext (decoder)
         self._next = float("-inf")
         self._started = False
 
-    def _decoder(self, first: LivePacket) -> av.CodecContext:
-        ctx = av.CodecContext.create(self.params.codec, "r")
+    def _decoder(self, first: LivePacket) -> Any:
+        ctx: Any = av.CodecContext.create(self.params.codec, "r")
         ctx.width, ctx.height = self.params.width, self.params.height  # MS-MPEG4 frames do not carry their size
         extradata = self.params.extradata or parameter_sets(self.params.codec, first.data)
         if extradata:
