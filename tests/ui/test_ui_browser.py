@@ -104,6 +104,7 @@ def test_investigator_searches_a_plate_plays_the_clip_and_follows_the_trajectory
 
     pg.fill("#case", CASE)
     pg.dispatch_event("#case", "change")
+    pg.click("#tabs [data-tab=plates]")  # (the first section is Live)
     pg.fill("#plate-form [name=q]", "川A*58?")
     pg.select_option("#plate-form [name=mode]", "wildcard")
     pg.click("#plate-form button[type=submit]")
@@ -163,8 +164,8 @@ def _trajectory_faces_alerts_cameras(pg: Any, bus: MemoryBus, shots: Path) -> No
         alert = Alert(alert_id="ui-live", alert_type="plate_hotlist", camera_id="cam-b", occurred_at=T0,
                       severity="high", rule_id="hotlist-1", message=f"Plate {PLATE} is on hotlist 'stolen'")
         producer.send(ALERTS.name, alert.to_json(), key="cam-b")
-    pg.wait_for_function("() => document.querySelector('#alert-list li').textContent.includes('hotlist')",
-                         timeout=15_000)
+    pg.wait_for_function("() => [...document.querySelectorAll('#alert-list li')].some("
+                         "li => li.textContent.includes('hotlist'))", timeout=15_000)
     pg.screenshot(path=str(shots / "06-alerts.png"))
 
     pg.click("#tabs [data-tab=cameras]")
