@@ -51,6 +51,7 @@ AUTH, AUDIT, EXPORTS = "auth", "audit", "exports"  # the API's own (workers.api:
 # also the API's own: what operators did about alerts, alert snapshots, admin change records (workers.api.desk,
 # .evidence, .routes_manage); the rules document admins edit and the rules worker reads (pipeline.rulesdoc)
 DESK, EVIDENCE, CHANGES, RULES_DOC = "alert-desk", "alert-evidence", "admin/changes", "config"
+NOTIFY_DEAD = "notify"  # webhooks' dead letters, written by the API's notifier (workers.api.notify)
 CROPS, PLATES, FACES = "crops", "plates", "faces"  # evidence images of detect, plate and face
 DETECT_STATE = "state/detect"  # workers.detect.state.SNAPSHOT_PREFIX
 
@@ -98,10 +99,10 @@ def access_matrix(config: TubelineConfig) -> dict[str, Grant]:
             # the queued status of a requested synopsis, never its video or index; hotlists are operators'
             # data like users (`tubeline hotlists` runs as the API identity in a deployment); admins edit the
             # camera registry and the rules document through the API
-            write=(*_under(AUTH, AUDIT, EXPORTS, req, hot, DESK, EVIDENCE, CHANGES, RULES_DOC, reg),
+            write=(*_under(AUTH, AUDIT, EXPORTS, req, hot, DESK, EVIDENCE, CHANGES, RULES_DOC, reg, NOTIFY_DEAD),
                    f"{syn.strip('/')}/*.status.json"),
             delete=_under(AUTH, hot, reg),  # ended sessions, revoked tokens, removed users, hotlists and cameras
-            list=_under(AUTH, AUDIT, cat, syn, reg, hot),
+            list=_under(AUTH, AUDIT, cat, syn, reg, hot, NOTIFY_DEAD),
         ),
         "detect": Grant("detect", write=_under(CROPS, DETECT_STATE)),
         "face": Grant("face", read=_under(CROPS), write=_under(FACES)),
@@ -132,7 +133,8 @@ class KafkaGrant:
 
 KAFKA_GRANTS: dict[str, KafkaGrant] = {
     "api": KafkaGrant(read=(topics.ALERTS.name, topics.DETECTIONS.name, topics.LIVE.name),
-                      groups=("tubeline-alerts-tail-*", "tubeline-api-overlays-*", "tubeline-api-live-*")),
+                      groups=("tubeline-alerts-tail-*", "tubeline-api-overlays-*", "tubeline-api-live-*",
+                              "tubeline-notify")),
     "detect": KafkaGrant(read=(topics.FRAMES.name,), groups=("tubeline-detect",),
                          write=(topics.DETECTIONS.name, topics.OBJECTS.name, topics.TRACKS.name)),
     "face": KafkaGrant(read=(topics.OBJECTS.name,), groups=("tubeline-face",), write=(topics.FACES.name,)),

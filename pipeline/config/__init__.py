@@ -29,6 +29,7 @@ from pipeline.config.enrich import FaceWorkerConfig, HotlistsConfig, PlateWorker
 from pipeline.config.index import IndexConfig
 from pipeline.config.ingest import CamerasConfig, IngestConfig
 from pipeline.config.models import ModelsConfig
+from pipeline.config.notify import NotifyConfig
 from pipeline.config.rules import RulesConfig
 from pipeline.config.runtime import RuntimeConfig
 from pipeline.config.secrets import SecretsConfig
@@ -74,6 +75,8 @@ class TubelineConfig(Section):
         default_factory=IndexConfig, title="Index", description="Indexer: Parquet catalog and FAISS shards."
     )
     api: ApiConfig = Field(default_factory=ApiConfig, title="API", description="REST API, web UI, users and audit.")
+    notify: NotifyConfig = Field(default_factory=NotifyConfig, title="Notifications",
+                                 description="Signed webhooks that receive alerts.")
     synopsis: SynopsisConfig = Field(
         default_factory=SynopsisConfig, title="Synopsis", description="Video synopsis builder and worker."
     )

@@ -25,6 +25,7 @@ from workers.api.devices import DeviceDesk
 from workers.api.evidence import AlertSnapshots
 from workers.api.faces import FaceQueries, zoo_analyzer_factory
 from workers.api.limits import Quotas
+from workers.api.notify import WebhookNotifier
 from workers.api.overlays import OverlayHub
 from workers.api.scope import CameraDirectory
 from workers.api.sessions import MediaSigner, SessionStore
@@ -93,6 +94,7 @@ class ApiContext:
     live: LiveHub = field(default_factory=LiveHub)
     snapshots: AlertSnapshots | None = None
     live_follower: LiveTopicFollower | None = None
+    notifier: WebhookNotifier | None = None
     overlays: OverlayHub = field(default_factory=lambda: OverlayHub(None))
     companions: list[Companion] = field(default_factory=list)
     devices: DeviceDesk | None = None
@@ -106,6 +108,8 @@ class ApiContext:
         self.overlays.start()
         if self.live_follower is not None:
             self.live_follower.start()
+        if self.notifier is not None:
+            self.notifier.start()
         for companion in self.companions:
             companion.start()
         if self._refresher is None:
@@ -136,6 +140,8 @@ class ApiContext:
         self.overlays.stop()
         if self.live_follower is not None:
             self.live_follower.stop()
+        if self.notifier is not None:
+            self.notifier.stop()
         for companion in self.companions:
             companion.stop()
         if self._refresher is not None:
@@ -205,6 +211,7 @@ def build_context(
         live=live,
         snapshots=snapshots,
         live_follower=follower,
+        notifier=WebhookNotifier(config.notify, bus, store) if bus is not None and config.notify.webhooks else None,
         overlays=OverlayHub(bus),
         companions=list(companions),
         devices=DeviceDesk(bus),

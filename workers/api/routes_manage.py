@@ -29,6 +29,7 @@ from pipeline.cameras.registry import CameraRegistry
 from pipeline.config.ingest import CameraSpec
 from pipeline.rulesdoc import RulesDocument, VersionConflict
 from pipeline.sealing import Keyring, SealingError
+from pipeline.store.base import StoreError
 from workers.api.auth import Action, Principal, begin, principal
 from workers.api.context import ApiContext
 from workers.api.routes_video import CameraPath
@@ -178,6 +179,21 @@ def put_rules(request: Request, who: Who, body: RulesEdit) -> dict[str, object]:
         act.params["version"] = saved.version
         return act.done({"version": saved.version, "updated_at": saved.updated_at, "updated_by": saved.updated_by},
                         count=1, ids=[str(saved.version)])
+
+
+# -- notifications -------------------------------------------------------------------------------
+@router.get("/notify/dead", name="admin.notify.dead", summary="Alerts a webhook did not take (the dead-letter list)")
+def dead_letters(request: Request, who: Who) -> dict[str, object]:
+    with begin(request, who, "admin.notify.dead") as act:
+        act.need(Permission.ADMINISTER, "administer")
+        prefix = act.ctx.config.notify.dead_letter_prefix.strip("/") + "/"
+        records = []
+        for info in sorted(act.ctx.store.list(prefix), key=lambda i: i.key)[-500:]:
+            try:
+                records.append(json.loads(act.ctx.store.get(info.key)))
+            except (ValueError, StoreError):
+                continue
+        return act.done({"count": len(records), "dead_letters": records}, count=len(records))
 
 
 # -- users ---------------------------------------------------------------------------------------
