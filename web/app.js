@@ -448,6 +448,11 @@ function drawPlot(sightings, cameras) {
   defs.append(arrowMarker("arrow", "arrow-head"), arrowMarker("arrow-grey", "arrow-grey"));
   plot.append(defs);
   plotFrame(plot, W, H, 111320 / scale);
+  if (typeof drawBasemap === "function") {  // map.js: the same offline basemap as the camera map, under everything
+    drawBasemap(plot, (lon, lat) => [X(lon), Y(lat)], W, H);
+    const base = $("#plot > .basemap");
+    if (base) $("#plot > .frame").after(base);
+  }
   for (const c of cameras) {
     if (c.latitude === null || c.longitude === null) continue;
     const g = svg("g", { class: "camera" });

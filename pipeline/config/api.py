@@ -209,6 +209,27 @@ class ApiConfig(Section):
         le=300.0,
     )
 
+    map_tile_url: str | None = Field(
+        None,
+        title="Map tile URL",
+        description="Raster tiles for the camera map from the site's own tile server, e.g. "
+        "https://tiles.example/{z}/{x}/{y}.png (its origin is added to the page's image sources); empty: the "
+        "offline basemap of country boundaries only.",
+        max_length=500,
+        pattern=r"^https?://[^\s'\";]+$",
+    )
+    map_attribution: str = Field(
+        "", title="Map attribution", description="Text shown under the map for the tiles' source.", max_length=200
+    )
+
+    @field_validator("map_tile_url")
+    @classmethod
+    def _tile_placeholders(cls, value: str | None) -> str | None:
+        if value is not None and not all(p in value for p in ("{z}", "{x}", "{y}")):
+            msg = "map_tile_url needs the {z}, {x} and {y} placeholders"
+            raise ValueError(msg)
+        return value
+
     @field_validator("case_pattern")
     @classmethod
     def _pattern_compiles(cls, value: str) -> str:

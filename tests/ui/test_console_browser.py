@@ -257,6 +257,19 @@ def test_admin_draws_a_zone_and_an_intrusion_alert_follows(site: Site, browser: 
     assert _audit(site, "admin.rules.put")[-1]["user"] == "boss"
 
 
+def test_operator_finds_the_camera_on_the_map_and_opens_it_live(site: Site, browser: Any, errors: list[str]) -> None:
+    pg = page_for(browser, site, "otto", errors)
+    pg.click("#tabs [data-tab=map]")
+    pg.wait_for_selector(f"#map .map-camera.online[data-camera='{CAMERA}']")
+    assert pg.eval_on_selector_all("#map .basemap .country", "p => p.length") > 0  # the offline basemap
+    assert "world-atlas" in pg.inner_text("#map-attribution")
+    pg.screenshot(path=str(site.shots / "20-camera-map.png"))
+    pg.click(f"#map .map-camera[data-camera='{CAMERA}'] circle")
+    pg.wait_for_selector("#live-grid.n1")
+    pg.wait_for_function(f"() => Number(document.querySelector(\"{tile(CAMERA)}\")?.dataset.frames || 0) > 3",
+                         timeout=30_000)
+
+
 def test_admin_adds_an_rtsp_camera_and_it_appears_live(site: Site, browser: Any, errors: list[str]) -> None:
     with GstRtspServer(size="640x360", fps=25) as rtsp:
         pg = page_for(browser, site, "boss", errors)

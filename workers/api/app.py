@@ -62,6 +62,14 @@ CSP = ("default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; 
        "form-action 'self'")
 UPLOAD_PATHS = ("/api/search/faces", "/api/trajectory/face")
 """Routes whose body is a multipart image upload (limit ``api.max_upload_bytes``; others ``api.max_body_bytes``)."""
+
+def content_security_policy(tile_url: str | None) -> str:
+    """The page's CSP; a configured map tile server's origin may serve images too."""
+    if not tile_url:
+        return CSP
+    scheme, rest = tile_url.split("://", 1)
+    origin = f"{scheme}://{rest.split('/', 1)[0]}"
+    return CSP.replace("img-src 'self' data: blob:;", f"img-src 'self' data: blob: {origin};")
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
@@ -175,6 +183,7 @@ def create_app(ctx: ApiContext, *, web_dir: Path | None = None, start_background
         lifespan=lifespan,
     )
     app.state.ctx = ctx
+    csp = content_security_policy(ctx.api.map_tile_url)
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(BodyTooLarge, _body_too_large)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
@@ -185,7 +194,7 @@ def create_app(ctx: ApiContext, *, web_dir: Path | None = None, start_background
     async def security_headers(request: Request, call_next):  # noqa: ANN001, ANN202
         response: Response = await call_next(request)
         for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
+            response.headers.setdefault(name, csp if name == "Content-Security-Policy" else value)
         if request.url.path.startswith("/api/") and "cache-control" not in response.headers:
             response.headers["Cache-Control"] = "no-store"
         return response

@@ -109,6 +109,16 @@ def camera_geometry(request: Request, who: Who, camera_id: CameraPath) -> dict[s
         return act.done(body, count=1, ids=[camera_id])
 
 
+@router.get("/map", name="map.config", summary="The camera map's basemap and tile settings")
+def map_config(request: Request, who: Who) -> dict[str, object]:
+    with begin(request, who, "map.config") as act:
+        act.need(Permission.CAMERAS, "list cameras")
+        api = act.ctx.api
+        return act.done({"basemap": "/static/vendor/world-atlas/countries-50m.json",
+                         "basemap_source": "world-atlas 2.0.2 (Natural Earth, public domain; ISC)",
+                         "tile_url": api.map_tile_url, "attribution": api.map_attribution})
+
+
 def current_rules(ctx: ApiContext) -> RulesConfig:
     """The rules in force: the store's rules document when there is one, else the configuration's."""
     return RulesDocument(ctx.store).effective(ctx.config)
