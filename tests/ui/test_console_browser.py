@@ -111,8 +111,12 @@ def browser() -> Iterator[Any]:
         b.close()
 
 
+_open_contexts: list[Any] = []
+
+
 def page_for(browser: Any, site: Site, user: str, errors: list[str]) -> Any:
     context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB", timezone_id="Asia/Shanghai")
+    _open_contexts.append(context)  # closed after the test: an open page keeps streaming
     pg = context.new_page()
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
     pg.on("console", lambda m: errors.append(m.text) if m.type == "error" and "401" not in m.text
@@ -130,6 +134,8 @@ def page_for(browser: Any, site: Site, user: str, errors: list[str]) -> Any:
 def errors() -> Iterator[list[str]]:
     found: list[str] = []
     yield found
+    while _open_contexts:
+        _open_contexts.pop().close()
     assert found == [], found
 
 
