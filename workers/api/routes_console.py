@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from workers.api.auth import Principal, begin, principal
 from workers.api.context import ApiContext
+from workers.api.contract import errors
 from workers.api.desk import ALERT_ID_RE, MAX_NOTE, AlertDesk
 from workers.api.present import check_times
 from workers.api.routes_video import in_scope
@@ -59,7 +60,7 @@ def _desk(ctx: ApiContext) -> AlertDesk:
     return ctx.desk
 
 
-@router.post("/alerts/desk/lookup", name="alerts.desk", summary="What operators did about listed alerts")
+@router.post("/alerts/desk/lookup", name="alerts.desk", summary="What operators did about listed alerts", responses=errors(404))
 def lookup(request: Request, who: Who, body: LookupRequest) -> dict[str, object]:
     with begin(request, who, "alerts.desk", {"count": len(body.alerts)}) as act:
         act.need(Permission.ALERTS, "read alerts")
@@ -78,7 +79,7 @@ def _exists(ctx: ApiContext, camera_id: str, alert_id: str, occurred_at: datetim
     return any(h.alert_id == alert_id for h in hits)
 
 
-@router.post("/alerts/{alert_id}/desk", name="alerts.act", summary="Acknowledge, assign or annotate an alert")
+@router.post("/alerts/{alert_id}/desk", name="alerts.act", summary="Acknowledge, assign or annotate an alert", responses=errors(404))
 def act_on_alert(request: Request, who: Who, alert_id: AlertIdPath, body: DeskAction) -> dict[str, object]:
     params = {"alert_id": alert_id, "camera_id": body.camera_id, "action": body.action,
               "value": body.value[:200] if body.action == "assign" else len(body.value)}

@@ -32,6 +32,7 @@ from pipeline.sealing import Keyring, SealingError
 from pipeline.store.base import StoreError
 from workers.api.auth import Action, Principal, begin, principal
 from workers.api.context import ApiContext
+from workers.api.contract import errors
 from workers.api.routes_video import CameraPath
 from workers.api.users import USER_NAME_PATTERN, Permission, Role, Scope, UserError
 
@@ -94,7 +95,7 @@ def _registry(ctx: ApiContext, with_key: bool) -> CameraRegistry:
     return CameraRegistry(ctx.store, prefix, keyring=Keyring.from_config(ctx.config) if with_key else None)
 
 
-@router.get("/cameras", name="admin.cameras", summary="Every registered camera (passwords never shown)")
+@router.get("/cameras", name="admin.cameras", summary="Every registered camera (passwords never shown)", responses=errors(404))
 def list_cameras(request: Request, who: Who) -> dict[str, object]:
     with begin(request, who, "admin.cameras") as act:
         act.need(Permission.ADMINISTER, "administer")
@@ -105,7 +106,7 @@ def list_cameras(request: Request, who: Who) -> dict[str, object]:
         return act.done(body, count=len(cams) + len(static))
 
 
-@router.put("/cameras/{camera_id}", name="admin.camera.put", summary="Add or change a camera")
+@router.put("/cameras/{camera_id}", name="admin.camera.put", summary="Add or change a camera", responses=errors(404))
 def put_camera(request: Request, who: Who, camera_id: CameraPath, body: CameraEdit) -> dict[str, object]:
     with begin(request, who, "admin.camera.put", {"camera_id": camera_id, "kind": body.kind}) as act:
         act.need(Permission.ADMINISTER, "administer")
@@ -129,7 +130,7 @@ def put_camera(request: Request, who: Who, camera_id: CameraPath, body: CameraEd
         return act.done(_public(cam), count=1, ids=[camera_id])
 
 
-@router.delete("/cameras/{camera_id}", name="admin.camera.delete", summary="Remove a camera from the registry")
+@router.delete("/cameras/{camera_id}", name="admin.camera.delete", summary="Remove a camera from the registry", responses=errors(404))
 def delete_camera(request: Request, who: Who, camera_id: CameraPath) -> dict[str, object]:
     with begin(request, who, "admin.camera.delete", {"camera_id": camera_id}) as act:
         act.need(Permission.ADMINISTER, "administer")
@@ -151,7 +152,7 @@ class RulesEdit(BaseModel):
     rules: dict[str, Any]
 
 
-@router.get("/rules", name="admin.rules", summary="The rules in force (zones, lines, rules) and their version")
+@router.get("/rules", name="admin.rules", summary="The rules in force (zones, lines, rules) and their version", responses=errors(404))
 def get_rules(request: Request, who: Who) -> dict[str, object]:
     with begin(request, who, "admin.rules") as act:
         act.need(Permission.ADMINISTER, "administer")
@@ -163,7 +164,7 @@ def get_rules(request: Request, who: Who) -> dict[str, object]:
         return act.done(body, count=1)
 
 
-@router.put("/rules", name="admin.rules.put", summary="Save a new version of the rules (validated)")
+@router.put("/rules", name="admin.rules.put", summary="Save a new version of the rules (validated)", responses=errors(404, 409))
 def put_rules(request: Request, who: Who, body: RulesEdit) -> dict[str, object]:
     with begin(request, who, "admin.rules.put", {"expect_version": body.expect_version}) as act:
         act.need(Permission.ADMINISTER, "administer")
@@ -182,7 +183,7 @@ def put_rules(request: Request, who: Who, body: RulesEdit) -> dict[str, object]:
 
 
 # -- notifications -------------------------------------------------------------------------------
-@router.get("/notify/dead", name="admin.notify.dead", summary="Alerts a webhook did not take (the dead-letter list)")
+@router.get("/notify/dead", name="admin.notify.dead", summary="Alerts a webhook did not take (the dead-letter list)", responses=errors(404))
 def dead_letters(request: Request, who: Who) -> dict[str, object]:
     with begin(request, who, "admin.notify.dead") as act:
         act.need(Permission.ADMINISTER, "administer")
@@ -215,7 +216,7 @@ class UserPatch(BaseModel):
     password: SecretStr | None = None
 
 
-@router.post("/users", name="admin.user.add", summary="Add a user")
+@router.post("/users", name="admin.user.add", summary="Add a user", responses=errors(404))
 def add_user(request: Request, who: Who, body: UserAdd) -> dict[str, object]:
     with begin(request, who, "admin.user.add", {"name": body.name, "role": body.role.value}) as act:
         act.need(Permission.USERS, "manage users")
@@ -227,7 +228,7 @@ def add_user(request: Request, who: Who, body: UserAdd) -> dict[str, object]:
         return act.done(user.public(), count=1, ids=[body.name])
 
 
-@router.patch("/users/{name}", name="admin.user.patch", summary="Change a user's role, scope, password or state")
+@router.patch("/users/{name}", name="admin.user.patch", summary="Change a user's role, scope, password or state", responses=errors(404))
 def patch_user(request: Request, who: Who, name: UserPath, body: UserPatch) -> dict[str, object]:
     with begin(request, who, "admin.user.patch", {"name": name}) as act:
         act.need(Permission.USERS, "manage users")
@@ -250,7 +251,7 @@ def patch_user(request: Request, who: Who, name: UserPath, body: UserPatch) -> d
         return act.done(user.public(), count=1, ids=[name])
 
 
-@router.delete("/users/{name}", name="admin.user.delete", summary="Remove a user")
+@router.delete("/users/{name}", name="admin.user.delete", summary="Remove a user", responses=errors(404))
 def delete_user(request: Request, who: Who, name: UserPath) -> dict[str, object]:
     with begin(request, who, "admin.user.delete", {"name": name}) as act:
         act.need(Permission.USERS, "manage users")

@@ -27,6 +27,7 @@ from workers.api import cache
 from workers.api.auth import Action, Principal, begin, principal
 from workers.api.clips import make_clip
 from workers.api.context import ApiContext
+from workers.api.contract import errors
 from workers.api.models import ExportOut
 from workers.api.present import check_times, iso
 from workers.api.routes_video import CameraPath, in_scope
@@ -70,7 +71,7 @@ def _events(act: Action, camera_id: str, start: datetime, end: datetime) -> list
 
 
 @router.get("/recordings/{camera_id}/timeline", name="recordings.timeline",
-            summary="Recorded spans, gaps, segments and events of a camera in a window")
+            summary="Recorded spans, gaps, segments and events of a camera in a window", responses=errors(404))
 def timeline(request: Request, who: Who, camera_id: CameraPath, start: datetime, end: datetime) -> dict[str, object]:
     with begin(request, who, "recordings.timeline", {"camera_id": camera_id, "start": iso(start), "end": iso(end)}) as act:
         act.need(Permission.RECORDINGS, "watch recordings")
@@ -121,7 +122,7 @@ def playback_file(ctx: ApiContext, camera_id: str, seg: SegmentEntry) -> tuple[F
 
 @router.get("/recordings/{camera_id}/segments/{seg_stamp}.mp4", name="recordings.play", response_class=FileResponse,
             summary="One recorded segment as MP4 (a view, audited; not an export)",
-            responses={200: {"content": {"video/mp4": {}}}})
+            responses={**errors(404), 200: {"content": {"video/mp4": {}}}})
 def play_segment(request: Request, who: Who, camera_id: CameraPath,
                  seg_stamp: Annotated[str, Path(pattern=STAMP_PATTERN)]) -> FileResponse:
     ranged = request.headers.get("range", "bytes=0-")
@@ -154,7 +155,7 @@ class RangeExport(BaseModel):
 
 
 @router.post("/recordings/{camera_id}/export", response_model=ExportOut, name="recordings.export",
-             summary="Export exactly a range of a camera's recordings (needs a case reference)")
+             summary="Export exactly a range of a camera's recordings (needs a case reference)", responses=errors(404))
 def export_range(request: Request, who: Who, camera_id: CameraPath, body: RangeExport) -> ExportOut:
     params = {"camera_id": camera_id, "start": iso(body.start), "end": iso(body.end)}
     with begin(request, who, "export.range", params) as act:

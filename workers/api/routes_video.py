@@ -27,6 +27,7 @@ from pipeline.live.remux import MSE_CODECS, snapshot
 from pipeline.rulesdoc import RulesDocument
 from workers.api.auth import Action, Principal, authenticate, begin, principal
 from workers.api.context import ApiContext
+from workers.api.contract import errors
 from workers.api.present import iso
 from workers.api.users import CAMERA_ID_PATTERN, Permission
 from workers.api.viewer import LiveViewer
@@ -46,7 +47,7 @@ def in_scope(act: Action, camera_id: str) -> None:
         raise act.refuse(404, f"no camera {camera_id!r} in your scope")
 
 
-@router.get("/live", name="live.list", summary="Cameras in scope with their live state")
+@router.get("/live", name="live.list", summary="Cameras in scope with their live state", responses=errors(404))
 def live_list(request: Request, who: Who) -> dict[str, object]:
     with begin(request, who, "live.list") as act:
         act.need(Permission.LIVE, "watch live video")
@@ -75,7 +76,7 @@ def live_list(request: Request, who: Who) -> dict[str, object]:
 
 
 @router.get("/live/{camera_id}/snapshot.jpg", name="live.snapshot", response_class=Response,
-            summary="The camera's newest picture", responses={200: {"content": {"image/jpeg": {}}}})
+            summary="The camera's newest picture", responses={**errors(404), 200: {"content": {"image/jpeg": {}}}})
 def live_snapshot(request: Request, who: Who, camera_id: CameraPath) -> Response:
     with begin(request, who, "live.snapshot", {"camera_id": camera_id}) as act:
         act.need(Permission.LIVE, "watch live video")
@@ -100,7 +101,7 @@ def geometry(rules: RulesConfig, camera_id: str) -> dict[str, object]:
 
 
 @router.get("/cameras/{camera_id}/geometry", name="cameras.geometry",
-            summary="The camera's zones and lines (normalised image coordinates)")
+            summary="The camera's zones and lines (normalised image coordinates)", responses=errors(404))
 def camera_geometry(request: Request, who: Who, camera_id: CameraPath) -> dict[str, object]:
     with begin(request, who, "cameras.geometry", {"camera_id": camera_id}) as act:
         act.need(Permission.CAMERAS, "list cameras")
@@ -109,7 +110,7 @@ def camera_geometry(request: Request, who: Who, camera_id: CameraPath) -> dict[s
         return act.done(body, count=1, ids=[camera_id])
 
 
-@router.get("/map", name="map.config", summary="The camera map's basemap and tile settings")
+@router.get("/map", name="map.config", summary="The camera map's basemap and tile settings", responses=errors(404))
 def map_config(request: Request, who: Who) -> dict[str, object]:
     with begin(request, who, "map.config") as act:
         act.need(Permission.CAMERAS, "list cameras")
