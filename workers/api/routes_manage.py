@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pipeline.cameras.registry import CameraRegistry
 from pipeline.config.ingest import CameraSpec
 from pipeline.rulesdoc import RulesDocument, VersionConflict
-from pipeline.sealing import Keyring, SealingError
+from pipeline.sealing import SealingError
 from pipeline.store.base import StoreError
 from workers.api.auth import Action, Principal, begin, principal
 from workers.api.context import ApiContext
@@ -92,7 +92,7 @@ class CameraEdit(BaseModel):
 
 def _registry(ctx: ApiContext, with_key: bool) -> CameraRegistry:
     prefix = ctx.config.cameras.registry_prefix
-    return CameraRegistry(ctx.store, prefix, keyring=Keyring.from_config(ctx.config) if with_key else None)
+    return CameraRegistry(ctx.store, prefix, keyring=ctx.config.secrets.keyring() if with_key else None)
 
 
 @router.get("/cameras", name="admin.cameras", summary="Every registered camera (passwords never shown)", responses=errors(404))
