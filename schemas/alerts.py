@@ -1,4 +1,4 @@
-"""Alerts raised by the rules, plate and ingest workers (device alarms), on ``tubeline.alerts.v1``.
+"""Alerts raised by the rules, plate, quality and ingest workers (device alarms), on ``tubeline.alerts.v1``.
 
 An alert names the rule that fired, the camera, the moment, the track when there is one,
 and the object-store keys of its evidence (crops). ``details`` carries type-specific,
@@ -24,6 +24,8 @@ AlertType = Literal[
     "camera_offline",
     "plate_hotlist",
     "device_alarm",
+    "quality_fault",
+    "recording_gap",
 ]
 """``device_alarm``: a GB/T 28181 device reported an alarm (method, type and priority in ``details``)."""
 
@@ -59,7 +61,7 @@ class Alert(WireMessage):
     track_id: StableId | None = Field(
         default=None,
         title="Track ID",
-        description="The track that triggered the alert; null for camera-level alerts (camera_offline, crowding).",
+        description="The track that triggered the alert; null for camera-level alerts (camera_offline, crowding, quality_fault, recording_gap).",
     )
     message: Annotated[str, Strict(), Field(min_length=1, max_length=500)] = Field(
         title="Message", description="One human-readable line for the operator."

@@ -277,8 +277,13 @@ OUT_OF_RANGE = [
     (CameraStatus, ("stats", "rtp_packets_lost"), -3, True),
     (CameraStatus, ("reason",), "timeout", False),
     (CameraHealth, ("scores", "blur"), 1.5, True),
-    (CameraHealth, ("verdict",), "ok", False),
+    (CameraHealth, ("verdict",), "degraded", False),
     (CameraHealth, ("problems",), ["blur", "blur"], False),
+    (CameraHealth, ("problems",), ["freeze"], False),
+    (CameraHealth, ("fault",), None, False),
+    (CameraHealth, ("fault",), "smudge", True),
+    (CameraHealth, ("ended_at",), "2024-05-01T07:00:00Z", False),
+    (CameraHealth, ("event",), "summary", False),
     (CameraHealth, ("frames_sampled",), 0, True),
 ]
 
@@ -342,7 +347,7 @@ KEYS = [
     (FaceRecord, "34020000001320000001:9c41e2d07a5b:21.face.1210"),
     (Alert, "0c8d7f4e2a1b5c6d9e0f1a2b3c4d5e6f"),
     (CameraStatus, "34020000001320000001/status/stats/2024-05-01T08:01:00Z"),
-    (CameraHealth, "cam-01/health/2024-05-01T08:01:00Z"),
+    (CameraHealth, "34020000001320000001/health/fault_ended/blur/2024-05-01T08:00:12Z"),
     (DeviceCommand, "cmd-0c8d7f4e2a1b"),
     (LivePacketHeader, "34020000001320000001/5f0c2a9e41b7-1/48.0"),
 ]
