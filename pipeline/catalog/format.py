@@ -5,7 +5,7 @@ Layout in the object store (``{prefix}`` is ``index.catalog_prefix``)::
     {prefix}/{kind}/date={YYYY-MM-DD}/camera={camera_id}/part-p{partition}-{first}-{last}-{digest}.parquet
 
 Date comes before camera so that everything of one day (a FAISS shard's input, a retention
-cut, the recent days a refresh cares about) is one listing. ``kind`` is ``tracks``, ``plates``, ``faces``, ``alerts`` or ``camera-status``; ``date`` is the UTC
+cut, the recent days a refresh cares about) is one listing. ``kind`` is ``tracks``, ``plates``, ``faces``, ``alerts``, ``camera-status`` or ``camera-health``; ``date`` is the UTC
 date of the record's event time; ``partition``, ``first`` and ``last`` are the bus partition and
 the first and last offsets of the messages in the segment; ``digest`` hashes the records'
 idempotency keys and revisions. A replay of the same messages therefore rewrites the same key,
@@ -34,11 +34,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from schemas.alerts import Alert
-from schemas.cameras import CameraStatus
+from schemas.cameras import CameraHealth, CameraStatus
 from schemas.common import WireMessage
 from schemas.faces import FaceRecord
 from schemas.plates import PlateRead
-from schemas.topics import ALERTS, CAMERA_STATUS, FACES, PLATES, TRACKS, TopicSpec
+from schemas.topics import ALERTS, CAMERA_HEALTH, CAMERA_STATUS, FACES, PLATES, TRACKS, TopicSpec
 from schemas.tracks import TrackSummary
 
 TS = pa.timestamp("us", tz="UTC")
@@ -148,6 +148,15 @@ def _status_row(m: CameraStatus) -> dict[str, Any]:
     return row
 
 
+def _health_row(m: CameraHealth) -> dict[str, Any]:
+    return {
+        "camera_id": m.camera_id, "observed_at": m.observed_at, "event": m.event, "fault": m.fault,
+        "started_at": m.started_at, "ended_at": m.ended_at, "score": m.score, "window_seconds": m.window_seconds,
+        "frames_sampled": m.frames_sampled, "problems": list(m.problems), "verdict": m.verdict,
+        "thumbnail_key": m.thumbnail_key, "scores": json.dumps(m.scores.model_dump(), sort_keys=True),
+    }
+
+
 def _schema(*fields: pa.Field) -> pa.Schema:
     return pa.schema([*fields, *_META_FIELDS])
 
@@ -193,7 +202,14 @@ STATUS_KIND = KindSpec("camera-status", CAMERA_STATUS, CameraStatus, "observed_a
     *[_f(name, pa.float64(), True) for name in _STATS],
 ), _status_row)
 
-KINDS: tuple[KindSpec, ...] = (TRACK_KIND, PLATE_KIND, FACE_KIND, ALERT_KIND, STATUS_KIND)
+HEALTH_KIND = KindSpec("camera-health", CAMERA_HEALTH, CameraHealth, "observed_at", _schema(
+    _f("camera_id", pa.string()), _f("observed_at", TS), _f("event", pa.string()), _f("fault", pa.string(), True),
+    _f("started_at", TS, True), _f("ended_at", TS, True), _f("score", pa.float64()),
+    _f("window_seconds", pa.float64()), _f("frames_sampled", pa.int64()), _f("problems", pa.list_(pa.string())),
+    _f("verdict", pa.string()), _f("thumbnail_key", pa.string(), True), _f("scores", pa.string()),
+), _health_row)
+
+KINDS: tuple[KindSpec, ...] = (TRACK_KIND, PLATE_KIND, FACE_KIND, ALERT_KIND, STATUS_KIND, HEALTH_KIND)
 KIND_BY_NAME: Mapping[str, KindSpec] = {k.name: k for k in KINDS}
 KIND_BY_TOPIC: Mapping[str, KindSpec] = {k.topic.name: k for k in KINDS}
 

@@ -30,6 +30,7 @@ from pipeline.config.index import IndexConfig
 from pipeline.config.ingest import CamerasConfig, IngestConfig
 from pipeline.config.models import ModelsConfig
 from pipeline.config.notify import NotifyConfig
+from pipeline.config.quality import QualityConfig
 from pipeline.config.rules import RulesConfig
 from pipeline.config.runtime import RuntimeConfig
 from pipeline.config.secrets import SecretsConfig
@@ -79,6 +80,10 @@ class TubelineConfig(Section):
                                  description="Signed webhooks that receive alerts.")
     synopsis: SynopsisConfig = Field(
         default_factory=SynopsisConfig, title="Synopsis", description="Video synopsis builder and worker."
+    )
+    quality: QualityConfig = Field(
+        default_factory=QualityConfig, title="Quality",
+        description="Video quality diagnosis, camera-health housekeeping and the daily inspection report.",
     )
     secrets: SecretsConfig = Field(
         default_factory=SecretsConfig, title="Secrets at rest",

@@ -1,7 +1,9 @@
-"""A tiny HTTP endpoint for liveness/readiness probes (Kubernetes, compose healthchecks).
+"""A tiny HTTP endpoint for liveness/readiness probes (Kubernetes, compose healthchecks) and Prometheus.
 
 ``GET /healthz`` answers 200 unless a worker failed; ``GET /readyz`` answers 200 only
 when every worker is running. Both return a JSON map of worker name to state.
+``GET /metrics`` is the Prometheus text exposition of the process's metrics (:mod:`pipeline.metrics`).
+The port is meant for the cluster network (probes, the Prometheus scraper), not for users.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import threading
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from pipeline.metrics import exposition
 from pipeline.runtime.worker import Health
 
 log = logging.getLogger(__name__)
@@ -24,6 +27,14 @@ class HealthServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                if self.path == "/metrics":
+                    body, content_type = exposition()
+                    self.send_response(200)
+                    self.send_header("Content-Type", content_type)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
                 states = {k: v.value for k, v in outer._states().items()}
                 if self.path == "/healthz":
                     ok = all(v != Health.FAILED.value for v in states.values())
@@ -51,7 +62,7 @@ class HealthServer:
 
     def start(self) -> HealthServer:
         self._thread.start()
-        log.info("health endpoint on http://%s:%d/healthz", *self._server.server_address[:2])
+        log.info("health and metrics endpoint on http://%s:%d/healthz and /metrics", *self._server.server_address[:2])
         return self
 
     def stop(self) -> None:

@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from pipeline import metrics
 from pipeline.bus.base import Bus, Consumer, DeadLetter, Message, Producer, TopicSpec
 
 if TYPE_CHECKING:
@@ -102,6 +103,7 @@ class Worker(abc.ABC):
         if state != self._health:
             log.info("%s: %s -> %s", self.name, self._health.value, state.value)
         self._health = state
+        metrics.set_state(self.name, state.value)
         set_process_title(f"tubeline-{self.name} [{state.value}]")
 
     def stop(self) -> None:
@@ -123,6 +125,7 @@ class Worker(abc.ABC):
             self.drain()
         except BaseException as exc:
             self.error = exc
+            metrics.count_error(self.name, exc)
             self._set_health(Health.FAILED)
             log.exception("%s failed", self.name)
             raise
@@ -187,10 +190,24 @@ class ConsumerWorker(Worker):
         if not batch:
             self.idle()
             return
-        self.handle(batch)
-        self.producer.flush()
+        with metrics.timed(metrics.BATCH_SECONDS, self.name):
+            self.handle(batch)
+            self.producer.flush()
         self.consumer.commit(batch)
         self.processed += len(batch)
+        self.observe_batch(batch)
+
+    def observe_batch(self, batch: list[Message]) -> None:
+        """Count a handled batch in the metrics: messages per topic and the approximate lag."""
+        newest: dict[str, int] = {}
+        for message in batch:
+            newest[message.topic] = max(newest.get(message.topic, 0), message.timestamp_ms)
+        for topic, ts in newest.items():
+            metrics.MESSAGES.labels(self.name, topic).inc(sum(1 for m in batch if m.topic == topic))
+            metrics.observe_lag(self.name, topic, ts)
+        lag = getattr(self.bus, "lag", None)
+        if callable(lag):
+            metrics.LAG_MESSAGES.labels(self.name).set(lag(self.group or self.name))
 
     def handle(self, batch: list[Message]) -> None:
         """Handle a batch; the default calls ``handle_message`` for each, dead-lettering bad ones."""
@@ -203,6 +220,7 @@ class ConsumerWorker(Worker):
                     "%s: dead-lettering %s[%d]@%d: %s", self.name, message.topic, message.partition, message.offset, exc
                 )
                 self.dead_letter.send(message, str(exc))
+                metrics.DEAD_LETTERS.labels(self.name, message.topic).inc()
 
     def handle_message(self, message: Message) -> None:
         msg = f"{type(self).__name__} must implement handle() or handle_message()"

@@ -35,7 +35,8 @@ from pipeline.store.base import ObjectNotFound, ObjectStore
 
 log = logging.getLogger(__name__)
 
-TABLES = {"tracks": "tracks", "plates": "plates", "faces": "faces", "alerts": "alerts", "camera-status": "camera_status"}
+TABLES = {"tracks": "tracks", "plates": "plates", "faces": "faces", "alerts": "alerts", "camera-status": "camera_status",
+          "camera-health": "camera_health"}
 """Catalog kind → DuckDB table name."""
 
 NOT_LOADED = {"tracks": ("path",), "faces": ("embedding", "landmarks"), "plates": ("char_confidences",)}

@@ -51,7 +51,7 @@ def test_every_schema_example_becomes_a_row_and_survives_parquet(message: type) 
 def test_topics_map_to_kinds() -> None:
     assert set(KIND_BY_TOPIC) == {
         "tubeline.tracks.v1", "tubeline.plates.v1", "tubeline.faces.v1", "tubeline.alerts.v1",
-        "tubeline.camera-status.v1",
+        "tubeline.camera-status.v1", "tubeline.camera-health.v1",
     }
 
 

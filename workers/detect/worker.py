@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 
+from pipeline import metrics
 from pipeline.bus.base import BusError, Message, TopicPartition, TopicSpec
 from pipeline.config.detect import DetectConfig
 from pipeline.core import Detections
@@ -142,12 +143,19 @@ class DetectWorker(ConsumerWorker):
                 self.dead_letter.send(message, "frame value is not a decodable JPEG")
                 continue
             decoded.append((message, header, image))
-        results = self.detector.detect_batch([image for _, _, image in decoded]) if decoded else []
+        results: list[Detections] = []
+        if decoded:
+            with metrics.timed(metrics.INFERENCE, self.detector.model_id):
+                results = self.detector.detect_batch([image for _, _, image in decoded])
+            metrics.BATCH_SIZE.labels(self.detector.model_id).observe(len(decoded))
         done_at = time.time()
         for (message, header, image), found in zip(decoded, results, strict=True):
             self.partitions[header.camera_id] = message.tp
             self._handle_frame(header, image, found)
             self.latencies.append(done_at - header.captured_at.timestamp())
+            metrics.FRAMES.labels(self.name, header.camera_id, "in").inc()
+            metrics.STAGE_LATENCY.labels("detect").observe(max(0.0, done_at - header.captured_at.timestamp()))
+        self.observe_batch(batch)
         self.latencies = self.latencies[-10_000:]
         self.pending.extend(batch)
 

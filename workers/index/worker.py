@@ -1,6 +1,6 @@
 """The indexer worker (``tubeline worker index``): result topics in, Parquet catalog and FAISS shards out.
 
-Consumes ``tracks.v1``, ``plates.v1``, ``faces.v1``, ``alerts.v1`` and ``camera-status.v1`` in the
+Consumes ``tracks.v1``, ``plates.v1``, ``faces.v1``, ``alerts.v1``, ``camera-status.v1`` and ``camera-health.v1`` in the
 consumer group ``tubeline-index`` and appends the records to the Parquet catalog in the object store
 (:mod:`pipeline.catalog.format`), one segment per kind, UTC date, camera and bus partition, flushed
 when ``index.flush_max_records`` records or ``index.flush_max_bytes`` bytes are buffered or the
@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, ClassVar
 
+from pipeline import metrics
 from pipeline.bus.base import BusError, Message, TopicSpec, dead_letter_topic
 from pipeline.catalog.format import FACE_KIND, KIND_BY_TOPIC, KINDS, RowMeta
 from pipeline.catalog.shards import ShardError
@@ -77,6 +78,8 @@ class IndexWorker(ConsumerWorker):
         self.writer = CatalogWriter(store, self.settings, monotonic=monotonic)
         self.faces = FaceShardKeeper(store, self.settings, monotonic=monotonic)
         self.pending: list[Message] = []
+        self.pending_times: list[tuple[str, datetime]] = []
+        """(kind, event time) of the buffered records, for the capture → indexed latency."""
         self.pending_since: float | None = None
         self.parts_written: Counter[tuple[str, str, str]] = Counter()
         self.flushes = 0
@@ -95,6 +98,7 @@ class IndexWorker(ConsumerWorker):
         if batch:
             self.handle(batch)
             self.pending.extend(batch)
+            self.observe_batch(batch)
             if self.pending_since is None:
                 self.pending_since = self.monotonic()
         if self._flush_due():
@@ -114,6 +118,9 @@ class IndexWorker(ConsumerWorker):
             raise BadMessage(msg) from None
         meta = RowMeta(message.partition, message.offset, datetime.now(UTC))
         self.writer.add(kind, parsed, meta, len(message.value))
+        # A track is complete when it ends: its capture → indexed latency counts from there.
+        ready = getattr(parsed, "ended_at", None) or kind.event_time(parsed)
+        self.pending_times.append((kind.name, ready))
 
     def _flush_due(self) -> bool:
         if not self.pending:
@@ -134,6 +141,10 @@ class IndexWorker(ConsumerWorker):
                 self.processed += len(self.pending)
             except BusError as exc:
                 log.warning("index: commit refused (%s); the partition's new owner replays those messages", exc)
+        indexed_at = datetime.now(UTC)
+        for kind_name, event_time in self.pending_times:
+            metrics.observe_latency(f"indexed_{kind_name.replace('-', '_')}", event_time, indexed_at)
+        self.pending_times.clear()
         self.pending.clear()
         self.pending_since = None
         self.flushes += 1

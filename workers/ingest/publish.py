@@ -21,6 +21,7 @@ from typing import Generic, TypeVar
 import cv2
 import numpy as np
 
+from pipeline import metrics
 from pipeline.bus.base import Producer
 from pipeline.config.ingest import ResizeConfig
 from schemas.frames import FrameHeader
@@ -179,6 +180,7 @@ class FramePublisher:
         self.counters = PublishCounters()
         self.sequence = 0
         self._on_published = on_published
+        self._drops_counted = 0
         self._key = camera_id.encode("utf-8")
         self._thread = threading.Thread(target=self._run, name=f"publish-{camera_id}", daemon=True)
 
@@ -216,8 +218,13 @@ class FramePublisher:
             self.producer.send(self.topic, jpeg, key=self._key, headers=header.to_headers())
         except Exception as exc:
             self.counters.send_errors += 1
+            metrics.ERRORS.labels("ingest", "bus").inc()
             log.warning("%s: could not publish frame %d: %s", self.camera_id, self.sequence, exc)
             return
+        metrics.FRAMES.labels("ingest", self.camera_id, "out").inc()
+        if self.queue.dropped > self._drops_counted:
+            metrics.FRAMES.labels("ingest", self.camera_id, "dropped").inc(self.queue.dropped - self._drops_counted)
+            self._drops_counted = self.queue.dropped
         self.sequence += 1
         self.counters.published += 1
         self.counters.bytes += len(jpeg)
