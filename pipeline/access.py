@@ -40,7 +40,7 @@ from schemas import topics
 if TYPE_CHECKING:
     from pipeline.config import TubelineConfig
 
-SERVICES = ("api", "detect", "face", "index", "ingest", "plate", "rules", "synopsis")
+SERVICES = ("api", "detect", "face", "index", "ingest", "plate", "quality", "rules", "synopsis")
 """One store identity per worker kind (the names of ``tubeline worker NAME``)."""
 ADMIN = "admin"
 """The stack owner's identity: creates buckets; the CLI's admin commands, the one-process run, the tests."""
@@ -92,10 +92,11 @@ def access_matrix(config: TubelineConfig) -> dict[str, Grant]:
     cat, idx = config.index.catalog_prefix, config.index.index_prefix
     syn, req = config.synopsis.prefix, config.synopsis.request_prefix
     reg, hot, plate_state = config.cameras.registry_prefix, config.hotlists.store_prefix, config.plate.state_prefix
+    thumbs, reports = config.quality.thumbnail_prefix, config.quality.report_prefix
     return {
         "api": Grant(
             "api",
-            read=_under(cat, idx, CROPS, PLATES, FACES, rec, reg, syn),
+            read=_under(cat, idx, CROPS, PLATES, FACES, rec, reg, syn, thumbs),
             # the queued status of a requested synopsis, never its video or index; hotlists are operators'
             # data like users (`tubeline hotlists` runs as the API identity in a deployment); admins edit the
             # camera registry and the rules document through the API
@@ -103,6 +104,11 @@ def access_matrix(config: TubelineConfig) -> dict[str, Grant]:
                    f"{syn.strip('/')}/*.status.json"),
             delete=_under(AUTH, hot, reg),  # ended sessions, revoked tokens, removed users, hotlists and cameras
             list=_under(AUTH, AUDIT, cat, syn, reg, hot, NOTIFY_DEAD),
+            # data like users (`tubeline hotlists` runs as the API identity in a deployment); daily reports
+            # made on demand from the KPI page
+            write=(*_under(AUTH, AUDIT, EXPORTS, req, hot, reports), f"{syn.strip('/')}/*.status.json"),
+            delete=_under(AUTH, hot),  # ended sessions, revoked tokens, removed users and hotlists
+            list=_under(AUTH, AUDIT, cat, syn, reg, hot, reports),
         ),
         "detect": Grant("detect", write=_under(CROPS, DETECT_STATE)),
         "face": Grant("face", read=_under(CROPS), write=_under(FACES)),
@@ -111,6 +117,9 @@ def access_matrix(config: TubelineConfig) -> dict[str, Grant]:
         "ingest": Grant("ingest", write=_under(rec, reg), delete=_under(reg), list=_under(reg)),
         "plate": Grant("plate", read=_under(CROPS, hot), write=_under(PLATES, plate_state), list=_under(hot)),
         "rules": Grant("rules", read=(f"{RULES_DOC}/rules.json",)),  # the rules document admins edit
+        # fault thumbnails and the scheduled daily reports; reads the catalog, registry and recordings for them
+        "quality": Grant("quality", read=_under(cat, rec, reg), write=_under(thumbs, reports), list=_under(cat, reg)),
+        "rules": Grant("rules"),
         "synopsis": Grant("synopsis", read=_under(cat, rec), write=_under(syn, req, f"{req}-invalid"),
                           delete=_under(req), list=_under(req, cat)),
     }
@@ -141,7 +150,12 @@ KAFKA_GRANTS: dict[str, KafkaGrant] = {
     "index": KafkaGrant(read=(topics.TRACKS.name, topics.PLATES.name, topics.FACES.name, topics.ALERTS.name, topics.CAMERA_STATUS.name),
                         groups=("tubeline-index",)),
     "ingest": KafkaGrant(write=(topics.FRAMES.name, topics.CAMERA_STATUS.name, topics.LIVE.name)),
+    "index": KafkaGrant(read=(topics.TRACKS.name, topics.PLATES.name, topics.FACES.name, topics.ALERTS.name, topics.CAMERA_STATUS.name,
+                              topics.CAMERA_HEALTH.name), groups=("tubeline-index",)),
+    "ingest": KafkaGrant(write=(topics.FRAMES.name, topics.CAMERA_STATUS.name)),
     "plate": KafkaGrant(read=(topics.OBJECTS.name,), groups=("tubeline-plate",), write=(topics.PLATES.name, topics.ALERTS.name)),
+    "quality": KafkaGrant(read=(topics.FRAMES.name,), groups=("tubeline-quality",),
+                          write=(topics.CAMERA_HEALTH.name, topics.ALERTS.name)),
     "rules": KafkaGrant(read=(topics.DETECTIONS.name, topics.CAMERA_STATUS.name), groups=("tubeline-rules",), write=(topics.ALERTS.name,)),
     "synopsis": KafkaGrant(read=(topics.TRACKS.name, topics.PLATES.name), groups=("tubeline-synopsis-cache-*",)),
 }

@@ -70,6 +70,7 @@ class QualityConfig(Section):
     housekeeping_interval_s: float = Field(300.0, title="Housekeeping interval", description="Seconds between recording-gap checks and daily-report runs of the quality worker; 0 = off.", ge=0, le=86_400)
     report_hour_utc: int = Field(1, title="Report hour", description="UTC hour after which yesterday's daily report is made.", ge=0, le=23)
     gap_min_s: float = Field(30.0, title="Recording gap", description="Missing recording longer than this counts as a gap (alert and report).", gt=0, le=86_400)
+    online_target: float = Field(0.95, title="Online target", description="Share of the day a camera must be online (the plan's front-end online rate); also the share of online time its picture must be fault-free to count as healthy.", gt=0, le=1)
     alert_faults: list[Fault] = Field(
         default_factory=lambda: list(FAULTS), title="Alerting faults",
         description="Faults that raise a quality_fault alert when they start (once per fault episode).", max_length=11,

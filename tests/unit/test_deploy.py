@@ -185,3 +185,28 @@ def test_policies_are_the_access_matrix_of_the_deployed_configuration(compose: d
     assert "arn:aws:s3:::tubeline/auth/*" in writes and "arn:aws:s3:::tubeline/audit/*" in writes
     assert not any("state/" in r or "recordings/" in r for r in writes + deletes)
     assert not any("audit/" in r for r in deletes)  # audit entries are put, never deleted
+
+
+def test_prometheus_scrapes_every_worker_service(compose: dict) -> None:
+    scrape = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text(encoding="utf-8"))
+    names = {n for job in scrape["scrape_configs"] for sd in job.get("dns_sd_configs", []) for n in sd["names"]}
+    services = {n for n in compose["services"] if n.startswith("worker-")}
+    assert names == services, f"not scraped: {services - names}; unknown: {names - services}"
+    assert "prometheus" in compose["services"] and "grafana" in compose["services"]
+
+
+def test_grafana_dashboard_queries_only_metrics_the_pipeline_exports() -> None:
+    import json
+
+    from prometheus_client import REGISTRY
+
+    import pipeline.metrics  # noqa: F401 - registers the families
+
+    exported = {s.name for family in REGISTRY.collect() for s in family.samples} | {
+        f.name for f in REGISTRY.collect()}
+    exported |= {f"{n}_{suffix}" for n in exported for suffix in ("bucket", "sum", "count", "total")}
+    dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "tubeline-pipeline.json").read_text(encoding="utf-8"))
+    used = {name for panel in dashboard["panels"] for t in panel["targets"]
+            for name in re.findall(r"\b(tubeline_[a-z_]+)", t["expr"])}
+    assert used, "the dashboard has no tubeline query"
+    assert used <= exported, f"the dashboard queries metrics nobody exports: {sorted(used - exported)}"

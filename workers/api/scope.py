@@ -1,11 +1,6 @@
 """Camera scopes: which camera IDs a user may see, from their listed cameras and administrative units.
 
-A unit in a scope covers itself and every unit below it:
-
-* numeric codes (GB/T 2260 area codes, GA police unit codes) are hierarchical by digit pairs, so trailing
-  ``00`` pairs are dropped and the rest is a prefix: ``510000`` (a province) covers ``510104``;
-  ``510100`` (a city) covers ``510104`` but not ``510200``;
-* other names are paths: ``sichuan/chengdu`` covers ``sichuan/chengdu/wuhou``.
+A unit in a scope covers itself and every unit below it (:func:`pipeline.cameras.units.unit_covers`).
 
 Cameras come from the camera registry (``registry/cameras/``) and the configuration's static cameras
 (registry records win). A camera that has no record (hence no unit) is visible only to users whose
@@ -21,31 +16,12 @@ import time
 from collections.abc import Iterable
 
 from pipeline.cameras.registry import CameraRegistry
+from pipeline.cameras.units import unit_covers
 from pipeline.config.ingest import CameraSpec
 from pipeline.store.base import ObjectStore
 from workers.api.users import Scope, User
 
 log = logging.getLogger(__name__)
-
-
-def _unit_prefix(unit: str) -> str:
-    if unit.isdigit():
-        trimmed = unit
-        while len(trimmed) > 2 and trimmed.endswith("00"):
-            trimmed = trimmed[:-2]
-        return trimmed
-    return unit
-
-
-def unit_covers(scope_unit: str, camera_unit: str) -> bool:
-    """True when ``camera_unit`` is ``scope_unit`` or lies below it."""
-    if not scope_unit or not camera_unit:
-        return False
-    if scope_unit == camera_unit:
-        return True
-    if scope_unit.isdigit() and camera_unit.isdigit():
-        return camera_unit.startswith(_unit_prefix(scope_unit))
-    return camera_unit.startswith(scope_unit.rstrip("/") + "/")
 
 
 def cameras_in_scope(scope: Scope, cameras: Iterable[CameraSpec]) -> list[str] | None:

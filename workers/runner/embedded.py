@@ -40,7 +40,7 @@ from workers.runner.registry import WORKERS, worker_class
 log = logging.getLogger(__name__)
 
 # Workers after detect that `up` runs when they are registered, in the order they are stopped.
-DOWNSTREAM = ("rules", "plate", "face", "index")
+DOWNSTREAM = ("quality", "rules", "plate", "face", "index")
 
 
 @dataclass

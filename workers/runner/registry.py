@@ -17,6 +17,7 @@ WORKERS: dict[str, str] = {
     "index": "workers.index.worker:IndexWorker",
     "ingest": "workers.ingest.worker:IngestWorker",
     "plate": "workers.plate.worker:PlateWorker",
+    "quality": "workers.quality.worker:QualityWorker",
     "rules": "workers.rules.worker:RulesWorker",
     "synopsis": "workers.synopsis.worker:SynopsisWorker",
 }

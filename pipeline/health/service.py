@@ -1,0 +1,72 @@
+"""The camera-health queries the API, the CLI and the quality worker's housekeeping share.
+
+:class:`HealthService` puts together the catalog cache (the same :class:`pipeline.search.catalog.CatalogCache`
+the search service reads; pass it to share one), the camera directory (registry + static cameras) and
+:class:`pipeline.health.history.HealthHistory`. Cameras that reported status but have no registry record
+(a file played by ``tubeline up``, a device not yet filed) are included as bare records: they count in the
+KPIs, and against archive completeness.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from pipeline.cameras.units import unit_covers
+from pipeline.config.index import index_section
+from pipeline.config.ingest import CameraSpec
+from pipeline.health.history import HealthHistory
+from pipeline.health.kpi import CameraDay, Kpis, camera_days, compute
+from pipeline.search.catalog import CatalogCache
+from pipeline.search.registry import CameraDirectory
+
+if TYPE_CHECKING:
+    from pipeline.config import TubelineConfig
+    from pipeline.store.base import ObjectStore
+
+log = logging.getLogger(__name__)
+
+
+class HealthService:
+    def __init__(self, store: ObjectStore, config: TubelineConfig, catalog: CatalogCache | None = None) -> None:
+        self.store = store
+        self.config = config
+        self.settings = config.quality
+        self.catalog = catalog if catalog is not None else CatalogCache(store, index_section(config))
+        self.directory = CameraDirectory(store, config)
+        self.history = HealthHistory(self.catalog.cursor, store, config.ingest.recordings.prefix)
+
+    def refresh(self) -> None:
+        self.catalog.refresh()
+        self.directory.refresh()
+
+    def _seen_ids(self) -> set[str]:
+        cur = self.catalog.cursor()
+        try:
+            cur.execute("SELECT DISTINCT camera_id FROM camera_status UNION SELECT DISTINCT camera_id FROM camera_health")
+            return {row[0] for row in cur.fetchall()}
+        finally:
+            cur.close()
+
+    def cameras(self, scope: Collection[str] | None = None, unit: str | None = None) -> list[CameraSpec]:
+        """Known cameras in ``scope`` (None: all), optionally only those of ``unit`` and the units below it."""
+        known = dict(self.directory.cameras)
+        for cid in self._seen_ids() - set(known):
+            known[cid] = CameraSpec(id=cid, kind="file", url="(not in the registry)", enabled=True)
+        cams = [c for cid, c in sorted(known.items()) if scope is None or cid in scope]
+        if unit:
+            cams = [c for c in cams if unit_covers(unit, c.admin_unit)]
+        return cams
+
+    def days(self, day: str, scope: Collection[str] | None = None, unit: str | None = None,
+             now: datetime | None = None) -> list[CameraDay]:
+        return camera_days(self.history, self.cameras(scope, unit), day, now=now or datetime.now(UTC),
+                           target=self.settings.online_target, gap_min_s=self.settings.gap_min_s,
+                           records=self.config.ingest.recordings.enabled)
+
+    def kpis(self, day: str, scope: Collection[str] | None = None, unit: str | None = None,
+             now: datetime | None = None) -> tuple[Kpis, list[CameraDay]]:
+        rows = self.days(day, scope, unit, now)
+        return compute(rows, self.settings.online_target), rows

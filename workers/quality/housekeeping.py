@@ -1,0 +1,116 @@
+"""Camera-health housekeeping the quality worker runs every ``quality.housekeeping_interval_s``.
+
+- **Recording gaps**: for every known camera, the recordings' day indexes of yesterday and today are read
+  and each hole between two recorded segments longer than ``quality.gap_min_s`` raises one
+  ``recording_gap`` alert with ``alert_id = stable_id("recording_gap", camera, gap start)``: the same gap
+  gives the same alert on every run and every replica (the indexer and the live feed de-duplicate by ID),
+  and this process sends each ID once. Only gaps that recording has resumed after are alerted; a camera
+  that stopped recording because it is offline gets its ``camera_offline`` alert from the rules worker.
+- **Daily report**: after ``quality.report_hour_utc`` the report of yesterday is made for every camera
+  ("all") and for each unit, unless it is already in the store (:mod:`pipeline.health.report`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from pipeline.config.quality import QualityConfig
+from pipeline.health.report import build_report, report_keys, store_report
+from pipeline.health.service import HealthService
+from pipeline.store.base import StoreError
+from schemas.alerts import Alert
+from schemas.ids import stable_id
+
+if TYPE_CHECKING:
+    from pipeline.config import TubelineConfig
+    from pipeline.store.base import ObjectStore
+
+log = logging.getLogger(__name__)
+
+MAX_SENT_IDS = 100_000
+
+
+def make_daily_reports(service: HealthService, day: str, now: datetime, *, unit: str | None = None,
+                       every_unit: bool = False, overwrite: bool = True) -> list[str]:
+    """Build and store the report of ``day`` for ``unit`` (None: every camera) and, with ``every_unit``,
+    for each unit too; returns the HTML keys written."""
+    s = service.settings
+    units: list[str | None] = [unit]
+    if every_unit and unit is None:
+        units += sorted({c.admin_unit for c in service.cameras() if c.admin_unit})
+    written = []
+    for u in units:
+        html_key, _ = report_keys(s.report_prefix, day, u)
+        if not overwrite and service.store.exists(html_key):
+            continue
+        kpis, rows = service.kpis(day, unit=u, now=now)
+        report = build_report(rows, kpis, day, u, service.store, service.config.ingest.recordings.prefix, now)
+        written.append(store_report(service.store, s.report_prefix, report)[0])
+        log.info("daily report %s written (%d of %d cameras need attention)", html_key, report.faulty, len(rows))
+    return written
+
+
+class Housekeeping:
+    def __init__(self, config: TubelineConfig, store: ObjectStore, settings: QualityConfig,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.store = store
+        self.settings = settings
+        self.monotonic = monotonic
+        self._service: HealthService | None = None
+        self._next = monotonic() + min(settings.housekeeping_interval_s, 30.0)
+        self.sent: set[str] = set()
+        self.runs = 0
+
+    @property
+    def service(self) -> HealthService:
+        if self._service is None:
+            self._service = HealthService(self.store, self.config)
+        return self._service
+
+    def maybe_run(self, send_alert: Callable[[Alert], None]) -> int:
+        interval = self.settings.housekeeping_interval_s
+        if interval <= 0 or self.monotonic() < self._next:
+            return 0
+        self._next = self.monotonic() + interval
+        try:
+            return self.run(send_alert, datetime.now(UTC))
+        except StoreError as exc:
+            log.warning("quality housekeeping skipped: the object store failed (%s)", exc)
+            return 0
+
+    def run(self, send_alert: Callable[[Alert], None], now: datetime) -> int:
+        """One round: gap alerts (returns how many were sent) and yesterday's reports when due."""
+        self.service.refresh()
+        sent = self.gap_alerts(send_alert, now)
+        if now.hour >= self.settings.report_hour_utc:
+            yesterday = (now - timedelta(days=1)).date().isoformat()
+            make_daily_reports(self.service, yesterday, now, every_unit=True, overwrite=False)
+        self.runs += 1
+        return sent
+
+    def gap_alerts(self, send_alert: Callable[[Alert], None], now: datetime) -> int:
+        sent = 0
+        days = ((now - timedelta(days=1)).date().isoformat(), now.date().isoformat())
+        for cam in self.service.cameras():
+            for day in days:
+                for gap in self.service.history.closed_gaps(cam.id, day, self.settings.gap_min_s):
+                    alert_id = stable_id("recording_gap", cam.id, gap.start.isoformat())
+                    if alert_id in self.sent:
+                        continue
+                    send_alert(Alert(
+                        alert_id=alert_id, alert_type="recording_gap", camera_id=cam.id, occurred_at=gap.start,
+                        severity="medium", rule_id="recording-gap",
+                        message=f"camera {cam.id}: {gap.seconds:.0f} s missing from the recording "
+                                f"({gap.start:%H:%M:%S}–{gap.end:%H:%M:%S} UTC)",
+                        details={"gap_seconds": round(gap.seconds, 1), "resumed_at": gap.end.isoformat()},
+                    ))
+                    self.sent.add(alert_id)
+                    sent += 1
+        if len(self.sent) > MAX_SENT_IDS:
+            self.sent.clear()
+        return sent
