@@ -238,13 +238,9 @@ class HealthHistory:
                 gaps.append(Gap(cursor, w_end))
         return Completeness(camera_id, day, expected_s, recorded_s, gaps)
 
-    def closed_gaps(self, camera_id: str, day: str, gap_min_s: float) -> list[Gap]:
-        """Holes between consecutive recorded segments of ``day`` longer than ``gap_min_s`` (recording resumed)."""
-        segments = sorted((e.start_dt.astimezone(UTC), e.end_dt.astimezone(UTC))
-                          for e in load_index(self.store, self.recordings_prefix, camera_id, day))
-        gaps, cursor = [], None
-        for s_start, s_end in segments:
-            if cursor is not None and (s_start - cursor).total_seconds() >= gap_min_s:
-                gaps.append(Gap(cursor, s_start))
-            cursor = s_end if cursor is None else max(cursor, s_end)
-        return gaps
+    def resumed_gaps(self, camera_id: str, day: str, intervals: list[Interval], gap_min_s: float,
+                     now: datetime | None = None) -> list[Gap]:
+        """Gaps in the recording of online time that recording resumed after (they have an end)."""
+        comp = self.completeness(camera_id, day, intervals, gap_min_s, now)
+        ends = [e.start_dt.astimezone(UTC) for e in load_index(self.store, self.recordings_prefix, camera_id, day)]
+        return [g for g in comp.gaps if any(abs((t - g.end).total_seconds()) < 1e-3 for t in ends)]

@@ -19,6 +19,7 @@ from pipeline.config.index import index_section
 from pipeline.config.ingest import CameraSpec
 from pipeline.health.history import HealthHistory
 from pipeline.health.kpi import CameraDay, Kpis, camera_days, compute
+from pipeline.health.report import build_report, report_keys, store_report
 from pipeline.search.catalog import CatalogCache
 from pipeline.search.registry import CameraDirectory
 
@@ -70,3 +71,23 @@ class HealthService:
              now: datetime | None = None) -> tuple[Kpis, list[CameraDay]]:
         rows = self.days(day, scope, unit, now)
         return compute(rows, self.settings.online_target), rows
+
+
+def make_daily_reports(service: HealthService, day: str, now: datetime, *, unit: str | None = None,
+                       every_unit: bool = False, overwrite: bool = True) -> list[str]:
+    """Build and store the report of ``day`` for ``unit`` (None: every camera) and, with ``every_unit``,
+    for each unit too; returns the HTML keys written."""
+    s = service.settings
+    units: list[str | None] = [unit]
+    if every_unit and unit is None:
+        units += sorted({c.admin_unit for c in service.cameras() if c.admin_unit})
+    written = []
+    for u in units:
+        html_key, _ = report_keys(s.report_prefix, day, u)
+        if not overwrite and service.store.exists(html_key):
+            continue
+        kpis, rows = service.kpis(day, unit=u, now=now)
+        report = build_report(rows, kpis, day, u, service.store, service.config.ingest.recordings.prefix, now)
+        written.append(store_report(service.store, s.report_prefix, report)[0])
+        log.info("daily report %s written (%d of %d cameras need attention)", html_key, report.faulty, len(rows))
+    return written

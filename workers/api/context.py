@@ -96,6 +96,8 @@ class ApiContext:
     live_follower: LiveTopicFollower | None = None
     notifier: WebhookNotifier | None = None
     overlays: OverlayHub = field(default_factory=lambda: OverlayHub(None))
+    health: Any = None
+    """:class:`pipeline.health.service.HealthService` over the search service's catalog cache."""
     companions: list[Companion] = field(default_factory=list)
     devices: DeviceDesk | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -185,6 +187,9 @@ def build_context(
         follower = LiveTopicFollower(bus, live) if bus is not None else None
     snapshots = AlertSnapshots(store, live)
     alerts = AlertHub(bus, enrich=snapshots)
+    from pipeline.health.service import HealthService
+
+    health = HealthService(store, config, catalog=getattr(search, "catalog", None))
     return ApiContext(
         config=config,
         api=api,
@@ -213,6 +218,7 @@ def build_context(
         live_follower=follower,
         notifier=WebhookNotifier(config.notify, bus, store) if bus is not None and config.notify.webhooks else None,
         overlays=OverlayHub(bus),
+        health=health,
         companions=list(companions),
         devices=DeviceDesk(bus),
     )

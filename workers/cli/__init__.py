@@ -22,6 +22,8 @@ COMMANDS: dict[str, str] = {
     "config": "workers.cli.config:config",
     "hotlists": "workers.cli.hotlists:hotlists",
     "models": "workers.cli.models:models",
+    "quality": "workers.cli.quality:quality",
+    "report": "workers.cli.report:report",
     "stack": "workers.cli.stack:stack",
     "synopsis": "workers.cli.synopsis:synopsis",
     "up": "workers.cli.run:up",

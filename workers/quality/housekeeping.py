@@ -1,11 +1,13 @@
 """Camera-health housekeeping the quality worker runs every ``quality.housekeeping_interval_s``.
 
 - **Recording gaps**: for every known camera, the recordings' day indexes of yesterday and today are read
-  and each hole between two recorded segments longer than ``quality.gap_min_s`` raises one
+  and each hole longer than ``quality.gap_min_s`` in the recording of a time the camera was online, after
+  which recording resumed, raises one
   ``recording_gap`` alert with ``alert_id = stable_id("recording_gap", camera, gap start)``: the same gap
   gives the same alert on every run and every replica (the indexer and the live feed de-duplicate by ID),
-  and this process sends each ID once. Only gaps that recording has resumed after are alerted; a camera
-  that stopped recording because it is offline gets its ``camera_offline`` alert from the rules worker.
+  and this process sends each ID once. A camera that stopped recording because it was offline gets its
+  ``camera_offline`` alert from the rules worker instead; a recording that has not resumed yet is not
+  alerted until it does (its gap has no end yet).
 - **Daily report**: after ``quality.report_hour_utc`` the report of yesterday is made for every camera
   ("all") and for each unit, unless it is already in the store (:mod:`pipeline.health.report`).
 """
@@ -19,8 +21,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from pipeline.config.quality import QualityConfig
-from pipeline.health.report import build_report, report_keys, store_report
-from pipeline.health.service import HealthService
+from pipeline.health.history import day_window
+from pipeline.health.service import HealthService, make_daily_reports
 from pipeline.store.base import StoreError
 from schemas.alerts import Alert
 from schemas.ids import stable_id
@@ -32,26 +34,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_SENT_IDS = 100_000
-
-
-def make_daily_reports(service: HealthService, day: str, now: datetime, *, unit: str | None = None,
-                       every_unit: bool = False, overwrite: bool = True) -> list[str]:
-    """Build and store the report of ``day`` for ``unit`` (None: every camera) and, with ``every_unit``,
-    for each unit too; returns the HTML keys written."""
-    s = service.settings
-    units: list[str | None] = [unit]
-    if every_unit and unit is None:
-        units += sorted({c.admin_unit for c in service.cameras() if c.admin_unit})
-    written = []
-    for u in units:
-        html_key, _ = report_keys(s.report_prefix, day, u)
-        if not overwrite and service.store.exists(html_key):
-            continue
-        kpis, rows = service.kpis(day, unit=u, now=now)
-        report = build_report(rows, kpis, day, u, service.store, service.config.ingest.recordings.prefix, now)
-        written.append(store_report(service.store, s.report_prefix, report)[0])
-        log.info("daily report %s written (%d of %d cameras need attention)", html_key, report.faulty, len(rows))
-    return written
 
 
 class Housekeeping:
@@ -95,17 +77,20 @@ class Housekeeping:
 
     def gap_alerts(self, send_alert: Callable[[Alert], None], now: datetime) -> int:
         sent = 0
-        days = ((now - timedelta(days=1)).date().isoformat(), now.date().isoformat())
-        for cam in self.service.cameras():
-            for day in days:
-                for gap in self.service.history.closed_gaps(cam.id, day, self.settings.gap_min_s):
-                    alert_id = stable_id("recording_gap", cam.id, gap.start.isoformat())
+        service = self.service
+        cams = [c.id for c in service.cameras()]
+        for day in ((now - timedelta(days=1)).date().isoformat(), now.date().isoformat()):
+            start, end = day_window(day, now)
+            spans = service.history.intervals(cams, start, end) if cams else {}
+            for cam in cams:
+                for gap in service.history.resumed_gaps(cam, day, spans.get(cam, []), self.settings.gap_min_s, now):
+                    alert_id = stable_id("recording_gap", cam, gap.start.isoformat())
                     if alert_id in self.sent:
                         continue
                     send_alert(Alert(
-                        alert_id=alert_id, alert_type="recording_gap", camera_id=cam.id, occurred_at=gap.start,
+                        alert_id=alert_id, alert_type="recording_gap", camera_id=cam, occurred_at=gap.start,
                         severity="medium", rule_id="recording-gap",
-                        message=f"camera {cam.id}: {gap.seconds:.0f} s missing from the recording "
+                        message=f"camera {cam}: {gap.seconds:.0f} s missing from the recording while online "
                                 f"({gap.start:%H:%M:%S}–{gap.end:%H:%M:%S} UTC)",
                         details={"gap_seconds": round(gap.seconds, 1), "resumed_at": gap.end.isoformat()},
                     ))
