@@ -169,6 +169,7 @@ function selectTab(name) {
   if (name === "cameras") loadCameras().then(renderCameras).catch((e) => setStatus($("#tab-cameras"), e.message, true));
   if (name === "synopsis") { loadSynopses(); synopsisWindowFromRecordings(); }
   for (const [tab, hook] of Object.entries(tabHooks)) hook(tab === name);
+  if (name === "kpis" && window.tubelineKpi) window.tubelineKpi.show();  // web/kpi.js
   const field = $(`#tab-${name} input, #tab-${name} select`);
   if (field) field.focus();
 }

@@ -136,7 +136,7 @@ def _camera_row(d: CameraDay, thumb: bytes | None) -> str:
     e = html.escape
     faults = "<br>".join(f"{e(ep.fault)} {ep.start:%H:%M:%S}–{ep.end:%H:%M:%S} ({ep.score:.2f})" if ep.end else
                          f"{e(ep.fault)} from {ep.start:%H:%M:%S} (open, {ep.score:.2f})" for ep in d.episodes) or "–"
-    offline = "<br>".join(f"{s.start:%H:%M}–{s.end:%H:%M} {e(s.state)}{' (' + e(s.reason) + ')' if s.reason else ''}"
+    offline = "<br>".join(f"{s.start:%H:%M:%S}–{s.end:%H:%M:%S} {e(s.state)}{' (' + e(s.reason) + ')' if s.reason else ''}"
                           for s in d.intervals if s.state != "online") or "–"
     comp = d.completeness
     gaps = "<br>".join(f"{g.start:%H:%M:%S}–{g.end:%H:%M:%S}" for g in comp.gaps) if comp and comp.gaps else "–"

@@ -96,9 +96,8 @@ def steps(worker: object, n: int = 30) -> None:
         worker.step()  # type: ignore[attr-defined]
 
 
-@pytest.fixture(scope="module")
-def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    tmp = tmp_path_factory.mktemp("health")
+def build_scene(tmp: Path) -> tuple[TubelineConfig, LocalStore, list[Alert]]:
+    """Run the workers over the day's events into ``tmp``; returns the config, the store and the gap alerts sent."""
     store = LocalStore(tmp / "store")
     register_cameras(store)  # cam-a, cam-b (unit 510104), cam-c (510116)
     add_users(store)
@@ -114,6 +113,7 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     index = IndexWorker(config, bus=bus, store=store)
     for w in (rules, quality, index):
         w.setup()
+    sent: list[Alert] = []
     try:
         publish_status(bus, [status("cam-a", D0, "online"), status("cam-b", D0, "online"),
                              status("cam-a", D0 + timedelta(hours=8), "stats"),
@@ -134,7 +134,6 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         record(store, "cam-b", [(D0, D0 + timedelta(days=1))])
         steps(index)
         index.flush()
-        sent: list[Alert] = []
         keeper = Housekeeping(config, store, config.quality)
         for _ in range(2):  # a second round (and a second replica, below) must not alert again
             keeper.run(sent.append, NOW)
@@ -148,13 +147,19 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     finally:
         for w in (rules, quality, index):
             w.teardown()
+    return config, store, sent
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    tmp = tmp_path_factory.mktemp("health")
+    config, store, sent = build_scene(tmp)
     search = SearchService(store, config)
     search.refresh()
     ctx = build_context(config, store=store, search=search, face_analyzer_factory=FakeAnalyzer, audit_writer="t",
                         api=ApiConfig(cache_dir=str(tmp / "api-cache")))
     with TestClient(create_app(ctx, start_background=False)) as client:
-        yield {"store": store, "config": config, "search": search, "client": client, "sent": sent,
-               "quality": quality}
+        yield {"store": store, "config": config, "search": search, "client": client, "sent": sent}
 
 
 def test_each_alert_exists_once(scene: dict) -> None:
