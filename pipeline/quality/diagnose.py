@@ -30,6 +30,8 @@ from pipeline.quality.measure import GRID, Measures, block_ncc, measure
 FLAT_STD = 3.0
 """A block whose grey levels vary less than this is flat (no texture at all)."""
 TEXTURED_STD = 6.0
+DIM_MEAN = 0.3
+"""Below this mean luma the low-contrast threshold scales down with the brightness."""
 GLOBAL_FAULTS: tuple[Fault, ...] = ("dark", "bright", "low_contrast")
 HIDDEN_BY_GLOBAL: tuple[Fault, ...] = ("blur", "noise", "colour_cast", "stripes", "occlusion", "scene_change")
 
@@ -135,7 +137,9 @@ class CameraDiagnoser:
         sev["no_signal"] = _ratio_high(m.uniform, th.uniform) if m.uniform >= 0.5 else 0.0
         sev["dark"] = _ratio_low(m.mean, th.dark_mean / hard)
         sev["bright"] = _ratio_high(m.mean, min(0.999, th.bright_mean * hard ** 0.25))
-        sev["low_contrast"] = _ratio_low(m.contrast, th.contrast / hard)
+        # A dim picture has a small spread of grey levels without being washed out: the contrast it needs
+        # shrinks with its brightness (a street at night is dark, not foggy).
+        sev["low_contrast"] = _ratio_low(m.contrast, th.contrast * min(1.0, m.mean / DIM_MEAN) / hard)
         sev["blur"] = _ratio_high(m.blur, min(0.999, th.blur * hard ** 0.5))
         sev["noise"] = _ratio_high(m.noise, th.noise * hard)
         sev["colour_cast"] = _ratio_high(m.cast, th.cast * hard)
