@@ -3,8 +3,9 @@
     python -m benchmarks.quality.evaluate SET_DIR [--generate] [--sources vtest,person,...]
 
 ``SET_DIR`` holds the clips and ``labels.json`` of :mod:`tests.fixtures.quality.dataset` (``--generate``
-writes them first). Every clip is decoded and measured once (one frame every ``check_interval_s``); the
-diagnosis (baseline, masking, hysteresis) is then re-run per candidate calibration.
+writes them first). Every clip is decoded and measured once (one frame every ``check_interval_s``; kept
+beside the clip as ``.measures.npz``); the diagnosis (baseline, masking, hysteresis) is then re-run per
+candidate calibration.
 
 Calibration fits one number per fault, the severity a sample needs (``quality.thresholds.on``), on a grid:
 for each grid value every fault gets that value, and each fault keeps the value that maximised its own F1
@@ -22,6 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import av
+import numpy as np
 
 from pipeline.config.quality import FAULTS, QualityConfig, Thresholds
 from pipeline.quality.diagnose import CameraDiagnoser, Transition, segments
@@ -36,6 +38,24 @@ Measured = list[tuple[float, Measures]]
 
 def group_of(source: str) -> str:
     return "vtest" if source.startswith("vtest") else source
+
+
+SCALARS = ("mean", "contrast", "blur", "noise", "cast", "chroma", "uniform", "stripes")
+
+
+def _cached(path: Path, interval_s: float) -> tuple[Measured, float]:
+    """Measurements of ``path``, kept in ``<clip>.measures.npz`` (delete those after changing measure.py)."""
+    cache = path.with_suffix(".measures.npz")
+    if cache.exists():
+        z = np.load(cache)
+        out = [(float(t), Measures(**{k: float(z[k][i]) for k in SCALARS}, small=z["small"][i],
+                                   block_std=z["block_std"][i])) for i, t in enumerate(z["t"])]
+        return out, float(z["spent"])
+    out, spent = measure_clip(path, interval_s)
+    np.savez_compressed(cache, t=np.array([t for t, _ in out]), spent=spent,
+                        small=np.stack([m.small for _, m in out]), block_std=np.stack([m.block_std for _, m in out]),
+                        **{k: np.array([getattr(m, k) for _, m in out]) for k in SCALARS})
+    return out, spent
 
 
 def measure_clip(path: Path, interval_s: float) -> tuple[Measured, float]:
@@ -98,7 +118,7 @@ def main() -> None:
     measured: dict[str, Measured] = {}
     spent = 0.0
     for clip in clips:
-        measured[clip.name], s = measure_clip(args.set_dir / f"{clip.name}.mp4", interval)
+        measured[clip.name], s = _cached(args.set_dir / f"{clip.name}.mp4", interval)
         spent += s
     n_samples = sum(len(m) - 1 for m in measured.values())
     print(f"{len(clips)} clips, {n_samples} samples, measuring {1000 * spent / n_samples:.1f} ms per sample")

@@ -37,6 +37,8 @@ class Thresholds(Section):
     noise_rel: float = Field(2.5, title="Noise: times baseline", description="...and above this multiple of the baseline's noise.", ge=1, le=100)
     cast: float = Field(1.8, title="Colour cast", description="Cast factor above which a picture has a colour cast.", gt=0, le=100)
     cast_rel: float = Field(0.8, title="Colour cast: above baseline", description="...and at least this much above the baseline's cast factor.", gt=0, le=100)
+    chroma: float = Field(30.0, title="Colour cast: chroma offset", description="...or a mean chroma offset (Lab units) above this.", gt=0, le=128)
+    chroma_rel: float = Field(12.0, title="Colour cast: offset above baseline", description="...at least this much above the baseline's offset.", gt=0, le=128)
     uniform: float = Field(0.95, title="No signal", description="Share of pixels of one colour above which there is no picture.", gt=0, le=1)
     freeze_diff: float = Field(0.5, title="Freeze: mean difference", description="Mean grey-level change between samples below which the picture stands still.", gt=0, le=255)
     freeze_changed: float = Field(0.002, title="Freeze: changed pixels", description="...and share of pixels changed by more than 3 levels below this.", gt=0, le=1)

@@ -11,7 +11,7 @@ an instant: the moment the view stopped matching the reference, confirmed ``on_s
 learned about the camera is forgotten and learned again.
 
 Baseline: per hour of the day the diagnoser keeps an exponential average of the measurements of clean
-samples (no fault active or rising), a reference picture and how often each block is flat. Once an
+samples (no fault active or rising, every severity below its release level), a reference picture and how often each block is flat. Once an
 hour's baseline has ``baseline_samples`` samples (or a neighbouring hour's has), a fault needs both its
 absolute and its relative threshold: a street that is dark every night is not "too dark" at night. Until
 then only the stricter hard thresholds count, and samples are learned unless they cross those.
@@ -56,6 +56,7 @@ class Baseline:
     blur: float = 0.0
     noise: float = 0.0
     cast: float = 0.0
+    chroma: float = 0.0
     stripes: float = 0.0
     reference: np.ndarray | None = None
     flat: np.ndarray | None = None  # how often each block is flat, 0..1
@@ -63,7 +64,7 @@ class Baseline:
     def learn(self, m: Measures, alpha: float) -> None:
         self.samples += 1
         w = max(alpha, 1.0 / self.samples)  # a plain average until 1/alpha samples, then exponential
-        for name in ("mean", "contrast", "blur", "noise", "cast", "stripes"):
+        for name in ("mean", "contrast", "blur", "noise", "cast", "chroma", "stripes"):
             setattr(self, name, (1 - w) * getattr(self, name) + w * getattr(m, name))
         flat = (m.block_std < FLAT_STD).astype(np.float32)
         self.reference = m.small.copy() if self.reference is None else (1 - w) * self.reference + w * m.small
@@ -142,7 +143,7 @@ class CameraDiagnoser:
         sev["low_contrast"] = _ratio_low(m.contrast, th.contrast * min(1.0, m.mean / DIM_MEAN) / hard)
         sev["blur"] = _ratio_high(m.blur, min(0.999, th.blur * hard ** 0.5))
         sev["noise"] = _ratio_high(m.noise, th.noise * hard)
-        sev["colour_cast"] = _ratio_high(m.cast, th.cast * hard)
+        sev["colour_cast"] = max(_ratio_high(m.cast, th.cast * hard), _ratio_high(m.chroma, th.chroma * hard))
         sev["stripes"] = _ratio_high(m.stripes, th.stripes * hard ** 0.5)
         sev["freeze"] = self._freeze(m)
         sev["occlusion"] = 0.0
@@ -165,7 +166,8 @@ class CameraDiagnoser:
         sev["low_contrast"] = min(sev["low_contrast"], _ratio_low(m.contrast, th.contrast_rel * b.contrast))
         sev["blur"] = min(sev["blur"], _ratio_high(m.blur, b.blur + th.blur_rel))
         sev["noise"] = min(sev["noise"], _ratio_high(m.noise, th.noise_rel * max(b.noise, 0.5)))
-        sev["colour_cast"] = min(sev["colour_cast"], _ratio_high(m.cast, b.cast + th.cast_rel))
+        sev["colour_cast"] = min(sev["colour_cast"], max(_ratio_high(m.cast, b.cast + th.cast_rel),
+                                                         _ratio_high(m.chroma, b.chroma + th.chroma_rel)))
         sev["stripes"] = min(sev["stripes"], _ratio_high(m.stripes, b.stripes + th.stripes_rel))
         assert b.flat is not None and b.reference is not None
         flat_now = m.block_std < FLAT_STD
@@ -214,10 +216,11 @@ class CameraDiagnoser:
         return Sample(t, m, sev), transitions
 
     def _clean(self, sev: dict[Fault, float], base: Baseline | None) -> bool:
-        on = self.thresholds.on
+        """Learn only from samples clearly free of faults: below every fault's release level, none rising."""
+        on, release = self.thresholds.on, self.settings.off_ratio
         if any(tr.active or tr.run_start is not None for tr in self.tracks.values()):
             return False
-        return all(v < on[f] for f, v in sev.items())
+        return all(v < on[f] * release for f, v in sev.items())
 
     def _hysteresis(self, t: float, sev: dict[Fault, float]) -> list[Transition]:
         out: list[Transition] = []

@@ -43,6 +43,8 @@ class Measures:
     """Noise standard deviation in grey levels (0..255 scale) at the working width."""
     cast: float
     """Colour cast factor: Lab chroma offset ÷ (chroma spread + 1)."""
+    chroma: float
+    """Lab chroma offset of the mean colour from neutral (Lab units, 0..~128)."""
     uniform: float
     """Share of pixels within a few grey levels of the median colour, 0..1."""
     stripes: float
@@ -96,16 +98,17 @@ def noise_sigma(grey: np.ndarray) -> float:
     return float(np.sqrt(np.pi / 2.0) * response[flat].mean() / 6.0)
 
 
-def colour_cast(frame: np.ndarray) -> float:
-    """Equivalent-circle cast factor in Lab: how far the mean chroma sits from neutral, per unit of spread."""
+def colour_cast(frame: np.ndarray) -> tuple[float, float]:
+    """Equivalent-circle cast factor in Lab (how far the mean chroma sits from neutral, per unit of spread)
+    and that offset itself. A strong tint that clips channels widens the spread, so both are kept."""
     if frame.ndim == 2:
-        return 0.0
+        return 0.0, 0.0
     lab = cv2.cvtColor(frame, cv2.COLOR_BGR2LAB).astype(np.float32)
     a = lab[..., 1] - 128.0
     b = lab[..., 2] - 128.0
     offset = float(np.hypot(a.mean(), b.mean()))
     spread = float(np.hypot(a.std(), b.std()))
-    return offset / (spread + 1.0)
+    return offset / (spread + 1.0), offset
 
 
 def uniformity(frame: np.ndarray) -> float:
@@ -151,12 +154,14 @@ def measure(frame: np.ndarray) -> Measures:
     lo, hi = np.percentile(grey, (2, 98))
     small_colour = cv2.resize(work, SMALL_SIZE, interpolation=cv2.INTER_AREA)
     small = _grey(small_colour).astype(np.float32)
+    cast, chroma = colour_cast(small_colour)
     return Measures(
         mean=float(grey.mean()) / 255.0,
         contrast=float(hi - lo) / 255.0,
         blur=blur_effect(grey),
         noise=noise_sigma(grey),
-        cast=colour_cast(small_colour),
+        cast=cast,
+        chroma=chroma,
         uniform=uniformity(small_colour),
         stripes=stripe_strength(grey),
         small=small,

@@ -68,7 +68,7 @@ def publish_status(bus: MemoryBus, events: list[CameraStatus]) -> None:
 def publish_frames(bus: MemoryBus, camera: str, start: datetime, seconds: int, blank: range) -> None:
     """One JPEG a second from vtest.avi; the seconds in ``blank`` are a blue 'no signal' screen."""
     with av.open(str(VTEST)) as container:
-        frames = [f.to_ndarray(format="bgr24") for _, f in zip(range(seconds * 10), container.decode(video=0))]
+        frames = [f.to_ndarray(format="bgr24") for _, f in zip(range(seconds * 10), container.decode(video=0), strict=False)]
     with bus.producer() as producer:
         for i in range(seconds):
             image = frames[i * 10]

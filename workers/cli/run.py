@@ -40,6 +40,19 @@ def worker(ctx: click.Context, name: str) -> None:
             health.stop()
 
 
+def _print_stage_summary() -> None:
+    """Per-stage latency from capture (event time) to the end of each stage, from this process's metrics."""
+    from pipeline.metrics import stage_summary
+
+    stages = stage_summary()
+    if not stages:
+        return
+    click.echo("stage timing (capture -> stage done; p50/p95 at histogram-bucket resolution):")
+    click.echo(f"  {'stage':24} {'count':>7} {'mean':>9} {'p50 <=':>9} {'p95 <=':>9}")
+    for s in stages:
+        click.echo(f"  {s.stage:24} {s.count:7d} {s.mean_s:8.2f}s {s.p50_s:8.2f}s {s.p95_s:8.2f}s")
+
+
 @click.command("up")
 @click.option(
     "--source",
@@ -164,6 +177,7 @@ def _report(result) -> bool:  # noqa: ANN001 - EmbeddedResult
         click.echo(f"  {prefix + '/':14} {count:6d} objects  {size / 1e6:8.1f} MB")
     for key in result.sample_keys:
         click.echo(f"  e.g. {key}")
+    _print_stage_summary()
     if result.frames_published == 0 or result.frames_detected + result.dead_letters < result.frames_published:
         click.echo("error: not every published frame was analysed", err=True)
         return True
