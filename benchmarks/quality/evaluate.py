@@ -52,9 +52,11 @@ def _cached(path: Path, interval_s: float) -> tuple[Measured, float]:
                                    block_std=z["block_std"][i])) for i, t in enumerate(z["t"])]
         return out, float(z["spent"])
     out, spent = measure_clip(path, interval_s)
-    np.savez_compressed(cache, t=np.array([t for t, _ in out]), spent=spent,
+    partial = cache.with_suffix(".part.npz")
+    np.savez_compressed(partial, t=np.array([t for t, _ in out]), spent=spent,
                         small=np.stack([m.small for _, m in out]), block_std=np.stack([m.block_std for _, m in out]),
                         **{k: np.array([getattr(m, k) for _, m in out]) for k in SCALARS})
+    partial.replace(cache)
     return out, spent
 
 

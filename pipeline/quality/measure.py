@@ -11,6 +11,7 @@ over chroma spread), how uniform the picture is (no signal), how strong an isola
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -91,8 +92,9 @@ def noise_sigma(grey: np.ndarray) -> float:
     response = np.abs(cv2.filter2D(g, -1, _NOISE_KERNEL, borderType=cv2.BORDER_REFLECT))[1:-1, 1:-1]
     gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3)[1:-1, 1:-1]
     gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)[1:-1, 1:-1]
-    magnitude = np.abs(gx) + np.abs(gy)
-    flat = magnitude <= np.percentile(magnitude, 60)
+    magnitude = (np.abs(gx) + np.abs(gy)).ravel()
+    k = int(0.6 * (magnitude.size - 1))
+    flat = (magnitude <= np.partition(magnitude, k)[k]).reshape(response.shape)
     if not flat.any():
         return 0.0
     return float(np.sqrt(np.pi / 2.0) * response[flat].mean() / 6.0)
@@ -128,15 +130,21 @@ def stripe_strength(grey: np.ndarray) -> float:
     """
     g = cv2.resize(grey, (FFT_SIZE, FFT_SIZE), interpolation=cv2.INTER_AREA).astype(np.float32)
     g -= g.mean()
-    window = np.outer(np.hanning(FFT_SIZE), np.hanning(FFT_SIZE)).astype(np.float32)
-    spectrum = np.abs(np.fft.fftshift(np.fft.fft2(g * window)))
-    logmag = np.log1p(spectrum).astype(np.float32)
+    window, band = _spectrum_masks()
+    spectrum = cv2.magnitude(*cv2.split(cv2.dft(g * window, flags=cv2.DFT_COMPLEX_OUTPUT)))
+    logmag = np.fft.fftshift(np.log1p(spectrum)).astype(np.float32)
     background = cv2.medianBlur(logmag, 5)
+    return float((logmag - background)[band].max())
+
+
+@functools.cache
+def _spectrum_masks() -> tuple[np.ndarray, np.ndarray]:
+    window = cv2.createHanningWindow((FFT_SIZE, FFT_SIZE), cv2.CV_32F)
     centre = FFT_SIZE // 2
     yy, xx = np.ogrid[:FFT_SIZE, :FFT_SIZE]
     radius = np.hypot(yy - centre, xx - centre)
     band = (radius >= 3) & (radius <= FFT_SIZE // 2 - 4)
-    return float((logmag - background)[band].max())
+    return window, band
 
 
 def block_stds(small: np.ndarray) -> np.ndarray:
