@@ -10,7 +10,7 @@ sample must reach, calibrated per fault on the labelled set (``benchmarks/qualit
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -18,6 +18,7 @@ from pipeline.config.base import Section
 
 Fault = Literal["blur", "dark", "bright", "low_contrast", "colour_cast", "noise", "freeze", "no_signal",
                 "occlusion", "scene_change", "stripes"]
+Severity = Annotated[float, Field(ge=0.05, le=1.0)]
 FAULTS: tuple[Fault, ...] = ("blur", "dark", "bright", "low_contrast", "colour_cast", "noise", "freeze",
                              "no_signal", "occlusion", "scene_change", "stripes")
 
@@ -47,7 +48,7 @@ class Thresholds(Section):
     stripes: float = Field(2.3, title="Stripes", description="Spectral line strength (log units) above which there is interference.", gt=0, le=20)
     stripes_rel: float = Field(0.8, title="Stripes: above baseline", description="...and at least this much above the baseline's.", gt=0, le=20)
     hard: float = Field(1.6, title="Hard factor", description="While a baseline is learned, the absolute thresholds are made this much stricter.", ge=1, le=10)
-    on: dict[Fault, float] = Field(
+    on: dict[Fault, Severity] = Field(
         default_factory=lambda: dict.fromkeys(FAULTS, 0.5), title="Severity to raise",
         description="Per fault, the severity a sample must reach to count as faulty (calibrated).",
     )
@@ -77,4 +78,5 @@ class QualityConfig(Section):
         default_factory=lambda: list(FAULTS), title="Alerting faults",
         description="Faults that raise a quality_fault alert when they start (once per fault episode).", max_length=11,
     )
-    thresholds: Thresholds = Field(default_factory=Thresholds, title="Thresholds", description="Fault thresholds.")
+    thresholds: Thresholds = Field(default_factory=Thresholds, title="Fault thresholds",
+                                   description="Absolute, relative and hard thresholds per fault, and the calibrated severities.")

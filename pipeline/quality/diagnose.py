@@ -11,7 +11,7 @@ an instant: the moment the view stopped matching the reference, confirmed ``on_s
 learned about the camera is forgotten and learned again.
 
 Baseline: per hour of the day the diagnoser keeps an exponential average of the measurements of clean
-samples (no fault active or rising, every severity below its release level), a reference picture and how often each block is flat. Once an
+samples (no fault active or rising; once learned, every severity below its release level), a reference picture and how often each block is flat. Once an
 hour's baseline has ``baseline_samples`` samples (or a neighbouring hour's has), a fault needs both its
 absolute and its relative threshold: a street that is dark every night is not "too dark" at night. Until
 then only the stricter hard thresholds count, and samples are learned unless they cross those.
@@ -216,11 +216,13 @@ class CameraDiagnoser:
         return Sample(t, m, sev), transitions
 
     def _clean(self, sev: dict[Fault, float], base: Baseline | None) -> bool:
-        """Learn only from samples clearly free of faults: below every fault's release level, none rising."""
-        on, release = self.thresholds.on, self.settings.off_ratio
+        """Learn from samples free of faults (none active or rising); once the hour has a baseline, only from
+        samples clearly so (every severity below its release level), so a creeping fault is not learned."""
+        on = self.thresholds.on
         if any(tr.active or tr.run_start is not None for tr in self.tracks.values()):
             return False
-        return all(v < on[f] * release for f, v in sev.items())
+        margin = self.settings.off_ratio if base is not None else 1.0
+        return all(v < on[f] * margin for f, v in sev.items())
 
     def _hysteresis(self, t: float, sev: dict[Fault, float]) -> list[Transition]:
         out: list[Transition] = []

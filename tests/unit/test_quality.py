@@ -5,7 +5,9 @@ the camera-health message rules, the KPI health definition and the metrics' stag
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -21,9 +23,9 @@ from pipeline.quality.diagnose import CameraDiagnoser, segments
 from pipeline.quality.measure import measure
 from schemas.cameras import CameraHealth
 
-RNG = np.random.default_rng(7)
-SCENE = cv2.GaussianBlur(RNG.integers(0, 256, (288, 384, 3), dtype=np.uint8), (0, 0), 2.0)
-SCENE = cv2.normalize(SCENE, None, 20, 235, cv2.NORM_MINMAX)  # textured, mean ~0.5
+VTEST = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "vtest.avi"
+with av.open(str(VTEST)) as _video:
+    SCENE = cv2.resize(next(_video.decode(video=0)).to_ndarray(format="bgr24"), (384, 288), interpolation=cv2.INTER_AREA)
 
 
 def frame(gain: float = 1.0, seed: int = 0) -> np.ndarray:
@@ -50,6 +52,7 @@ def test_a_dark_night_is_not_too_dark_but_the_same_picture_by_day_is() -> None:
     day = [frame(1.0, s) for s in range(20)]
     # First night: no baseline for the hour yet; only the hard threshold counts, and it is not crossed.
     assert feed(d, 0, 22, night) == []
+    assert d.baseline(22) is not None and d.baseline(22).mean < 0.1
     assert feed(d, 100, 10, day) == []
     # Second night: the hour's baseline says this is how the camera looks at 22:00.
     assert feed(d, 86_400, 22, night) == []
