@@ -3,7 +3,8 @@
 :class:`CameraDiagnoser` is fed sampled frames in time order (:meth:`CameraDiagnoser.observe`). For each
 sample it computes a severity per fault in [0, 1] (0.5 = exactly at the configured thresholds; see
 :mod:`pipeline.config.quality`), lets the more basic faults hide the ones they cause (no signal hides
-everything; a dark, bright or foggy picture hides blur, noise, cast, stripes and occlusion; stripes
+everything; a dark, bright or foggy picture hides blur, noise, cast, stripes, occlusion, scene change and
+freeze (a near-black picture does not change either); stripes
 hide the blur they fake), and runs a hysteresis per fault: a fault *starts* when its severity stayed at
 or above ``on`` for ``on_s`` seconds (its start is the first of those samples) and *ends* when it stayed
 below ``on × off_ratio`` for ``off_s`` seconds (its end is the first of those samples). A scene change is
@@ -33,7 +34,9 @@ TEXTURED_STD = 6.0
 DIM_MEAN = 0.3
 """Below this mean luma the low-contrast threshold scales down with the brightness."""
 GLOBAL_FAULTS: tuple[Fault, ...] = ("dark", "bright", "low_contrast")
-HIDDEN_BY_GLOBAL: tuple[Fault, ...] = ("blur", "noise", "colour_cast", "stripes", "occlusion", "scene_change")
+HIDDEN_BY_GLOBAL: tuple[Fault, ...] = ("blur", "noise", "colour_cast", "stripes", "occlusion", "scene_change", "freeze")
+SHIFTS = (-3, 0, 3)
+"""Pixel shifts (of the 160-wide picture) the scene-change match tries: wind shake and vibration are not a move."""
 
 
 def _ratio_high(x: float, threshold: float) -> float:
@@ -178,7 +181,7 @@ class CameraDiagnoser:
         ref_blocks = _block_std(b.reference) >= TEXTURED_STD
         live = ref_blocks & ~flat_now
         if live.sum() >= max(4, ref_blocks.sum() // 3):
-            mismatch = float(((block_ncc(m.small, b.reference) < 0.5) & live).sum()) / float(live.sum())
+            mismatch = float(((_best_ncc(m.small, b.reference) < 0.5) & live).sum()) / float(live.sum())
             sev["scene_change"] = _ratio_high(mismatch, th.scene_change)
 
     def mask(self, sev: dict[Fault, float]) -> dict[Fault, float]:
@@ -266,6 +269,18 @@ class CameraDiagnoser:
         out = [Transition("end", f, tr.started, t_end, tr.peak) for f, tr in self.tracks.items() if tr.active]
         self.tracks = {f: _Track() for f in FAULTS}
         return out
+
+
+def _best_ncc(small: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Per block, the best ZNCC with the reference over small shifts of the picture."""
+    best = None
+    for dy in SHIFTS:
+        for dx in SHIFTS:
+            shifted = np.roll(small, (dy, dx), axis=(0, 1))
+            ncc = block_ncc(shifted, reference)
+            best = ncc if best is None else np.maximum(best, ncc)
+    assert best is not None
+    return best
 
 
 def _block_std(small: np.ndarray) -> np.ndarray:
