@@ -181,7 +181,9 @@ class CameraDiagnoser:
         ref_blocks = _block_std(b.reference) >= TEXTURED_STD
         live = ref_blocks & ~flat_now
         if live.sum() >= max(4, ref_blocks.sum() // 3):
-            mismatch = float(((_best_ncc(m.small, b.reference) < 0.5) & live).sum()) / float(live.sum())
+            mismatch = float(((block_ncc(m.small, b.reference) < 0.5) & live).sum()) / float(live.sum())
+            if mismatch >= 0.5 * th.scene_change:  # only then is it worth trying the shifted matches
+                mismatch = float(((_best_ncc(m.small, b.reference) < 0.5) & live).sum()) / float(live.sum())
             sev["scene_change"] = _ratio_high(mismatch, th.scene_change)
 
     def mask(self, sev: dict[Fault, float]) -> dict[Fault, float]:

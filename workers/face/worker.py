@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from models.faces.alignment import align
-from pipeline import crops
+from pipeline import crops, metrics
 from pipeline.bus.base import TopicSpec, dead_letter_topic
 from pipeline.config.enrich import FaceWorkerConfig
 from pipeline.runtime.worker import ConsumerWorker
@@ -163,7 +163,9 @@ class FaceWorker(ConsumerWorker):
 
     def _consider(self, crop: ObjectCrop, image: np.ndarray, track: TrackFaces) -> None:
         where = crops.placement(crop, image, self.margin)
-        faces = self.analyzer.analyze(image, embed=False)
+        with metrics.timed(metrics.INFERENCE, "face-detect"):
+            faces = self.analyzer.analyze(image, embed=False)
+        metrics.BATCH_SIZE.labels("face-detect").observe(1)
         person = np.asarray(crop.box, dtype=np.float64) - np.array([where.x, where.y, where.x, where.y])
         row = person_face(faces, person) if len(faces) else None
         if row is None:
@@ -180,7 +182,9 @@ class FaceWorker(ConsumerWorker):
             return
         embedder = self.analyzer.embedder
         chip = align(image, faces.data["landmarks"][row], embedder.template, embedder.chip_size)
-        embedding = embedder.embed_chips([chip])[0]
+        with metrics.timed(metrics.INFERENCE, "face-embed"):
+            embedding = embedder.embed_chips([chip])[0]
+        metrics.BATCH_SIZE.labels("face-embed").observe(1)
         self.stats["embedded"] += 1
         reason = reason_to_publish(track, face.quality, embedding, self.settings)
         if reason is None:

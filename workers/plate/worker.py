@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import cv2
 import numpy as np
 
-from pipeline import crops
+from pipeline import crops, metrics
 from pipeline.bus.base import TopicSpec, dead_letter_topic
 from pipeline.config.enrich import HotlistsConfig, PlateWorkerConfig
 from pipeline.runtime.worker import BadMessage, ConsumerWorker
@@ -173,8 +173,10 @@ class PlateWorker(ConsumerWorker):
         where = crops.placement(crop, image, self.margin)
         day = crop.captured_at.strftime("%Y-%m-%d")
         plate_key = f"plates/{crop.camera_id}/{day}/{crop.track_id}/{crop.sequence}.jpg"
-        found = best_plate(self.recognizer, image, crop, where, min_confidence=self.settings.min_read_confidence,
-                           margin=self.settings.plate_crop_margin, plate_key=plate_key)
+        with metrics.timed(metrics.INFERENCE, "plate-detect+read"):
+            found = best_plate(self.recognizer, image, crop, where, min_confidence=self.settings.min_read_confidence,
+                               margin=self.settings.plate_crop_margin, plate_key=plate_key)
+        metrics.BATCH_SIZE.labels("plate-detect+read").observe(1)
         if found is None:
             self.stats["no_plate"] += 1
         else:
