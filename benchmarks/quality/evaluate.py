@@ -47,7 +47,8 @@ def _cached(path: Path, interval_s: float) -> tuple[Measured, float]:
     """Measurements of ``path``, kept in ``<clip>.measures.npz`` (delete those after changing measure.py)."""
     cache = path.with_suffix(".measures.npz")
     if cache.exists():
-        z = np.load(cache)
+        with np.load(cache) as npz:
+            z = {k: npz[k] for k in npz.files}  # an NpzFile decompresses on every access: read each array once
         out = [(float(t), Measures(**{k: float(z[k][i]) for k in SCALARS}, small=z["small"][i],
                                    block_std=z["block_std"][i])) for i, t in enumerate(z["t"])]
         return out, float(z["spent"])

@@ -19,6 +19,11 @@ from pipeline.config.base import Section
 Fault = Literal["blur", "dark", "bright", "low_contrast", "colour_cast", "noise", "freeze", "no_signal",
                 "occlusion", "scene_change", "stripes"]
 Severity = Annotated[float, Field(ge=0.05, le=1.0)]
+CALIBRATED_ON: dict[Fault, float] = {
+    "blur": 0.45, "dark": 0.5, "bright": 0.5, "low_contrast": 0.5, "colour_cast": 0.45, "noise": 0.5, "freeze": 0.5,
+    "no_signal": 0.5, "occlusion": 0.35, "scene_change": 0.5, "stripes": 0.45,
+}
+"""``benchmarks/quality/evaluate.py``'s fit on the labelled set (docs/quality.md has the cross-validated table)."""
 FAULTS: tuple[Fault, ...] = ("blur", "dark", "bright", "low_contrast", "colour_cast", "noise", "freeze",
                              "no_signal", "occlusion", "scene_change", "stripes")
 
@@ -49,7 +54,7 @@ class Thresholds(Section):
     stripes_rel: float = Field(0.8, title="Stripes: above baseline", description="...and at least this much above the baseline's.", gt=0, le=20)
     hard: float = Field(1.6, title="Hard factor", description="While a baseline is learned, the absolute thresholds are made this much stricter.", ge=1, le=10)
     on: dict[Fault, Severity] = Field(
-        default_factory=lambda: dict.fromkeys(FAULTS, 0.5), title="Severity to raise",
+        default_factory=lambda: dict(CALIBRATED_ON), title="Severity to raise",
         description="Per fault, the severity a sample must reach to count as faulty (calibrated).",
     )
 
