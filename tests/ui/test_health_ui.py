@@ -105,3 +105,15 @@ def test_unit_investigator_sees_only_the_unit(page: Any, server: ApiServer, shot
     _show_day(pg)
     assert pg.locator("#kpi-cameras tr").count() == 2 and "510116" not in pg.inner_text("#kpi-units")
     pg.screenshot(path=str(shots / "04-kpis-unit-scope.png"), full_page=True)
+
+
+def test_metrics_on_the_api_port_for_loopback_callers(server: ApiServer) -> None:
+    """What ``tubeline up`` offers: /metrics on the API port, to callers on this machine."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(server.url.rstrip("/") + "/metrics", timeout=10) as response:
+        assert response.status == 200
+        families = {f.name for f in text_string_to_metric_families(response.read().decode())}
+    assert {"tubeline_frames", "tubeline_stage_latency_seconds", "tubeline_worker_state"} <= families
