@@ -119,6 +119,9 @@ def access_matrix(config: TubelineConfig) -> dict[str, Grant]:
         "rules": Grant("rules", read=(f"{RULES_DOC}/rules.json",)),  # the rules document admins edit
         # fault thumbnails and the scheduled daily reports; reads the catalog, registry and recordings for them
         "quality": Grant("quality", read=_under(cat, rec, reg), write=_under(thumbs, reports), list=_under(cat, reg)),
+        # fault thumbnails; the catalog and the recordings' day indexes for recording-gap alerts (never the
+        # registry: camera records hold encrypted passwords; the API makes the scheduled daily reports)
+        "quality": Grant("quality", read=_under(cat, rec), write=_under(thumbs), list=_under(cat)),
         "rules": Grant("rules"),
         "synopsis": Grant("synopsis", read=_under(cat, rec), write=_under(syn, req, f"{req}-invalid"),
                           delete=_under(req), list=_under(req, cat)),

@@ -31,8 +31,12 @@ log = logging.getLogger(__name__)
 
 
 class HealthService:
-    def __init__(self, store: ObjectStore, config: TubelineConfig, catalog: CatalogCache | None = None) -> None:
+    def __init__(self, store: ObjectStore, config: TubelineConfig, catalog: CatalogCache | None = None, *,
+                 registry: bool = True) -> None:
+        """``registry=False``: cameras only as the catalog knows them (for a service whose store identity may
+        not read camera records, which hold the encrypted camera passwords)."""
         self.store = store
+        self.use_registry = registry
         self.config = config
         self.settings = config.quality
         self.catalog = catalog if catalog is not None else CatalogCache(store, index_section(config))
@@ -41,7 +45,8 @@ class HealthService:
 
     def refresh(self) -> None:
         self.catalog.refresh()
-        self.directory.refresh()
+        if self.use_registry:
+            self.directory.refresh()
 
     def _seen_ids(self) -> set[str]:
         cur = self.catalog.cursor()

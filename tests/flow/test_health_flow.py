@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from pipeline.access import ScopedStore, access_matrix
 from pipeline.bus.memory import MemoryBus
 from pipeline.config import TubelineConfig
 from pipeline.config.api import ApiConfig
@@ -38,7 +39,7 @@ from tests.unit.test_api_support import FakeAnalyzer, add_users, login, register
 from workers.api.app import create_app
 from workers.api.context import build_context
 from workers.index.worker import IndexWorker
-from workers.quality.housekeeping import Housekeeping
+from workers.quality.housekeeping import DailyReports, Housekeeping
 from workers.quality.worker import QualityWorker
 from workers.rules.worker import RulesWorker
 
@@ -109,7 +110,7 @@ def build_scene(tmp: Path) -> tuple[TubelineConfig, LocalStore, list[Alert]]:
     bus = MemoryBus(default_partitions=3)
     clock = [D0]
     rules = RulesWorker(config, bus=bus, store=store, rules=RULES, clock=lambda: clock[0])
-    quality = QualityWorker(config, bus=bus, store=store)
+    quality = QualityWorker(config, bus=bus, store=ScopedStore(store, access_matrix(config)["quality"]))
     index = IndexWorker(config, bus=bus, store=store)
     for w in (rules, quality, index):
         w.setup()
@@ -134,10 +135,11 @@ def build_scene(tmp: Path) -> tuple[TubelineConfig, LocalStore, list[Alert]]:
         record(store, "cam-b", [(D0, D0 + timedelta(days=1))])
         steps(index)
         index.flush()
-        keeper = Housekeeping(config, store, config.quality)
+        quality_store = ScopedStore(store, access_matrix(config)["quality"])  # its identity: no registry
+        keeper = Housekeeping(config, quality_store, config.quality)
         for _ in range(2):  # a second round (and a second replica, below) must not alert again
             keeper.run(sent.append, NOW)
-        Housekeeping(config, store, config.quality).run(sent.append, NOW)
+        Housekeeping(config, quality_store, config.quality).run(sent.append, NOW)
         with bus.producer() as producer:
             for alert in sent:
                 producer.send(ALERTS.name, alert.to_json(), key=alert.camera_id)
@@ -147,6 +149,11 @@ def build_scene(tmp: Path) -> tuple[TubelineConfig, LocalStore, list[Alert]]:
     finally:
         for w in (rules, quality, index):
             w.teardown()
+    # The scheduled daily reports (beside the API, under its store identity): every camera and each unit.
+    api_store = ScopedStore(store, access_matrix(config)["api"])
+    made = DailyReports(config, api_store).run_once(NOW)
+    assert sorted(made) == [f"reports/daily/{DAY}/{u}.html" for u in ("510104", "510116", "all")]
+    assert DailyReports(config, api_store).run_once(NOW) == []  # made once, not again
     return config, store, sent
 
 

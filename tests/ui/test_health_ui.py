@@ -1,8 +1,8 @@
 """The KPI page and the daily inspection report in real headless Chromium (Debian's chromium via Playwright).
 
 The API runs on a real uvicorn server over the camera-health scene of ``tests/flow/test_health_flow.py``
-(an offline half hour, a recording gap and a "no signal" episode on cam-a; the quality worker's housekeeping
-already made the day's reports). An admin opens the KPI page
+(an offline half hour, a recording gap and a "no signal" episode on cam-a; the scheduled daily reports
+were already made). An admin opens the KPI page
 (cards and SVG charts), drills into unit 510104 and then cam-a's day, makes the daily report from the page
 and opens it; an investigator scoped to unit 510104 sees only that unit. Screenshots of each step go to
 ``var/screenshots/<run>/``. Fails (never skips) when Chromium is missing.

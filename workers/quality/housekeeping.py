@@ -1,4 +1,6 @@
-"""Camera-health housekeeping the quality worker runs every ``quality.housekeeping_interval_s``.
+"""Camera-health housekeeping: recording-gap alerts (the quality worker, every ``quality.housekeeping_interval_s``)
+and the scheduled daily reports (:class:`DailyReports`, beside the API: it may read the camera registry for
+the units, which the quality worker's store identity may not — camera records hold encrypted passwords).
 
 - **Recording gaps**: for every known camera, the recordings' day indexes of yesterday and today are read
   and each hole longer than ``quality.gap_min_s`` in the recording of a time the camera was online, after
@@ -9,12 +11,14 @@
   ``camera_offline`` alert from the rules worker instead; a recording that has not resumed yet is not
   alerted until it does (its gap has no end yet).
 - **Daily report**: after ``quality.report_hour_utc`` the report of yesterday is made for every camera
-  ("all") and for each unit, unless it is already in the store (:mod:`pipeline.health.report`).
+  ("all") and for each unit, unless it is already in the store (:mod:`pipeline.health.report`); every API
+  replica may try, the first one writes it.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -51,7 +55,7 @@ class Housekeeping:
     @property
     def service(self) -> HealthService:
         if self._service is None:
-            self._service = HealthService(self.store, self.config)
+            self._service = HealthService(self.store, self.config, registry=False)
         return self._service
 
     def maybe_run(self, send_alert: Callable[[Alert], None]) -> int:
@@ -66,12 +70,9 @@ class Housekeeping:
             return 0
 
     def run(self, send_alert: Callable[[Alert], None], now: datetime) -> int:
-        """One round: gap alerts (returns how many were sent) and yesterday's reports when due."""
+        """One round of gap alerts; returns how many were sent."""
         self.service.refresh()
         sent = self.gap_alerts(send_alert, now)
-        if now.hour >= self.settings.report_hour_utc:
-            yesterday = (now - timedelta(days=1)).date().isoformat()
-            make_daily_reports(self.service, yesterday, now, every_unit=True, overwrite=False)
         self.runs += 1
         return sent
 
@@ -99,3 +100,44 @@ class Housekeeping:
         if len(self.sent) > MAX_SENT_IDS:
             self.sent.clear()
         return sent
+
+
+class DailyReports:
+    """Makes yesterday's daily reports (every camera and each unit) once they are due, in a thread beside the
+    API (:func:`workers.runner.companions.api_companions`), every ``quality.housekeeping_interval_s``."""
+
+    def __init__(self, config: TubelineConfig, store: ObjectStore) -> None:
+        self.config = config
+        self.settings = config.quality
+        self.service = HealthService(store, config)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.made: list[str] = []
+
+    def run_once(self, now: datetime) -> list[str]:
+        if now.hour < self.settings.report_hour_utc:
+            return []
+        self.service.refresh()
+        yesterday = (now - timedelta(days=1)).date().isoformat()
+        written = make_daily_reports(self.service, yesterday, now, every_unit=True, overwrite=False)
+        self.made += written
+        return written
+
+    def _loop(self) -> None:
+        while not self._stop.wait(min(self.settings.housekeeping_interval_s, 60.0) if not self.made else
+                                  self.settings.housekeeping_interval_s):
+            try:
+                self.run_once(datetime.now(UTC))
+            except Exception:
+                log.warning("daily reports: a round failed; trying again later", exc_info=True)
+
+    def start(self) -> None:
+        if self._thread is None and self.settings.housekeeping_interval_s > 0:
+            self._thread = threading.Thread(target=self._loop, name="api-daily-reports", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None

@@ -13,8 +13,8 @@ on ``tubeline.camera-health.v1`` (``fault_started``, ``fault_ended``, ``scene_ch
 The JPEG of the frame that confirmed a fault is stored at
 ``{thumbnail_prefix}/{camera}/{date}/{fault}-{start}.jpg`` for the daily report.
 
-Every ``quality.housekeeping_interval_s`` the worker also runs the camera-health housekeeping
-(:mod:`workers.quality.housekeeping`): recording-gap alerts and the daily inspection report.
+Every ``quality.housekeeping_interval_s`` the worker also raises recording-gap alerts
+(:mod:`workers.quality.housekeeping`; the daily inspection reports are made beside the API).
 
 Delivery: **at-least-once**. Per batch: diagnose → publish → flush → commit. Messages carry idempotency
 keys (camera, event, fault, start) and alerts stable IDs, so a redelivered batch republishes the same

@@ -1,4 +1,5 @@
-"""Work that runs beside the API in one process: the synopsis worker's request loop (``api.build_synopses``).
+"""Work that runs beside the API in one process: the synopsis worker's request loop (``api.build_synopses``)
+and the scheduled daily inspection reports (``quality.housekeeping_interval_s`` > 0).
 
 The API package never imports another worker; when the configuration asks the API process to build
 synopses too (the embedded ``tubeline up``), the runner composes the two here.
@@ -15,6 +16,7 @@ from pipeline.config import TubelineConfig
 from pipeline.config.api import ApiConfig, api_config
 from pipeline.store.base import ObjectStore
 from workers.api.context import Companion
+from workers.quality.housekeeping import DailyReports
 from workers.synopsis.catalog import CatalogTrackSource
 from workers.synopsis.worker import SynopsisWorker
 
@@ -54,7 +56,11 @@ class SynopsisBuilder:
 
 
 def api_companions(config: TubelineConfig, store: ObjectStore, *, bus: Bus | None = None,
-                   api: ApiConfig | None = None) -> list[Companion]:
+                   api: ApiConfig | None = None, report_store: ObjectStore | None = None) -> list[Companion]:
     """What runs beside the API in this process, by the ``api`` section (``api`` overrides it)."""
     api = api or api_config(config)
-    return [SynopsisBuilder(config, store, bus)] if api.build_synopses else []
+    companions: list[Companion] = [SynopsisBuilder(config, store, bus)] if api.build_synopses else []
+    if config.quality.housekeeping_interval_s > 0:
+        # the scheduled daily inspection reports, under the API's own store identity (``report_store``)
+        companions.append(DailyReports(config, report_store or store))
+    return companions
