@@ -26,6 +26,7 @@ from pipeline.health.report import list_reports, report_keys, unit_slug
 from pipeline.health.service import make_daily_reports
 from pipeline.store.base import ObjectNotFound
 from workers.api.auth import Action, Principal, authenticate, begin, principal
+from workers.api.contract import errors
 from workers.api.present import scope_label
 from workers.api.users import Permission
 
@@ -55,7 +56,8 @@ def _check_unit(act: Action, unit: str | None) -> None:
         raise act.refuse(403, f"unit {unit!r} is outside your scope")
 
 
-@router.get("/kpis", name="health.kpis", summary="KPIs of a day for the cameras in scope, per unit, with each camera's day")
+@router.get("/kpis", name="health.kpis", summary="KPIs of a day for the cameras in scope, per unit, with each camera's day",
+            responses=errors())
 def kpis(request: Request, who: Who, day: Annotated[date | None, Query(alias="date")] = None,
          unit: UnitParam = None) -> dict[str, object]:
     with begin(request, who, "health.kpis", {"date": day.isoformat() if day else None, "unit": unit}) as act:
@@ -70,7 +72,8 @@ def kpis(request: Request, who: Who, day: Annotated[date | None, Query(alias="da
         return act.done(body, count=len(rows), ids=[r.camera.id for r in rows])
 
 
-@router.get("/cameras/{camera_id}/health", name="health.camera", summary="One camera's health history for a day")
+@router.get("/cameras/{camera_id}/health", name="health.camera", summary="One camera's health history for a day",
+            responses=errors(404))
 def camera_health(request: Request, who: Who, camera_id: Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_.:-]{1,64}$")],
                   day: Annotated[date | None, Query(alias="date")] = None) -> dict[str, object]:
     params = {"camera": camera_id, "date": day.isoformat() if day else None}
@@ -92,7 +95,8 @@ def camera_health(request: Request, who: Who, camera_id: Annotated[str, Path(max
         return act.done(body, count=1, ids=[camera_id])
 
 
-@router.get("/reports", name="health.reports", summary="Stored daily inspection reports the caller may read")
+@router.get("/reports", name="health.reports", summary="Stored daily inspection reports the caller may read",
+            responses=errors())
 def reports(request: Request, who: Who) -> dict[str, object]:
     with begin(request, who, "health.reports", {}) as act:
         act.need(Permission.CAMERAS, "read inspection reports")
@@ -108,7 +112,8 @@ def reports(request: Request, who: Who) -> dict[str, object]:
 
 
 @router.get("/reports/daily/{day}", name="health.report", summary="A stored daily inspection report (HTML or CSV)",
-            response_class=Response)
+            response_class=Response,
+            responses={200: {"description": "The report", "content": {"text/html": {}, "text/csv": {}}}, **errors(404)})
 def report(request: Request, who: Who, day: date, unit: UnitParam = None,
            fmt: Annotated[Literal["html", "csv"], Query(alias="format")] = "html") -> Response:
     with begin(request, who, "health.report", {"date": day.isoformat(), "unit": unit, "format": fmt}) as act:
@@ -128,7 +133,8 @@ def report(request: Request, who: Who, day: date, unit: UnitParam = None,
         return Response(data, media_type="text/html; charset=utf-8", headers={"Content-Security-Policy": REPORT_CSP})
 
 
-@router.post("/reports/daily/{day}", name="health.report_make", summary="Make (or remake) a daily inspection report now")
+@router.post("/reports/daily/{day}", name="health.report_make", summary="Make (or remake) a daily inspection report now",
+             responses=errors())
 async def make_report(request: Request, who: Who, day: date, unit: UnitParam = None) -> dict[str, object]:
     def work() -> dict[str, object]:
         with begin(request, who, "health.report_make", {"date": day.isoformat(), "unit": unit}) as act:
