@@ -81,16 +81,18 @@ def test_quality_worker_process_diagnoses_and_serves_metrics(real_stack, unique_
             families = _scrape(port)
             frames = {(s.labels["outcome"]): s.value for s in families["tubeline_frames"]
                       if s.labels.get("worker") == "quality" and s.labels.get("camera") == CAMERA}
-            if frames.get("in", 0) >= 30 or time.monotonic() > deadline:
+            if frames.get("out", 0) >= 30 or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
-        assert frames["in"] == 30 and frames["out"] == 30  # one frame a second: every frame is a sample
+        # One frame a second: every frame is a sample. A redelivered frame (at-least-once) counts "in" again and
+        # is skipped as already sampled ("dropped"), never diagnosed twice.
+        assert frames["out"] == 30 and frames["in"] == 30 + frames.get("dropped", 0)
         latency = {s.name: s.value for s in families["tubeline_stage_latency_seconds"] if s.labels["stage"] == "quality"}
         assert latency["tubeline_stage_latency_seconds_count"] == 30
         state = {s.labels["state"]: s.value for s in families["tubeline_worker_state"] if s.labels["worker"] == "quality"}
         assert state["running"] == 1.0 and state["failed"] == 0.0
         messages = [s.value for s in families["tubeline_messages"] if s.labels["worker"] == "quality"]
-        assert sum(messages) == 30
+        assert sum(messages) == frames["in"]
     finally:
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=30) == 0
