@@ -99,16 +99,13 @@ def access_matrix(config: TubelineConfig) -> dict[str, Grant]:
             read=_under(cat, idx, CROPS, PLATES, FACES, rec, reg, syn, thumbs),
             # the queued status of a requested synopsis, never its video or index; hotlists are operators'
             # data like users (`tubeline hotlists` runs as the API identity in a deployment); admins edit the
-            # camera registry and the rules document through the API
-            write=(*_under(AUTH, AUDIT, EXPORTS, req, hot, DESK, EVIDENCE, CHANGES, RULES_DOC, reg, NOTIFY_DEAD),
+            # camera registry and the rules document through the API; daily reports (on demand from the KPI
+            # page and scheduled by the API's companion)
+            write=(*_under(AUTH, AUDIT, EXPORTS, req, hot, DESK, EVIDENCE, CHANGES, RULES_DOC, reg, NOTIFY_DEAD,
+                           reports),
                    f"{syn.strip('/')}/*.status.json"),
             delete=_under(AUTH, hot, reg),  # ended sessions, revoked tokens, removed users, hotlists and cameras
-            list=_under(AUTH, AUDIT, cat, syn, reg, hot, NOTIFY_DEAD),
-            # data like users (`tubeline hotlists` runs as the API identity in a deployment); daily reports
-            # made on demand from the KPI page
-            write=(*_under(AUTH, AUDIT, EXPORTS, req, hot, reports), f"{syn.strip('/')}/*.status.json"),
-            delete=_under(AUTH, hot),  # ended sessions, revoked tokens, removed users and hotlists
-            list=_under(AUTH, AUDIT, cat, syn, reg, hot, reports),
+            list=_under(AUTH, AUDIT, cat, syn, reg, hot, NOTIFY_DEAD, reports),
         ),
         "detect": Grant("detect", write=_under(CROPS, DETECT_STATE)),
         "face": Grant("face", read=_under(CROPS), write=_under(FACES)),
@@ -116,13 +113,10 @@ def access_matrix(config: TubelineConfig) -> dict[str, Grant]:
         # GB/T 28181 channels a device announces are upserted into the registry; `tubeline cameras` runs as ingest
         "ingest": Grant("ingest", write=_under(rec, reg), delete=_under(reg), list=_under(reg)),
         "plate": Grant("plate", read=_under(CROPS, hot), write=_under(PLATES, plate_state), list=_under(hot)),
-        "rules": Grant("rules", read=(f"{RULES_DOC}/rules.json",)),  # the rules document admins edit
-        # fault thumbnails and the scheduled daily reports; reads the catalog, registry and recordings for them
-        "quality": Grant("quality", read=_under(cat, rec, reg), write=_under(thumbs, reports), list=_under(cat, reg)),
         # fault thumbnails; the catalog and the recordings' day indexes for recording-gap alerts (never the
         # registry: camera records hold encrypted passwords; the API makes the scheduled daily reports)
         "quality": Grant("quality", read=_under(cat, rec), write=_under(thumbs), list=_under(cat)),
-        "rules": Grant("rules"),
+        "rules": Grant("rules", read=(f"{RULES_DOC}/rules.json",)),  # the rules document admins edit
         "synopsis": Grant("synopsis", read=_under(cat, rec), write=_under(syn, req, f"{req}-invalid"),
                           delete=_under(req), list=_under(req, cat)),
     }
@@ -150,12 +144,9 @@ KAFKA_GRANTS: dict[str, KafkaGrant] = {
     "detect": KafkaGrant(read=(topics.FRAMES.name,), groups=("tubeline-detect",),
                          write=(topics.DETECTIONS.name, topics.OBJECTS.name, topics.TRACKS.name)),
     "face": KafkaGrant(read=(topics.OBJECTS.name,), groups=("tubeline-face",), write=(topics.FACES.name,)),
-    "index": KafkaGrant(read=(topics.TRACKS.name, topics.PLATES.name, topics.FACES.name, topics.ALERTS.name, topics.CAMERA_STATUS.name),
-                        groups=("tubeline-index",)),
-    "ingest": KafkaGrant(write=(topics.FRAMES.name, topics.CAMERA_STATUS.name, topics.LIVE.name)),
     "index": KafkaGrant(read=(topics.TRACKS.name, topics.PLATES.name, topics.FACES.name, topics.ALERTS.name, topics.CAMERA_STATUS.name,
                               topics.CAMERA_HEALTH.name), groups=("tubeline-index",)),
-    "ingest": KafkaGrant(write=(topics.FRAMES.name, topics.CAMERA_STATUS.name)),
+    "ingest": KafkaGrant(write=(topics.FRAMES.name, topics.CAMERA_STATUS.name, topics.LIVE.name)),
     "plate": KafkaGrant(read=(topics.OBJECTS.name,), groups=("tubeline-plate",), write=(topics.PLATES.name, topics.ALERTS.name)),
     "quality": KafkaGrant(read=(topics.FRAMES.name,), groups=("tubeline-quality",),
                           write=(topics.CAMERA_HEALTH.name, topics.ALERTS.name)),

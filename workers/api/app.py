@@ -204,9 +204,8 @@ def create_app(ctx: ApiContext, *, web_dir: Path | None = None, start_background
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    for module in (routes_admin, routes_search, routes_media, routes_synopsis, routes_live, routes_devices, routes_video, routes_timeline, routes_console, routes_manage):
     for module in (routes_admin, routes_search, routes_media, routes_synopsis, routes_live, routes_devices,
-                   routes_health):
+                   routes_video, routes_timeline, routes_console, routes_manage, routes_health):
         app.include_router(module.router)
     app.include_router(routes_health.metrics_router)
     _mount_web(app, web_dir or find_web_dir(ctx.api.web_dir))

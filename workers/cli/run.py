@@ -154,7 +154,8 @@ def _start_server(config, bus, hub):  # noqa: ANN001, ANN202 - TubelineConfig, B
     matrix = access_matrix(config)  # the API and the synopsis builder each keep to their own prefixes
     try:
         server = start_api(config, store=ScopedStore(store, matrix["api"]), bus=bus, api=api, live=hub,
-                           companions=api_companions(config, ScopedStore(store, matrix["synopsis"]), api=api))
+                           companions=api_companions(config, ScopedStore(store, matrix["synopsis"]), api=api,
+                                                     report_store=ScopedStore(store, matrix["api"])))
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from None
     for line in server.banner():
@@ -182,18 +183,3 @@ def _report(result) -> bool:  # noqa: ANN001 - EmbeddedResult
         click.echo("error: not every published frame was analysed", err=True)
         return True
     return False
-        sys.exit(1)
-    if serve:
-        from pipeline.access import ScopedStore, access_matrix
-        from pipeline.config.api import api_config
-        from pipeline.store import open_store
-        from workers.api.serve import serve_until_interrupted
-        from workers.runner.companions import api_companions
-
-        # One process, no synopsis worker beside it: the API process builds requested synopses itself.
-        api = api_config(config).model_copy(update={"build_synopses": True})
-        store = open_store(config)
-        matrix = access_matrix(config)  # the API and the synopsis builder each keep to their own prefixes
-        serve_until_interrupted(config, echo=click.echo, api=api, store=ScopedStore(store, matrix["api"]),
-                                companions=api_companions(config, ScopedStore(store, matrix["synopsis"]), api=api,
-                                                          report_store=ScopedStore(store, matrix["api"])))
