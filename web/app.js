@@ -106,8 +106,6 @@ async function startSession(session) {
   state.user = session.user;
   state.csrf = session.csrf;
   state.casePattern = new RegExp(session.case_pattern);
-  $("#login-view").hidden = true;
-  $("#app-view").hidden = false;
   const scope = session.user.scope.all_cameras ? "all cameras" : [...session.user.scope.units.map((u) => `unit ${u}`), ...session.user.scope.cameras].join(", ") || "no cameras";
   $("#who").textContent = `${session.user.name} · ${session.user.role} · ${scope}`;
   $("#who").title = `Times are shown in ${localZone()}`;
@@ -122,6 +120,9 @@ async function startSession(session) {
   const wanted = location.hash.slice(1);
   const first = $$("#tabs [data-tab]").find((t) => !t.hidden && (t.dataset.tab === wanted || !wanted)) || $$("#tabs [data-tab]").find((t) => !t.hidden);
   if (first) selectTab(first.dataset.tab);
+  // Shown only now: a tab clicked while the session was still loading would be overridden by the first tab.
+  $("#login-view").hidden = true;
+  $("#app-view").hidden = false;
 }
 
 async function init() {
