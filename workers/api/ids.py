@@ -9,7 +9,7 @@ document when it builds it, and checks it in the handlers (400 with the pattern)
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import Path, Query
@@ -55,6 +55,22 @@ def _instant(value: Any) -> Any:
 
 Instant = Annotated[datetime, BeforeValidator(_instant), WithJsonSchema({"type": "string", "format": "date-time"})]
 """A point in time as every request gives it: RFC 3339 with an offset."""
+
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _day(value: Any) -> Any:
+    """A calendar day as ``YYYY-MM-DD`` text (pydantic alone also takes ``0`` as 1970-01-01)."""
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str) or not _DAY.fullmatch(value):
+        msg = "a day is written YYYY-MM-DD, e.g. 2026-05-01"
+        raise ValueError(msg)
+    return date.fromisoformat(value)
+
+
+Day = Annotated[date, BeforeValidator(_day), WithJsonSchema({"type": "string", "format": "date"})]
+"""A calendar day (UTC) as every request gives it: ``YYYY-MM-DD``."""
 
 CameraPath = Annotated[str, Path(pattern=CAMERA_ID, description="A camera ID.")]
 SynopsisPath = Annotated[str, Path(pattern=SYNOPSIS_ID, description="A synopsis ID (32 hex digits).")]

@@ -19,7 +19,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import Field, ValidationError
+from pydantic import Field, StrictBool, StrictInt, ValidationError
 
 from pipeline.device_recordings import device_spans_between
 from workers.api.auth import Action, Principal, begin, principal
@@ -36,13 +36,13 @@ Who = Annotated[Principal, Depends(principal)]
 
 class PtzIn(Out):
     action: Literal["move", "stop", "preset_set", "preset_call", "preset_delete", "home"]
-    pan: int = Field(0, ge=-1, le=1, description="-1 left, 1 right")
-    tilt: int = Field(0, ge=-1, le=1, description="-1 down, 1 up")
-    zoom: int = Field(0, ge=-1, le=1, description="-1 out, 1 in")
-    speed: int = Field(128, ge=1, le=255)
-    preset: int | None = Field(None, ge=1, le=255)
-    enabled: bool = True
-    reset_s: int = Field(60, ge=0, le=86400)
+    pan: StrictInt = Field(0, ge=-1, le=1, description="-1 left, 1 right")
+    tilt: StrictInt = Field(0, ge=-1, le=1, description="-1 down, 1 up")
+    zoom: StrictInt = Field(0, ge=-1, le=1, description="-1 out, 1 in")
+    speed: StrictInt = Field(128, ge=1, le=255)
+    preset: StrictInt | None = Field(None, ge=1, le=255)
+    enabled: StrictBool = True
+    reset_s: StrictInt = Field(60, ge=0, le=86400)
 
 
 class CommandOut(Out):

@@ -27,6 +27,7 @@ from pipeline.health.service import make_daily_reports
 from pipeline.store.base import ObjectNotFound
 from workers.api.auth import Action, Principal, authenticate, begin, principal
 from workers.api.contract import errors
+from workers.api.ids import Day
 from workers.api.present import scope_label
 from workers.api.users import Permission
 
@@ -58,7 +59,7 @@ def _check_unit(act: Action, unit: str | None) -> None:
 
 @router.get("/kpis", name="health.kpis", summary="KPIs of a day for the cameras in scope, per unit, with each camera's day",
             responses=errors())
-def kpis(request: Request, who: Who, day: Annotated[date | None, Query(alias="date")] = None,
+def kpis(request: Request, who: Who, day: Annotated[Day | None, Query(alias="date")] = None,
          unit: UnitParam = None) -> dict[str, object]:
     with begin(request, who, "health.kpis", {"date": day.isoformat() if day else None, "unit": unit}) as act:
         act.need(Permission.CAMERAS, "see camera health")
@@ -75,7 +76,7 @@ def kpis(request: Request, who: Who, day: Annotated[date | None, Query(alias="da
 @router.get("/cameras/{camera_id}/health", name="health.camera", summary="One camera's health history for a day",
             responses=errors(404))
 def camera_health(request: Request, who: Who, camera_id: Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_.:-]{1,64}$")],
-                  day: Annotated[date | None, Query(alias="date")] = None) -> dict[str, object]:
+                  day: Annotated[Day | None, Query(alias="date")] = None) -> dict[str, object]:
     params = {"camera": camera_id, "date": day.isoformat() if day else None}
     with begin(request, who, "health.camera", params) as act:
         act.need(Permission.CAMERAS, "see camera health")
@@ -114,7 +115,7 @@ def reports(request: Request, who: Who) -> dict[str, object]:
 @router.get("/reports/daily/{day}", name="health.report", summary="A stored daily inspection report (HTML or CSV)",
             response_class=Response,
             responses={200: {"description": "The report", "content": {"text/html": {}, "text/csv": {}}}, **errors(404)})
-def report(request: Request, who: Who, day: date, unit: UnitParam = None,
+def report(request: Request, who: Who, day: Day, unit: UnitParam = None,
            fmt: Annotated[Literal["html", "csv"], Query(alias="format")] = "html") -> Response:
     with begin(request, who, "health.report", {"date": day.isoformat(), "unit": unit, "format": fmt}) as act:
         act.need(Permission.CAMERAS, "read inspection reports")
@@ -135,7 +136,7 @@ def report(request: Request, who: Who, day: date, unit: UnitParam = None,
 
 @router.post("/reports/daily/{day}", name="health.report_make", summary="Make (or remake) a daily inspection report now",
              responses=errors())
-async def make_report(request: Request, who: Who, day: date, unit: UnitParam = None) -> dict[str, object]:
+async def make_report(request: Request, who: Who, day: Day, unit: UnitParam = None) -> dict[str, object]:
     def work() -> dict[str, object]:
         with begin(request, who, "health.report_make", {"date": day.isoformat(), "unit": unit}) as act:
             act.need(Permission.CAMERAS, "make inspection reports")

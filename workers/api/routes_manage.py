@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Request
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictInt, ValidationError
 
 from pipeline.cameras.registry import CameraRegistry
 from pipeline.config.ingest import CameraSpec
@@ -148,7 +148,7 @@ def delete_camera(request: Request, who: Who, camera_id: CameraPath) -> dict[str
 class RulesEdit(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    expect_version: int = Field(ge=0, description="The version the edit started from (0: the configuration's).")
+    expect_version: StrictInt = Field(ge=0, description="The version the edit started from (0: the configuration's).")
     rules: dict[str, Any]
 
 
