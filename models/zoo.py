@@ -115,7 +115,14 @@ class ModelZoo:
                 return NanoDetDetector(model, spec.input, spec.ref, names, strides=strides, **kwargs)
             return YoloDetector(model, spec.input, spec.ref, names, **kwargs)
 
-        return self._cached("detect", spec.id, build)
+        base = self._cached("detect", spec.id, build)
+        views = tuple(self.config.detector_views)
+        if views == ("stretch",):
+            return base
+        from models.multiview import MultiViewDetector
+
+        return self._cached("detect-views", f"{spec.id}[{'+'.join(views)}]",
+                            lambda: MultiViewDetector(base, views))
 
     def plate_detector(self, model_id: str | None = None) -> Any:
         from models.plates.detector import ClpPlateDetector

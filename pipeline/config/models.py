@@ -8,6 +8,7 @@ Override with ``TUBELINE_MODELS__DIR=/srv/models`` and friends.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -107,6 +108,15 @@ class ModelsConfig(Section):
     detect_score: float = Field(
         0.35, title="Detection score", description="Minimum detector score kept.", gt=0.0, lt=1.0
     )
+    detector_views: tuple[str, ...] = Field(
+        ("stretch",),
+        title="Detector views",
+        description="Views of each frame the detector sees, fused into one answer (models/multiview.py): stretch "
+        "(the frame resized to the input), square (aspect kept on a grey square), square@F (on a canvas F times "
+        "larger: close-up vehicles). Each view costs one detector run; docs/detect.md has the measured trade-off.",
+        min_length=1,
+        max_length=4,
+    )
     detect_iou: float = Field(
         0.5, title="Detection NMS IoU", description="IoU above which boxes are merged.", gt=0.0, le=1.0
     )
@@ -153,6 +163,19 @@ class ModelsConfig(Section):
         ge=-1.0,
         le=1.0,
     )
+
+    @field_validator("detector_views")
+    @classmethod
+    def _known_views(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for view in value:
+            match = re.fullmatch(r"(stretch|square)(?:@(\d+(?:\.\d+)?))?", view)
+            if not match or (match.group(2) and (match.group(1) == "stretch" or not 1 <= float(match.group(2)) <= 4)):
+                msg = f"unknown detector view {view!r}: use stretch, square or square@F with F between 1 and 4"
+                raise ValueError(msg)
+        if len(set(value)) != len(value):
+            msg = f"detector views listed twice: {list(value)}"
+            raise ValueError(msg)
+        return value
 
     @field_validator("providers")
     @classmethod
