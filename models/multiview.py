@@ -192,7 +192,7 @@ class MultiViewDetector:
                 dets = dets[np.isin(dets.class_id, self._extra_ids)]
             if len(dets):
                 height, width = images[i].shape[:2]
-                shift = np.float32([x, y, x, y])
+                shift = np.asarray([x, y, x, y], dtype=np.float32)
                 dets = dets.replace(xyxy=dets.xyxy - shift).clipped(width, height)
             per_image[i].append(dets)
         shape_true = [view.kind == "square" for view in self.views]
