@@ -30,7 +30,7 @@ from schemas.common import (
 )
 
 Colour = Literal["white", "black", "grey", "silver", "red", "blue", "green", "yellow", "brown", "unknown"]
-"""The fixed palette of dominant colours; ``unknown`` when no colour could be decided."""
+"""The fixed palette of colours (docs/detect.md, "Colours"); ``unknown`` when no colour could be decided."""
 
 VehicleType = Literal["car", "van", "bus", "truck", "motorcycle", "bicycle", "other"]
 """Vehicle types; a track of a non-vehicle class has ``vehicle_type: null``."""
@@ -101,6 +101,16 @@ class TrackSummary(WireMessage):
     colour: Colour = Field(title="Dominant colour", description="Dominant colour from the fixed palette.")
     colour_confidence: Score = Field(
         title="Colour confidence", description="Confidence in the colour; 0 when colour is unknown."
+    )
+    upper_colour: Colour | None = Field(
+        default=None,
+        title="Upper-body colour",
+        description="Persons: colour of the top (jacket, shirt) from the palette; null for other classes.",
+    )
+    lower_colour: Colour | None = Field(
+        default=None,
+        title="Lower-body colour",
+        description="Persons: colour of the trousers or skirt from the palette; null for other classes.",
     )
     vehicle_type: VehicleType | None = Field(
         title="Vehicle type", description="Vehicle type for vehicle classes; null for other classes."

@@ -212,6 +212,7 @@ function renderCameras(data) {
 function hitCard(hit) {
   let title, sub, time;
   if (hit.kind === "plate") { title = hit.text; sub = `${(hit.confidence * 100).toFixed(0)}%${hit.edits ? ` · ${hit.edits} edit(s)` : ""}`; time = hit.captured_at; }
+  else if (hit.kind === "track" && hit.class_name === "person") { title = "person"; sub = `top ${hit.upper_colour || "?"} · bottom ${hit.lower_colour || "?"}`; time = hit.started_at; }
   else if (hit.kind === "track") { title = `${hit.colour} ${hit.vehicle_type || hit.class_name}`; sub = hit.plate || ""; time = hit.started_at; }
   else { title = `similarity ${hit.score.toFixed(3)}`; sub = `${hit.match ? "match" : "below threshold"} · quality ${hit.quality.toFixed(2)}`; time = hit.captured_at; }
   const img = hit.crop_url ? el("img", { src: hit.crop_url, alt: `crop: ${title}`, loading: "lazy" }) : el("div", { class: "noimg" }, "no crop");
@@ -259,6 +260,16 @@ $("#vehicle-form").addEventListener("submit", (ev) => {
   runSearch(section, async () => {
     const data = await api(`/api/search/vehicles?${query(v)}`);
     renderGrid(section, data, "vehicle");
+  });
+});
+
+$("#person-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const section = $("#tab-persons");
+  const v = formValues(ev.target);
+  runSearch(section, async () => {
+    const data = await api(`/api/search/persons?${query(v)}`);
+    renderGrid(section, data, "person");
   });
 });
 

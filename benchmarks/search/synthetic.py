@@ -39,6 +39,8 @@ def track(
     class_name: str = "car",
     vehicle_type: str | None = "car",
     colour: str = "white",
+    upper: str | None = None,
+    lower: str | None = None,
     session: str = "s0",
     segment: int = 0,
 ) -> TrackSummary:
@@ -55,6 +57,7 @@ def track(
         ended_at=started_at + timedelta(seconds=seconds), frame_width=1280, frame_height=720, path=path,
         mean_score=0.8, best_crop_key=f"crops/{camera_id}/{started_at:%Y-%m-%d}/{track_id}/1.jpg",
         colour=colour, colour_confidence=0.7 if colour != "unknown" else 0.0, vehicle_type=vehicle_type,
+        upper_colour=upper, lower_colour=lower,  # type: ignore[arg-type]
         closed_reason="lost",
     )
 

@@ -97,6 +97,7 @@ def _track_row(m: TrackSummary) -> dict[str, Any]:
         "class_id": m.class_id, "started_at": m.started_at, "ended_at": m.ended_at,
         "frame_width": m.frame_width, "frame_height": m.frame_height, "mean_score": m.mean_score,
         "best_crop_key": m.best_crop_key, "colour": m.colour, "colour_confidence": m.colour_confidence,
+        "upper_colour": m.upper_colour, "lower_colour": m.lower_colour,
         "vehicle_type": m.vehicle_type, "closed_reason": m.closed_reason, "box": _largest_box(m.path),
         "path": [list(p) for p in m.path],
     }
@@ -170,6 +171,7 @@ TRACK_KIND = KindSpec("tracks", TRACKS, TrackSummary, "started_at", _schema(
     _f("class_name", pa.string()), _f("class_id", pa.int32()), _f("started_at", TS), _f("ended_at", TS),
     _f("frame_width", pa.int32()), _f("frame_height", pa.int32()), _f("mean_score", pa.float64()),
     _f("best_crop_key", pa.string(), True), _f("colour", pa.string()), _f("colour_confidence", pa.float64()),
+    _f("upper_colour", pa.string(), True), _f("lower_colour", pa.string(), True),
     _f("vehicle_type", pa.string(), True), _f("closed_reason", pa.string()), _f("box", BOX),
     _f("path", pa.list_(pa.list_(pa.float64(), 5))),
 ), _track_row)

@@ -217,7 +217,7 @@ class CatalogCache:
         cut = len(str(self.root)) + 2
         cur.execute(
             f"INSERT INTO {TABLES[kind_name]} BY NAME SELECT * EXCLUDE ({skip}), substr(filename, {cut}) AS _segment "
-            "FROM read_parquet(?, filename = true, hive_partitioning = false)",
+            "FROM read_parquet(?, filename = true, hive_partitioning = false, union_by_name = true)",
             [files],
         )
 

@@ -41,7 +41,7 @@ class PlateHit:
 
 @dataclass(frozen=True)
 class TrackHit:
-    """One closed track (segment) of a vehicle, with its attributes and its plate when one was read."""
+    """One closed track (segment) of a vehicle or person, with its attributes and its plate when one was read."""
 
     track_id: str
     segment: int
@@ -57,6 +57,8 @@ class TrackHit:
     box: Box
     """The largest box of the track's path (where the object was seen best)."""
     plate: str | None = None
+    upper_colour: str | None = None
+    lower_colour: str | None = None
 
     @property
     def sighting_id(self) -> str:

@@ -90,6 +90,21 @@ def _check_choice(value: str | None, allowed: tuple[str, ...], name: str) -> Non
         raise QueryError(msg)
 
 
+SHADES: dict[str, tuple[str, ...]] = {"dark": ("black", "grey"), "light": ("white", "silver")}
+"""Colour words a search accepts besides the palette: ``dark`` trousers are black or grey, a ``light`` top white or
+silver (docs/search.md)."""
+
+
+def colour_choices(value: str | None, name: str) -> tuple[str, ...] | None:
+    """The palette colours a colour query means (a palette name, or a shade of ``SHADES``); None: any colour."""
+    if value is None:
+        return None
+    if value in SHADES:
+        return SHADES[value]
+    _check_choice(value, (*get_args(Colour), *SHADES), name)
+    return (value,)
+
+
 class _Filter:
     """WHERE clauses and their parameters for camera scope and time range."""
 
@@ -299,6 +314,33 @@ class SearchService:
         where = _Filter().scope(scope).at("ended_at", start, None).at("started_at", None, end)
         return self._tracks(where, "started_at, track_id, segment", limit, scope)
 
+    def persons(
+        self,
+        *,
+        upper: str | None = None,
+        lower: str | None = None,
+        cameras: Collection[str] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 100,
+    ) -> list[TrackHit]:
+        """Person tracks overlapping [start, end) by clothing colours ("red top, dark trousers"); newest first.
+
+        ``upper`` / ``lower`` are palette colours or a shade (``dark``, ``light``); tracks indexed before persons had
+        upper/lower colours have none and match only when no colour is asked for."""
+        scope = self._scope(cameras)
+        start, end, limit = _check_time(start, "start"), _check_time(end, "end"), _check_limit(limit)
+        uppers, lowers = colour_choices(upper, "upper colour"), colour_choices(lower, "lower colour")
+        if scope == []:
+            return []
+        where = _Filter().add("class_name = 'person'").scope(scope)
+        if uppers is not None:
+            where.add("upper_colour IN (SELECT unnest(?::VARCHAR[]))", list(uppers))
+        if lowers is not None:
+            where.add("lower_colour IN (SELECT unnest(?::VARCHAR[]))", list(lowers))
+        where.at("ended_at", start, None).at("started_at", None, end)
+        return self._tracks(where, "started_at DESC, track_id, segment", limit, scope)
+
     def _tracks(self, where: _Filter, order: str, limit: int, scope: list[str] | None) -> list[TrackHit]:
         sql = (
             f"WITH t AS (SELECT * FROM tracks WHERE {where.sql()} "
@@ -317,6 +359,7 @@ class SearchService:
             started_at=_utc(r["started_at"]), ended_at=_utc(r["ended_at"]), class_name=r["class_name"],
             vehicle_type=r["vehicle_type"], colour=r["colour"], colour_confidence=float(r["colour_confidence"]),
             score=float(r["mean_score"]), crop_key=r["best_crop_key"], box=tuple(r["box"]), plate=r.get("plate"),
+            upper_colour=r.get("upper_colour"), lower_colour=r.get("lower_colour"),
         )
 
     # -- faces -----------------------------------------------------------------------------------

@@ -105,6 +105,15 @@ def test_vehicle_filters(client: TestClient) -> None:
     assert client.get("/api/search/vehicles", params={"colour": "mauve"}).status_code == 422
 
 
+def test_person_search_by_clothing_colours(client: TestClient) -> None:
+    login(client, "ann")
+    red_dark = client.get("/api/search/persons", params={"upper": "red", "lower": "dark"}).json()
+    assert [(h["camera_id"], h["upper_colour"], h["lower_colour"]) for h in red_dark["hits"]] == [
+        ("cam-a", "red", "black")]
+    assert client.get("/api/search/persons", params={"upper": "red"}).json()["count"] == 2
+    assert client.get("/api/search/persons", params={"lower": "mauve"}).status_code == 422
+
+
 def test_scope_is_passed_on_every_call(client: TestClient, fake: FakeSearch) -> None:
     login(client, "ivy")
     client.get("/api/search/plates", params={"q": "川AF058Y"})

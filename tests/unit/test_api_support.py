@@ -84,6 +84,17 @@ class FakeSearch:
                 and (vehicle_type is None or t.vehicle_type == vehicle_type) and (colour is None or t.colour == colour)]
         return sorted(hits, key=lambda t: t.started_at, reverse=True)[:limit]
 
+    def persons(self, *, upper: str | None = None, lower: str | None = None, cameras: Collection[str] | None = None,
+                start: datetime | None = None, end: datetime | None = None, limit: int = 100) -> list[TrackHit]:
+        from pipeline.search.service import colour_choices
+
+        self.calls.append(("persons", cameras))
+        uppers, lowers = colour_choices(upper, "upper colour"), colour_choices(lower, "lower colour")
+        hits = [t for t in self.tracks_ if t.class_name == "person" and _in(cameras, t.camera_id)
+                and _window(t.started_at, start, end) and (uppers is None or t.upper_colour in uppers)
+                and (lowers is None or t.lower_colour in lowers)]
+        return sorted(hits, key=lambda t: t.started_at, reverse=True)[:limit]
+
     def faces(self, embedding: np.ndarray, *, model_id: str, k: int = 20, threshold: float | None = None,
               cameras: Collection[str] | None = None, start: datetime | None = None,
               end: datetime | None = None) -> list[FaceHit]:
@@ -187,6 +198,11 @@ def sample_search(crop_key: str = "crops/cam-a/x.jpg") -> FakeSearch:
                                      started_at=T0 + timedelta(seconds=10 * i), ended_at=T0 + timedelta(seconds=10 * i + 5),
                                      class_name="car", vehicle_type=vtype, colour=colour, colour_confidence=0.7,
                                      score=0.8, crop_key=crop_key, box=(0, 0, 50, 40)))
+    for i, (cam, upper, lower) in enumerate([("cam-a", "red", "black"), ("cam-c", "red", "blue")]):
+        fake.tracks_.append(TrackHit(track_id=f"{cam}:p:{i}", segment=0, camera_id=cam, started_at=T0,
+                                     ended_at=T0 + timedelta(seconds=5), class_name="person", vehicle_type=None,
+                                     colour=upper, colour_confidence=0.7, score=0.8, crop_key=None,
+                                     box=(0, 0, 20, 50), upper_colour=upper, lower_colour=lower))
     for i, cam in enumerate(["cam-a", "cam-c"]):
         hit = FaceHit(face_id=f"{cam}:p:{i}.face.1", track_id=f"{cam}:p:{i}", camera_id=cam,
                       captured_at=T0 + timedelta(seconds=5 + i), score=0.0, quality=0.8, crop_key=crop_key,

@@ -71,3 +71,71 @@ def test_quality_prefers_large_central_uncut_objects() -> None:
 
 def test_crop_box_adds_margin_and_clips() -> None:
     assert crop_box(np.array([10, 10, 110, 60]), 100, 100, 0.1) == (0, 5, 100, 65)
+
+
+# -- colours of the object, not of its background (workers.detect.colours) ----------------------------------------
+def scene(background: tuple[int, int, int], size: tuple[int, int] = (120, 80)) -> np.ndarray:
+    """A crop with a 10 % margin of ``background`` around a box (the detect worker's crops look like this)."""
+    h, w = size
+    return patch(background, size=max(h, w))[:h, :w].copy()
+
+
+def person(top: tuple[int, int, int], trousers: tuple[int, int, int], background: tuple[int, int, int],
+           skin: bool = True) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    crop = scene(background)
+    box = (8.0, 10.0, 72.0, 110.0)  # 64×100 person in a 80×120 crop
+    x1, y1 = 8, 10
+    crop[y1 + 18 : y1 + 52, x1 + 12 : x1 + 52] = top
+    crop[y1 + 52 : y1 + 96, x1 + 18 : x1 + 46] = trousers
+    if skin:  # a face and two hands in skin tone
+        crop[y1 : y1 + 16, x1 + 24 : x1 + 40] = (120, 150, 210)
+        crop[y1 + 40 : y1 + 48, x1 + 12 : x1 + 20] = (120, 150, 210)
+    return crop, box
+
+
+@pytest.mark.parametrize(
+    ("top", "trousers", "background", "expected"),
+    [
+        ((30, 30, 200), (25, 25, 25), (40, 150, 40), ("red", "black")),  # red top, black trousers on a lawn
+        ((200, 80, 30), (160, 110, 60), (110, 110, 110), ("blue", "blue")),  # blue jacket, jeans on pavement
+        ((240, 240, 240), (100, 100, 100), (30, 200, 220), ("white", "grey")),  # white shirt against a yellow wall
+    ],
+)
+def test_person_upper_and_lower_colours(top: tuple, trousers: tuple, background: tuple, expected: tuple) -> None:
+    from workers.detect.colours import person_colours
+
+    crop, box = person(top, trousers, background)
+    upper, lower = person_colours(crop, box)
+    assert (upper.colour, lower.colour) == expected
+    assert upper.confidence > 0.5 and lower.confidence > 0.5
+
+
+def test_lawn_around_a_dark_coat_is_not_its_colour() -> None:
+    """Between the legs and beside the arms the lawn shows inside the box; the margin ring says it is background."""
+    from workers.detect.colours import person_colours
+
+    crop, box = person((25, 25, 25), (30, 30, 30), (40, 160, 40), skin=False)
+    x1, y1 = 8, 10
+    crop[y1 + 18 : y1 + 52, x1 + 16 : x1 + 22] = (40, 160, 40)  # lawn between arm and body
+    crop[y1 + 60 : y1 + 96, x1 + 28 : x1 + 36] = (40, 160, 40)  # lawn between the legs
+    upper, lower = person_colours(crop, box)
+    assert (upper.colour, lower.colour) == ("black", "black")
+    # without the ring (the crop is the box) the lawn is part of the object and wins nothing either way
+    assert person_colours(crop[10:110, 8:72])[0].colour == "black"
+
+
+def test_vehicle_colour_ignores_a_wall_of_another_colour_around_it() -> None:
+    from workers.detect.colours import vehicle_colour
+
+    crop = scene((30, 200, 220), size=(100, 140))  # yellow wall
+    crop[10:90, 14:126] = (40, 40, 190)  # red body
+    crop[10:40, 40:100] = (30, 200, 220)  # the wall seen through the windows
+    assert vehicle_colour(crop, (14, 10, 126, 90)).colour == "red"
+
+
+def test_skin_is_not_a_top() -> None:
+    from workers.detect.colours import person_colours
+
+    crop, box = person((120, 150, 210), (25, 25, 25), (110, 110, 110), skin=False)  # bare torso
+    crop[28:62, 20:60] = (120, 150, 210)
+    assert person_colours(crop, box)[0].colour == "unknown"

@@ -49,7 +49,8 @@ def _populate(writer: CatalogWriter, person: np.ndarray, rng: np.random.Generato
                         vehicle_type="van" if i == 1 else "car")
         _add(writer, "tracks", car, n := n + 1)
         _add(writer, "plates", syn.plate(car, PLATE), n := n + 1)
-        walker = syn.track(cam, 2, T0 + timedelta(minutes=10 * i, seconds=30), class_name="person", vehicle_type=None)
+        walker = syn.track(cam, 2, T0 + timedelta(minutes=10 * i, seconds=30), class_name="person", vehicle_type=None,
+                           upper=("red", "red", "white")[i], lower=("black", "blue", "grey")[i])
         _add(writer, "tracks", walker, n := n + 1)
         for seq in range(2):  # two faces of the same person per camera
             _add(writer, "faces", syn.face(walker, seq, syn.faces_of(rng, person[None], np.array([0]))[0],
@@ -128,6 +129,20 @@ def test_redelivered_records_are_not_duplicated(world: World) -> None:
              world.service.faces(world.person, model_id=MODEL))
     assert [len(x) for x in after] == [len(x) for x in before] == [3, 4, 3, 9]
     assert [h.read_id for h in after[0]] == [h.read_id for h in before[0]]
+
+
+def test_persons_by_clothing_colours(world: World) -> None:
+    s = world.service
+    assert {h.camera_id for h in s.persons()} == {"cam-1", "cam-2", "cam-3"}
+    assert {h.camera_id for h in s.persons(upper="red")} == {"cam-1", "cam-2"}
+    red_dark = s.persons(upper="red", lower="dark")  # dark = black or grey
+    assert [(h.camera_id, h.upper_colour, h.lower_colour) for h in red_dark] == [("cam-1", "red", "black")]
+    assert [h.camera_id for h in s.persons(lower="dark")] == ["cam-3", "cam-1"]  # newest first
+    assert s.persons(upper="light", lower="grey")[0].camera_id == "cam-3"
+    assert s.persons(upper="green") == []
+    assert all(h.class_name == "person" for h in s.persons())
+    with pytest.raises(QueryError, match="upper colour"):
+        s.persons(upper="mauve")
 
 
 def test_vehicles_filter_by_type_colour_and_time(world: World) -> None:

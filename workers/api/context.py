@@ -50,7 +50,8 @@ class ScopedSearch:
     (The service is safe to call from several threads, so calls are not serialised here.)
     """
 
-    METHODS = frozenset({"refresh", "plates", "plate_reads", "vehicles", "tracks", "faces", "plate_trajectory", "face_trajectory",
+    METHODS = frozenset({"refresh", "plates", "plate_reads", "vehicles", "persons", "tracks", "faces",
+                         "plate_trajectory", "face_trajectory",
                          "sighting", "alerts", "camera_status"})
 
     def __init__(self, service: Any) -> None:

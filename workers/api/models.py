@@ -66,6 +66,8 @@ class VehicleHitOut(Out):
     vehicle_type: str | None
     colour: str
     colour_confidence: float
+    upper_colour: str | None = Field(None, description="Persons: colour of the top.")
+    lower_colour: str | None = Field(None, description="Persons: colour of the trousers or skirt.")
     score: float
     crop_key: str | None
     crop_url: str | None = None
@@ -153,6 +155,10 @@ class PlateResults(Results):
 
 class VehicleResults(Results):
     hits: list[VehicleHitOut]
+
+
+class PersonResults(Results):
+    hits: list[VehicleHitOut] = Field(description="Person tracks (kind 'track'), with upper and lower colours.")
 
 
 class QueryFaceOut(Out):

@@ -17,7 +17,14 @@ from workers.api.auth import Action, Principal, begin, principal
 from workers.api.contract import errors
 from workers.api.faces import FaceRefused, QueryFace
 from workers.api.ids import IMAGE_SHA256, PLATE, PLATE_QUERY, CameraFilter, CameraId, Instant
-from workers.api.models import FaceResults, PlateResults, QueryFaceOut, TrajectoryOut, VehicleResults
+from workers.api.models import (
+    FaceResults,
+    PersonResults,
+    PlateResults,
+    QueryFaceOut,
+    TrajectoryOut,
+    VehicleResults,
+)
 from workers.api.present import (
     camera_names,
     check_times,
@@ -99,6 +106,36 @@ def search_vehicles(
         names = camera_names(act)
         body = VehicleResults(count=len(hits), scope=scope_label(cams),
                               hits=[vehicle_out(act, h, names) for h in hits])
+        return act.done(body, count=len(hits), ids=[f"{h.track_id}/{h.segment}" for h in hits])
+
+
+ClothingColour = Literal["white", "black", "grey", "silver", "red", "blue", "green", "yellow", "brown", "unknown",
+                         "dark", "light"]
+
+
+@router.get("/search/persons", response_model=PersonResults, name="search.persons",
+            summary="Person tracks by clothing colours (upper and lower body), camera and time", responses=errors())
+def search_persons(
+    request: Request,
+    who: Who,
+    upper: Annotated[ClothingColour | None, Query(description="colour of the top; dark = black or grey, "
+                                                  "light = white or silver")] = None,
+    lower: Annotated[ClothingColour | None, Query(description="colour of the trousers or skirt")] = None,
+    camera: Cameras = None,
+    start: Start = None,
+    end: End = None,
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 100,
+) -> PersonResults:
+    params = {"upper": upper, "lower": lower, "camera": camera, "start": iso(start), "end": iso(end), "limit": limit}
+    with begin(request, who, "search.persons", params) as act:
+        act.need(Permission.SEARCH, "search persons")
+        check_times(act, start, end)
+        cams = act.cameras(camera)
+        hits = act.ctx.search.persons(upper=upper, lower=lower, cameras=cams, start=start, end=end,
+                                      limit=_limit(act, limit))
+        names = camera_names(act)
+        body = PersonResults(count=len(hits), scope=scope_label(cams),
+                             hits=[vehicle_out(act, h, names) for h in hits])
         return act.done(body, count=len(hits), ids=[f"{h.track_id}/{h.segment}" for h in hits])
 
 

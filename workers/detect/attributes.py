@@ -1,10 +1,8 @@
-"""Object attributes computed from pixels: dominant colour, vehicle type, crop quality.
+"""Object attributes computed from pixels: colour (via ``workers.detect.colours``), vehicle type, crop quality.
 
-The colour classifier is deliberately simple and explainable: over the crop's central region in
-HSV space it first decides whether the body is coloured or achromatic, then takes the majority hue
-bin or the brightness level, into the search palette (white, black, grey, silver, red, blue, green,
-yellow, brown). Its measured accuracy is in ``docs/detect.md``;
-lighting, reflections and windows make it a coarse filter for investigators, not evidence.
+The colours are explainable rules over the object's own pixels (box interior without background-like and skin
+pixels; persons split into upper and lower body) into the documented palette; their measured accuracy is in
+``docs/detect.md``. Lighting, reflections and windows make them a filter for investigators, not evidence.
 """
 
 from __future__ import annotations
@@ -12,7 +10,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-PALETTE = ("white", "black", "grey", "silver", "red", "blue", "green", "yellow", "brown")
+from workers.detect.colours import PALETTE, person_colours, vehicle_colour
+
+__all__ = ["PALETTE", "VEHICLE_CLASSES", "crop_box", "crop_quality", "dominant_colour", "person_colours",
+           "sharpness", "vehicle_colour", "vehicle_type"]
 
 VEHICLE_TYPES = {"car": "car", "truck": "truck", "bus": "bus", "motorcycle": "motorcycle", "bicycle": "bicycle",
                  "van": "van"}
@@ -24,81 +25,13 @@ def vehicle_type(class_name: str) -> str | None:
     return VEHICLE_TYPES.get(class_name)
 
 
-def central_region(crop: np.ndarray, is_vehicle: bool) -> np.ndarray:
-    """The part of a crop most likely to show the object's body colour (not road, sky or windows)."""
-    h, w = crop.shape[:2]
-    if is_vehicle:  # lower-middle body panels; windows sit in the top third
-        return crop[int(h * 0.45) : int(h * 0.85), int(w * 0.2) : int(w * 0.8)]
-    return crop[int(h * 0.2) : int(h * 0.6), int(w * 0.25) : int(w * 0.75)]  # a person's torso
-
-
-_HUE_BINS = (  # (upper bound of OpenCV hue 0-179, colour); red wraps around 180
-    (10, "red"),
-    (22, "brown"),
-    (35, "yellow"),
-    (85, "green"),
-    (130, "blue"),
-    (160, "red"),  # magenta/purple are not in the palette; nearest is red
-    (180, "red"),
-)
-
-
-def hue_colour(h: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Palette index per chromatic pixel from hue (dark oranges are brown, bright ones yellow)."""
-    out = np.full(len(h), PALETTE.index("red"), dtype=np.int8)
-    lower = 0
-    for upper, name in _HUE_BINS:
-        out[(h >= lower) & (h < upper)] = PALETTE.index(name)
-        lower = upper
-    out[(h >= 10) & (h < 22) & (v > 190)] = PALETTE.index("yellow")
-    return out
-
-
-def achromatic_colour(v: np.ndarray) -> str:
-    """White/silver/grey/black from the bright end of the value distribution.
-
-    Uses the 80th percentile rather than per-pixel votes: a white body in shade has dark pixels but
-    its brightest panels are still near white, whereas a grey body never gets there.
-    """
-    level = float(np.percentile(v, 80))
-    if level >= 200:
-        return "white"
-    if level >= 150:
-        return "silver"
-    if level >= 75:
-        return "grey"
-    return "black"
-
-
-def classify_region(hsv: np.ndarray, chroma_share: float = 0.3) -> tuple[str, float]:
-    """(colour, confidence) for an N×3 uint8 HSV array (OpenCV ranges: H 0–179, S and V 0–255).
-
-    Two stages: if at least ``chroma_share`` of the pixels are clearly coloured (S ≥ 60, V ≥ 50), the
-    colour is the majority hue bin among them; otherwise the body is achromatic and its brightness
-    decides between white, silver, grey and black. Confidence is the share of pixels that support it.
-    """
-    h, s, v = (hsv[:, i].astype(np.int16) for i in range(3))
-    chromatic = (s >= 60) & (v >= 50)
-    if chromatic.mean() >= chroma_share:
-        votes = np.bincount(hue_colour(h[chromatic], v[chromatic]), minlength=len(PALETTE))
-        best = int(votes.argmax())
-        return PALETTE[best], float(votes[best] / len(hsv))
-    return achromatic_colour(v[~chromatic]), float((~chromatic).mean())
-
-
-def dominant_colour(crop: np.ndarray, *, is_vehicle: bool = True, min_pixels: int = 64) -> tuple[str, float]:
-    """(colour, confidence in [0, 1]); ("unknown", 0.0) for tiny or empty crops."""
-    if crop.size == 0:
-        return "unknown", 0.0
-    region = central_region(crop, is_vehicle)
-    if region.shape[0] * region.shape[1] < min_pixels:
-        return "unknown", 0.0
-    if max(region.shape[:2]) > 96:  # colour does not need detail; keep it cheap
-        scale = 96 / max(region.shape[:2])
-        region = cv2.resize(region, (max(1, int(region.shape[1] * scale)), max(1, int(region.shape[0] * scale))),
-                            interpolation=cv2.INTER_AREA)
-    hsv = cv2.cvtColor(region, cv2.COLOR_BGR2HSV).reshape(-1, 3)
-    return classify_region(hsv)
+def dominant_colour(crop: np.ndarray, *, is_vehicle: bool = True,
+                    box: tuple[float, float, float, float] | None = None) -> tuple[str, float]:
+    """(colour, confidence in [0, 1]) of an object: a vehicle's body, a person's top (``workers.detect.colours``);
+    ``box`` is the object inside the crop (None: the crop is the box). ("unknown", 0.0) for tiny or empty crops."""
+    if is_vehicle:
+        return vehicle_colour(crop, box).as_tuple()
+    return person_colours(crop, box)[0].as_tuple()
 
 
 def sharpness(crop: np.ndarray, max_side: int | None = None) -> float:

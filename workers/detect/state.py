@@ -78,6 +78,8 @@ class CropCandidate:
     jpeg: bytes
     colour: str
     colour_confidence: float
+    upper_colour: str | None = None  # persons: top and trousers (workers.detect.colours)
+    lower_colour: str | None = None
 
 
 @dataclass
@@ -99,6 +101,8 @@ class TrackRecord:
     best_crop_key: str | None = None
     colour: str = "unknown"
     colour_confidence: float = 0.0
+    upper_colour: str | None = None
+    lower_colour: str | None = None
     crops_emitted: int = 0
     held: CropCandidate | None = None  # the best moment not announced yet (hold_best_crop)
 

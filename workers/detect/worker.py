@@ -46,7 +46,8 @@ from workers.detect.attributes import (
     VEHICLE_CLASSES,
     crop_box,
     crop_quality,
-    dominant_colour,
+    person_colours,
+    vehicle_colour,
     vehicle_type,
 )
 from workers.detect.state import (
@@ -282,13 +283,20 @@ class DetectWorker(ConsumerWorker):
         ok, jpeg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, s.crop_jpeg_quality])
         if not ok:
             return
-        colour, colour_confidence = dominant_colour(crop, is_vehicle=self._class_name(found, record.class_id)
-                                                    in VEHICLE_CLASSES)
+        bx1, by1, bx2, by2 = (float(v) for v in found.xyxy[row])
+        inner = (bx1 - x1, by1 - y1, bx2 - x1, by2 - y1)  # the box inside the crop: its margin is background
+        upper: str | None = None
+        lower: str | None = None
+        if self._class_name(found, record.class_id) in VEHICLE_CLASSES:
+            colour, colour_confidence = vehicle_colour(crop, inner).as_tuple()
+        else:
+            top, bottom = person_colours(crop, inner)
+            (colour, colour_confidence), upper, lower = top.as_tuple(), top.colour, bottom.colour
         candidate = CropCandidate(
             sequence=header.sequence, captured_at=header.captured_at,
             box=tuple(round(float(v), 2) for v in found.xyxy[row]),  # type: ignore[arg-type]
             score=round(float(found.confidence[row]), 4), quality=quality, jpeg=jpeg.tobytes(),
-            colour=colour, colour_confidence=colour_confidence,
+            colour=colour, colour_confidence=colour_confidence, upper_colour=upper, lower_colour=lower,
         )
         if hold:
             record.held = candidate
@@ -303,6 +311,7 @@ class DetectWorker(ConsumerWorker):
                        metadata={"camera-id": state.camera_id, "track-id": record.track_id})
         record.best_quality, record.best_crop_key = crop.quality, key
         record.colour, record.colour_confidence = crop.colour, crop.colour_confidence
+        record.upper_colour, record.lower_colour = crop.upper_colour, crop.lower_colour
         record.crops_emitted += 1
         record.held = None
         names = getattr(self.detector, "class_names", ())
@@ -334,6 +343,8 @@ class DetectWorker(ConsumerWorker):
             mean_score=round(record.score_sum / max(1, record.score_count), 4),
             best_crop_key=record.best_crop_key, colour=record.colour if record.best_crop_key else "unknown",
             colour_confidence=round(record.colour_confidence, 4) if record.best_crop_key else 0.0,
+            upper_colour=record.upper_colour if record.best_crop_key and class_name == "person" else None,
+            lower_colour=record.lower_colour if record.best_crop_key and class_name == "person" else None,
             vehicle_type=vehicle_type(class_name), closed_reason=reason,
         )
         self._send(TRACKS.name, state.camera_id, summary.to_json())
