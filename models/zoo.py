@@ -181,6 +181,13 @@ class ModelZoo:
                 if self.options.verify_on_load:
                     verify_file(self.path(spec), spec.sha256, spec.id)
                 return DlibEmbedder(self.path(spec), spec.ref, threshold=threshold)
+            if spec.backend == "mobilefacenet-tflite":
+                from models.faces.tflite import MobileFaceNetEmbedder
+
+                if self.options.verify_on_load:
+                    verify_file(self.path(spec), spec.sha256, spec.id)
+                return MobileFaceNetEmbedder(self.path(spec), spec.ref, threshold=threshold,
+                                             threads=self.options.intra_op_threads)
             from models.faces.embedders import ArcFaceEmbedder
 
             assert spec.input is not None

@@ -217,10 +217,11 @@ class FaceWorkerConfig(_TrackTable):
         0.6, title="Gate: detection score", description="Minimum face-detector confidence.", ge=0, le=1
     )
     min_eye_distance_px: float = Field(
-        16.0, title="Gate: eye distance", description="Minimum pixels between the eyes (resolution).", ge=0, le=4096
+        12.0, title="Gate: eye distance", description="Minimum pixels between the eyes (resolution; docs/models.md, "
+        "'Quality gates').", ge=0, le=4096
     )
     min_sharpness: float = Field(
-        20.0,
+        10.0,
         title="Gate: sharpness",
         description="Minimum variance of the Laplacian of the grey 112x112 aligned face (blur).",
         ge=0,
@@ -234,7 +235,7 @@ class FaceWorkerConfig(_TrackTable):
         45.0, title="Gate: roll", description="Largest |roll| in degrees (alignment undoes roll).", ge=0, le=180
     )
     min_quality: float = Field(
-        0.15, title="Gate: quality", description="Minimum combined quality score (size x blur x pose).", ge=0, le=1
+        0.05, title="Gate: quality", description="Minimum combined quality score (size x blur x pose).", ge=0, le=1
     )
     jpeg_quality: int = Field(92, title="JPEG quality", description="JPEG quality of stored face chips.", ge=50, le=100)
 

