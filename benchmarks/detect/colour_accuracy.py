@@ -83,10 +83,30 @@ def _old(crop: np.ndarray, is_vehicle: bool) -> str:
     return classify_pixels(hsv).colour
 
 
+def _colour_functions() -> tuple[Any, Any]:
+    """The colour functions of the code under test (code from before ``workers.detect.colours``: its
+    ``dominant_colour`` on the crop, a person's one colour as the top and no lower-body colour)."""
+    try:
+        from workers.detect.colours import person_colours, vehicle_colour
+    except ImportError:
+        from types import SimpleNamespace
+
+        from workers.detect.attributes import dominant_colour
+
+        def vehicle_colour(crop: np.ndarray, box: Any = None) -> Any:
+            return SimpleNamespace(colour=dominant_colour(crop, is_vehicle=True)[0])
+
+        def person_colours(crop: np.ndarray, box: Any = None) -> Any:
+            return (SimpleNamespace(colour=dominant_colour(crop, is_vehicle=False)[0]),
+                    SimpleNamespace(colour="unknown"))
+    return vehicle_colour, person_colours
+
+
 def evaluate(method: str = "new") -> dict[str, Score]:
     """Scores per set: ``vehicle``, ``person upper``, ``person lower``, ``person upper, always black``."""
     from benchmarks.detect.vehicles import load_image
-    from workers.detect.colours import person_colours, vehicle_colour
+
+    vehicle_colour, person_colours = _colour_functions()
 
     images: dict[str, np.ndarray] = {}
 

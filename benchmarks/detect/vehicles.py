@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,8 +82,10 @@ def load_labels(path: Path = LABELS) -> list[Vehicle]:
     return out
 
 
+@functools.lru_cache(maxsize=64)
 def load_image(name: str) -> np.ndarray:
-    """A labelled image: a testdata file, a vtest.avi frame (``vtest.avi@N``) or an enrichment still."""
+    """A labelled image: a testdata file, a vtest.avi frame (``vtest.avi@N``) or an enrichment still (cached: do
+    not write into it)."""
     if name.startswith("enrich:"):
         from tests.fixtures.enrich.make_videos import vehicle_still
 

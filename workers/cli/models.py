@@ -1,5 +1,5 @@
-"""``tubeline models``: list, install, verify, run and benchmark the model zoo; export and register YOLO
-and ArcFace ONNX models.
+"""``tubeline models``: list, install, verify, run and benchmark the model zoo; calibrate face thresholds
+(``calibrate-face``), run every accuracy harness (``eval``); export and register YOLO and ArcFace ONNX models.
 
 Every command reads the ``models`` section of the configuration (``-c FILE`` or ``TUBELINE_MODELS__*``).
 ``run`` prints one JSON object per image on stdout; logs go to stderr.
@@ -316,6 +316,31 @@ def calibrate_face(ctx: click.Context, folder: Path, embedders: tuple[str, ...],
         click.echo(f"ROC plot: {plot}")
     if augment:
         click.echo("note: perturbed copies of one photo are not independent: figures are optimistic for new photos.")
+
+
+@models.command("eval")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Folder for eval.json and the PNG "
+              "plots (default: var/eval).")
+@click.option("--only", help="Comma-separated sections: plates, vehicles, colours, faces, tracking (default: all).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def eval_cmd(out: Path | None, only: str | None, as_json: bool) -> None:
+    """Every accuracy harness on the dev set (../shared/testdata) in one table, plus PNG plots.
+
+    Runs benchmarks/models/eval.py of this source checkout (it needs the benchmarks folder and the shared test
+    data); the figures it printed before and after each change are in docs/models.md."""
+    import importlib.util
+
+    from models.zoo import project_root
+
+    script = project_root() / "benchmarks" / "models" / "eval.py"
+    if not script.is_file():
+        _fail(f"{script} is missing: `models eval` runs from a source checkout with its benchmarks folder", 2)
+    spec = importlib.util.spec_from_file_location("tubeline_models_eval", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    argv = [*(["--out", str(out)] if out else []), *(["--only", only] if only else []), *(["--json"] if as_json else [])]
+    raise SystemExit(module.main(argv))
 
 
 @models.command("bench")
