@@ -78,7 +78,7 @@ def cross_validated_errors(faces: list) -> tuple[int, int, int]:  # noqa: ANN001
 
 def evaluate(embedders: tuple[str, ...] = DEFAULT_EMBEDDERS, far: float = 1e-3, plot: Path | None = None
              ) -> dict[str, dict[str, Any]]:
-    from models.faces.calibration import calibrate, collect, pair_similarities, plot_roc
+    from models.faces.calibration import calibrate, collect, pair_similarities, plot_roc, plot_similarities
     from models.faces.pipeline import FaceAnalyzer
 
     the_zoo = zoo()
@@ -96,6 +96,7 @@ def evaluate(embedders: tuple[str, ...] = DEFAULT_EMBEDDERS, far: float = 1e-3, 
                             "cross-validated errors (rejects / accepts / pairs)": f"{rejects} / {accepts} / {pairs}"}
     if plot is not None:
         plot_roc(plot, curves, "dev faces (testdata/faces + perturbations)")
+        plot_similarities(plot.with_name(plot.stem + "_similarities.png"), curves)
     return out
 
 

@@ -205,3 +205,35 @@ def plot_roc(path: Path, curves: Mapping[str, Calibration], title: str = "face v
         msg = f"cannot write {path}"
         raise OSError(msg)
     return path
+
+
+def plot_similarities(path: Path, curves: Mapping[str, Calibration], bins: int = 50) -> Path:
+    """Write a PNG with one strip per embedder: genuine (green) and impostor (red) similarity histograms, the EER
+    threshold (black line). Where the ROC is a step at 0 (separable pairs), this shows by how much."""
+    strip, width, left, right = 150, 760, 60, 30
+    img = np.full((strip * len(curves) + 40, width, 3), 255, np.uint8)
+    for n, (name, cal) in enumerate(curves.items()):
+        lo = float(min(cal.genuine.min(), cal.impostor.min()))
+        hi = float(max(cal.genuine.max(), cal.impostor.max()))
+        edges = np.linspace(lo, hi + 1e-9, bins + 1)
+        top, base = 20 + strip * n + 25, 20 + strip * (n + 1) - 20
+        scale = (width - left - right) / (hi - lo + 1e-9)
+        for values, colour in ((cal.impostor, (60, 60, 220)), (cal.genuine, (40, 160, 40))):
+            counts, _ = np.histogram(values, edges)
+            share = counts / max(1, counts.max())
+            for k in range(bins):
+                x1 = int(left + (edges[k] - lo) * scale)
+                x2 = int(left + (edges[k + 1] - lo) * scale)
+                y = int(base - share[k] * (base - top))
+                cv2.rectangle(img, (x1, y), (max(x1, x2 - 1), base), colour, 1)
+        x = int(left + (cal.eer_threshold - lo) * scale)
+        cv2.line(img, (x, top - 5), (x, base), (0, 0, 0), 2)
+        cv2.line(img, (left, base), (width - right, base), (0, 0, 0), 1)
+        cv2.putText(img, f"{name}: genuine (green) / impostor (red) cosine, {lo:.2f} .. {hi:.2f}; "
+                    f"threshold {cal.eer_threshold:.3f}", (left, top - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.42,
+                    (0, 0, 0), 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), img):
+        msg = f"cannot write {path}"
+        raise OSError(msg)
+    return path

@@ -9,7 +9,15 @@ import cv2
 import numpy as np
 import pytest
 
-from models.faces.calibration import calibrate, collect, identity_images, pair_similarities, plot_roc, roc
+from models.faces.calibration import (
+    calibrate,
+    collect,
+    identity_images,
+    pair_similarities,
+    plot_roc,
+    plot_similarities,
+    roc,
+)
 
 FACES = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "faces"
 
@@ -44,6 +52,8 @@ def test_roc_plot_is_a_png(tmp_path: Path) -> None:
     out = plot_roc(tmp_path / "roc.png", {"demo": calibrate(sims, same)})
     image = cv2.imread(str(out))
     assert image is not None and image.shape[1] > 600 and (image < 250).any()
+    hist = cv2.imread(str(plot_similarities(tmp_path / "sims.png", {"a": calibrate(sims, same), "b": calibrate(sims, same)})))
+    assert hist is not None and hist.shape[0] > 300
 
 
 def test_identity_folders(tmp_path: Path) -> None:

@@ -286,7 +286,14 @@ def calibrate_face(ctx: click.Context, folder: Path, embedders: tuple[str, ...],
                    min_quality: float, plot: Path | None, as_json: bool) -> None:
     """ROC, EER and the threshold at a false-accept rate from FOLDER/<identity>/<images> (one folder per person)."""
     from models.benchmark import format_table
-    from models.faces.calibration import calibrate, collect, identity_images, pair_similarities, plot_roc
+    from models.faces.calibration import (
+        calibrate,
+        collect,
+        identity_images,
+        pair_similarities,
+        plot_roc,
+        plot_similarities,
+    )
 
     zoo = _zoo(ctx)
     layout = identity_images(folder)
@@ -306,6 +313,7 @@ def calibrate_face(ctx: click.Context, folder: Path, embedders: tuple[str, ...],
         report[name] = {"faces": len(faces), **cal.summary(analyzer.threshold)}
     if plot is not None:
         plot_roc(plot, results)
+        plot_similarities(plot.with_name(plot.stem + "_similarities.png"), results)
     if as_json:
         click.echo(json.dumps(report, ensure_ascii=False, indent=2))
         return
@@ -313,7 +321,7 @@ def calibrate_face(ctx: click.Context, folder: Path, embedders: tuple[str, ...],
     keys = list(dict.fromkeys(k for r in report.values() for k in r))
     click.echo(format_table(["measure", *names], [[k, *(str(report[n].get(k, "")) for n in names)] for k in keys]))
     if plot is not None:
-        click.echo(f"ROC plot: {plot}")
+        click.echo(f"ROC plot: {plot} (similarity histograms: {plot.stem}_similarities.png beside it)")
     if augment:
         click.echo("note: perturbed copies of one photo are not independent: figures are optimistic for new photos.")
 
