@@ -7,7 +7,8 @@ made is written in each file. Every labelled box is cut out the way the detect w
 (``detect.crop_margin`` 0.1 around the box, clipped to the frame), then:
 
 * ``new`` — ``workers.detect.colours``: the box interior without background-like pixels (the margin ring as the
-  background sample) and, for persons, without skin; persons split into upper and lower body;
+  background sample), without the pixels of other labelled objects standing in front of it (the worker uses the
+  detector's boxes of the same frame) and, for persons, without skin; persons split into upper and lower body;
 * ``old`` — the colour rule before this change (central region of the crop, no background model); it has no
   person split, so its upper-body colour is its person colour and it has no lower-body colour.
 
@@ -61,13 +62,24 @@ def _rows(name: str) -> list[dict[str, str]]:
     return list(csv.DictReader(lines))
 
 
-def _crop(image: np.ndarray, box: str) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+def _box(text: str) -> tuple[float, float, float, float]:
+    x1, y1, x2, y2 = (float(v) for v in text.split())
+    return x1, y1, x2, y2
+
+
+def _crop(image: np.ndarray, box: str, others: list[str] = ()) -> tuple[np.ndarray, tuple, list]:  # type: ignore[assignment]
+    """The worker-style crop, the box inside it, and the other labelled boxes in front of it (crop pixels)."""
     from workers.detect.attributes import crop_box
 
-    xyxy = np.asarray([float(v) for v in box.split()], np.float32)
+    xyxy = np.asarray(_box(box), np.float32)
     x1, y1, x2, y2 = crop_box(xyxy, image.shape[1], image.shape[0], MARGIN)
     inner = (float(xyxy[0] - x1), float(xyxy[1] - y1), float(xyxy[2] - x1), float(xyxy[3] - y1))
-    return image[y1:y2, x1:x2], inner
+    try:
+        from workers.detect.colours import in_front
+    except ImportError:  # code from before occlusion masking
+        return image[y1:y2, x1:x2], inner, []
+    front = in_front(_box(box), [_box(o) for o in others if o != box])
+    return image[y1:y2, x1:x2], inner, [(a - x1, b - y1, c - x1, d - y1) for a, b, c, d in front]
 
 
 def _old(crop: np.ndarray, is_vehicle: bool) -> str:
@@ -93,10 +105,10 @@ def _colour_functions() -> tuple[Any, Any]:
 
         from workers.detect.attributes import dominant_colour
 
-        def vehicle_colour(crop: np.ndarray, box: Any = None) -> Any:
+        def vehicle_colour(crop: np.ndarray, box: Any = None, occluders: Any = ()) -> Any:
             return SimpleNamespace(colour=dominant_colour(crop, is_vehicle=True)[0])
 
-        def person_colours(crop: np.ndarray, box: Any = None) -> Any:
+        def person_colours(crop: np.ndarray, box: Any = None, occluders: Any = ()) -> Any:
             return (SimpleNamespace(colour=dominant_colour(crop, is_vehicle=False)[0]),
                     SimpleNamespace(colour="unknown"))
     return vehicle_colour, person_colours
@@ -118,17 +130,22 @@ def evaluate(method: str = "new") -> dict[str, Score]:
     names = ("vehicle", "vehicle, per vehicle", "person upper", "person lower", "person upper, always black")
     scores = {k: Score() for k in names}
     per_vehicle: dict[str, list[bool]] = {}
-    for row in _rows("vehicles.csv") + _rows("vehicle_colours.csv"):
-        crop, inner = _crop(image(row["image"]), row["box"])
-        got = vehicle_colour(crop, inner).colour if method == "new" else _old(crop, True)
+    vehicles = _rows("vehicles.csv") + _rows("vehicle_colours.csv")
+    persons = _rows("person_colours.csv")
+    boxes: dict[str, list[str]] = {}
+    for row in vehicles + persons:  # every labelled object of an image can stand in front of another
+        boxes.setdefault(row["image"], []).append(row["box"])
+    for row in vehicles:
+        crop, inner, front = _crop(image(row["image"]), row["box"], boxes[row["image"]])
+        got = vehicle_colour(crop, inner, occluders=front).colour if method == "new" else _old(crop, True)
         scores["vehicle"].add(got == row["colour"], f"{row['image']} {row['vehicle']}: {row['colour']} read {got}")
         per_vehicle.setdefault(row["vehicle"], []).append(got == row["colour"])
     for vehicle, answers in sorted(per_vehicle.items()):
         scores["vehicle, per vehicle"].add(2 * sum(answers) > len(answers), vehicle)
-    for row in _rows("person_colours.csv"):
-        crop, inner = _crop(image(row["image"]), row["box"])
+    for row in persons:
+        crop, inner, front = _crop(image(row["image"]), row["box"], boxes[row["image"]])
         if method == "new":
-            upper, lower = (c.colour for c in person_colours(crop, inner))
+            upper, lower = (c.colour for c in person_colours(crop, inner, occluders=front))
         else:
             upper, lower = _old(crop, False), "unknown"
         where = f"{row['image']} {row['box']}"

@@ -139,3 +139,16 @@ def test_skin_is_not_a_top() -> None:
     crop, box = person((120, 150, 210), (25, 25, 25), (110, 110, 110), skin=False)  # bare torso
     crop[28:62, 20:60] = (120, 150, 210)
     assert person_colours(crop, box)[0].colour == "unknown"
+
+
+def test_an_object_in_front_does_not_lend_its_colour() -> None:
+    """A white car half hidden behind a blue one (nearer the camera: its box ends lower) is white."""
+    from workers.detect.colours import in_front, vehicle_colour
+
+    crop = scene((110, 110, 110), size=(120, 160))
+    crop[10:90, 10:150] = (235, 235, 235)  # white car, box (10, 10, 150, 90)
+    crop[40:120, 60:160] = (200, 80, 30)  # blue car in front, box (60, 40, 160, 120)
+    white, blue = (10.0, 10.0, 150.0, 90.0), (60.0, 40.0, 160.0, 120.0)
+    assert in_front(white, [blue]) == [blue] and in_front(blue, [white]) == []
+    assert vehicle_colour(crop, white).colour == "blue"  # without the cue the blue car wins
+    assert vehicle_colour(crop, white, occluders=in_front(white, [blue])).colour == "white"

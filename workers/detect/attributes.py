@@ -10,9 +10,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from workers.detect.colours import PALETTE, person_colours, vehicle_colour
+from workers.detect.colours import PALETTE, in_front, person_colours, vehicle_colour
 
-__all__ = ["PALETTE", "VEHICLE_CLASSES", "crop_box", "crop_quality", "dominant_colour", "person_colours",
+__all__ = ["PALETTE", "VEHICLE_CLASSES", "crop_box", "crop_quality", "dominant_colour", "in_front", "person_colours",
            "sharpness", "vehicle_colour", "vehicle_type"]
 
 VEHICLE_TYPES = {"car": "car", "truck": "truck", "bus": "bus", "motorcycle": "motorcycle", "bicycle": "bicycle",

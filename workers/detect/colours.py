@@ -20,6 +20,9 @@ Which pixels count (:func:`object_pixels`):
    nothing is dropped. A bin that covers more than 60 % of the inside is never dropped (a grey car on grey road
    is still grey).
 3. **Not skin** (persons): pixels in the YCrCb skin range (Cr 135–173, Cb 77–127) are dropped (hands, face).
+4. **Not another object in front**: pixels inside the box of another detected object that overlaps this one and
+   whose bottom edge is lower in the picture (nearer the camera) are dropped (:func:`in_front`), unless that leaves
+   fewer than 24 pixels.
 
 The survivors are named (:func:`classify_pixels`): if at least 30 % of them are chromatic, the majority hue name;
 otherwise white, silver, grey or black from the 80th percentile of their brightness. Confidence = the share of the
@@ -28,6 +31,7 @@ survivors that support the answer. Fewer than 24 survivors: ``unknown``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -144,17 +148,48 @@ def _ring(crop: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     return small[mask]
 
 
+Box = tuple[float, float, float, float]
+
+
+def in_front(box: Box, others: Sequence[Box]) -> list[Box]:
+    """The boxes of ``others`` that overlap ``box`` and stand in front of it: their bottom edge is lower in the
+    picture (nearer the camera on a ground plane seen from above, as surveillance cameras see it)."""
+    x1, y1, x2, y2 = box
+    return [o for o in others if o[0] < x2 and o[2] > x1 and o[1] < y2 and o[3] > y1 and o[3] > y2]
+
+
+def _not_occluded(shape: tuple[int, int], origin: tuple[float, float], size: tuple[float, float],
+                  occluders: Sequence[Box]) -> np.ndarray:
+    """Flat mask of a (shrunk) region's pixels that lie outside every occluder box (crop coordinates)."""
+    rows, cols = shape
+    ox, oy = origin
+    sx, sy = size[0] / max(cols, 1), size[1] / max(rows, 1)
+    xs = ox + (np.arange(cols) + 0.5) * sx
+    ys = oy + (np.arange(rows) + 0.5) * sy
+    free = np.ones((rows, cols), dtype=bool)
+    for a, b, c, d in occluders:
+        free &= ~(((ys >= b) & (ys < d))[:, None] & ((xs >= a) & (xs < c))[None, :])
+    return free.ravel()
+
+
 def object_pixels(crop: np.ndarray, box: tuple[int, int, int, int], region: tuple[float, float, float, float],
-                  *, skin: bool = False, background: bool = True) -> np.ndarray:
-    """HSV pixels (N×3) of ``region`` of the box that look like the object (see the module docstring)."""
+                  *, skin: bool = False, background: bool = True, occluders: Sequence[Box] = ()) -> np.ndarray:
+    """HSV pixels (N×3) of ``region`` of the box that look like the object (see the module docstring);
+    ``occluders`` are boxes (crop pixels) of objects in front of it, whose pixels are not the object's."""
     x1, y1, x2, y2 = box
     bw, bh = x2 - x1, y2 - y1
     r0, r1, c0, c1 = region
-    part = crop[int(y1 + r0 * bh) : int(y1 + r1 * bh), int(x1 + c0 * bw) : int(x1 + c1 * bw)]
+    top, left = int(y1 + r0 * bh), int(x1 + c0 * bw)
+    part = crop[top : int(y1 + r1 * bh), left : int(x1 + c1 * bw)]
     if part.size == 0:
         return np.zeros((0, 3), np.uint8)
-    bgr = _shrink(part).reshape(-1, 3)
+    small = _shrink(part)
+    bgr = small.reshape(-1, 3)
     keep = np.ones(len(bgr), dtype=bool)
+    if occluders:
+        free = _not_occluded(small.shape[:2], (left, top), (part.shape[1], part.shape[0]), occluders)
+        if free.sum() >= MIN_PIXELS:  # mostly hidden: better the occluder's colour with low confidence than none
+            keep &= free
     if skin:
         keep &= ~_skin(bgr)
     hsv = cv2.cvtColor(bgr.reshape(-1, 1, 3), cv2.COLOR_BGR2HSV).reshape(-1, 3)
@@ -178,20 +213,22 @@ def box_in_crop(crop: np.ndarray, box: tuple[float, float, float, float] | None)
     return (max(0, int(round(x1))), max(0, int(round(y1))), min(width, int(round(x2))), min(height, int(round(y2))))
 
 
-def vehicle_colour(crop: np.ndarray, box: tuple[float, float, float, float] | None = None,
-                   region: tuple[float, float, float, float] = VEHICLE_REGION) -> ColourResult:
-    """Body colour of a vehicle; ``box`` is the vehicle in crop pixels (None: the crop is the box)."""
+def vehicle_colour(crop: np.ndarray, box: Box | None = None, region: tuple[float, float, float, float] = VEHICLE_REGION,
+                   occluders: Sequence[Box] = ()) -> ColourResult:
+    """Body colour of a vehicle; ``box`` is the vehicle in crop pixels (None: the crop is the box), ``occluders``
+    the boxes of objects in front of it (crop pixels; see :func:`in_front`)."""
     if crop.size == 0:
         return UNKNOWN
-    return classify_pixels(object_pixels(crop, box_in_crop(crop, box), region))
+    return classify_pixels(object_pixels(crop, box_in_crop(crop, box), region, occluders=occluders))
 
 
-def person_colours(crop: np.ndarray, box: tuple[float, float, float, float] | None = None
+def person_colours(crop: np.ndarray, box: Box | None = None, occluders: Sequence[Box] = ()
                    ) -> tuple[ColourResult, ColourResult]:
-    """(upper-body, lower-body) clothing colours of a person; ``box`` as for :func:`vehicle_colour`."""
+    """(upper-body, lower-body) clothing colours of a person; ``box`` and ``occluders`` as for
+    :func:`vehicle_colour`."""
     if crop.size == 0:
         return UNKNOWN, UNKNOWN
     inner = box_in_crop(crop, box)
-    upper = classify_pixels(object_pixels(crop, inner, UPPER_REGION, skin=True))
-    lower = classify_pixels(object_pixels(crop, inner, LOWER_REGION, skin=True))
+    upper = classify_pixels(object_pixels(crop, inner, UPPER_REGION, skin=True, occluders=occluders))
+    lower = classify_pixels(object_pixels(crop, inner, LOWER_REGION, skin=True, occluders=occluders))
     return upper, lower

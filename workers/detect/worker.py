@@ -46,6 +46,7 @@ from workers.detect.attributes import (
     VEHICLE_CLASSES,
     crop_box,
     crop_quality,
+    in_front,
     person_colours,
     vehicle_colour,
     vehicle_type,
@@ -285,12 +286,14 @@ class DetectWorker(ConsumerWorker):
             return
         bx1, by1, bx2, by2 = (float(v) for v in found.xyxy[row])
         inner = (bx1 - x1, by1 - y1, bx2 - x1, by2 - y1)  # the box inside the crop: its margin is background
+        others = [tuple(float(v) for v in found.xyxy[j]) for j in range(len(found)) if j != row]
+        front = [(a - x1, b - y1, c - x1, d - y1) for a, b, c, d in in_front((bx1, by1, bx2, by2), others)]
         upper: str | None = None
         lower: str | None = None
         if self._class_name(found, record.class_id) in VEHICLE_CLASSES:
-            colour, colour_confidence = vehicle_colour(crop, inner).as_tuple()
+            colour, colour_confidence = vehicle_colour(crop, inner, occluders=front).as_tuple()
         else:
-            top, bottom = person_colours(crop, inner)
+            top, bottom = person_colours(crop, inner, occluders=front)
             (colour, colour_confidence), upper, lower = top.as_tuple(), top.colour, bottom.colour
         candidate = CropCandidate(
             sequence=header.sequence, captured_at=header.captured_at,
