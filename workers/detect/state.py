@@ -174,6 +174,8 @@ class HeldCropDoc(_Doc):
     jpeg_base64: str = Field(max_length=MAX_SNAPSHOT_BYTES)
     colour: str = Field(max_length=32)
     colour_confidence: _Float
+    upper_colour: str | None = Field(None, max_length=32)  # persons; absent in snapshots written before them
+    lower_colour: str | None = Field(None, max_length=32)
 
 
 class TrackRecordDoc(_Doc):
@@ -192,6 +194,8 @@ class TrackRecordDoc(_Doc):
     best_crop_key: str | None = Field(pattern=STORE_KEY_PATTERN)
     colour: str = Field(max_length=32)
     colour_confidence: _Float
+    upper_colour: str | None = Field(None, max_length=32)
+    lower_colour: str | None = Field(None, max_length=32)
     crops_emitted: _Count
     held: HeldCropDoc | None
 
@@ -233,7 +237,8 @@ def _utc(ts: datetime) -> datetime:
 def _crop_doc(crop: CropCandidate) -> HeldCropDoc:
     return HeldCropDoc(sequence=crop.sequence, captured_at=crop.captured_at, box=crop.box, score=crop.score,
                        quality=crop.quality, jpeg_base64=base64.b64encode(crop.jpeg).decode("ascii"),
-                       colour=crop.colour, colour_confidence=crop.colour_confidence)
+                       colour=crop.colour, colour_confidence=crop.colour_confidence,
+                       upper_colour=crop.upper_colour, lower_colour=crop.lower_colour)
 
 
 def _crop_of(doc: HeldCropDoc) -> CropCandidate:
@@ -243,7 +248,7 @@ def _crop_of(doc: HeldCropDoc) -> CropCandidate:
         msg = f"held crop is not base64 ({exc})"
         raise SnapshotRefused(msg) from None
     return CropCandidate(doc.sequence, _utc(doc.captured_at), doc.box, doc.score, doc.quality, jpeg, doc.colour,
-                         doc.colour_confidence)
+                         doc.colour_confidence, doc.upper_colour, doc.lower_colour)
 
 
 def _record_doc(record: TrackRecord) -> TrackRecordDoc:
@@ -252,7 +257,8 @@ def _record_doc(record: TrackRecord) -> TrackRecordDoc:
         frame_w=record.frame_w, frame_h=record.frame_h, segment=record.segment,
         class_votes=list(record.class_votes.items()), path=list(record.path), score_sum=record.score_sum,
         score_count=record.score_count, best_quality=record.best_quality, best_crop_key=record.best_crop_key,
-        colour=record.colour, colour_confidence=record.colour_confidence, crops_emitted=record.crops_emitted,
+        colour=record.colour, colour_confidence=record.colour_confidence, upper_colour=record.upper_colour,
+        lower_colour=record.lower_colour, crops_emitted=record.crops_emitted,
         held=_crop_doc(record.held) if record.held is not None else None,
     )
 
@@ -263,7 +269,7 @@ def _record_of(doc: TrackRecordDoc) -> TrackRecord:
         frame_w=doc.frame_w, frame_h=doc.frame_h, segment=doc.segment, class_votes=dict(doc.class_votes),
         path=list(doc.path), score_sum=doc.score_sum, score_count=doc.score_count, best_quality=doc.best_quality,
         best_crop_key=doc.best_crop_key, colour=doc.colour, colour_confidence=doc.colour_confidence,
-        crops_emitted=doc.crops_emitted, held=_crop_of(doc.held) if doc.held is not None else None,
+        upper_colour=doc.upper_colour, lower_colour=doc.lower_colour, crops_emitted=doc.crops_emitted, held=_crop_of(doc.held) if doc.held is not None else None,
     )
 
 
