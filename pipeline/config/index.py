@@ -94,6 +94,28 @@ class IndexConfig(Section):
         5.0, title="Clip padding", description="Seconds of video kept before and after a sighting's clip range.",
         ge=0, le=600,
     )
+    catalog_format: Literal["parquet", "delta"] = Field(
+        "parquet", title="Catalog format",
+        description="parquet: segments under catalog_prefix, loaded into memory by the query layer (today's path); "
+        "delta: Delta Lake tables under table_prefix, queried by pruned streaming scans (docs/design/catalog.md).",
+    )
+    table_prefix: str = Field(
+        "tables", title="Table prefix", description="Object-store prefix of the Delta Lake tables (one per kind).",
+        pattern=_PREFIX_PATTERN, max_length=200,
+    )
+    table_buckets: int = Field(
+        16, title="Table buckets",
+        description="Partition buckets per day: plates by plate text, other kinds by camera (the unit).", ge=1, le=1024,
+    )
+    table_row_group_rows: int = Field(
+        16_384, title="Row-group rows",
+        description="Rows per Parquet row group in compacted table files (smaller prunes finer, costs more metadata).",
+        ge=1024, le=1_048_576,
+    )
+    query_memory_mb: int = Field(
+        1024, title="Query memory", description="DuckDB memory limit of the query layer's table scans (MB).",
+        ge=64, le=65_536,
+    )
     cache_dir: Path = Field(
         Path("var/cache/search"), title="Cache folder",
         description="Local folder where the query layer keeps downloaded segments and shards (by etag).",
@@ -102,6 +124,8 @@ class IndexConfig(Section):
     @model_validator(mode="after")
     def _consistent(self) -> IndexConfig:
         check_prefixes_differ(self.catalog_prefix, self.index_prefix)
+        check_prefixes_differ(self.table_prefix, self.index_prefix)
+        check_prefixes_differ(self.table_prefix, self.catalog_prefix)
         return self
 
 
