@@ -160,7 +160,7 @@ class TableCatalog:
                 log.info("table %s: create raced (%s); opening", kind_name, exc)
             return DeltaTable(self.uri(kind_name), storage_options=self.options)
 
-    def _writer_properties(self) -> Any:
+    def writer_properties(self) -> Any:
         from deltalake import WriterProperties
 
         return WriterProperties(compression="ZSTD", max_row_group_size=self.settings.table_row_group_rows)
@@ -200,7 +200,7 @@ class TableCatalog:
                 write_deltalake(
                     self.uri(kind.name), with_partitions(kind, fresh, self.settings.table_buckets),
                     partition_by=PARTITION_COLUMNS, mode="append", storage_options=self.options,
-                    writer_properties=self._writer_properties(),
+                    writer_properties=self.writer_properties(),
                     commit_properties=CommitProperties(app_transactions=txns, max_commit_retries=3),
                 )
                 return fresh.num_rows
@@ -261,11 +261,11 @@ class TableCatalog:
             if not before:
                 continue
             rows = self.read(kind_name, [date])
-            merged = _dedupe_sorted(kind, rows)
+            merged = dedupe_sorted(kind, rows)
             write_deltalake(
                 self.uri(kind_name), merged, partition_by=PARTITION_COLUMNS, mode="overwrite",
                 predicate=f"date = '{_checked_date(date)}'", storage_options=self.options,
-                writer_properties=self._writer_properties(), target_file_size=512 << 20,
+                writer_properties=self.writer_properties(), target_file_size=512 << 20,
             )
             after = self.files(kind_name, [date])
             stats["files_before"] += len(before)
@@ -289,9 +289,10 @@ class TableCatalog:
         return self.delete_rows(kind_name, f"date < '{_checked_date(date)}'")
 
     def vacuum(self, kind_name: str, retain_hours: int = 0) -> list[str]:
-        """Remove files no longer in the log (older than ``retain_hours``); the paths removed."""
+        """Remove files no longer in the log (older than ``retain_hours``); the paths removed. A full vacuum:
+        besides the files deletes and compaction removed, also files a crashed writer left uncommitted."""
         removed = self.open(kind_name).vacuum(retention_hours=retain_hours, dry_run=False,
-                                              enforce_retention_duration=False)
+                                              enforce_retention_duration=False, full=True)
         return list(removed)
 
     def stored_bytes(self, kind_name: str) -> int:
@@ -307,7 +308,7 @@ def _checked_date(date: str) -> str:
     return date
 
 
-def _dedupe_sorted(kind: KindSpec, rows: pa.Table) -> pa.Table:
+def dedupe_sorted(kind: KindSpec, rows: pa.Table) -> pa.Table:
     con = duckdb.connect()
     try:
         con.register("rows_in", rows)

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 
+from pipeline.catalog.table import TableCatalog
 from pipeline.config.index import IndexConfig, index_section
 from pipeline.lookalikes import LookAlikes
 from pipeline.search.catalog import CatalogCache
@@ -36,6 +37,7 @@ from pipeline.search.faces import FaceCandidate, FaceIndex
 from pipeline.search.hits import AlertHit, CameraState, FaceHit, PlateHit, QueryError, Sighting, TrackHit
 from pipeline.search.plates import check_edits, exact_plate, fuzzy_pieces, wildcard_to_like
 from pipeline.search.registry import CameraDirectory
+from pipeline.search.tables import TablePlates, like_prefix
 from schemas.alerts import AlertType
 from schemas.tracks import Colour, VehicleType
 
@@ -144,16 +146,23 @@ class SearchService:
         self.catalog = CatalogCache(store, self.settings)
         self.face_index = FaceIndex(store, self.settings, self.catalog)
         self.directory = CameraDirectory(store, config)
+        self.table_plates: TablePlates | None = None
+        if self.settings.catalog_format == "delta":
+            self.table_plates = TablePlates(TableCatalog(config.store, self.settings))
         self._refreshed = False
 
     def refresh(self) -> None:
         """Pick up newly flushed Parquet segments and FAISS snapshots (and forget deleted ones)."""
         self.catalog.refresh()
+        if self.table_plates is not None:
+            self.table_plates.refresh()
         self.directory.refresh()
         self._refreshed = True
 
     def close(self) -> None:
         self.catalog.close()
+        if self.table_plates is not None:
+            self.table_plates.close()
 
     # -- helpers ---------------------------------------------------------------------------------
     def _query(self, sql: str, params: list[Any]) -> list[dict[str, Any]]:
@@ -210,6 +219,9 @@ class SearchService:
         else:
             match, match_params, edits, edits_params, order = self._plate_match(query, mode, max_edits)
         where = _Filter().add(match, *match_params).scope(scope).at("captured_at", start, end)
+        if self.table_plates is not None:
+            rows = self._table_plates(query, mode, lookalikes, where, edits, edits_params, order, start, end, limit)
+            return [self._plate_hit(r) for r in rows if self._in_scope(r["camera_id"], scope)]
         sql = (
             f"SELECT {_PLATE_COLUMNS}, {edits} AS edits FROM plates_latest WHERE {where.sql()} "
             f"ORDER BY {order}, read_id LIMIT ?"
@@ -234,6 +246,19 @@ class SearchService:
         sql = f"SELECT {_PLATE_COLUMNS}, 0 AS edits FROM plates_latest WHERE {where.sql()} ORDER BY captured_at, read_id LIMIT ?"
         rows = self._query(sql, [*where.params, limit])
         return [self._plate_hit(r) for r in rows if self._in_scope(r["camera_id"], scope)]
+
+    def _table_plates(self, query: str, mode: str, lookalikes: bool, where: _Filter, edits: str,
+                      edits_params: list[Any], order: str, start: datetime | None, end: datetime | None,
+                      limit: int) -> list[dict[str, Any]]:
+        """The same plate query over the Delta tables (pruned by date, bucket and text range; streamed)."""
+        assert self.table_plates is not None
+        if not self._refreshed:
+            self.refresh()
+        exact = exact_plate(query) if mode == "exact" and not lookalikes else None
+        prefix = like_prefix(wildcard_to_like(query)) if mode == "wildcard" else ""
+        files = self.table_plates.plan(start=start, end=end, exact=exact, prefix=prefix)
+        return self.table_plates.query(files, f"{_PLATE_COLUMNS}, {edits} AS edits", where.sql(), order,
+                                       [*edits_params, *where.params], limit)
 
     @staticmethod
     def _plate_match(query: str, mode: str, max_edits: int) -> tuple[str, list[Any], str, list[Any], str]:

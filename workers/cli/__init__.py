@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "api": "workers.cli.api:api",
     "audit": "workers.cli.api:audit",
     "cameras": "workers.cli.cameras:cameras",
+    "catalog": "workers.cli.catalog:catalog",
     "config": "workers.cli.config:config",
     "hotlists": "workers.cli.hotlists:hotlists",
     "models": "workers.cli.models:models",
