@@ -29,7 +29,7 @@ groups). The local broker (Tansu) has no ACLs, so it is not enforced here; ``tub
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
@@ -38,7 +38,9 @@ from pipeline.store.base import ObjectInfo, ObjectStore, StoreError
 from schemas import topics
 
 if TYPE_CHECKING:
+    from pipeline.bus.base import Producer
     from pipeline.config import TubelineConfig
+    from pipeline.spool import Followup, Hook
 
 SERVICES = ("api", "detect", "face", "index", "ingest", "plate", "quality", "rules", "synopsis")
 """One store identity per worker kind (the names of ``tubeline worker NAME``)."""
@@ -93,6 +95,7 @@ def access_matrix(config: TubelineConfig) -> dict[str, Grant]:
     syn, req = config.synopsis.prefix, config.synopsis.request_prefix
     reg, hot, plate_state = config.cameras.registry_prefix, config.hotlists.store_prefix, config.plate.state_prefix
     thumbs, reports = config.quality.thumbnail_prefix, config.quality.report_prefix
+    face_state, rules_state = config.face.state_prefix, config.rules.state_prefix
     return {
         "api": Grant(
             "api",
@@ -108,7 +111,7 @@ def access_matrix(config: TubelineConfig) -> dict[str, Grant]:
             list=_under(AUTH, AUDIT, cat, syn, reg, hot, NOTIFY_DEAD, reports),
         ),
         "detect": Grant("detect", write=_under(CROPS, DETECT_STATE)),
-        "face": Grant("face", read=_under(CROPS), write=_under(FACES)),
+        "face": Grant("face", read=_under(CROPS), write=_under(FACES, face_state)),
         "index": Grant("index", write=_under(cat, idx), delete=_under(cat), list=_under(cat)),  # compaction
         # GB/T 28181 channels a device announces are upserted into the registry; `tubeline cameras` runs as ingest
         "ingest": Grant("ingest", write=_under(rec, reg), delete=_under(reg), list=_under(reg)),
@@ -116,7 +119,8 @@ def access_matrix(config: TubelineConfig) -> dict[str, Grant]:
         # fault thumbnails; the catalog and the recordings' day indexes for recording-gap alerts (never the
         # registry: camera records hold encrypted passwords; the API makes the scheduled daily reports)
         "quality": Grant("quality", read=_under(cat, rec), write=_under(thumbs), list=_under(cat)),
-        "rules": Grant("rules", read=(f"{RULES_DOC}/rules.json",)),  # the rules document admins edit
+        # the rules document admins edit; per-camera engine state, read back after a restart
+        "rules": Grant("rules", read=(f"{RULES_DOC}/rules.json",), write=_under(rules_state)),
         "synopsis": Grant("synopsis", read=_under(cat, rec), write=_under(syn, req, f"{req}-invalid"),
                           delete=_under(req), list=_under(req, cat)),
     }
@@ -265,6 +269,19 @@ class ScopedStore(ObjectStore):
         self._check("write", key)
         return self.inner.put(key, data, content_type=content_type, metadata=metadata)
 
+    def put_then(self, key: str, data: bytes | BinaryIO | Path, then: Sequence[Followup], *,
+                 producer: Producer | None = None, hooks: Mapping[str, Hook] | None = None,
+                 content_type: str = "application/octet-stream", metadata: Mapping[str, str] | None = None,
+                 move: bool = False) -> bool:
+        """:func:`pipeline.spool.put_then` through the grant: a write this identity may not make is refused here,
+        before it could wait in a spool beneath; hooks run with this store, so what they write is checked too."""
+        from pipeline.spool import put_then
+
+        self._check("write", key)
+        checked = {name: _through(self, handler) for name, handler in (hooks or {}).items()}
+        return put_then(self.inner, key, data, then, producer=producer, hooks=checked, content_type=content_type,
+                        metadata=metadata, move=move)
+
     def get(self, key: str, *, start: int = 0, length: int | None = None) -> bytes:
         self._check("read", key)
         return self.inner.get(key, start=start, length=length)
@@ -291,3 +308,10 @@ class ScopedStore(ObjectStore):
 
     def close(self) -> None:
         self.inner.close()
+
+
+def _through(store: ObjectStore, handler: Hook) -> Hook:
+    """``handler`` called with ``store`` instead of the store it is given."""
+    def call(_: ObjectStore, payload: bytes) -> None:
+        handler(store, payload)
+    return call

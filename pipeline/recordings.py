@@ -12,6 +12,10 @@ camera ID and the UTC capture time of the segment's first packet, so a retried u
 camera's recorder (``workers.ingest.recorder``) writes the day's index (one ingest worker owns a camera). :func:`cut_clip` reads the
 index, demuxes the overlapping segments and writes one clip on a continuous timeline, so clips across
 segment borders have no gap.
+
+The index lists only segments that are in the store: the recorder adds a segment's entry with
+:func:`index_segment` after the segment was stored (when it had to be spooled through an outage, the spool
+runs it as the segment's follow-up, :data:`INDEX_HOOK`), so a clip never names a segment that is missing.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import threading
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
@@ -99,6 +104,31 @@ def load_index(store: ObjectStore, prefix: str, camera_id: str, day: str) -> lis
 def save_index(store: ObjectStore, prefix: str, camera_id: str, day: str, entries: list[SegmentEntry]) -> None:
     doc = {"camera_id": camera_id, "day": day, "segments": [asdict(e) for e in sorted(entries, key=lambda e: e.start)]}
     store.put(index_key(prefix, camera_id, day), json.dumps(doc, indent=1).encode(), content_type="application/json")
+
+
+INDEX_HOOK = "recording-index"
+"""Name of the spool follow-up that adds a stored segment to its day index (payload: :func:`index_payload`)."""
+
+_INDEX_LOCK = threading.Lock()
+
+
+def index_payload(prefix: str, camera_id: str, entry: SegmentEntry) -> bytes:
+    return json.dumps({"prefix": prefix, "camera_id": camera_id, "entry": asdict(entry)}).encode("utf-8")
+
+
+def index_segment(store: ObjectStore, payload: bytes) -> None:
+    """Add (or replace, by key) one stored segment's entry in its day index; ``payload`` from :func:`index_payload`.
+
+    Read-modify-write of ``index.json``: only the worker that owns the camera writes it (one ingest worker owns a
+    camera); the lock orders its writers within that worker — the live recorder, a download of the device's
+    recordings into the same day, and the spool's uploader storing what waited through an outage."""
+    doc = json.loads(payload)
+    entry = SegmentEntry(**doc["entry"])
+    prefix, camera_id = str(doc["prefix"]), str(doc["camera_id"])
+    day = entry.start_dt.astimezone(UTC).strftime("%Y-%m-%d")
+    with _INDEX_LOCK:
+        entries = [e for e in load_index(store, prefix, camera_id, day) if e.key != entry.key]
+        save_index(store, prefix, camera_id, day, [*entries, entry])
 
 
 # -- clips ----------------------------------------------------------------------------------------

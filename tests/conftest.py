@@ -32,13 +32,17 @@ TESTDATA = REPO.parent / "shared" / "testdata"
 class RealStack:
     config: TubelineConfig
     stack: LocalStack | None
+    spool_root: Path | None = None  # workers' write spools go under it (one folder per test prefix)
 
     def with_prefix(self, prefix: str, bucket: str | None = None) -> TubelineConfig:
         """The stack's config with a unique topic prefix (and bucket), for an isolated test."""
-        overrides: dict[str, object] = {"bus.topic_prefix": prefix}
+        overrides: dict[str, object] = {"bus.topic_prefix": prefix, **self._spool(prefix)}
         if bucket:
             overrides["store.s3.bucket"] = bucket
         return with_overrides(self.config, overrides)
+
+    def _spool(self, prefix: str) -> dict[str, object]:
+        return {"spool.dir": self.spool_root / prefix} if self.spool_root is not None else {}
 
     def as_service(self, service: str, prefix: str) -> TubelineConfig:
         """The config one worker kind runs with: its own store identity (which may use only its own prefixes of
@@ -46,7 +50,8 @@ class RealStack:
         environment no identities are known: the session's credentials and bucket then."""
         if self.stack is None:
             return self.with_prefix(prefix)
-        return with_overrides(self.stack.client_config(as_=service), {"bus.topic_prefix": prefix})
+        return with_overrides(self.stack.client_config(as_=service), {"bus.topic_prefix": prefix,
+                                                                      **self._spool(prefix)})
 
 
 def start_private_stack(state_dir: Path) -> LocalStack:
@@ -81,11 +86,13 @@ def real_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealStack]:
                 },
             }
         )
-        yield RealStack(cfg, None)
+        spool = tmp_path_factory.mktemp("spool")
+        yield RealStack(with_overrides(cfg, {"spool.dir": spool / "session"}), None, spool)
         return
     stack = start_private_stack(tmp_path_factory.mktemp("stack"))
     try:
-        yield RealStack(stack.client_config(), stack)
+        spool = tmp_path_factory.mktemp("spool")
+        yield RealStack(with_overrides(stack.client_config(), {"spool.dir": spool / "session"}), stack, spool)
     finally:
         stack.down()
 

@@ -20,6 +20,7 @@ why, where it came from (topic, partition, offset) and when.
 from __future__ import annotations
 
 import abc
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -128,7 +129,22 @@ class TopicSpec:
 
 
 class Producer(abc.ABC):
-    """Sends messages. ``send`` may buffer; ``flush`` returns once everything is acknowledged."""
+    """Sends messages. ``send`` may buffer; ``flush`` returns once everything is acknowledged.
+
+    A backend that can lose its broker keeps unacknowledged messages and sends them again until they are
+    acknowledged: ``flush`` then waits (``degraded`` says why) and raises :class:`BusError` only when its
+    timeout passes or the stop event given to :meth:`bind_stop` is set."""
+
+    stop_event: threading.Event | None = None
+
+    def bind_stop(self, event: threading.Event) -> None:
+        """Let ``event`` end waits for the broker (the worker is stopping)."""
+        self.stop_event = event
+
+    @property
+    def degraded(self) -> str | None:
+        """Why messages are not being acknowledged right now (None when they are)."""
+        return None
 
     @abc.abstractmethod
     def send(self, topic: str, value: bytes, key: bytes | str | None = None, headers: Headers = None) -> None: ...

@@ -13,16 +13,19 @@ out and back, so workers only ever see canonical names.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KafkaTP
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
 from pipeline.bus.base import (
@@ -37,8 +40,11 @@ from pipeline.bus.base import (
     normalize_headers,
 )
 from pipeline.config.bus import KafkaConfig
+from pipeline.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
+
+_MAX_RETAINED_BYTES = 256 << 20
 
 
 def _client_settings(config: KafkaConfig) -> dict[str, Any]:
@@ -108,7 +114,25 @@ class KafkaBus(Bus):
         return KafkaBusConsumer(self, list(topics), group, client_id=client_id)
 
 
+@dataclass(frozen=True)
+class _Record:
+    topic: str
+    value: bytes
+    key: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
 class KafkaBusProducer(Producer):
+    """Keeps every message until the broker acknowledged it and sends failed ones again.
+
+    kafka-python retries a batch on its own while the broker is away (up to ``delivery_timeout_ms``); a batch
+    that fails anyway (the broker stayed away longer, or a connection died mid-request) comes back here and is
+    sent again on the next ``send`` or ``flush``. An acknowledgement without a valid offset (seen from Tansu
+    when it was killed mid-request: the message was not stored) counts as a failure. ``flush`` returns once
+    every message sent before it is acknowledged. Failed messages kept for resending are bounded
+    (``_MAX_RETAINED_BYTES``); past that the oldest are dropped and counted in ``dropped``.
+    """
+
     def __init__(self, bus: KafkaBus) -> None:
         self._bus = bus
         cfg = bus.config
@@ -117,7 +141,6 @@ class KafkaBusProducer(Producer):
                 client_id=f"{cfg.client_id}-producer-{uuid.uuid4().hex[:8]}",
                 acks="all",
                 linger_ms=5,
-                retries=5,
                 max_request_size=cfg.max_message_bytes + 64 * 1024,
                 compression_type=None if cfg.compression == "none" else cfg.compression,
                 **_client_settings(cfg),
@@ -125,38 +148,131 @@ class KafkaBusProducer(Producer):
         except KafkaError as exc:
             msg = f"cannot connect producer to {cfg.bootstrap_servers}: {exc}"
             raise BusError(msg) from exc
-        self._errors: list[BaseException] = []
         self._lock = threading.Lock()
+        self._ids = itertools.count()
+        self._unacked: dict[int, _Record] = {}
+        self._failed: dict[int, BaseException] = {}
+        self._last_error: BaseException | None = None
+        self._retry = RetryPolicy(0.2, 5.0)
+        self._next_resend = 0.0
+        self._attempt = 0
+        self._blocked = False
+        self.resent = 0
+        self.dropped = 0
 
-    def _on_error(self, exc: BaseException) -> None:
+    @property
+    def degraded(self) -> str | None:
         with self._lock:
-            self._errors.append(exc)
+            if self._blocked:
+                return f"bus: cannot send (no broker metadata or buffer space): {self._last_error!r}"
+            if not self._failed:
+                return None
+            return f"bus: {len(self._failed)} message(s) not acknowledged yet; last error {self._last_error!r}"
 
     def send(self, topic: str, value: bytes, key: bytes | str | None = None, headers: Headers = None) -> None:
         key_bytes = key.encode("utf-8") if isinstance(key, str) else key
         if len(value) > self._bus.config.max_message_bytes:
             msg = f"message of {len(value)} bytes exceeds max_message_bytes={self._bus.config.max_message_bytes}"
             raise BusError(msg)
-        try:
-            future = self._producer.send(
-                self._bus.external(topic), value=bytes(value), key=key_bytes, headers=normalize_headers(headers)
-            )
-        except KafkaError as exc:
-            msg = f"send to {topic} failed: {exc}"
-            raise BusError(msg) from exc
-        future.add_errback(self._on_error)
+        if self._failed and time.monotonic() >= self._next_resend:
+            self._resend_failed()
+        record = _Record(self._bus.external(topic), bytes(value), key_bytes, normalize_headers(headers))
+        rid = next(self._ids)
+        with self._lock:
+            self._unacked[rid] = record
+        self._send(rid, record)
+
+    def _send(self, rid: int, record: _Record) -> None:
+        while True:
+            try:
+                future = self._producer.send(record.topic, value=record.value, key=record.key, headers=record.headers)
+            except KafkaTimeoutError as exc:  # no metadata or no buffer space within max_block_ms
+                if self.stop_event is None or self.stop_event.is_set():
+                    with self._lock:
+                        self._unacked.pop(rid, None)
+                    msg = f"send to {record.topic} failed: {exc}"
+                    raise BusError(msg) from exc
+                self._failure(None, exc)
+                self._blocked = True
+                continue
+            except KafkaError as exc:
+                with self._lock:
+                    self._unacked.pop(rid, None)
+                msg = f"send to {record.topic} failed: {exc}"
+                raise BusError(msg) from exc
+            self._blocked = False
+            future.add_callback(self._on_ack, rid)
+            future.add_errback(self._on_error, rid)
+            return
+
+    def _on_ack(self, rid: int, metadata: Any) -> None:
+        if getattr(metadata, "offset", 0) < 0:
+            self._failure(rid, BusError(f"acknowledged without an offset: {metadata!r}"))
+            return
+        with self._lock:
+            self._unacked.pop(rid, None)
+            self._failed.pop(rid, None)
+
+    def _on_error(self, rid: int, exc: BaseException) -> None:
+        self._failure(rid, exc)
+
+    def _failure(self, rid: int | None, exc: BaseException) -> None:
+        with self._lock:
+            self._last_error = exc
+            if rid is not None and rid in self._unacked:
+                self._failed[rid] = exc
+                self._bound_retained()
+
+    def _bound_retained(self) -> None:
+        retained = sum(len(self._unacked[r].value) for r in self._failed)
+        for rid in sorted(self._failed):
+            if retained <= _MAX_RETAINED_BYTES:
+                break
+            record = self._unacked.pop(rid)
+            self._failed.pop(rid)
+            retained -= len(record.value)
+            self.dropped += 1
+            log.error("bus: dropped an unacknowledged message to %s (failed messages over %d MB)",
+                      record.topic, _MAX_RETAINED_BYTES >> 20)
+
+    def _resend_failed(self) -> None:
+        with self._lock:
+            again = [(rid, self._unacked[rid]) for rid in sorted(self._failed) if rid in self._unacked]
+            self._failed.clear()
+        if not again:
+            return
+        self._attempt += 1
+        self._next_resend = time.monotonic() + self._retry.delay(self._attempt)
+        log.warning("bus: sending %d unacknowledged message(s) again (last error %r)", len(again), self._last_error)
+        for rid, record in again:
+            self.resent += 1
+            self._send(rid, record)
 
     def flush(self, timeout: float | None = None) -> None:
-        try:
-            self._producer.flush(timeout=timeout)
-        except KafkaError as exc:
-            msg = f"flush failed: {exc}"
-            raise BusError(msg) from exc
-        with self._lock:
-            errors, self._errors = self._errors, []
-        if errors:
-            msg = f"{len(errors)} message(s) were not acknowledged; first error: {errors[0]!r}"
-            raise BusError(msg)
+        """Return once every message sent so far is acknowledged; BusError after ``timeout`` or on stop."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                self._producer.flush(timeout=min(5.0, remaining) if remaining is not None else 5.0)
+            except KafkaTimeoutError:
+                pass  # still waiting for the broker; kafka-python keeps retrying these batches
+            except KafkaError as exc:
+                msg = f"flush failed: {exc}"
+                raise BusError(msg) from exc
+            with self._lock:
+                waiting, failed = len(self._unacked), len(self._failed)
+            if not waiting:
+                self._attempt = 0
+                return
+            stopping = self.stop_event is not None and self.stop_event.is_set()
+            if stopping or (deadline is not None and time.monotonic() >= deadline):
+                msg = f"{waiting} message(s) were not acknowledged; last error: {self._last_error!r}"
+                raise BusError(msg)
+            if failed and time.monotonic() >= self._next_resend:
+                self._resend_failed()
+            elif failed:
+                time.sleep(min(0.2, max(0.0, self._next_resend - time.monotonic())))
 
     def close(self) -> None:
         try:

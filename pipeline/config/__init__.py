@@ -34,6 +34,7 @@ from pipeline.config.quality import QualityConfig
 from pipeline.config.rules import RulesConfig
 from pipeline.config.runtime import RuntimeConfig
 from pipeline.config.secrets import SecretsConfig
+from pipeline.config.spool import SpoolConfig
 from pipeline.config.stack import StackConfig
 from pipeline.config.store import LocalStoreConfig, S3Config, StoreConfig
 from pipeline.config.synopsis import SynopsisConfig
@@ -52,6 +53,9 @@ class TubelineConfig(Section):
     store: StoreConfig = Field(default_factory=StoreConfig, title="Object store", description="Object store.")
     stack: StackConfig = Field(default_factory=StackConfig, title="Local stack", description="Local broker and S3 server.")
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig, title="Runtime", description="Worker processes.")
+    spool: SpoolConfig = Field(
+        default_factory=SpoolConfig, title="Spool", description="Local spool of object writes the store cannot take yet."
+    )
     cameras: CamerasConfig = Field(
         default_factory=CamerasConfig, title="Cameras", description="Static cameras and the camera registry."
     )
@@ -294,6 +298,7 @@ __all__ = [
     "RuntimeConfig",
     "S3Config",
     "SecretsConfig",
+    "SpoolConfig",
     "StackConfig",
     "StoreConfig",
     "SynopsisConfig",

@@ -197,6 +197,14 @@ class FaceWorkerConfig(_TrackTable):
     max_faces_per_track: int = Field(
         3, title="Faces per track", description="Most face records published per track.", ge=1, le=50
     )
+    state_prefix: str = Field(
+        "state/face",
+        title="State prefix",
+        description="Object-store prefix of the per-track state (faces published, crops seen) a restarted "
+        "worker continues from.",
+        pattern=KEY_PREFIX_PATTERN,
+        max_length=200,
+    )
     quality_gain: float = Field(
         1.25,
         title="Quality gain",

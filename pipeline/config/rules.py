@@ -306,6 +306,21 @@ class RulesConfig(Section):
         ge=10,
         le=1_000_000,
     )
+    commit_interval_s: float = Field(
+        1.0,
+        title="Commit interval",
+        description="Seconds between saving the touched cameras' engine state and committing the input "
+        "offsets (alerts are flushed after every batch); bounds what a restart replays.",
+        gt=0,
+        le=600,
+    )
+    state_prefix: str = Field(
+        "state/rules",
+        title="State prefix",
+        description="Object-store prefix of the per-camera engine state a restarted worker continues from.",
+        pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$",
+        max_length=200,
+    )
 
     @model_validator(mode="after")
     def _ids_unique(self) -> RulesConfig:

@@ -1,7 +1,9 @@
 """A tiny HTTP endpoint for liveness/readiness probes (Kubernetes, compose healthchecks) and Prometheus.
 
 ``GET /healthz`` answers 200 unless a worker failed; ``GET /readyz`` answers 200 only
-when every worker is running. Both return a JSON map of worker name to state.
+when every worker is running — not while one is starting, stopping or ``degraded`` (its
+store or bus is failing: it stays up and retries, and is ready again once they answer).
+Both return a JSON map of worker name to state, and the reasons of degraded workers.
 ``GET /metrics`` is the Prometheus text exposition of the process's metrics (:mod:`pipeline.metrics`).
 The port is meant for the cluster network (probes, the Prometheus scraper), not for users.
 """
@@ -21,8 +23,15 @@ log = logging.getLogger(__name__)
 
 
 class HealthServer:
-    def __init__(self, host: str, port: int, states: Callable[[], Mapping[str, Health]]) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        states: Callable[[], Mapping[str, Health]],
+        reasons: Callable[[], Mapping[str, list[str]]] | None = None,
+    ) -> None:
         self._states = states
+        self._reasons = reasons or (lambda: {})
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -43,7 +52,11 @@ class HealthServer:
                 else:
                     self.send_error(404)
                     return
-                body = json.dumps({"ok": ok, "workers": states}).encode()
+                doc: dict[str, object] = {"ok": ok, "workers": states}
+                degraded = {k: v for k, v in outer._reasons().items() if v}
+                if degraded:
+                    doc["degraded"] = degraded
+                body = json.dumps(doc).encode()
                 self.send_response(200 if ok else 503)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))

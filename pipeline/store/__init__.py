@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pipeline.store.base import ObjectInfo, ObjectNotFound, ObjectStore, StoreError, join_key, validate_key
+from pipeline.store.base import (
+    ObjectInfo,
+    ObjectNotFound,
+    ObjectStore,
+    StoreError,
+    StoreUnavailable,
+    join_key,
+    validate_key,
+)
 
 if TYPE_CHECKING:
     from pipeline.config import TubelineConfig
@@ -21,4 +29,13 @@ def open_store(config: TubelineConfig) -> ObjectStore:
     return LocalStore(config.store.local.root)
 
 
-__all__ = ["ObjectInfo", "ObjectNotFound", "ObjectStore", "StoreError", "join_key", "open_store", "validate_key"]
+__all__ = [
+    "ObjectInfo",
+    "ObjectNotFound",
+    "ObjectStore",
+    "StoreError",
+    "StoreUnavailable",
+    "join_key",
+    "open_store",
+    "validate_key",
+]

@@ -27,6 +27,12 @@ class ObjectNotFound(StoreError, KeyError):
     """No object under the key."""
 
 
+class StoreUnavailable(StoreError):
+    """The store could not be reached, timed out or answered with a server error: retry later.
+
+    Callers that must not lose a write hand it to a spool (:mod:`pipeline.spool`) instead of failing."""
+
+
 def validate_key(key: str) -> str:
     """Reject keys that are empty, absolute, contain ``..`` segments or odd characters."""
     if not key or key.startswith("/") or key.endswith("/"):

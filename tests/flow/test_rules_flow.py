@@ -129,6 +129,38 @@ def test_redelivery_raises_identical_alert_ids(bus: MemoryBus, tmp_path: Path) -
     assert alerts[:2] == alerts[2:]  # byte-for-byte the same alerts
 
 
+def test_a_restarted_worker_continues_from_the_saved_state(bus: MemoryBus, tmp_path: Path) -> None:
+    """Killed after a checkpoint (frames 0-3: the crossing and the intrusion are out) and one more frame: the
+    next worker loads the camera's state and raises nothing new for the track already in the yard — without
+    the state it would see the track for the first time inside the yard and raise a second intrusion."""
+    publish(bus, walk())
+    first = make_worker(bus, tmp_path)
+    first.setup()
+    assert first.consumer is not None and first.producer is not None
+    batch = consume(first.consumer, 5, timeout=5)
+    first.handle(batch[:4])
+    first.producer.flush()
+    first.pending.extend(batch[:4])
+    first.checkpoint()  # state saved, offsets of frames 0-3 committed
+    first.handle(batch[4:])
+    first.producer.flush()
+    first.teardown()  # killed before the next checkpoint
+    assert LocalStore(tmp_path / "store").exists(f"state/rules/cam-01/{DETECTIONS.name}.json")
+    second = make_worker(bus, tmp_path)
+    second.setup()
+    try:
+        deadline = time.monotonic() + 10
+        while not second.pending and time.monotonic() < deadline:
+            second.step()
+        second.checkpoint()
+    finally:
+        second.teardown()
+    assert len(second.pending) == 0 and second.processed == 1  # frame 4 came again, nothing else
+    alerts = [Alert.from_json(m.value) for m in read_alerts(bus, 2)]
+    assert [(a.rule_id, a.occurred_at) for a in alerts] == [
+        ("gate-in", T0 + timedelta(seconds=2)), ("yard-intrusion", T0 + timedelta(seconds=3))]
+
+
 def test_invalid_messages_go_to_the_dead_letter_topic(bus: MemoryBus, tmp_path: Path) -> None:
     worker = make_worker(bus, tmp_path)
     worker.setup()

@@ -37,6 +37,8 @@ SAMPLE_KEYS = {
     "audit": "audit/chains/w1/000000000001.json",
     "state/detect": f"{SNAPSHOT_PREFIX}/cam-1.json",
     "state/plate": "state/plate/cam-1/cam-1:s1:7.json",
+    "state/face": "state/face/cam-1/cam-1:s1:7.json",
+    "state/rules": "state/rules/cam-1/tubeline.detections.v1.json",
     "recordings": "recordings/cam-1/2026-11-25/000001.mp4",
     "crops": "crops/cam-1/2026-11-25/cam-1:s1:7/3.jpg",
     "plates": "plates/cam-1/2026-11-25/cam-1:s1:7/3.jpg",
@@ -59,6 +61,7 @@ def readers(key: str) -> set[str]:
 
 @pytest.mark.parametrize(("area", "only"), [
     ("auth", {"api"}), ("audit", {"api"}), ("state/detect", {"detect"}), ("state/plate", {"plate"}),
+    ("state/face", {"face"}), ("state/rules", {"rules"}),
     ("recordings", {"ingest"}), ("crops", {"detect"}), ("plates", {"plate"}), ("faces", {"face"}),
     ("catalog", {"index"}), ("index", {"index"}), ("synopsis", {"synopsis"}), ("hotlists", {"api"}),
 ])
@@ -153,9 +156,12 @@ def test_minio_policies_scope_objects_by_prefix() -> None:
         "arn:aws:s3:::tubeline/registry/cameras/*"]  # audit/ is put-only
     assert all(r.startswith("arn:aws:s3:::tubeline/") for s in policy["Statement"] if s["Sid"] != "BucketCheckAndListing"
                for r in s["Resource"])
-    rules = minio_policy(MATRIX["rules"], "tubeline")
-    assert [s["Sid"] for s in rules["Statement"]] == ["BucketCheckAndListing", "Read"]
-    assert rules["Statement"][1]["Resource"] == ["arn:aws:s3:::tubeline/config/rules.json"]  # the rules document
+    rules = minio_policy(MATRIX["rules"], "tubeline")  # the rules document and its own engine state, nothing else
+    assert [s["Sid"] for s in rules["Statement"]] == ["BucketCheckAndListing", "Read", "Write"]
+    assert rules["Statement"][1]["Resource"] == [
+        "arn:aws:s3:::tubeline/config/rules.json", "arn:aws:s3:::tubeline/state/rules/*"]
+    assert next(s for s in rules["Statement"] if s["Sid"] == "Write")["Resource"] == [
+        "arn:aws:s3:::tubeline/state/rules/*"]
 
 
 def test_kafka_grants_match_what_each_worker_consumes() -> None:

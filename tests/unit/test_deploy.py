@@ -210,3 +210,18 @@ def test_grafana_dashboard_queries_only_metrics_the_pipeline_exports() -> None:
             for name in re.findall(r"\b(tubeline_[a-z_]+)", t["expr"])}
     assert used, "the dashboard has no tubeline query"
     assert used <= exported, f"the dashboard queries metrics nobody exports: {sorted(used - exported)}"
+
+
+def test_each_spooling_worker_has_a_spool_volume_of_its_own(compose: dict) -> None:
+    """Writes MinIO cannot take wait in the worker's spool (docs/reliability.md): on a volume that survives the
+    container, one per worker — never shared, the spool folder is locked by its process."""
+    from workers.runner.registry import SPOOLED
+
+    volumes = {}
+    for kind in SPOOLED:
+        service = compose["services"][f"worker-{kind}"]
+        assert _env(service)["TUBELINE_SPOOL__DIR"] == "/var/lib/tubeline/spool"
+        (mount,) = [v for v in service.get("volumes", []) if v.endswith(":/var/lib/tubeline/spool")]
+        volumes[kind] = mount.split(":")[0]
+        assert volumes[kind] in compose["volumes"]
+    assert len(set(volumes.values())) == len(SPOOLED)

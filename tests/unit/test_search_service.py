@@ -267,7 +267,7 @@ def test_refresh_follows_new_compacted_and_corrupt_segments(world: World) -> Non
     assert len(s.plates(PLATE)) == 3  # not yet refreshed
     s.refresh()
     assert len(s.plates(PLATE)) == 4
-    _add(world.writer, "plates", syn.plate(t, PLATE), 5002)  # another segment for the same partition
+    _add(world.writer, "plates", syn.plate(t, PLATE, revision=1), 5002)  # a newer revision: another segment
     world.writer.flush()
     assert compact_partition(world.store, world.settings, "plates", "2024-05-01", "cam-4") is not None
     world.store.put("catalog/plates/date=2024-05-01/camera=cam-5/part-c-000000000000.parquet", b"not parquet")

@@ -29,7 +29,8 @@ def worker(ctx: click.Context, name: str) -> None:
     w = make_worker(name, config, bus=open_bus(config), store=open_store(config))
     health = None
     if config.runtime.health_port:
-        health = HealthServer(config.runtime.health_host, config.runtime.health_port, lambda: {name: w.health}).start()
+        health = HealthServer(config.runtime.health_host, config.runtime.health_port, lambda: {name: w.health},
+                              lambda: {name: w.degraded_reasons()}).start()
     try:
         w.run()
     except Exception as exc:  # noqa: BLE001 - reported, non-zero exit

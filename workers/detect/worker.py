@@ -13,7 +13,9 @@ track's best moment, announced when the track ends (``hold_best_crop``).
 
 Delivery: **at-least-once with deterministic replays**. Every ``commit_interval_s`` the worker flushes its
 outputs, snapshots each camera's tracking state (``workers.detect.state``) and only then commits the
-frames' offsets. A worker that takes over a camera (restart, crash of the previous owner, rebalance)
+frames' offsets. Through a store outage crops and snapshots wait in the worker's spool on local disk (that
+counts as durable) and detection goes on; a crop's ``objects.v1`` announcement is sent once the crop is
+stored, so enrichment never reads a crop that is not there yet. A worker that takes over a camera (restart, crash of the previous owner, rebalance)
 loads the snapshot, skips frames the snapshot already covers, and replays the rest from the same state,
 so it emits the same track IDs and the same idempotency keys; downstream sees duplicates, never
 different tracks. See ``docs/design/detect.md``.
@@ -30,10 +32,11 @@ import cv2
 import numpy as np
 
 from pipeline import metrics
-from pipeline.bus.base import BusError, Message, TopicPartition, TopicSpec
+from pipeline.bus.base import Message, TopicPartition, TopicSpec
 from pipeline.config.detect import DetectConfig
 from pipeline.core import Detections
 from pipeline.runtime.worker import ConsumerWorker
+from pipeline.spool import announce, put_then
 from pipeline.tracking import suppress_confusable
 from schemas.detections import DetectedObject
 from schemas.detections import Detections as DetectionsMessage
@@ -123,12 +126,11 @@ class DetectWorker(ConsumerWorker):
 
     # -- batching --------------------------------------------------------------------------------
     def _poll_batch(self) -> list[Message]:
-        assert self.consumer is not None
         size = self.settings.max_batch
-        batch = self.consumer.poll(timeout=self.config.runtime.poll_timeout_s, max_records=size)
+        batch = self.poll(size)
         deadline = time.monotonic() + self.settings.max_wait_ms / 1000
         while batch and len(batch) < size and (remaining := deadline - time.monotonic()) > 0:
-            batch += self.consumer.poll(timeout=remaining, max_records=size - len(batch))
+            batch += self.poll(size - len(batch), timeout=remaining)
         return batch
 
     def _process(self, batch: list[Message]) -> None:
@@ -307,11 +309,10 @@ class DetectWorker(ConsumerWorker):
             self._announce(state, record, candidate, w, h)
 
     def _announce(self, state: CameraState, record: TrackRecord, crop: CropCandidate, w: int, h: int) -> None:
-        """Store the crop and announce it on ``objects.v1`` under the track's voted class."""
+        """Store the crop and announce it on ``objects.v1`` under the track's voted class — once it is stored:
+        through a store outage the crop and its announcement wait together in the spool."""
         day = crop.captured_at.strftime("%Y-%m-%d")
         key = f"crops/{state.camera_id}/{day}/{record.track_id}/{crop.sequence}.jpg"
-        self.store.put(key, crop.jpeg, content_type="image/jpeg",
-                       metadata={"camera-id": state.camera_id, "track-id": record.track_id})
         record.best_quality, record.best_crop_key = crop.quality, key
         record.colour, record.colour_confidence = crop.colour, crop.colour_confidence
         record.upper_colour, record.lower_colour = crop.upper_colour, crop.lower_colour
@@ -326,7 +327,9 @@ class DetectWorker(ConsumerWorker):
             class_id=class_id, score=crop.score, box=crop.box, frame_width=w, frame_height=h,
             quality=round(crop.quality, 4), crop_key=key,
         )
-        self._send(OBJECTS.name, state.camera_id, crop_msg.to_json())
+        put_then(self.store, key, crop.jpeg, [announce(OBJECTS.name, crop_msg.to_json(), state.camera_id)],
+                 producer=self.producer, content_type="image/jpeg",
+                 metadata={"camera-id": state.camera_id, "track-id": record.track_id})
         self.crops += 1
 
     # -- track ends ------------------------------------------------------------------------------
@@ -390,7 +393,12 @@ class DetectWorker(ConsumerWorker):
         self.producer.send(topic, value, key=key)
 
     def checkpoint(self) -> None:
-        """Flush outputs, snapshot touched cameras, then commit the processed frames."""
+        """Flush outputs, snapshot touched cameras, then commit the processed frames.
+
+        Only frames of partitions still assigned are committed: their cameras were just snapshotted. A frame
+        of a partition this worker is losing (or, while the group rejoins after a broker restart, has no
+        assignment for) stays uncommitted, so whoever reads the partition next replays it from the last
+        snapshot instead of skipping frames the snapshot does not cover."""
         assert self.producer is not None and self.consumer is not None
         self.producer.flush()
         assigned = self.consumer.assignment()
@@ -398,12 +406,9 @@ class DetectWorker(ConsumerWorker):
             tp = self.partitions.get(camera)
             if camera in self.states and (tp is None or tp in assigned):
                 save_snapshot(self.store, self.states[camera])
-        if self.pending:
-            try:
-                self.consumer.commit(self.pending)
-                self.processed += len(self.pending)
-            except BusError as exc:
-                log.warning("commit refused (%s); the partition's next owner replays from its snapshot", exc)
+        covered = [m for m in self.pending if m.tp in assigned]
+        if covered and self.commit(covered):
+            self.processed += len(covered)
         self.pending.clear()
         self.touched.clear()
         self.next_checkpoint = time.monotonic() + self.settings.commit_interval_s

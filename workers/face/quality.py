@@ -99,6 +99,7 @@ class TrackFaces:
     qualities: list[float] = field(default_factory=list)
     embeddings: list[np.ndarray] = field(default_factory=list)
     last_seen: datetime | None = None
+    seen: set[str] = field(default_factory=set)  # object IDs of the crops already considered
 
     @property
     def best_quality(self) -> float:

@@ -10,12 +10,13 @@ part), applies the quality gates (:mod:`workers.face.quality`), and — when the
 aligns it, embeds it, stores the aligned chip at ``faces/{camera}/{date}/{track}/{sequence}.jpg`` and
 publishes a :class:`schemas.faces.FaceRecord` on ``tubeline.faces.v1`` (key: camera).
 
-Delivery: **at-least-once** (:class:`pipeline.runtime.worker.ConsumerWorker`: outputs flushed before
-offsets are committed). ``face_id`` is ``{track}.face.{sequence}``, so a redelivered crop republishes the
-same record. Per-track choices live in memory only (bounded, :class:`workers.plate.state.TrackTable`):
-after a restart or rebalance a track that already published may publish up to ``max_faces_per_track``
-more records — each a valid face of that track, never a duplicate ID with different content. A crop whose
-object is missing or not an image goes to ``tubeline.objects.v1.dlq`` with the reason.
+Delivery: **at-least-once**. Per batch: handle → flush outputs → write the touched tracks' state to the
+store (:mod:`workers.face.state`: the faces each published, the crops it considered) → commit offsets.
+``face_id`` is ``{track}.face.{sequence}``, so a redelivered crop republishes the same record at most; a
+worker that meets a track it does not hold (restart, rebalance, eviction from the bounded in-memory table,
+:class:`pipeline.tracking.table.TrackTable`) loads the track's state first, so it publishes the faces an
+uninterrupted worker would have and no others. A crop whose object is missing or not an image goes to
+``tubeline.objects.v1.dlq`` with the reason.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from schemas.faces import FaceEmbedding, FaceRecord
 from schemas.objects import ObjectCrop
 from schemas.topics import FACES, OBJECTS
 from workers.face.quality import FaceMeasures, TrackFaces, failed_gate, reason_to_publish, wire_quality
+from workers.face.state import FaceStateStore
 
 if TYPE_CHECKING:
     import threading
@@ -109,9 +111,12 @@ class FaceWorker(ConsumerWorker):
         self.analyzer = analyzer
         self.clock = clock or (lambda: datetime.now(UTC))
         self.margin = float(getattr(getattr(config, "detect", None), "crop_margin", 0.1))
+        self.saved = FaceStateStore(self.store, self.settings.state_prefix)
         self.tracks: TrackTable[TrackFaces] = TrackTable(
-            lambda camera, track: TrackFaces(track, camera), self.settings.max_tracks, self.settings.track_idle_s
+            lambda camera, track: self.saved.load(camera, track) or TrackFaces(track, camera),
+            self.settings.max_tracks, self.settings.track_idle_s,
         )
+        self.dirty: dict[str, TrackFaces] = {}
         self.stats: Counter[str] = Counter()
         self._next_housekeeping = 0.0
         self._next_report = 0.0
@@ -130,7 +135,17 @@ class FaceWorker(ConsumerWorker):
         self._next_report = time.monotonic() + REPORT_S
 
     def step(self) -> None:
-        super().step()
+        """poll → handle → flush outputs → save touched track states → commit (see the module docstring)."""
+        assert self.producer is not None
+        batch = self.poll(self.max_batch)
+        if batch:
+            self.handle(batch)
+            self.producer.flush()
+            for track in self.dirty.values():
+                self.saved.save(track)
+            self.dirty.clear()
+            if self.commit(batch):
+                self.processed += len(batch)
         now = time.monotonic()
         if now >= self._next_housekeeping:
             self._next_housekeeping = now + HOUSEKEEPING_S
@@ -155,10 +170,15 @@ class FaceWorker(ConsumerWorker):
         image = crops.load_image(self.store, crop)
         self.tracks.observe(crop.camera_id, crop.captured_at)
         track = self.tracks.get(crop.camera_id, crop.track_id)
+        if crop.object_id in track.seen:
+            self.stats["redelivered"] += 1
+            return
         track.last_seen = crop.captured_at if track.last_seen is None else max(track.last_seen, crop.captured_at)
         if track.full(self.settings):
             self.stats["track_full"] += 1
             return
+        track.seen.add(crop.object_id)
+        self.dirty[track.track_id] = track
         self._consider(crop, image, track)
 
     def _consider(self, crop: ObjectCrop, image: np.ndarray, track: TrackFaces) -> None:

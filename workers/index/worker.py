@@ -8,12 +8,14 @@ oldest buffered record is ``index.flush_interval_s`` old. Face embeddings also g
 shards per model and window (:mod:`workers.index.faces`), snapshotted every
 ``index.shard_snapshot_interval_s``.
 
-Delivery: **at-least-once, idempotent when read**. Offsets are committed only after every segment
-holding the polled messages was acknowledged by the object store and dead letters were flushed; a
-crash (or a failed write) before that replays the uncommitted messages. A replayed record is written
-again — into a segment with the same key when the replayed batch is the same, otherwise into a new
-one — and the query layer keeps one row per idempotency key (for plates, the highest ``revision``),
-as does compaction. FAISS shards skip face IDs they already hold. A message that is not valid JSON
+Delivery: **at-least-once, one row per idempotency key**. Offsets are committed only after every
+segment holding the polled messages was acknowledged by the object store — or spooled to local disk
+through a store outage (:mod:`pipeline.spool`) — and dead letters were flushed; a crash before that
+replays the uncommitted messages. A replayed record whose idempotency key (for plates: key and
+``revision``) the catalog partition already holds is not written again (:mod:`workers.index.writer`),
+so redeliveries — an indexer restart, or a detect worker replaying track summaries after a crash —
+add no rows. Where that check cannot see a copy (a partition written by two indexers during a
+rebalance) the query layer and compaction still keep one row per key. FAISS shards skip face IDs they already hold. A message that is not valid JSON
 of its topic's schema goes to ``<topic>.dlq`` with the reason and is committed with the batch.
 Commits refused after a rebalance are logged; the partition's new owner replays those messages.
 
@@ -32,11 +34,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, ClassVar
 
 from pipeline import metrics
-from pipeline.bus.base import BusError, Message, TopicSpec, dead_letter_topic
+from pipeline.bus.base import Message, TopicSpec, dead_letter_topic
 from pipeline.catalog.format import FACE_KIND, KIND_BY_TOPIC, KINDS, RowMeta
 from pipeline.catalog.shards import ShardError
 from pipeline.config.index import IndexConfig, index_section
 from pipeline.runtime.worker import BadMessage, ConsumerWorker
+from pipeline.spool import spool_of
 from pipeline.store.base import StoreError
 from workers.index.compact import compact_partition
 from workers.index.faces import FaceShardKeeper
@@ -92,9 +95,8 @@ class IndexWorker(ConsumerWorker):
 
     # -- the loop --------------------------------------------------------------------------------
     def step(self) -> None:
-        assert self.consumer is not None
         room = max(1, self.settings.flush_max_records - self.writer.records)  # segments never exceed the flush size
-        batch = self.consumer.poll(timeout=self.config.runtime.poll_timeout_s, max_records=min(self.max_batch, room))
+        batch = self.poll(min(self.max_batch, room))
         if batch:
             self.handle(batch)
             self.pending.extend(batch)
@@ -103,7 +105,7 @@ class IndexWorker(ConsumerWorker):
                 self.pending_since = self.monotonic()
         if self._flush_due():
             self.flush()
-        if self.faces.snapshot_due():
+        if self.faces.snapshot_due() and not self._store_degraded():
             self.faces.snapshot()
 
     def handle_message(self, message: Message) -> None:
@@ -135,12 +137,8 @@ class IndexWorker(ConsumerWorker):
         assert self.consumer is not None and self.producer is not None
         written = self.writer.flush()
         self.producer.flush()
-        if self.pending:
-            try:
-                self.consumer.commit(self.pending)
-                self.processed += len(self.pending)
-            except BusError as exc:
-                log.warning("index: commit refused (%s); the partition's new owner replays those messages", exc)
+        if self.pending and self.commit(self.pending):
+            self.processed += len(self.pending)
         indexed_at = datetime.now(UTC)
         for kind_name, event_time in self.pending_times:
             metrics.observe_latency(f"indexed_{kind_name.replace('-', '_')}", event_time, indexed_at)
@@ -148,6 +146,10 @@ class IndexWorker(ConsumerWorker):
         self.pending.clear()
         self.pending_since = None
         self.flushes += 1
+        if self._store_degraded():
+            # Segments are spooled, not listed by the store yet: the shards catch up from the catalog later.
+            self.faces.shards.clear()
+            return written
         try:
             self.faces.add(written)
         except (StoreError, ShardError, RuntimeError, ValueError, OSError):
@@ -157,6 +159,10 @@ class IndexWorker(ConsumerWorker):
             self.faces.shards.clear()
         self._compact(written)
         return written
+
+    def _store_degraded(self) -> bool:
+        spooled = spool_of(self.store)
+        return spooled is not None and bool(spooled.degraded)
 
     def _compact(self, written: list[Written]) -> None:
         every = self.settings.compact_after_parts
@@ -168,14 +174,19 @@ class IndexWorker(ConsumerWorker):
             part = (w.ref.kind, w.ref.date, w.ref.camera_id)
             self.parts_written[part] += 1
             if self.parts_written[part] >= every:
-                compact_partition(self.store, self.settings, *part)
+                try:
+                    compact_partition(self.store, self.settings, *part)
+                except StoreError as exc:  # the segments stay as they are; the next round merges them
+                    log.warning("index: compaction of %s postponed: %s", "/".join(part), exc)
+                    continue
                 self.parts_written[part] = 0
                 self.compactions += 1
 
     def drain(self) -> None:
         if self.pending:
             self.flush()
-        self.faces.snapshot()
+        if not self._store_degraded():
+            self.faces.snapshot()
 
     def teardown(self) -> None:
         try:

@@ -8,6 +8,11 @@ from the registry (``registry/cameras/*.json``), from ``cameras.static`` in the 
 Delivery: frames are best-effort by design (live video; the drop policy in
 :mod:`workers.ingest.publish` decides what is lost and counts it). Status events and recordings are
 produced as they happen; recordings are idempotent (keys from camera + segment start).
+
+Outages: cameras keep running through a store outage — segments wait in the worker's spool on local disk
+(:mod:`workers.ingest.recorder`), the camera list stays the last one read from the registry — and through
+a broker outage (the producer keeps and resends unacknowledged messages; frames beyond its buffer are
+dropped and counted). At start the worker first finishes segments a crashed run left open.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ from pipeline.bus.base import Bus, Producer, TopicSpec
 from pipeline.cameras.registry import CameraRegistry
 from pipeline.config.ingest import CamerasConfig, CameraSpec, IngestConfig
 from pipeline.live.topic import TopicLiveSink, live_topic_spec
+from pipeline.recordings import INDEX_HOOK, index_segment
 from pipeline.runtime.worker import Worker
+from pipeline.spool import spool_of
 from schemas.devices import DeviceCommand
 from schemas.topics import ALERTS, CAMERA_STATUS, DEVICE_COMMANDS, FRAMES
 from workers.ingest.camera import CameraRunner, SourceFactory
@@ -33,7 +40,7 @@ from workers.ingest.gb28181.commands import DeviceCommands
 from workers.ingest.gb28181.records import download, refresh_device_spans
 from workers.ingest.live import LiveSink, LiveTap
 from workers.ingest.publish import DropQueue, FrameEncoder, FramePublisher
-from workers.ingest.recorder import Recorder
+from workers.ingest.recorder import Recorder, recording_workdir, recover_segments
 from workers.ingest.sources.base import Source, SourceError
 from workers.ingest.sources.file import FileSource
 from workers.ingest.sources.rtsp import RtspSource, TransportMemory
@@ -87,8 +94,10 @@ class IngestWorker(Worker):
 
     ``cameras`` adds cameras to those of the registry and config; ``ingest_config`` replaces the
     config tree's ``ingest`` section (tests, embedding); ``tmp_dir`` holds recording segments
-    until they are uploaded (default: the system temp folder); ``live`` receives every camera's packets
-    for live viewing (the embedded run's in-process hub; default: the live topic when ``ingest.live_topic``).
+    while they are written (default: the spool's work folder, or the system temp folder without a spool;
+    segments a crash left there are recovered at start, except in the shared system temp folder); ``live``
+    receives every camera's packets for live viewing (the embedded run's in-process hub; default: the live
+    topic when ``ingest.live_topic``).
     """
 
     name: ClassVar[str] = "ingest"
@@ -115,6 +124,10 @@ class IngestWorker(Worker):
         self.session = uuid.uuid4().hex[:12]
         # With the configured keys: the registry opens camera passwords here (and seals what GB catalogs write).
         self.registry = CameraRegistry(store, self.cameras_config.registry_prefix, keyring=config.secrets.keyring())
+        self._registered: dict[str, CameraSpec] = {}  # the registry's cameras as last read
+        if (spooled := spool_of(store)) is not None:
+            spooled.register_hook(INDEX_HOOK, index_segment)
+        self.recovered_segments = 0
         self.runners: dict[str, tuple[CameraSpec, CameraRunner]] = {}
         self.final_totals: dict[str, Any] = {}
         self.producer: Producer | None = None
@@ -126,16 +139,19 @@ class IngestWorker(Worker):
 
     # -- lifecycle --------------------------------------------------------------------------------
     def setup(self) -> None:
-        self.bus.ensure_topics([
+        if self.tmp_dir is not None or spool_of(self.store) is not None:
+            self.recovered_segments = recover_segments(self.store, recording_workdir(self.store, self.tmp_dir))
+        self.retry_bus("creating topics", lambda: self.bus.ensure_topics([
             TopicSpec(FRAMES.name, FRAMES.partitions, FRAMES.retention_ms),
             TopicSpec(CAMERA_STATUS.name, CAMERA_STATUS.partitions, CAMERA_STATUS.retention_ms),
             *([TopicSpec(ALERTS.name, ALERTS.partitions, ALERTS.retention_ms),
                TopicSpec(DEVICE_COMMANDS.name, DEVICE_COMMANDS.partitions, DEVICE_COMMANDS.retention_ms)]
               if self.ingest.gb28181.enabled else []),
-        ])
-        self.producer = self.bus.producer()
+        ]))
+        self.producer = self.retry_bus("connecting the producer", self.bus.producer)
+        self.producer.bind_stop(self.stop_event)
         if self.live is None and self.ingest.live_topic:
-            self.bus.ensure_topics([live_topic_spec()])
+            self.retry_bus("creating the live topic", lambda: self.bus.ensure_topics([live_topic_spec()]))
             self.live = TopicLiveSink(self.producer)
         if self.ingest.gb28181.enabled:
             from workers.ingest.gb28181.platform import GbPlatform
@@ -191,10 +207,14 @@ class IngestWorker(Worker):
 
     # -- cameras ----------------------------------------------------------------------------------
     def wanted(self) -> dict[str, CameraSpec]:
-        """Cameras this worker should run now."""
+        """Cameras this worker should run now (the registry's as last read when it cannot be read now)."""
+        try:
+            self._registered = {c.id: c for c in self.registry.list()}
+        except Exception as exc:  # noqa: BLE001 - a store outage must not stop cameras that are known
+            log.warning("ingest: could not read the camera registry (keeping the cameras last read): %s", exc)
         merged: dict[str, CameraSpec] = {c.id: c for c in self.cameras_config.static}
         merged.update({c.id: c for c in self.extra_cameras})
-        merged.update({c.id: c for c in self.registry.list()})
+        merged.update(self._registered)
         only = set(self.ingest.camera_ids)
         return {
             cid: cam for cid, cam in merged.items()

@@ -136,13 +136,13 @@ class PlateWorker(ConsumerWorker):
     def step(self) -> None:
         """poll → handle → flush outputs → save vote state → commit (see the module docstring)."""
         assert self.consumer is not None and self.producer is not None
-        batch = self.consumer.poll(timeout=self.config.runtime.poll_timeout_s, max_records=self.max_batch)
+        batch = self.poll(self.max_batch)
         if batch:
             self.handle(batch)
             self.producer.flush()
             self._save_dirty()
-            self.consumer.commit(batch)
-            self.processed += len(batch)
+            if self.commit(batch):
+                self.processed += len(batch)
         self._housekeeping()
 
     def _housekeeping(self) -> None:

@@ -9,8 +9,9 @@ fresh engine yields the same alerts with the same IDs.
 
 Per camera the engine owns: the live tracks (last ground point, when each zone stay began, the side of
 each line the track was last on, which rules already fired for the current stay), the crowding timers,
-the offline timer and the cool-down clock per (rule, subject). A restart or a partition rebalance
-starts with empty state that is rebuilt from the stream (see ``docs/rules.md``).
+the offline timer and the cool-down clock per (rule, subject). The rules worker saves that state per
+camera (:mod:`workers.rules.state`) and a restarted worker continues from it (:meth:`RuleEngine.restore`);
+messages at or before the state's last frame or status event are skipped as stale.
 
 Alert IDs are ``stable_id(rule, camera, subject, event time)`` where the subject is the track ID, or
 ``camera`` for camera-level alerts (crowding, camera offline), or ``untracked`` for zone intrusions of
@@ -183,6 +184,15 @@ class RuleEngine:
     def reset(self) -> None:
         """Forget every camera's state (tracks, timers, cool-downs)."""
         self._cameras.clear()
+
+    def restore(self, camera_id: str, state: CameraState) -> None:
+        """Continue ``camera_id`` from a saved state (see :mod:`workers.rules.state`)."""
+        self._cameras[camera_id] = state
+
+    def watches(self, camera_id: str) -> bool:
+        """True when some rule keeps state for this camera (objects or camera offline)."""
+        rules = self.ruleset(camera_id)
+        return bool(rules.watches_objects or rules.offline)
 
     def forget(self, camera_id: str) -> None:
         """Forget one camera's state (its partition moved to another worker)."""

@@ -4,21 +4,18 @@ Consumes ``tubeline.detections.v1`` and ``tubeline.camera-status.v1`` in the con
 ``tubeline-rules``, runs every message through one :class:`workers.rules.engine.RuleEngine` and
 produces each alert as JSON on ``tubeline.alerts.v1``, keyed by camera ID.
 
-Delivery: **at-least-once** (see :class:`pipeline.runtime.ConsumerWorker`): input offsets are
-committed only after the batch's alerts were flushed. A redelivered message raises the same alert
-again with the same ``alert_id`` (derived from rule, camera, subject and event time), so
-downstream consumers that key by ``alert_id`` stay idempotent. A message that is not a valid
-detections or status document goes to ``<topic>.dlq`` with the reason.
+Delivery: **at-least-once with deterministic replays** (like the detect worker). Alerts are flushed
+after every batch; every ``rules.commit_interval_s`` the engine state of each camera touched since
+(tracks, dwell, crowding and offline timers, cool-downs, the last message taken in) is saved to the
+store (:mod:`workers.rules.state`) and only then are the offsets committed. A worker that takes over
+a camera (restart, crash, rebalance) loads that state first; redelivered messages it already covers
+are skipped and the rest are processed from the same state, so they raise the same alerts with the
+same ``alert_id`` (derived from rule, camera, subject and event time) and no others. A message that
+is not a valid detections or status document goes to ``<topic>.dlq`` with the reason.
 
 Rules: the configuration's ``rules`` section until an admin saves the rules document in the object store
 (:mod:`pipeline.rulesdoc`); the worker checks it every ``rules.document_poll_s`` and swaps a new version in
 without a restart (tracks and timers are kept).
-
-State: tracks, dwell timers, crowding timers, offline timers and cool-downs live in the engine,
-in memory. After a restart or a rebalance the new owner of a partition starts empty and rebuilds
-the state from the messages it reads; what that means for each rule is in ``docs/rules.md``
-(in short: a loitering or crowding timer restarts, an offline timer restarts at the next
-``reconnecting`` event, and a track already inside a zone can raise a second intrusion alert).
 
 Offline timers fire in event time when later status events of the same camera pass the grace
 period, and on the wall clock when the worker is caught up (a poll returned nothing).
@@ -32,7 +29,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, ClassVar
 
-from pipeline.bus.base import Message, TopicSpec, dead_letter_topic
+from pipeline.bus.base import Message, TopicPartition, TopicSpec, dead_letter_topic
 from pipeline.config.rules import RulesConfig
 from pipeline.rulesdoc import RulesDocument
 from pipeline.runtime.worker import BadMessage, ConsumerWorker
@@ -41,6 +38,7 @@ from schemas.cameras import CameraStatus
 from schemas.detections import Detections
 from schemas.topics import ALERTS, CAMERA_STATUS, DETECTIONS
 from workers.rules.engine import RuleEngine
+from workers.rules.state import RulesStateStore
 
 if TYPE_CHECKING:
     import threading
@@ -85,6 +83,11 @@ class RulesWorker(ConsumerWorker):
         self._next_poll = 0.0
         self.clock = clock or (lambda: datetime.now(UTC))
         self.alerts_sent = 0
+        self.saved = RulesStateStore(self.store, self.rules.state_prefix)
+        self.partitions: dict[str, dict[str, TopicPartition]] = {}  # camera -> its topics' partitions here
+        self.touched: set[str] = set()
+        self.pending: list[Message] = []
+        self.next_checkpoint = 0.0
 
     def topic_specs(self) -> Sequence[TopicSpec]:
         specs = [TopicSpec(t.name, t.partitions, t.retention_ms) for t in (DETECTIONS, CAMERA_STATUS, ALERTS)]
@@ -113,6 +116,47 @@ class RulesWorker(ConsumerWorker):
         if not self.rules.cameras:
             log.warning("rules: no rules configured (rules.cameras is empty); no alert will be raised")
         super().setup()
+        self.next_checkpoint = time.monotonic() + self.rules.commit_interval_s
+
+    def step(self) -> None:
+        """poll → handle → flush alerts; every ``commit_interval_s``: save touched states, then commit."""
+        assert self.producer is not None
+        batch = self.poll(self.max_batch)
+        if batch:
+            self.handle(batch)
+            self.producer.flush()
+            self.pending.extend(batch)
+        else:
+            self.idle()
+        if time.monotonic() >= self.next_checkpoint:
+            self.checkpoint()
+
+    def drain(self) -> None:
+        self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Save the engine state of every camera touched since the last checkpoint, then commit."""
+        assert self.consumer is not None and self.producer is not None
+        self.producer.flush()
+        assigned = self.consumer.assignment()
+        for camera in sorted(self.touched):
+            state = self.engine.camera_state(camera)
+            for topic, tp in self.partitions.get(camera, {}).items():
+                if state is not None and tp in assigned:
+                    self.saved.save(camera, topic, state)
+        covered = [m for m in self.pending if m.tp in assigned]  # as the detect worker: only what was saved
+        if covered and self.commit(covered):
+            self.processed += len(covered)
+        self.pending.clear()
+        self.touched.clear()
+        for camera, tps in list(self.partitions.items()):
+            for topic, tp in list(tps.items()):
+                if tp not in assigned:  # the partition moved: its next owner continues from the saved state
+                    tps.pop(topic)
+            if not tps:
+                self.engine.forget(camera)
+                self.partitions.pop(camera)
+        self.next_checkpoint = time.monotonic() + self.rules.commit_interval_s
 
     def handle_message(self, message: Message) -> None:
         self.reload()
@@ -129,7 +173,16 @@ class RulesWorker(ConsumerWorker):
         except ValueError as exc:
             msg = f"invalid {message.topic} message: {exc}"
             raise BadMessage(msg) from None
+        camera = parsed.camera_id
+        held = self.partitions.setdefault(camera, {})
+        if message.topic not in held and self.engine.watches(camera):
+            if self.engine.camera_state(camera) is None and (
+                    state := self.saved.load(camera, message.topic)) is not None:
+                log.info("rules: camera %s continues from its saved state", camera)
+                self.engine.restore(camera, state)
+            held[message.topic] = message.tp
         self._send(self.engine.process(parsed))
+        self.touched.add(camera)
 
     def idle(self) -> None:
         """Caught up: let offline timers fire on the wall clock."""
@@ -139,6 +192,7 @@ class RulesWorker(ConsumerWorker):
             self._send(alerts)
             assert self.producer is not None
             self.producer.flush()
+            self.touched.update(a.camera_id for a in alerts)
 
     def _send(self, alerts: list[Alert]) -> None:
         assert self.producer is not None

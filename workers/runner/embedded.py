@@ -13,6 +13,7 @@ then closes its open tracks so every track gets a summary.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections import Counter
@@ -28,6 +29,7 @@ from pipeline.config import TubelineConfig
 from pipeline.config.ingest import CameraSpec
 from pipeline.runtime.supervisor import Supervisor
 from pipeline.runtime.worker import Health
+from pipeline.spool import SpooledStore, spool_of
 from pipeline.store import ObjectStore, open_store
 from schemas.alerts import Alert
 from schemas.topics import ALERTS, TRACKS
@@ -35,7 +37,7 @@ from schemas.tracks import TrackSummary
 from workers.detect.worker import DetectWorker
 from workers.ingest.live import LiveSink
 from workers.ingest.worker import IngestWorker
-from workers.runner.registry import WORKERS, worker_class
+from workers.runner.registry import SPOOLED, WORKERS, worker_class, worker_store
 
 log = logging.getLogger(__name__)
 
@@ -87,28 +89,54 @@ def read_topic(bus: Bus, topic: str, quiet_s: float = 1.0) -> list[bytes]:
     return values
 
 
-def build_pipeline(config: TubelineConfig, bus: Bus, store: ObjectStore, cameras: list[CameraSpec],
+class WorkerStores:
+    """One store per worker name, kept across the supervisor's restarts of that worker: the rights its own store
+    identity has in a deployment (:class:`pipeline.access.ScopedStore`), with its own spool beneath where it has
+    one (:func:`workers.runner.registry.worker_store`) — a restarted worker takes over its predecessor's spool."""
+
+    def __init__(self, config: TubelineConfig, store: ObjectStore) -> None:
+        self.config = config
+        self.store = store
+        self.matrix = access_matrix(config)
+        self.by_worker: dict[str, ObjectStore] = {}
+
+    def __call__(self, name: str, stop: threading.Event) -> ObjectStore:
+        store = self.by_worker.get(name)
+        if store is None:
+            store = self.by_worker[name] = (worker_store(name, self.config, self.store, stop) if name in SPOOLED
+                                            else ScopedStore(self.store, self.matrix[name]))
+        elif (spooled := spool_of(store)) is not None:
+            spooled.stop_event = stop
+        return store
+
+    def spools(self) -> dict[str, SpooledStore]:
+        return {name: s for name, store in self.by_worker.items() if (s := spool_of(store)) is not None}
+
+    def close(self) -> None:
+        for spooled in self.spools().values():
+            spooled.stop()
+            spooled.spool.close()
+
+
+def build_pipeline(config: TubelineConfig, bus: Bus, store: ObjectStore | WorkerStores, cameras: list[CameraSpec],
                    detector: Any, live: LiveSink | None = None, downstream: tuple[str, ...] = DOWNSTREAM) -> Supervisor:
     """Workers in pipeline order: the supervisor stops them in this order, each after the one before drained.
 
-    ``downstream``: which of the workers after detect to run (default: all of rules, plate, face, index)."""
+    ``store``: the run's store, or the :class:`WorkerStores` over it (to store what their spools hold at the end);
+    ``downstream``: which of the workers after detect to run (default: all of quality, rules, plate, face, index)."""
+    stores = store if isinstance(store, WorkerStores) else WorkerStores(config, store)
     supervisor = Supervisor(
         restart_budget=config.runtime.restart_budget, restart_window_s=config.runtime.restart_window_s
     )
-    matrix = access_matrix(config)  # each worker gets the rights its own store identity has in a deployment
-
-    def scoped(name: str) -> ScopedStore:
-        return ScopedStore(store, matrix[name])
-
     supervisor.add("ingest", lambda stop: IngestWorker(config, stop_event=stop, cameras=cameras, bus=bus,
-                                                       store=scoped("ingest"), live=live))
+                                                       store=stores("ingest", stop), live=live))
     supervisor.add("detect", lambda stop: DetectWorker(config, stop_event=stop, close_on_stop=True, detector=detector,
-                                                       bus=bus, store=scoped("detect")))
+                                                       bus=bus, store=stores("detect", stop)))
     for name in DOWNSTREAM:
         if name in WORKERS and name in downstream:
             cls = worker_class(name)
             supervisor.add(name, lambda stop, cls=cls, name=name: cls(config, stop_event=stop, bus=bus,
-                                                                      store=scoped(name)))
+                                                                       store=stores(name, stop)))
     return supervisor
 
 
@@ -154,7 +182,8 @@ def run_embedded(
         from models.zoo import ModelZoo
 
         detector = ModelZoo(config.models).detector()
-    supervisor = build_pipeline(config, bus, store, cameras, detector, live)
+    stores = WorkerStores(config, store)
+    supervisor = build_pipeline(config, bus, stores, cameras, detector, live)
     started = time.monotonic()
     supervisor.start()
     last_report = 0.0
@@ -195,6 +224,7 @@ def run_embedded(
     finally:
         published, dropped, done, dead = counts()
         supervisor.stop(timeout=config.runtime.drain_timeout_s + 30)
+        _store_spooled(stores, bus)
     detect = supervisor.workers().get("detect")
     crops = detect.crops if isinstance(detect, DetectWorker) else 0
     tracks: Counter[str] = Counter()
@@ -214,10 +244,27 @@ def run_embedded(
     )
 
 
+def _store_spooled(stores: WorkerStores, bus: Bus, timeout_s: float = 120.0) -> None:
+    """Store what the workers' spools still hold before the run is reported (a short outage at the end); their
+    announcements go out through a producer of the run's bus."""
+    pending = {n: s for n, s in stores.spools().items() if s.pending}
+    if pending:
+        with bus.producer() as producer:
+            for name, store in pending.items():
+                store.bind_producer(producer)
+                store.start()
+                if not store.wait_drained(timeout_s):
+                    log.error("%s: %d write(s) still spooled in %s; they are stored on the next run", name,
+                              store.pending, store.spool.folder)
+                store.stop()
+                store.bind_producer(None)
+    stores.close()
+
+
 def sample_video() -> Path | None:
     """The sample video from the shared test data, when this checkout sits beside it."""
     candidate = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "vtest.avi"  # beside the checkout
     return candidate if candidate.is_file() else None
 
 
-__all__ = ["EmbeddedResult", "build_pipeline", "run_embedded", "sample_video", "summarize_store"]
+__all__ = ["EmbeddedResult", "WorkerStores", "build_pipeline", "run_embedded", "sample_video", "summarize_store"]

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import threading
 
+from pipeline.access import ScopedStore, access_matrix
 from pipeline.bus.base import Bus
 from pipeline.config import TubelineConfig
 from pipeline.runtime.worker import Worker
+from pipeline.spool import SpooledStore, spooled_store
 from pipeline.store.base import ObjectStore
 
 # name -> "module:Class". Keep sorted.
@@ -23,6 +26,27 @@ WORKERS: dict[str, str] = {
 }
 
 
+# Workers whose store writes go through a spool when the store (S3) fails (docs/reliability.md), and whether their
+# reads wait for the store to come back (False: the worker has a fallback and must not stall — ingest keeps its
+# cameras running on the last camera list it read).
+SPOOLED: dict[str, bool] = {"detect": True, "face": True, "index": True, "ingest": False, "plate": True, "rules": True}
+
+
+def worker_store(name: str, config: TubelineConfig, store: ObjectStore, stop_event: threading.Event) -> ObjectStore:
+    """The store a spooling worker (:data:`SPOOLED`) writes through, else ``store``: its grant checked first
+    (:class:`pipeline.access.ScopedStore`, the rights its own identity has in a deployment), then its own spool.
+    The check sits outside the spool so that a write the identity may not make is refused at once and never
+    spooled (the identity would be refused it later, and it would hold up the spool's queue); what the spool's
+    hooks write later goes through the same check."""
+    if name not in SPOOLED:
+        return store
+    grant = access_matrix(config)[name]
+    spooled = spooled_store(store, config.spool, name, stop_event=stop_event, wait_reads=SPOOLED[name])
+    if isinstance(spooled, SpooledStore):
+        spooled.hook_store = ScopedStore(spooled.inner, grant)
+    return ScopedStore(spooled, grant)
+
+
 def worker_class(name: str) -> type[Worker]:
     try:
         target = WORKERS[name]
@@ -34,10 +58,12 @@ def worker_class(name: str) -> type[Worker]:
 
 
 def make_worker(name: str, config: TubelineConfig, *, bus: Bus, store: ObjectStore) -> Worker:
-    """The worker ``name`` wired for this process (the API gets its companions, see :mod:`workers.runner.companions`)."""
+    """The worker ``name`` wired for this process (the API gets its companions, see :mod:`workers.runner.companions`;
+    the other workers write through their grant and, where they have one, a spool: :func:`worker_store`)."""
     cls = worker_class(name)
     if name == "api":
         from workers.runner.companions import api_companions
 
         return cls(config, bus=bus, store=store, companions=api_companions(config, store, bus=bus))
-    return cls(config, bus=bus, store=store)
+    stop = threading.Event()
+    return cls(config, bus=bus, store=worker_store(name, config, store, stop), stop_event=stop)

@@ -1,0 +1,473 @@
+"""The fault suite's machinery: a scene, a pipeline of real workers, outcomes compared on stable keys.
+
+**Scene.** One camera, 17.5 s at 10 fps (1280×720, H.264): two real cars carrying plates (one of them on a
+hotlist) drive down the plaza of ``vtest.avi``, then two portrait "persons" walk across it, then 1.5 s of
+the plaza alone so every track ends inside the clip (tests/fixtures/enrich/make_videos.py composes it).
+The plaza's own pedestrians are in it too.
+
+**Pipeline.** The real workers — ingest, detect, rules, plate, face, index — each with its real lifecycle
+(``Worker.run``), its own store spool, the store rights of its own identity (``pipeline.access``) and its
+own consumer group, on the real broker (Tansu) and the real S3 server (SeaweedFS). A worker that is to be killed runs as its own process (``python -m workers.cli
+worker NAME``, the production entry point) and gets SIGKILL; its replacement runs in this process.
+
+**Outcome.** What a run leaves behind, by stable keys: the idempotency keys on the output topics (tracks,
+alerts, objects, plate reads with their revision, faces — as sets: the bus is at-least-once), the object
+keys in the store (crops, plate and face images, recordings) and the catalog's rows per kind as a
+*multiset* of row identities (idempotency key + content digest), so a duplicate row shows up.
+
+**Reference.** The same workers on the in-memory bus and a local folder, fed exactly the frames the
+faulted run had on its frames topic: what a fault-free pipeline makes of the same input. Detection runs
+one frame at a time (``detect.max_batch: 1``) so its results do not depend on how frames were batched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.access import ScopedStore
+from pipeline.bus.base import Bus, Message, TopicSpec
+from pipeline.bus.memory import MemoryBus
+from pipeline.catalog.format import parse_segment_key, read_table
+from pipeline.config import TubelineConfig, config_data
+from pipeline.config.ingest import CameraSpec
+from pipeline.config.stack import StackConfig
+from pipeline.runtime.worker import Worker
+from pipeline.spool import SpooledStore, spool_of
+from pipeline.stack import LocalStack, free_port_block
+from pipeline.store.base import ObjectStore
+from pipeline.store.local import LocalStore
+from schemas.alerts import Alert
+from schemas.faces import FaceRecord
+from schemas.objects import ObjectCrop
+from schemas.plates import PlateRead
+from schemas.topics import ALERTS, FACES, FRAMES, OBJECTS, PLATES, TRACKS
+from schemas.tracks import TrackSummary
+from tests.conftest import REPO
+from workers.index.writer import row_identities
+from workers.plate.hotlists import Hotlist, HotlistRepository
+from workers.runner.registry import worker_store
+
+log = logging.getLogger(__name__)
+
+CAMERA = "fault-cam"
+CLIP_FRAMES = 175
+HOTLIST = Hotlist.model_validate({
+    "name": "stolen", "reason": "reported stolen", "owner": "fault suite", "severity": "critical",
+    "entries": [{"plate": "湘A0PQ76", "note": "the red car"}],
+})
+RULES = {"cameras": [{
+    "camera_id": CAMERA,
+    "zones": [{"id": "road", "name": "Lower half", "polygon": [[0.0, 0.55], [1.0, 0.55], [1.0, 1.0], [0.0, 1.0]]}],
+    "lines": [{"id": "mid", "name": "Middle", "a": [0.5, 0.0], "b": [0.5, 1.0]}],
+    "rules": [
+        {"id": "road-intrusion", "kind": "zone_intrusion", "zone": "road", "classes": ["person", "car"],
+         "severity": "medium", "cooldown_s": 0},
+        {"id": "mid-crossing", "kind": "line_crossing", "line": "mid", "direction": "both", "classes": ["person"],
+         "severity": "low", "cooldown_s": 0},
+    ],
+}]}
+DOWNSTREAM = ("rules", "plate", "face", "index")
+
+
+def make_clip(out: Path) -> Path:
+    """The scene (see the module docstring), written once."""
+    from tests.fixtures.enrich.make_videos import (
+        FACE_ACTORS,
+        PLATE_ACTORS,
+        TESTDATA,
+        cut_sprite,
+        portrait_sprite,
+        render,
+        write_video,
+    )
+
+    if out.exists():
+        return out
+    cars = [(a, cut_sprite(TESTDATA, s, crop, mirrored)) for a, s, crop, mirrored in PLATE_ACTORS[:2]]
+    persons = [(dataclasses.replace(a, first=a.first + 70), portrait_sprite(TESTDATA, f)) for a, f in FACE_ACTORS[:2]]
+    write_video(out, render(TESTDATA, cars + persons, CLIP_FRAMES))
+    return out
+
+
+def suite_config(base: TubelineConfig, *, prefix: str, bucket: str, spool: Path, clip: Path | None = None,
+                 realtime: bool = True, loop: bool = False) -> TubelineConfig:
+    """The configuration every run of the suite uses (``clip``: the camera ingest reads)."""
+    data = config_data(base, reveal_secrets=True)
+    data["bus"]["topic_prefix"] = prefix
+    data["bus"]["kafka"].update(session_timeout_ms=3000, heartbeat_interval_ms=1000)
+    data["store"]["s3"]["bucket"] = bucket
+    data["spool"].update(dir=spool, retry_initial_s=0.2, retry_max_s=2.0)
+    data["runtime"].update(poll_timeout_s=0.2, drain_timeout_s=20)
+    data["detect"].update(max_batch=1, commit_interval_s=0.5, crop_quality_gain=1.0, max_crops_per_track=3)
+    data["plate"]["max_lag_s"] = 0
+    data["face"].update(max_lag_s=0, min_person_height_px=300)  # the portraits, not the plaza's passers-by
+    data["index"].update(flush_interval_s=1.0, shard_snapshot_interval_s=3600)
+    data["rules"] = RULES
+    data["ingest"].update(analysis_fps=5, overflow="drop_oldest")
+    data["ingest"]["recordings"]["segment_s"] = 4.0
+    data["cameras"]["static"] = [] if clip is None else [{
+        "id": CAMERA, "kind": "file", "device_type": "file", "url": str(clip), "realtime": realtime, "loop": loop,
+    }]
+    return TubelineConfig.model_validate(data)
+
+
+def write_config(config: TubelineConfig, path: Path) -> Path:
+    """``config`` as a YAML file a worker process reads (secrets in clear: mode 0600, in the test's tmp)."""
+    import json
+
+    data = json.loads(json.dumps(config_data(config, reveal_secrets=True), default=str))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        yaml.safe_dump(data, out, allow_unicode=True)
+    return path
+
+
+# -- stacks -------------------------------------------------------------------------------------------------
+class ObjectStoreServer:
+    """A SeaweedFS S3 server of its own (the broker keeps its data in another one), to stop and restart."""
+
+    def __init__(self, state_dir: Path) -> None:
+        base = free_port_block(4, also_grpc=True)
+        s3 = free_port_block(1, also_grpc=True)
+        while base <= s3 <= base + 3:
+            s3 = free_port_block(1, also_grpc=True)
+        self.stack = LocalStack(StackConfig(state_dir=state_dir, s3_port=s3, seaweed_base_port=base,
+                                            start_timeout_s=60))
+        self.start()
+
+    def start(self) -> None:
+        self.stack._start_s3()  # noqa: SLF001 - only the S3 half of a local stack
+
+    def kill(self) -> None:
+        self.stack.kill_service("s3")
+
+    def stop(self) -> None:
+        self.stack.stop_service("s3")
+
+    def point(self, config: TubelineConfig) -> TubelineConfig:
+        creds = self.stack.credentials()
+        data = config_data(config, reveal_secrets=True)
+        data["store"] = {"backend": "s3", "s3": {**data["store"]["s3"], "endpoint": self.stack.s3_endpoint,
+                                                 "access_key": creds["access_key"], "secret_key": creds["secret_key"],
+                                                 "secure": False}}
+        return TubelineConfig.model_validate(data)
+
+
+# -- frames -------------------------------------------------------------------------------------------------
+def read_topic(bus: Bus, topics: Iterable[str], *, quiet_s: float = 2.0, join_s: float = 20.0) -> list[Message]:
+    """Everything on ``topics`` so far (a throw-away group; on Kafka the first poll also joins it)."""
+    out: list[Message] = []
+    with bus.consumer(list(topics), f"fault-read-{uuid.uuid4().hex[:8]}") as consumer:
+        deadline = time.monotonic() + join_s
+        batch = consumer.poll(timeout=1.0, max_records=2000)
+        while not batch and not consumer.assignment() and time.monotonic() < deadline:
+            batch = consumer.poll(timeout=1.0, max_records=2000)
+        last = time.monotonic()
+        while True:
+            out += batch
+            if batch:
+                last = time.monotonic()
+            elif time.monotonic() - last >= quiet_s:
+                return out
+            batch = consumer.poll(timeout=0.5, max_records=2000)
+
+
+def publish(bus: Bus, messages: list[Message]) -> None:
+    bus.ensure_topics([TopicSpec(FRAMES.name, FRAMES.partitions, FRAMES.retention_ms)])
+    with bus.producer() as producer:
+        for m in messages:
+            producer.send(m.topic, m.value, key=m.key, headers=list(m.headers))
+        producer.flush()
+
+
+# -- outcomes -----------------------------------------------------------------------------------------------
+@dataclass
+class Outcome:
+    """What a run left behind, by stable keys (see the module docstring)."""
+
+    topics: dict[str, set[str]] = field(default_factory=dict)
+    delivered: dict[str, int] = field(default_factory=dict)  # messages per topic, redeliveries included
+    stored: dict[str, set[str]] = field(default_factory=dict)
+    catalog: dict[str, Counter[str]] = field(default_factory=dict)
+    rows: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # kind -> identity -> row content
+    recordings: list[dict[str, Any]] = field(default_factory=list)
+
+    def redelivered(self) -> int:
+        """Output messages delivered more than once (the duplicates downstream had to absorb)."""
+        return sum(self.delivered.get(name, 0) - len(keys) for name, keys in self.topics.items())
+
+    def counts(self) -> dict[str, int]:
+        out = {f"topic {k}": len(v) for k, v in self.topics.items()}
+        out |= {f"store {k}": len(v) for k, v in self.stored.items()}
+        out |= {f"catalog {k}": sum(v.values()) for k, v in self.catalog.items()}
+        return out
+
+
+_KEYS: dict[str, Callable[[bytes], str]] = {
+    TRACKS.name: lambda v: TrackSummary.from_json(v).idempotency_key(),
+    ALERTS.name: lambda v: Alert.from_json(v).idempotency_key(),
+    OBJECTS.name: lambda v: ObjectCrop.from_json(v).idempotency_key(),
+    PLATES.name: lambda v: (lambda r: f"{r.idempotency_key()}#{r.revision}")(PlateRead.from_json(v)),
+    FACES.name: lambda v: FaceRecord.from_json(v).idempotency_key(),
+}
+
+
+def collect(bus: Bus, store: ObjectStore, *, quiet_s: float = 2.0) -> Outcome:
+    outcome = Outcome(topics={t.split(".")[1]: set() for t in _KEYS})
+    for m in read_topic(bus, _KEYS, quiet_s=quiet_s):
+        name = m.topic.split(".")[1]
+        outcome.topics[name].add(_KEYS[m.topic](m.value))
+        outcome.delivered[name] = outcome.delivered.get(name, 0) + 1
+    for prefix in ("crops", "plates", "faces", "recordings"):
+        outcome.stored[prefix] = {i.key for i in store.list(prefix + "/") if not i.key.endswith("index.json")}
+    for info in store.list("catalog/"):
+        ref = parse_segment_key(info.key, "catalog")
+        if ref is not None:
+            table = read_table(store.get(info.key))
+            identities = row_identities(table)
+            outcome.catalog.setdefault(ref.kind, Counter()).update(identities)
+            meta = {"ikey", "ingested_at", "src_partition", "src_offset"}
+            for identity, row in zip(identities, table.to_pylist(), strict=True):
+                outcome.rows.setdefault(ref.kind, {})[identity] = {k: v for k, v in row.items() if k not in meta}
+    from pipeline.recordings import load_index
+
+    days = sorted({k.split("/")[2] for k in outcome.stored["recordings"]})
+    outcome.recordings = [dataclasses.asdict(e) for d in days for e in load_index(store, "recordings", CAMERA, d)]
+    return outcome
+
+
+def differences(expected: Outcome, got: Outcome) -> list[str]:
+    """What ``got`` lost, added or duplicated compared with ``expected`` (empty when they are equal)."""
+    problems = []
+    for name, want in expected.topics.items():
+        have = got.topics.get(name, set())
+        if want != have:
+            problems.append(f"{name}.v1: missing {sorted(want - have)[:5]}, unexpected {sorted(have - want)[:5]}")
+    for name in ("crops", "plates", "faces"):
+        want, have = expected.stored.get(name, set()), got.stored.get(name, set())
+        if want != have:
+            problems.append(f"store {name}/: missing {sorted(want - have)[:5]}, unexpected {sorted(have - want)[:5]}")
+    for kind in sorted(set(expected.catalog) | set(got.catalog)):
+        want, have = expected.catalog.get(kind, Counter()), got.catalog.get(kind, Counter())
+        if kind == "camera-status":
+            continue  # status events carry wall-clock times: compared by the ingest checks instead
+        if want != have:
+            dupes = sorted(k for k, n in have.items() if n > 1)
+            problems.append(f"catalog {kind}: missing {sorted((want - have).elements())[:4]}, "
+                            f"unexpected {sorted((have - want).elements())[:4]}, duplicated {dupes[:4]}")
+            problems += _changed(kind, expected.rows.get(kind, {}), got.rows.get(kind, {}))
+    return problems
+
+
+def _changed(kind: str, want: dict[str, dict[str, Any]], have: dict[str, dict[str, Any]]) -> list[str]:
+    """For rows whose key is in both but whose content differs: the columns that differ."""
+    by_key_want = {i.split("#")[0]: r for i, r in want.items()}
+    out = []
+    for identity, row in have.items():
+        ikey = identity.split("#")[0]
+        other = by_key_want.get(ikey)
+        if identity not in want and other is not None:
+            cols = sorted(k for k in row if row[k] != other.get(k))
+            out.append(f"  {kind} {ikey}: content differs in {cols}: "
+                       + "; ".join(f"{c}={str(other.get(c))[:80]} vs {str(row[c])[:80]}" for c in cols[:3]))
+    return out[:6]
+
+
+# -- the pipeline -------------------------------------------------------------------------------------------
+@dataclass
+class Models:
+    detector: Any
+    recognizer: Any
+    analyzer: Any
+
+
+class Pipeline:
+    """Real workers in threads of this process (and, for a victim, in a process of its own)."""
+
+    def __init__(self, config: TubelineConfig, bus: Bus, store: ObjectStore, models: Models, tmp: Path) -> None:
+        self.config = config
+        self.bus = bus
+        self.store = store
+        self.models = models
+        self.tmp = tmp
+        self.workers: dict[str, Worker] = {}
+        self.threads: dict[str, threading.Thread] = {}
+        self.stores: dict[str, ObjectStore] = {}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.process_name = ""
+        self.health_port = 0
+
+    def make(self, name: str, stop: threading.Event) -> Worker:
+        from workers.detect.worker import DetectWorker
+        from workers.face.worker import FaceWorker
+        from workers.index.worker import IndexWorker
+        from workers.ingest.worker import IngestWorker
+        from workers.plate.worker import PlateWorker
+        from workers.rules.worker import RulesWorker
+
+        old = self.spools().get(name)
+        if old is not None:
+            old.spool.close()
+        # the rights of its own identity, checked before its spool (as `tubeline worker NAME` wires it)
+        store = self.stores[name] = worker_store(name, self.config, self.store, stop)
+        assert isinstance(store, ScopedStore), f"{name} is not a spooling worker"
+        common: dict[str, Any] = {"bus": self.bus, "store": store, "stop_event": stop}
+        if name == "detect":
+            return DetectWorker(self.config, detector=self.models.detector, **common)
+        if name == "plate":
+            return PlateWorker(self.config, recognizer=self.models.recognizer, **common)
+        if name == "face":
+            return FaceWorker(self.config, analyzer=self.models.analyzer, **common)
+        cls = {"ingest": IngestWorker, "rules": RulesWorker, "index": IndexWorker}[name]
+        return cls(self.config, **common)
+
+    def spools(self) -> dict[str, SpooledStore]:
+        """The spool beneath each worker's store."""
+        return {name: s for name, store in self.stores.items() if (s := spool_of(store)) is not None}
+
+    def start(self, *names: str) -> None:
+        for name in names:
+            worker = self.workers[name] = self.make(name, threading.Event())
+            thread = threading.Thread(target=worker.run, kwargs={"install_signals": False}, name=f"w-{name}",
+                                      daemon=True)
+            self.threads[name] = thread
+            thread.start()
+
+    def spawn(self, name: str) -> None:
+        """``name`` as its own process, the production way (``tubeline worker NAME``)."""
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.health_port = sock.getsockname()[1]
+        config = self.config.model_copy(update={"runtime": self.config.runtime.model_copy(
+            update={"health_port": self.health_port})})
+        config_file = write_config(config, self.tmp / f"{name}.yaml")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TUBELINE_")}
+        env["TUBELINE_CONFIG"] = str(config_file)
+        log_file = open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115 - closed in kill()
+        self.process = subprocess.Popen([sys.executable, "-m", "workers.cli", "worker", name], cwd=REPO, env=env,
+                                        stdout=log_file, stderr=subprocess.STDOUT)
+        self.process_name = name
+        log_file.close()
+
+    def process_ready(self) -> bool:
+        """The worker process answers 200 on /readyz (set up, group joined, not degraded)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/readyz", timeout=2) as response:
+                return response.status == 200
+        except (OSError, urllib.error.URLError):
+            return False
+
+    def process_log(self) -> str:
+        path = self.tmp / f"{self.process_name}.log"
+        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
+    def kill(self) -> None:
+        assert self.process is not None
+        assert self.process.poll() is None, f"{self.process_name} died on its own:\n{self.process_log()}"
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def check(self) -> None:
+        for name, worker in self.workers.items():
+            assert worker.error is None, f"{name} failed: {worker.error!r}"
+        if self.process is not None and self.process.returncode is None:
+            assert self.process.poll() is None, f"{self.process_name} exited:\n{self.process_log()}"
+
+    def progress(self) -> tuple[Any, ...]:
+        out: list[Any] = []
+        for name in sorted(self.workers):
+            w: Any = self.workers[name]
+            out += [getattr(w, "processed", 0), getattr(w, "frames_done", 0), getattr(w, "crops", 0)]
+        out += [s.pending for s in self.spools().values()]
+        return tuple(out)
+
+    def wait_quiet(self, done: Callable[[], bool], *, quiet_s: float, timeout_s: float) -> None:
+        """Until ``done()`` and nothing moved for ``quiet_s`` seconds (no spooled write pending)."""
+        deadline = time.monotonic() + timeout_s
+        last, since = None, time.monotonic()
+        while True:
+            self.check()
+            now = self.progress()
+            if now != last:
+                last, since = now, time.monotonic()
+            pending = any(s.pending for s in self.spools().values())
+            if done() and not pending and time.monotonic() - since >= quiet_s:
+                return
+            assert time.monotonic() < deadline, f"no quiet pipeline within {timeout_s:.0f} s; progress {now}"
+            time.sleep(0.2)
+
+    def stop(self, *names: str) -> None:
+        for name in names or ("ingest", "detect", *DOWNSTREAM):
+            worker = self.workers.get(name)
+            if worker is None:
+                continue
+            worker.stop()
+            self.threads[name].join(60)
+        if not names and self.process is not None and self.process.poll() is None:
+            self.kill()
+        if not names:
+            for spooled in self.spools().values():
+                spooled.spool.close()
+
+    def detected(self, last: tuple[str, int]) -> bool:
+        """True when the detect worker has processed ``last`` = (ingest session, sequence) of the last frame."""
+        detect: Any = self.workers.get("detect")
+        state = detect.states.get(CAMERA) if detect is not None else None
+        return state is not None and (state.ingest_session, state.last_sequence) == last
+
+
+def last_frame(frames: list[Message]) -> tuple[str, int]:
+    """(ingest session, sequence) of the last frame."""
+    from schemas.frames import FrameHeader
+
+    header = FrameHeader.from_headers(frames[-1].headers)
+    return header.session, header.sequence
+
+
+def reference(frames: list[Message], config: TubelineConfig, models: Models, tmp: Path) -> Outcome:
+    """What the pipeline makes of ``frames`` without faults: in-memory bus, local folder."""
+    bus = MemoryBus(default_partitions=config.bus.default_partitions)
+    store = LocalStore(tmp / "reference-store")
+    HotlistRepository(store).put(HOTLIST)
+    publish(bus, frames)
+    pipeline = Pipeline(config, bus, store, models, tmp)
+    pipeline.start("detect", *DOWNSTREAM)
+    try:
+        final = last_frame(frames)
+        pipeline.wait_quiet(lambda: pipeline.detected(final), quiet_s=1.5, timeout_s=240)
+    finally:
+        pipeline.stop()
+    return collect(bus, store, quiet_s=0.3)
+
+
+def ingest_frames(clip: Path, config: TubelineConfig, models: Models, tmp: Path) -> list[Message]:
+    """The frames a real ingest worker publishes for ``clip`` (read as fast as possible, nothing dropped)."""
+    bus = MemoryBus(default_partitions=config.bus.default_partitions)
+    data = config_data(config, reveal_secrets=True)
+    data["ingest"]["overflow"] = "block"
+    data["ingest"]["recordings"]["enabled"] = False
+    data["cameras"]["static"] = [CameraSpec(id=CAMERA, kind="file", device_type="file", url=str(clip),
+                                            realtime=False).model_dump()]
+    pipeline = Pipeline(TubelineConfig.model_validate(data), bus, LocalStore(tmp / "ingest-store"), models, tmp)
+    pipeline.start("ingest")
+    pipeline.threads["ingest"].join(120)
+    pipeline.stop()
+    return [m for m in read_topic(bus, [FRAMES.name], quiet_s=0.2)]
