@@ -205,6 +205,43 @@ def test_a_refused_write_is_the_callers_to_see_not_spooled(tmp_path: Path) -> No
     assert store.pending == 0 and store.degraded is None
 
 
+def test_a_write_outside_the_grant_is_refused_before_the_spool_even_during_an_outage(tmp_path: Path) -> None:
+    """`tubeline worker ingest` and `tubeline up` wire the grant check outside the spool: while the store is down
+    and writes wait in the spool, one the identity may not make is refused at once (never spooled, where the
+    identity would be refused it forever and hold up the queue); the spool's hooks write through the grant too."""
+    from pipeline.access import AccessDenied, ScopedStore
+    from pipeline.recordings import INDEX_HOOK, SegmentEntry, index_payload, index_segment
+    from pipeline.spool import spool_of
+    from workers.runner.registry import worker_store
+
+    remote = FlakyStore(tmp_path / "remote")
+    config = TubelineConfig.model_validate({"spool": {"dir": str(tmp_path / "spools")}})
+    store = worker_store("ingest", config, remote, threading.Event())
+    spooled = spool_of(store)
+    assert isinstance(store, ScopedStore) and isinstance(spooled, SpooledStore)
+    assert isinstance(spooled.hook_store, ScopedStore) and spooled.hook_store.inner is remote
+    spooled.register_hook(INDEX_HOOK, index_segment)
+    remote.down.set()
+    store.put("recordings/cam1/2024-01-01/a.ts", b"v")  # its own prefix: spooled
+    with pytest.raises(AccessDenied):
+        store.put("auth/users/admin.json", b"{}")
+    with pytest.raises(AccessDenied):
+        put_then(store, "state/detect/cam1.json", b"{}", [hook(INDEX_HOOK, b"")])
+    entry = SegmentEntry(key="recordings/cam1/2024-01-01/b.ts", start="2024-01-01T00:00:00+00:00",
+                         end="2024-01-01T00:00:04+00:00", start_pts=0.0, duration_s=4.0, packets=100, keyframes=2,
+                         bytes=1, codec="h264", width=16, height=16, after_gap=False)
+    assert not put_then(store, entry.key, b"w", [hook(INDEX_HOOK, index_payload("recordings", "cam1", entry))])
+    assert spooled.pending == 2, "only the two writes the grant allows wait in the spool"
+    spooled.start()
+    remote.down.clear()
+    assert spooled.wait_drained(10)
+    assert remote.inner.exists(entry.key) and remote.inner.exists("recordings/cam1/2024-01-01/a.ts")
+    assert remote.inner.exists("recordings/cam1/2024-01-01/index.json")  # written by the hook, through the grant
+    assert not remote.inner.exists("auth/users/admin.json")
+    spooled.stop()
+    spooled.spool.close()
+
+
 def test_listing_merges_pending_writes(tmp_path: Path) -> None:
     remote = FlakyStore(tmp_path / "remote")
     for key in ("p/a", "p/b"):
