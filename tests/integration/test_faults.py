@@ -3,7 +3,7 @@ during real-time ingest — on the real broker (Tansu) and S3 server (SeaweedFS)
 crops, plate reads, faces, catalog rows and recordings equal what a fault-free pipeline makes of the same
 frames: nothing lost, nothing duplicated (compared on stable keys; see fault_harness.py).
 
-Figures from these runs are in docs/reliability.md ("Fault figures").
+Figures from these runs are in docs/security.md ("Fault figures").
 """
 
 from __future__ import annotations
