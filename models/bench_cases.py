@@ -26,6 +26,11 @@ def _face_chip(frame: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(cv2.resize(frame, (size, size)))
 
 
+def _batches(run: Callable[[list[np.ndarray]], object], item: np.ndarray) -> Callable[[int], Callable[[], object]]:
+    """Batch size n -> a call of ``run`` on n copies of ``item``."""
+    return lambda n: lambda: run([item] * n)
+
+
 def model_cases(
     zoo: Any, frame: np.ndarray, ids: Sequence[str] | None, batches: Sequence[int], iterations: int
 ) -> list[BenchResult]:
@@ -37,22 +42,21 @@ def model_cases(
     line = np.ascontiguousarray(frame[200:248, 200:360])
     results: list[BenchResult] = []
     for spec in specs:
-        runner: Callable[[int], Callable[[], object]]
+        obj: Any
         if spec.task == "detect":
-            obj: Any = zoo.detector(spec.id)
-            runner = lambda n, o=obj: lambda: o.detect_batch([frame] * n)  # noqa: E731
+            obj = zoo.detector(spec.id)
+            runner = _batches(obj.detect_batch, frame)
         elif spec.task == "plate-detect":
             obj = zoo.plate_detector(spec.id)
-            runner = lambda n, o=obj: lambda: o.detect_batch([frame] * n)  # noqa: E731
+            runner = _batches(obj.detect_batch, frame)
         elif spec.task == "plate-read":
             obj = zoo.plate_reader(spec.id)
-            runner = lambda n, o=obj: lambda: o.line_probs([line] * n)  # noqa: E731
+            runner = _batches(obj.line_probs, line)
         elif spec.task == "face-detect":
             obj = zoo.face_detector(spec.id)
-            runner = lambda n, o=obj: lambda: o.detect_batch([frame] * n)  # noqa: E731
+            runner = _batches(obj.detect_batch, frame)
         else:
             obj = zoo.face_embedder(spec.id)
-            chip = _face_chip(frame, obj.chip_size)
-            runner = lambda n, o=obj, c=chip: lambda: o.embed_chips([c] * n)  # noqa: E731
+            runner = _batches(obj.embed_chips, _face_chip(frame, obj.chip_size))
         results += bench(spec.ref, _provider(obj), runner, batches, iterations)
     return results

@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 def to_tensor(image: np.ndarray, spec: InputSpec) -> np.ndarray:
     """HWC BGR uint8 → the model's layout, colour order and normalisation (float32, no batch axis)."""
     pixels = image[..., ::-1] if spec.color == "RGB" else image
-    data = (pixels.astype(np.float32) - np.float32(spec.mean)) / np.float32(spec.std)
+    data = (pixels.astype(np.float32) - np.array(spec.mean, dtype=np.float32)) / np.array(spec.std, dtype=np.float32)
     return np.ascontiguousarray(data.transpose(2, 0, 1) if spec.layout == "NCHW" else data)
 
 
@@ -99,10 +99,10 @@ def decode_yolo(output: np.ndarray, score: float) -> tuple[np.ndarray, np.ndarra
     class_scores = out[4:]
     best = class_scores.argmax(axis=0)
     scores = class_scores[best, np.arange(out.shape[1])]
-    keep = np.flatnonzero(scores > score)
-    cx, cy, w, h = out[:4, keep]
+    kept = np.flatnonzero(scores > score)
+    cx, cy, w, h = out[:4, kept]
     boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-    return boxes.astype(np.float32), scores[keep].astype(np.float32), best[keep].astype(np.int32)
+    return boxes.astype(np.float32), scores[kept].astype(np.float32), best[kept].astype(np.int32)
 
 
 def yolo_metadata_names(metadata: dict[str, str]) -> tuple[str, ...]:

@@ -15,14 +15,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.plates.grammar import normalise
+from models.plates.grammar import clean_read
 from pipeline.core import box_iou
 
 
 def plate_matches(prediction: str, label: str) -> bool:
-    pred, want = normalise(prediction), label.strip()
+    pred, want = clean_read(prediction), label.strip()
     if "?" not in want:
-        return pred == normalise(want)
+        return pred == clean_read(want)
     if want.startswith("?") and len(pred) == len(want) - 1:
         pred = "?" + pred
     return len(pred) == len(want) and all(w == "?" or w == p for p, w in zip(pred, want, strict=True))

@@ -130,7 +130,7 @@ def quad_size(quad: np.ndarray) -> tuple[float, float]:
 
 def rectify(image: np.ndarray, quad: np.ndarray, width: int, height: int) -> np.ndarray:
     """Warp the ordered quadrilateral ``quad`` onto an upright ``width``×``height`` image."""
-    dst = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
+    dst = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
     matrix = cv2.getPerspectiveTransform(np.asarray(quad, dtype=np.float32).reshape(4, 2), dst)
     return cv2.warpPerspective(
         image, matrix, (width, height), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE

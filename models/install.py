@@ -139,7 +139,7 @@ def extract_member(archive: Path, member: str, dest: Path) -> None:
             shutil.copyfileobj(handle, out)
 
 
-def _place(spec: ModelSpec, produce: Callable[[Path], None], model_dir: Path) -> None:
+def _place(spec: ModelSpec, produce: Callable[[Path], object], model_dir: Path) -> None:
     model_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=model_dir, prefix=f".{spec.file}.", delete=False) as tmp:
         tmp_path = Path(tmp.name)

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.config.models import ModelsConfig
+
 logger = logging.getLogger(__name__)
 
 PROVIDER_NAMES = {
@@ -93,7 +95,7 @@ class RuntimeOptions:
     engine_cache: Path | None = None
 
     @classmethod
-    def from_config(cls, config: Any, engine_cache: Path | None = None) -> RuntimeOptions:
+    def from_config(cls, config: ModelsConfig, engine_cache: Path | None = None) -> RuntimeOptions:
         return cls(
             providers=tuple(config.providers),
             precision=config.precision,

@@ -18,6 +18,7 @@ from typing import Any
 
 from models.registry import ModelSpec, Registry, RegistryError, load_registry
 from models.runtime import OnnxModel, RuntimeOptions, verify_file
+from pipeline.config import env_overrides, load_config
 from pipeline.config.models import ModelsConfig
 
 logger = logging.getLogger(__name__)
@@ -35,22 +36,14 @@ def resolve(path: Path) -> Path:
 
 
 def models_config() -> ModelsConfig:
-    """The ``models`` section of the loaded Tubeline config, or defaults plus ``TUBELINE_MODELS__*`` overrides."""
+    """The ``models`` section of the loaded Tubeline config, or defaults plus ``TUBELINE_MODELS__*`` overrides
+    when the configuration does not load (a broken config must not hide the models' own settings)."""
     try:
-        from pipeline.config import load_config
-
-        section = getattr(load_config(), "models", None)
-        if isinstance(section, ModelsConfig):
-            return section
-    except Exception as exc:  # a broken config must not hide the models' own settings
+        return load_config().models
+    except Exception as exc:
         logger.debug("using models defaults; config not loaded: %s", exc)
-    try:
-        from pipeline.config import env_overrides
-
-        tree, _ = env_overrides()
-        return ModelsConfig.model_validate(tree.get("models", {}))
-    except ImportError:
-        return ModelsConfig()
+    tree, _ = env_overrides()
+    return ModelsConfig.model_validate(tree.get("models", {}))
 
 
 class ModelZoo:
@@ -108,12 +101,12 @@ class ModelZoo:
         def build() -> Any:
             model = self.onnx(spec)
             names = self.registry.class_names(spec) or yolo_metadata_names(model.metadata)
-            kwargs = {"score": self.config.detect_score, "iou": self.config.detect_iou}
+            score, iou = self.config.detect_score, self.config.detect_iou
             assert spec.input is not None
             if spec.backend == "nanodet":
                 strides = spec.options.get("strides", (8, 16, 32))
-                return NanoDetDetector(model, spec.input, spec.ref, names, strides=strides, **kwargs)
-            return YoloDetector(model, spec.input, spec.ref, names, **kwargs)
+                return NanoDetDetector(model, spec.input, spec.ref, names, strides=strides, score=score, iou=iou)
+            return YoloDetector(model, spec.input, spec.ref, names, score=score, iou=iou)
 
         base = self._cached("detect", spec.id, build)
         views = tuple(self.config.detector_views)

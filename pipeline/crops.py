@@ -2,7 +2,7 @@
 
 Shared by the plate and face workers (both consume ``tubeline.objects.v1``). Failures that can never
 succeed on a retry — an invalid message, a crop object that is missing, bytes that are not an image — raise
-:class:`pipeline.runtime.worker.BadMessage` so the message goes to the dead-letter topic with the reason;
+:class:`pipeline.bus.base.BadMessage` so the message goes to the dead-letter topic with the reason;
 a store that is unreachable raises its own error and fails the worker (the batch is redelivered).
 """
 
@@ -17,8 +17,7 @@ from datetime import datetime
 import cv2
 import numpy as np
 
-from pipeline.bus.base import Message
-from pipeline.runtime.worker import BadMessage
+from pipeline.bus.base import BadMessage, Message
 from pipeline.store.base import ObjectNotFound, ObjectStore
 from schemas.objects import ObjectCrop
 

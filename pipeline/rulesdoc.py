@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pipeline.config import TubelineConfig
 from pipeline.config.rules import RulesConfig
 from pipeline.store.base import ObjectNotFound, ObjectStore
 
@@ -59,7 +60,7 @@ class RulesDocument:
         return RulesVersion(int(doc["version"]), str(doc["updated_at"]), str(doc["updated_by"]),
                             RulesConfig.model_validate(doc["rules"]))
 
-    def effective(self, config: Any) -> RulesConfig:
+    def effective(self, config: TubelineConfig) -> RulesConfig:
         """The rules in force: the document's, else the configuration's ``rules`` section."""
         try:
             saved = self.load()
@@ -68,8 +69,7 @@ class RulesDocument:
             saved = None
         if saved is not None:
             return saved.rules
-        section = getattr(config, "rules", None)
-        return section if isinstance(section, RulesConfig) else RulesConfig.model_validate({})
+        return config.rules
 
     def save(self, rules: RulesConfig | dict[str, Any], *, user: str, expect_version: int | None) -> RulesVersion:
         """Validate and store a new version. ``expect_version`` (the version the editor started from; 0 before

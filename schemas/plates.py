@@ -8,6 +8,7 @@ per vehicle and the latest revision wins.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Literal, Self
 
@@ -28,6 +29,41 @@ from schemas.common import (
 
 PLATE_TEXT_PATTERN = r"^[0-9A-Z\u4e00-\u9fff]{1,16}$"
 """Normalised plate text: upper-case Latin letters, digits and CJK characters, no separators."""
+
+PLATE_SEPARATORS = frozenset("·•.-_/:：—–・‧,，、。")
+"""What people and OCR put between plate characters; dropped by :func:`normalise_plate`, with all whitespace."""
+
+_PLATE_TEXT = re.compile(PLATE_TEXT_PATTERN)
+
+
+def normalise_plate(text: str) -> str:
+    """Plate text as it is stored, listed and searched: full-width forms folded to ASCII, Latin letters in
+    upper case, whitespace and :data:`PLATE_SEPARATORS` dropped (``川a·f058-y`` → ``川AF058Y``,
+    ``aa-628-pd`` → ``AA628PD``). Every other character is kept: the wildcards ``*`` and ``?`` for a
+    wildcard search, and whatever makes the text no plate, for the caller to refuse (:func:`plate_text`)."""
+    out = []
+    for ch in text:
+        if "\uff01" <= ch <= "\uff5e":
+            ch = chr(ord(ch) - 0xFEE0)
+        if ch.isspace() or ch in PLATE_SEPARATORS:
+            continue
+        out.append(ch.upper() if ch.isascii() else ch)
+    return "".join(out)
+
+
+def is_plate_text(text: str) -> bool:
+    """True for normalised plate text (:data:`PLATE_TEXT_PATTERN`)."""
+    return _PLATE_TEXT.fullmatch(text) is not None
+
+
+def plate_text(raw: str) -> str:
+    """The normalised plate of ``raw``; ValueError when that is not plate text."""
+    plate = normalise_plate(raw)
+    if not is_plate_text(plate):
+        msg = f"{raw!r} is not plate text (letters, digits and CJK characters, 1-16 after normalising)"
+        raise ValueError(msg)
+    return plate
+
 
 PlateRegion = Literal["cn", "latin"]
 """``cn``: mainland Chinese plates (province character first); ``latin``: Latin-alphabet plates."""

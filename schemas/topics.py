@@ -128,7 +128,7 @@ PLATES = TopicSpec(
     value_format="json",
     partitions=6,
     retention_ms=7 * _DAY_MS,
-    description="Plate publishes one voted plate read per vehicle track; rules (hotlists) and indexer consume.",
+    description="Plate publishes one voted plate read per vehicle track; indexer and synopsis consume.",
 )
 FACES = TopicSpec(
     name="tubeline.faces.v1",
@@ -144,7 +144,8 @@ ALERTS = TopicSpec(
     value_format="json",
     partitions=6,
     retention_ms=30 * _DAY_MS,
-    description="Rules, plate (hotlists) and ingest raise alerts; indexer, API (live feed) and operators consume.",
+    description="Rules, plate (hotlists) and ingest (GB/T 28181 device alarms) raise alerts; indexer, API (live "
+    "feed) and operators consume.",
 )
 CAMERA_STATUS = TopicSpec(
     name="tubeline.camera-status.v1",

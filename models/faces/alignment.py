@@ -23,10 +23,11 @@ import numpy as np
 
 from models.geometry import similarity_transform
 
-ARCFACE_112 = np.float32(
-    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]]
+ARCFACE_112 = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
+    dtype=np.float32,
 )
-DLIB_150 = np.float32([[48.5, 48.3], [101.5, 48.3], [75.0, 77.1], [53.1, 103.6], [96.9, 103.6]])
+DLIB_150 = np.array([[48.5, 48.3], [101.5, 48.3], [75.0, 77.1], [53.1, 103.6], [96.9, 103.6]], dtype=np.float32)
 
 
 def align(image: np.ndarray, landmarks: np.ndarray, template: np.ndarray, size: int) -> np.ndarray:
@@ -79,7 +80,7 @@ def pose_from_landmarks(landmarks: np.ndarray) -> tuple[float, float, float]:
     rot = np.array([[c, -s], [s, c]])
     eyes_mid = (left_eye + right_eye) / 2
     upright = (pts - eyes_mid) @ rot.T
-    half_eyes = max(np.linalg.norm(right_eye - left_eye) / 2, 1e-6)
+    half_eyes = max(float(np.linalg.norm(right_eye - left_eye)) / 2, 1e-6)
     yaw = float(np.degrees(np.arcsin(np.clip(upright[2, 0] / (half_eyes * 1.2), -1.0, 1.0))))
     mouth_y = (upright[3, 1] + upright[4, 1]) / 2
     pitch = float(upright[2, 1] / mouth_y - 0.55) if mouth_y > 1e-6 else 1.0

@@ -87,12 +87,16 @@ def perturbations(image: np.ndarray) -> list[tuple[str, np.ndarray]]:
     h, w = image.shape[:2]
     _, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 30])
     rotation = cv2.getRotationMatrix2D((w / 2, h / 2), 12, 1.0)
+    jpeg30 = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
+    if jpeg30 is None:
+        msg = "OpenCV could not decode the JPEG it had just encoded"
+        raise ValueError(msg)
     return [
         ("mirror", np.ascontiguousarray(image[:, ::-1])),
         ("third", cv2.resize(image, (max(1, w // 3), max(1, h // 3)), interpolation=cv2.INTER_AREA)),
         ("blur", cv2.GaussianBlur(image, (0, 0), 2.0)),
         ("dark", cv2.convertScaleAbs(image, alpha=0.6, beta=0)),
-        ("jpeg30", cv2.imdecode(jpeg, cv2.IMREAD_COLOR)),
+        ("jpeg30", jpeg30),
         ("rot12", cv2.warpAffine(image, rotation, (w, h), borderMode=cv2.BORDER_REFLECT)),
     ]
 

@@ -104,6 +104,7 @@ class ArcFaceEmbedder(_ChipEmbedder):
         batch = np.stack([chip[..., ::-1] if self.spec.color == "RGB" else chip for chip in chips]).astype(
             np.float32
         )
-        batch = (batch - np.float32(self.spec.mean)) / np.float32(self.spec.std)
-        (vectors,) = self.model.run_batched(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))[:1]
+        mean, std = np.array(self.spec.mean, dtype=np.float32), np.array(self.spec.std, dtype=np.float32)
+        normalised = (batch - mean) / std
+        (vectors,) = self.model.run_batched(np.ascontiguousarray(normalised.transpose(0, 3, 1, 2)))[:1]
         return l2_normalise(vectors)

@@ -172,7 +172,7 @@ class ConstrainedDecoder:
             char = score + log_chars[t][None, None, :] + self._mask
             back_char[t] = choice
             blank = new_blank
-        results = []
+        results: list[tuple[str, tuple[float, ...], float]] = []
         for p in range(n_pat):
             length = int(self._lengths[p])
             end_char = int(char[p, length - 1].argmax())

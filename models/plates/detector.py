@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 STRIDES = (8, 16, 32)
 MIN_SIZES = ((24, 48), (96, 192), (384, 768))
 VARIANCES = (0.1, 0.2)
-MEAN_BGR = np.float32([104, 117, 123])
+MEAN_BGR = np.array([104, 117, 123], dtype=np.float32)
 
 
 def make_priors(height: int, width: int) -> np.ndarray:
@@ -62,10 +62,10 @@ def decode_retina(
     pri, loc, lms = priors[keep], loc[keep], landmarks[keep]
     centre = pri[:, :2] + loc[:, :2] * VARIANCES[0] * pri[:, 2:]
     size = pri[:, 2:] * np.exp(loc[:, 2:] * VARIANCES[1])
-    boxes = np.concatenate([centre - size / 2, centre + size / 2], axis=1) * np.float32([width, height] * 2)
+    boxes = np.concatenate([centre - size / 2, centre + size / 2], axis=1) * np.array([width, height] * 2, dtype=np.float32)
     corners = np.stack(
         [pri[:, :2] + lms[:, 2 * i : 2 * i + 2] * VARIANCES[0] * pri[:, 2:] for i in range(4)], axis=1
-    ) * np.float32([width, height])
+    ) * np.array([width, height], dtype=np.float32)
     return boxes.astype(np.float32), scores[keep].astype(np.float32), corners.astype(np.float32)
 
 

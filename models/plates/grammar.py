@@ -23,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from schemas.plates import normalise_plate
+
 PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
 DIGITS = "0123456789"
 LATIN = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -130,21 +132,10 @@ class PlateGrammar:
         return None
 
 
-def normalise(text: str) -> str:
-    """Upper-case, fold full-width forms to ASCII and drop separators and spaces."""
-    out = []
-    for ch in text:
-        code = ord(ch)
-        if 0xFF01 <= code <= 0xFF5E:
-            ch = chr(code - 0xFEE0)
-        if ch.isascii():
-            ch = ch.upper()
-            if not ch.isalnum():
-                continue
-        elif ch in SEPARATORS:
-            continue
-        out.append(ch)
-    return "".join(out)
+def clean_read(text: str) -> str:
+    """An OCR read as plate text: :func:`schemas.plates.normalise_plate`, then the ASCII punctuation no plate
+    has dropped too (OCR noise: a bolt read as ``'``); anything else stays for the grammar to judge."""
+    return "".join(ch for ch in normalise_plate(text) if not ch.isascii() or ch.isalnum())
 
 
 SEPARATORS = " ·•.-:：_—–・‧,，、。"

@@ -78,7 +78,7 @@ class PlateRecognizer:
             found = self.detector.detect(crop)
             if not len(found):
                 continue
-            shift = np.float32([left, top])
+            shift = np.array([left, top], dtype=np.float32)
             found = found.replace(
                 xyxy=found.xyxy + np.tile(shift, 2),
                 data={**found.data, "corners": found.data["corners"] + shift},
@@ -97,7 +97,7 @@ class PlateRecognizer:
             crop, border, border, border, border, cv2.BORDER_CONSTANT, value=(127, 127, 127)
         )
         found = self.detector.detect(padded, score=self.crop_score)
-        whole = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
+        whole = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
         readings = self.reader.candidates(crop, whole)
         quad = whole
         if len(found):
@@ -109,7 +109,7 @@ class PlateRecognizer:
         box = np.concatenate([quad.min(axis=0).clip(0), quad.max(axis=0).clip(None, [width, height])])
         row = Detections(
             xyxy=box[None].astype(np.float32),
-            confidence=np.float32([score]),
+            confidence=np.array([score], dtype=np.float32),
             class_id=np.zeros(1, np.int32),
             data={"corners": quad[None].astype(np.float32)},
             source=self.model_id,

@@ -21,7 +21,7 @@ import numpy as np
 
 from models.geometry import expand_quad, quad_size, rectify
 from models.plates.ctc import ConstrainedDecoder, TextRead, greedy_decode
-from models.plates.grammar import PlateGrammar, normalise
+from models.plates.grammar import PlateGrammar, clean_read
 from models.plates.scoring import Candidates, PlateCalibration, choose, gather
 from models.runtime import ModelShapeError, OnnxModel
 from pipeline.core import Detections
@@ -97,8 +97,8 @@ class PpocrPlateReader:
         if constrained and constrained[0].cost <= self.max_cost:
             return constrained[0]
         raw = greedy_decode(probs, self.vocab)
-        text = normalise(raw.text)
-        confs = tuple(c for ch, c in zip(raw.text, raw.char_confidence, strict=True) if normalise(ch))
+        text = clean_read(raw.text)
+        confs = tuple(c for ch, c in zip(raw.text, raw.char_confidence, strict=True) if clean_read(ch))
         return TextRead(text, confs, raw.log_prob, cost=constrained[0].cost if constrained else math.inf)
 
     def read_lines(self, lines: Sequence[np.ndarray]) -> list[TextRead]:
@@ -163,7 +163,7 @@ class PpocrPlateReader:
                 quad = plates.data["corners"][i]
             else:
                 x1, y1, x2, y2 = plates.xyxy[i]
-                quad = np.float32([[x1, y1], [x2, y1], [x2, y2], [x1, y2]])
+                quad = np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], dtype=np.float32)
             reads.append(self.read_quad(image, quad))
         return with_reads(plates, reads)
 

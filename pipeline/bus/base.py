@@ -34,6 +34,14 @@ HEADER_DLQ_GROUP = "tubeline-dlq-group"
 HEADER_DLQ_TIME = "tubeline-dlq-time-ms"
 
 
+class BadMessage(ValueError):
+    """A message that can never be processed (malformed, undecodable): it goes to the dead-letter topic.
+
+    Raised by handlers (:meth:`pipeline.runtime.worker.ConsumerWorker.handle_message`, :mod:`pipeline.crops`);
+    the worker sends the message to ``<topic>.dlq`` through :class:`DeadLetter` and carries on.
+    """
+
+
 class BusError(RuntimeError):
     """The bus backend failed (unreachable broker, timeout, rejected write)."""
 

@@ -31,7 +31,8 @@ import yaml
 from pydantic import SecretStr, ValidationError
 
 from pipeline.cameras.urls import split_credentials
-from pipeline.config.ingest import CamerasConfig, CameraSpec
+from pipeline.config import TubelineConfig
+from pipeline.config.ingest import CameraSpec
 from pipeline.sealing import Keyring, KeyUnavailable, SealBroken, SealedSecret, SealingError, is_sealed
 from pipeline.store.base import ObjectNotFound, ObjectStore
 
@@ -82,11 +83,11 @@ class CameraRegistry:
         self._warned: set[tuple[str, str]] = set()
 
     @classmethod
-    def from_config(cls, store: ObjectStore, config: Any) -> CameraRegistry:
-        """The registry of a configuration tree: its ``cameras.registry_prefix`` and its ``secrets`` keys."""
-        cameras = getattr(config, "cameras", None)
-        prefix = cameras.registry_prefix if isinstance(cameras, CamerasConfig) else CamerasConfig().registry_prefix
-        return cls(store, prefix, keyring=config.secrets.keyring())
+    def from_config(cls, store: ObjectStore, config: TubelineConfig, *, keys: bool = True) -> CameraRegistry:
+        """The registry of a configuration tree: its ``cameras.registry_prefix`` and, with ``keys``, its
+        ``secrets`` keys (without them passwords stay sealed: enough for whatever never reads them)."""
+        keyring = config.secrets.keyring() if keys else None
+        return cls(store, config.cameras.registry_prefix, keyring=keyring)
 
     def key(self, camera_id: str) -> str:
         return f"{self.prefix}/{camera_id}.json"

@@ -1,8 +1,7 @@
 """Configuration of the REST API and web UI: where it listens, sessions, case references, face-search
 gates, clip exports and the audit log.
 
-The section is ``api`` in the configuration tree (``TUBELINE_API__PORT=8090``). Until the root
-mounts it, code reads ``getattr(config, "api", None) or ApiConfig()``.
+The section is ``api`` in the configuration tree (``TUBELINE_API__PORT=8090``).
 """
 
 from __future__ import annotations
@@ -239,9 +238,3 @@ class ApiConfig(Section):
             msg = f"case_pattern is not a valid regular expression: {exc}"
             raise ValueError(msg) from None
         return value
-
-
-def api_config(config: object) -> ApiConfig:
-    """The ``api`` section of a :class:`~pipeline.config.TubelineConfig`, or defaults when not mounted."""
-    section = getattr(config, "api", None)
-    return section if isinstance(section, ApiConfig) else ApiConfig()

@@ -1,9 +1,8 @@
 """Configuration of the enrichment workers: plate recognition (``plate``), face embedding (``face``) and the
 plate hotlists they match against (``hotlists``).
 
-Three sections, meant to be mounted at the root of the tree as ``plate: PlateWorkerConfig``,
-``face: FaceWorkerConfig`` and ``hotlists: HotlistsConfig``. Until they are mounted the workers read them
-with ``getattr(config, "plate", None) or PlateWorkerConfig()`` (defaults). Semantics of every knob are in
+Three sections at the root of the tree: ``plate: PlateWorkerConfig``, ``face: FaceWorkerConfig`` and
+``hotlists: HotlistsConfig``. Semantics of every knob are in
 ``docs/enrich.md``; the named cross-field checks are the small functions at the top of this module.
 """
 

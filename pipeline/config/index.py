@@ -127,9 +127,3 @@ class IndexConfig(Section):
         check_prefixes_differ(self.table_prefix, self.index_prefix)
         check_prefixes_differ(self.table_prefix, self.catalog_prefix)
         return self
-
-
-def index_section(config: object) -> IndexConfig:
-    """The ``index`` section of a configuration tree, or the defaults until the tree mounts one."""
-    section = getattr(config, "index", None)
-    return section if isinstance(section, IndexConfig) else IndexConfig()

@@ -1,7 +1,6 @@
 """Configuration of video synopsis: length, rendering, backgrounds, object mattes, arrangement, worker.
 
-The section is ``synopsis`` in the configuration tree (:class:`SynopsisConfig`). Until the root mounts
-it, code reads ``getattr(config, "synopsis", None) or SynopsisConfig()``. The energy terms and the
+The section is ``synopsis`` in the configuration tree (:class:`SynopsisConfig`). The energy terms and the
 optimiser the arrangement fields tune are described in ``docs/design/synopsis.md``.
 """
 
@@ -210,8 +209,3 @@ class SynopsisConfig(Section):
             msg = "min_length_s must not exceed max_length_s"
             raise ValueError(msg)
         return self
-
-
-def synopsis_settings(config: object) -> SynopsisConfig:
-    """The ``synopsis`` section of a configuration, or the defaults while the root does not mount it."""
-    return getattr(config, "synopsis", None) or SynopsisConfig()

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from pipeline.cameras.units import unit_covers
-from pipeline.config.index import index_section
 from pipeline.config.ingest import CameraSpec
 from pipeline.health.history import HealthHistory
 from pipeline.health.kpi import CameraDay, Kpis, camera_days, compute
@@ -39,7 +38,7 @@ class HealthService:
         self.use_registry = registry
         self.config = config
         self.settings = config.quality
-        self.catalog = catalog if catalog is not None else CatalogCache(store, index_section(config))
+        self.catalog = catalog if catalog is not None else CatalogCache(store, config.index)
         self.directory = CameraDirectory(store, config)
         self.history = HealthHistory(self.catalog.cursor, store, config.ingest.recordings.prefix)
 

@@ -19,13 +19,16 @@ import struct
 from dataclasses import dataclass
 from datetime import datetime
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import av
 import av.error
 import cv2
 
 from pipeline.live.hub import LivePacket, StreamParams
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer  # collections.abc.Buffer from Python 3.12
 
 log = logging.getLogger(__name__)
 
@@ -149,9 +152,10 @@ class _Sink(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, b) -> int:  # noqa: ANN001 - a bytes-like object from FFmpeg
-        self.buf += b
-        return len(b)
+    def write(self, b: Buffer, /) -> int:  # a bytes-like object from FFmpeg
+        data = memoryview(b)
+        self.buf += data
+        return data.nbytes
 
 
 @dataclass(frozen=True)

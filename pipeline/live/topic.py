@@ -17,11 +17,11 @@ from __future__ import annotations
 import base64
 import logging
 import threading
-import time
 import uuid
 
 from pipeline.bus.base import Bus, Message, Producer, TopicSpec
 from pipeline.live.hub import LiveHub, LivePacket, StreamParams
+from pipeline.runtime.background import BackgroundLoop, follow_fresh
 from schemas.live import MAX_EXTRADATA, LivePacketHeader
 from schemas.topics import LIVE
 
@@ -69,43 +69,23 @@ class LiveTopicFollower:
         self.hub = hub
         self.max_age_s = max_age_s
         self._params: dict[str, StreamParams] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = BackgroundLoop("api-live-follower", self._follow, what="live follower")
         self.received = 0
         self.skipped = 0
         self.invalid = 0
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="api-live-follower", daemon=True)
-            self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
-            self._thread = None
+        self._loop.stop()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._follow()
-            except Exception:
-                log.warning("live follower failed; retrying in 2 s", exc_info=True)
-                self._stop.wait(2.0)
+    def _follow(self, stop: threading.Event) -> None:
+        follow_fresh(self.bus, LIVE.name, f"tubeline-api-live-{uuid.uuid4().hex[:12]}", stop, self.handle,
+                     max_age_s=self.max_age_s, on_stale=self._stale)
 
-    def _follow(self) -> None:
-        consumer = self.bus.consumer([LIVE.name], f"tubeline-api-live-{uuid.uuid4().hex[:12]}")
-        try:
-            while not self._stop.is_set():
-                oldest_ms = (time.time() - self.max_age_s) * 1000
-                for message in consumer.poll(timeout=0.5, max_records=500):
-                    if message.timestamp_ms and message.timestamp_ms < oldest_ms:
-                        self.skipped += 1
-                        continue
-                    self.handle(message)
-        finally:
-            consumer.close()
+    def _stale(self) -> None:
+        self.skipped += 1
 
     def handle(self, message: Message) -> None:
         """One message into the hub (malformed ones are counted and dropped)."""

@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pipeline import metrics
-from pipeline.bus.base import Bus, BusError, Consumer, DeadLetter, Message, Producer, TopicSpec
+from pipeline.bus.base import BadMessage, Bus, BusError, Consumer, DeadLetter, Message, Producer, TopicSpec
 from pipeline.retry import RetryPolicy
 from pipeline.spool.store import spool_of
 
@@ -52,10 +52,6 @@ class Health(enum.StrEnum):
     STOPPING = "stopping"
     STOPPED = "stopped"
     FAILED = "failed"
-
-
-class BadMessage(ValueError):
-    """A message that can never be processed (malformed, undecodable): it goes to the dead-letter topic."""
 
 
 def set_process_title(title: str) -> None:

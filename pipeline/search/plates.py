@@ -1,7 +1,7 @@
 """Plate query text: normalisation, wildcard patterns and edit distance.
 
-Plates are stored normalised (upper case, no separators: ``川AF058Y``); a query is normalised the
-same way first, so ``川a·f058y`` and ``川A F058Y`` find it. Wildcards: ``*`` matches any run of
+Plates are stored normalised (:func:`schemas.plates.normalise_plate`: upper case, no separators:
+``川AF058Y``); a query is normalised the same way first, so ``川a·f058y`` and ``川A F058Y`` find it. Wildcards: ``*`` matches any run of
 characters (including none), ``?`` exactly one; the pattern must match the whole plate. Fuzzy search
 uses the Levenshtein distance (insertions, deletions and substitutions of whole characters — a
 province character counts as one), computed by DuckDB's ``levenshtein`` after a length and a
@@ -14,15 +14,12 @@ from __future__ import annotations
 import re
 
 from pipeline.search.hits import QueryError
-from schemas.plates import PLATE_TEXT_PATTERN
+from schemas.plates import normalise_plate, plate_text
 
 MAX_EDITS = 3
-_SEPARATORS = re.compile(r"[\s·•.\-_/]+")
 _PLATE_CHARS = r"0-9A-Z\u4e00-\u9fff"
 """The character class of ``schemas.plates.PLATE_TEXT_PATTERN`` (a unit test keeps them equal)."""
-_PLATE = re.compile(PLATE_TEXT_PATTERN)
 _PATTERN = re.compile(rf"^[{_PLATE_CHARS}*?]{{1,32}}$")
-
 
 MAX_QUERY_CHARS = 256
 """Longest query text looked at: a plate has at most 16 characters, separators included a few more."""
@@ -35,19 +32,12 @@ def _bounded(query: str) -> str:
     return query
 
 
-def normalise_plate(text: str) -> str:
-    """Upper case, separators and spaces removed (full-width Latin letters and digits folded too)."""
-    folded = "".join(chr(ord(c) - 0xFEE0) if "\uff01" <= c <= "\uff5e" else c for c in text)
-    return _SEPARATORS.sub("", folded).upper()
-
-
 def exact_plate(query: str) -> str:
     """The normalised plate; QueryError when it is not a possible plate."""
-    plate = normalise_plate(_bounded(query))
-    if not _PLATE.fullmatch(plate):
-        msg = f"not a plate: {query!r} (letters, digits and CJK characters, at most 16)"
-        raise QueryError(msg)
-    return plate
+    try:
+        return plate_text(_bounded(query))
+    except ValueError as exc:
+        raise QueryError(str(exc)) from None
 
 
 def wildcard_to_like(pattern: str) -> str:

@@ -31,9 +31,8 @@ class CameraDirectory:
     """Camera ID → registry record, refreshed from the object store."""
 
     def __init__(self, store: ObjectStore, config: TubelineConfig) -> None:
-        cameras = getattr(config, "cameras", None)
-        self.registry = CameraRegistry(store, getattr(cameras, "registry_prefix", "registry/cameras"))
-        self.static: list[CameraSpec] = list(getattr(cameras, "static", []) or [])
+        self.registry = CameraRegistry(store, config.cameras.registry_prefix)
+        self.static: list[CameraSpec] = list(config.cameras.static)
         self.cameras: dict[str, CameraSpec] = {c.id: c for c in self.static}
         self.in_registry: set[str] = set()
 

@@ -25,16 +25,26 @@ import json
 import logging
 from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 import numpy as np
 
 from pipeline.catalog.table import TableCatalog
-from pipeline.config.index import IndexConfig, index_section
+from pipeline.config.index import IndexConfig
 from pipeline.lookalikes import LookAlikes
 from pipeline.search.catalog import CatalogCache
 from pipeline.search.faces import FaceCandidate, FaceIndex
-from pipeline.search.hits import AlertHit, CameraState, FaceHit, PlateHit, QueryError, Sighting, TrackHit
+from pipeline.search.hits import (
+    AlertHit,
+    CameraState,
+    FaceHit,
+    PlateHit,
+    PlateMode,
+    QueryError,
+    Sighting,
+    SightingKind,
+    TrackHit,
+)
 from pipeline.search.plates import check_edits, exact_plate, fuzzy_pieces, wildcard_to_like
 from pipeline.search.registry import CameraDirectory
 from pipeline.search.tables import TablePlates, like_prefix
@@ -142,7 +152,7 @@ class SearchService:
         """``settings`` overrides the configuration's ``index`` section (tests, benchmarks)."""
         self.store = store
         self.config = config
-        self.settings = settings if settings is not None else index_section(config)
+        self.settings = settings if settings is not None else config.index
         self.catalog = CatalogCache(store, self.settings)
         self.face_index = FaceIndex(store, self.settings, self.catalog)
         self.directory = CameraDirectory(store, config)
@@ -194,7 +204,7 @@ class SearchService:
         self,
         query: str,
         *,
-        mode: Literal["exact", "wildcard", "fuzzy"] = "exact",
+        mode: PlateMode = "exact",
         max_edits: int = 1,
         cameras: Collection[str] | None = None,
         start: datetime | None = None,
@@ -470,7 +480,7 @@ class SearchService:
 
     def sighting(
         self,
-        kind: Literal["plate", "track", "face"],
+        kind: SightingKind,
         sighting_id: str,
         *,
         cameras: Collection[str] | None = None,
@@ -547,7 +557,7 @@ class SearchService:
                                    clip_start, clip_end, box=h.box, score=h.score if with_score else None)
 
     def _make_sighting(
-        self, kind: Literal["plate", "track", "face"], ident: str, camera_id: str, at: datetime, crop_key: str | None,
+        self, kind: SightingKind, ident: str, camera_id: str, at: datetime, crop_key: str | None,
         track_id: str, clip_start: datetime, clip_end: datetime, **extra: Any,
     ) -> Sighting:
         cam = self.directory.get(camera_id)

@@ -19,6 +19,7 @@ from pydantic import Field, Strict, model_validator
 from pipeline.config.rules import Point, check_polygon
 from schemas.common import CameraId, ClassName, UtcDateTime, WireModel, format_utc
 from schemas.ids import stable_id
+from schemas.plates import normalise_plate
 from schemas.tracks import Colour
 
 CLASS_GROUPS: dict[str, frozenset[str]] = {
@@ -99,11 +100,6 @@ class SynopsisRequest(WireModel):
     @classmethod
     def from_json(cls, data: bytes | str) -> Self:
         return cls.model_validate_json(data)
-
-
-def normalise_plate(text: str) -> str:
-    """Upper case without spaces, dashes, dots or middle dots: how plate reads are stored."""
-    return "".join(ch for ch in text.upper() if ch not in " -_.·•")
 
 
 def parse_zone(text: str) -> tuple[Point, ...]:

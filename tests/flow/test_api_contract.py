@@ -24,7 +24,6 @@ import pytest
 
 from pipeline.bus.memory import MemoryBus
 from pipeline.config import TubelineConfig
-from pipeline.config.api import api_config
 from pipeline.store.local import LocalStore
 from tests.flow.test_api_scene import load_analyzer, scene_config, setup_scene
 from workers.api.serve import ApiServer, start_api
@@ -43,7 +42,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ApiServer
     setup_scene(config, bus, store, analyzer)
     token = UserStore(store).create_token("boss", "schemathesis")
     server = start_api(config, store=store, bus=bus, bootstrap=False, face_analyzer_factory=lambda: analyzer,
-                       api=api_config(config))
+                       api=config.api)
     try:
         yield server, token
     finally:

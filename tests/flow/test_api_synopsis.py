@@ -345,14 +345,13 @@ def test_every_synopsis_call_is_audited(served: Served, built: tuple[dict, Synop
 
 def test_builds_report_progress_phase_by_phase(served: Served, tmp_path: Path) -> None:
     """The builder reports each phase in order with a growing share; the worker writes it into the status."""
-    from pipeline.config.synopsis import synopsis_settings
     from pipeline.synopsis.request import SynopsisRequest
     from workers.synopsis.catalog import CatalogTrackSource
     from workers.synopsis.worker import SynopsisWorker
 
     store = served.store
     request = SynopsisRequest(camera_id=CAMERA, start=S0, end=S0 + timedelta(seconds=SECONDS), length_s=8.0)
-    settings = synopsis_settings(served.ctx.config)
+    settings = served.ctx.config.synopsis
     settings = settings.model_copy(update={"worker": settings.worker.model_copy(update={"status_s": 0.05})})
     written: list[tuple[str, str, float | None]] = []
     original_put = store.put

@@ -111,7 +111,7 @@ def test_redelivered_batch_gives_identical_reads_or_nothing_new(recognizer, stil
     third.setup()
     third.handle(third.consumer.poll(timeout=1.0, max_records=10))  # type: ignore[union-attr]
     third.producer.flush()  # type: ignore[union-attr]
-    third._save_dirty()
+    third.persist()
     third.teardown()
     count = len(plates(bus))
     fourth = run(make_worker(bus, store, recognizer), 1)

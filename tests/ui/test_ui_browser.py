@@ -20,7 +20,6 @@ import pytest
 
 from pipeline.bus.memory import MemoryBus
 from pipeline.config import TubelineConfig, with_overrides
-from pipeline.config.api import api_config
 from pipeline.store.local import LocalStore
 from schemas.alerts import Alert
 from schemas.topics import ALERTS
@@ -52,7 +51,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ApiServer
     analyzer = load_analyzer()
     setup_scene(config, bus, store, analyzer)
     setup_synopsis_scene(config, bus, store)
-    api = api_config(config).model_copy(update={"build_synopses": True})
+    api = config.api.model_copy(update={"build_synopses": True})
     server = start_api(config, store=store, bus=bus, bootstrap=False, face_analyzer_factory=lambda: analyzer, api=api,
                        companions=api_companions(config, store, bus=bus, api=api))
     yield server, bus

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from pipeline.access import ScopedStore, access_matrix
 from pipeline.config import TubelineConfig
 from pipeline.config.api import ApiConfig
+from pipeline.search.hits import AlertHit, CameraState, FaceHit, PlateHit, Sighting, TrackHit
 from pipeline.store.local import LocalStore
 from tests.unit.test_api_support import (
     PASSWORD,
@@ -280,6 +281,23 @@ def test_openapi_and_ui_are_served(client: TestClient) -> None:
     assert "default-src 'self'" in page.headers["content-security-policy"]
     assert client.get("/api/docs").status_code == 200
     assert client.get("/static/app.js").status_code == 200
+
+
+HIT_BODIES = {"PlateHitOut": PlateHit, "VehicleHitOut": TrackHit, "FaceHitOut": FaceHit, "SightingOut": Sighting,
+              "AlertOut": AlertHit, "CameraOut": CameraState}
+
+
+def test_openapi_hits_carry_the_query_layers_fields(client: TestClient) -> None:
+    """The response bodies are the query layer's hit models plus what a client needs: every field with its
+    requiredness and description, and no unknown fields."""
+    schemas = client.get("/api/openapi.json").json()["components"]["schemas"]
+    for body, hit in HIT_BODIES.items():
+        schema = schemas[body]
+        assert schema["additionalProperties"] is False, body
+        for name, field in hit.model_fields.items():
+            prop = schema["properties"][name]
+            assert (name in schema.get("required", [])) == field.is_required(), (body, name)
+            assert prop.get("description") == field.description, (body, name)
 
 
 def test_audit_endpoints_and_chain_after_a_session(client: TestClient, store: LocalStore) -> None:

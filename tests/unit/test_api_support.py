@@ -56,6 +56,8 @@ class FakeSearch:
     faces_: list[tuple[FaceHit, np.ndarray]] = field(default_factory=list)
     alerts_: list[AlertHit] = field(default_factory=list)
     calls: list[tuple[str, Any]] = field(default_factory=list)
+    plate_queries: list[str] = field(default_factory=list)
+    """The plate text each plates/plate_trajectory call received."""
 
     def refresh(self) -> None:
         self.calls.append(("refresh", None))
@@ -64,6 +66,7 @@ class FakeSearch:
                start: datetime | None = None, end: datetime | None = None, limit: int = 100,
                lookalikes: bool = False) -> list[PlateHit]:
         self.calls.append(("plates", cameras))
+        self.plate_queries.append(query)
         if mode == "wildcard":
             rx = re.compile("^" + re.escape(query).replace(r"\*", ".*").replace(r"\?", ".") + "$")
             match = lambda t: rx.match(t) is not None  # noqa: E731
@@ -121,6 +124,7 @@ class FakeSearch:
     def plate_trajectory(self, plate: str, *, cameras: Collection[str] | None = None, start: datetime | None = None,
                          end: datetime | None = None) -> list[Sighting]:
         self.calls.append(("plate_trajectory", cameras))
+        self.plate_queries.append(plate)
         hits = [h for h in self.plates_ if h.text == plate and _in(cameras, h.camera_id)
                 and _window(h.captured_at, start, end)]
         return sorted((self._sighting("plate", h) for h in hits), key=lambda s: s.time)

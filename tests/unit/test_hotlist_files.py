@@ -9,8 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.store.local import LocalStore
+from schemas.plates import plate_text
 from workers.cli import main
-from workers.plate.hotlists import Hotlist, HotlistError, HotlistRepository, load_file, normalise_plate
+from workers.plate.hotlists import Hotlist, HotlistError, HotlistRepository, load_file
 
 
 @pytest.mark.parametrize(
@@ -18,13 +19,13 @@ from workers.plate.hotlists import Hotlist, HotlistError, HotlistRepository, loa
     [("川A·F058Y", "川AF058Y"), ("ab 451 ej", "AB451EJ"), ("ＡＢ４５１ＥＪ", "AB451EJ"), ("hml-050", "HML050")],
 )
 def test_plates_are_normalised(raw: str, plate: str) -> None:
-    assert normalise_plate(raw) == plate
+    assert plate_text(raw) == plate
 
 
 @pytest.mark.parametrize("raw", ["", "--", "AB1é", "A" * 17])
 def test_non_plates_are_rejected(raw: str) -> None:
     with pytest.raises(ValueError, match="not plate text"):
-        normalise_plate(raw)
+        plate_text(raw)
 
 
 def test_yaml_csv_and_json_files(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 from models.evaluation import plate_matches
 from models.geometry import rectify
 from models.plates.ctc import ConstrainedDecoder, greedy_decode
-from models.plates.grammar import GrammarError, PlateGrammar, normalise, parse_template
+from models.plates.grammar import GrammarError, PlateGrammar, clean_read, parse_template
 from models.zoo import ModelZoo
 
 TESTDATA = Path(__file__).resolve().parents[2].parent / "shared" / "testdata"
@@ -67,8 +67,8 @@ def test_unknown_region_and_custom_region() -> None:
         ("新H：33327", "新H33327"),
     ],
 )
-def test_normalise(raw: str, clean: str) -> None:
-    assert normalise(raw) == clean
+def test_clean_read(raw: str, clean: str) -> None:
+    assert clean_read(raw) == clean
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from click.testing import CliRunner
 
 from pipeline.bus import Message, TopicSpec
 from pipeline.bus.memory import MemoryBus
@@ -23,6 +24,8 @@ from pipeline.runtime.health import HealthServer
 from pipeline.runtime.supervisor import Supervisor, SupervisorError
 from pipeline.runtime.worker import ConsumerWorker, Health, Worker
 from pipeline.store.local import LocalStore
+from workers.cli import main
+from workers.runner.registry import WORKERS, summary, worker_class
 
 
 class CountingWorker(Worker):
@@ -188,3 +191,14 @@ def test_worker_command_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     assert proc.returncode == 0, err
     assert "received SIGTERM" in err
     assert "stopping -> stopped" in err
+
+
+def test_worker_help_lists_every_worker_with_its_docstring() -> None:
+    result = CliRunner().invoke(main, ["worker", "--help"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())  # undo click's wrapping
+    for name in WORKERS:
+        line = summary(name)
+        doc = worker_class(name).__doc__ or ""
+        assert line and line == doc.strip().splitlines()[0], name  # read from source = the class's docstring
+        assert f"{name} {line}" in text, name

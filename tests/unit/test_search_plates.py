@@ -14,21 +14,6 @@ from pipeline.search.hits import QueryError
 from schemas.plates import PLATE_TEXT_PATTERN
 
 
-@pytest.mark.parametrize(
-    ("raw", "expected"),
-    [
-        ("川AF058Y", "川AF058Y"),
-        ("川a f058y", "川AF058Y"),
-        ("川A·F058Y", "川AF058Y"),
-        ("川A-F0 58Y", "川AF058Y"),
-        ("ＡＢ１２", "AB12"),  # full-width Latin letters and digits
-        ("A_B", "AB"),
-    ],
-)
-def test_normalise_plate(raw: str, expected: str) -> None:
-    assert p.normalise_plate(raw) == expected
-
-
 def test_plate_characters_match_the_schema() -> None:
     assert f"^[{p._PLATE_CHARS}]{{1,16}}$" == PLATE_TEXT_PATTERN
 

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from pipeline.config.synopsis import ArrangeConfig, MatteConfig, SynopsisConfig
 from pipeline.synopsis.index import SynopsisIndex, SynopsisMetrics, SynopsisObject, object_at
-from pipeline.synopsis.request import SynopsisRequest, normalise_plate, parse_zone
+from pipeline.synopsis.request import SynopsisRequest, parse_zone
 from schemas.plates import PlateRead
 from schemas.tracks import TrackSummary
 from workers.synopsis.arrange import arrange
@@ -84,10 +84,6 @@ def test_parse_zone(text: str, points: tuple) -> None:
 def test_parse_zone_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="zone"):
         parse_zone(text)
-
-
-def test_normalise_plate() -> None:
-    assert normalise_plate("川a·f058-y") == "川AF058Y"
 
 
 # -- selection --------------------------------------------------------------------------------------------

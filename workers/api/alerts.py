@@ -19,6 +19,7 @@ from typing import Any
 
 from pipeline.alerts import TailFilter, follow, tail_group
 from pipeline.bus.base import Bus
+from pipeline.runtime.background import BackgroundLoop
 from schemas.alerts import Alert
 
 log = logging.getLogger(__name__)
@@ -50,24 +51,16 @@ class AlertHub:
         self.recent: deque[Alert] = deque(maxlen=backlog)
         self._subs: set[Subscription] = set()
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = BackgroundLoop("api-alerts", self._follow, what="alerts follower")
         self.received = 0
 
     def start(self) -> None:
-        if self.bus is None or self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._run, name="api-alerts", daemon=True)
-        self._thread.start()
+        if self.bus is not None:
+            self._loop.start()
 
-    def _run(self) -> None:
+    def _follow(self, stop: threading.Event) -> None:
         assert self.bus is not None
-        while not self._stop.is_set():
-            try:
-                follow(self.bus, self.publish, self._stop, where=TailFilter(), group=tail_group())
-            except Exception:
-                log.warning("alerts follower failed; retrying in 2 s", exc_info=True)
-                self._stop.wait(2.0)
+        follow(self.bus, self.publish, stop, where=TailFilter(), group=tail_group())
 
     def publish(self, alert: Alert) -> None:
         if self.enrich is not None:
@@ -104,7 +97,4 @@ class AlertHub:
             self._subs.discard(sub)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
-            self._thread = None
+        self._loop.stop()

@@ -24,7 +24,7 @@ import hmac
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import HTTPException, Request
 
@@ -37,6 +37,8 @@ from workers.api.sessions import Session
 from workers.api.users import Permission, User
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 SESSION_COOKIE = "tubeline_session"
 CSRF_HEADER = "x-csrf-token"
@@ -125,6 +127,7 @@ class Action:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        """Record the outcome of a failed call; never swallows the exception (it may replace it)."""
         if exc is None or self.recorded:
             return None
         if isinstance(exc, QueryError):
@@ -195,8 +198,8 @@ class Action:
         headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else None
         return Refused(status, reason, headers=headers)
 
-    def done(self, result: Any, *, count: int | None = None, ids: Iterable[str] = (),
-             exported: Iterable[str] = ()) -> Any:
+    def done(self, result: T, *, count: int | None = None, ids: Iterable[str] = (),
+             exported: Iterable[str] = ()) -> T:
         self.record("ok", 200, result_count=count, result_ids=ids, exported_keys=exported)
         return result
 

@@ -8,13 +8,16 @@ import threading
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from pipeline.bus.base import Bus
 from pipeline.config import TubelineConfig
-from pipeline.config.api import ApiConfig, api_config
+from pipeline.config.api import ApiConfig
+from pipeline.health.service import HealthService
 from pipeline.live.hub import LiveHub
 from pipeline.live.topic import LiveTopicFollower
+from pipeline.search.protocol import Search
+from pipeline.search.service import SearchService
 from pipeline.store.base import ObjectStore
 from workers.api.alerts import AlertHub
 from workers.api.anonymous import AnonymousRefusals
@@ -35,6 +38,9 @@ from workers.api.users import UserStore
 
 log = logging.getLogger(__name__)
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
 
 class Companion(Protocol):
     """Background work that lives and dies with one API process (e.g. an in-process synopsis builder)."""
@@ -44,31 +50,38 @@ class Companion(Protocol):
     def stop(self) -> None: ...
 
 
-class ScopedSearch:
-    """The search service behind one more guard: an empty camera scope returns nothing without a query.
+def _scoped(method: Callable[P, R], nothing: R) -> Callable[P, R]:
+    """``method``, answering ``nothing`` without calling it when ``cameras`` is an empty scope."""
 
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        cameras = kwargs.get("cameras")
+        if cameras is not None and not cameras:
+            return nothing
+        return method(*args, **kwargs)
+
+    return call
+
+
+class ScopedSearch:
+    """The query layer behind one more guard: an empty camera scope returns nothing without a query.
+
+    Each call has the signature of :class:`~pipeline.search.protocol.Search`'s (this class is one).
     (The service is safe to call from several threads, so calls are not serialised here.)
     """
 
-    METHODS = frozenset({"refresh", "plates", "plate_reads", "vehicles", "persons", "tracks", "faces",
-                         "plate_trajectory", "face_trajectory",
-                         "sighting", "alerts", "camera_status"})
-
-    def __init__(self, service: Any) -> None:
-        self._service = service
-
-    def __getattr__(self, name: str) -> Any:
-        if name not in self.METHODS:
-            raise AttributeError(name)
-        method = getattr(self._service, name)
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            cameras: Collection[str] | None = kwargs.get("cameras")
-            if cameras is not None and not cameras and name != "refresh":
-                return None if name == "sighting" else []  # an empty scope sees nothing
-            return method(*args, **kwargs)
-
-        return call
+    def __init__(self, service: Search) -> None:
+        self.refresh = service.refresh
+        self.plates = _scoped(service.plates, [])
+        self.plate_reads = _scoped(service.plate_reads, [])
+        self.vehicles = _scoped(service.vehicles, [])
+        self.persons = _scoped(service.persons, [])
+        self.tracks = _scoped(service.tracks, [])
+        self.faces = _scoped(service.faces, [])
+        self.plate_trajectory = _scoped(service.plate_trajectory, [])
+        self.face_trajectory = _scoped(service.face_trajectory, [])
+        self.sighting = _scoped(service.sighting, None)
+        self.alerts = _scoped(service.alerts, [])
+        self.camera_status = _scoped(service.camera_status, [])
 
 
 @dataclass
@@ -76,7 +89,7 @@ class ApiContext:
     config: TubelineConfig
     api: ApiConfig
     store: ObjectStore
-    search: Any
+    search: Search
     users: UserStore
     sessions: SessionStore
     audit: AuditLog
@@ -89,6 +102,8 @@ class ApiContext:
     quotas: Quotas
     case_re: re.Pattern[str]
     synopses: SynopsisDesk
+    health: HealthService
+    """Camera health, KPIs and reports over the search service's catalog cache."""
     anonymous: AnonymousRefusals = field(default_factory=AnonymousRefusals)
     recordings_prefix: str = "recordings"
     desk: AlertDesk | None = None
@@ -97,8 +112,6 @@ class ApiContext:
     live_follower: LiveTopicFollower | None = None
     notifier: WebhookNotifier | None = None
     overlays: OverlayHub = field(default_factory=lambda: OverlayHub(None))
-    health: Any = None
-    """:class:`pipeline.health.service.HealthService` over the search service's catalog cache."""
     companions: list[Companion] = field(default_factory=list)
     devices: DeviceDesk | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -160,7 +173,7 @@ def build_context(
     config: TubelineConfig,
     *,
     store: ObjectStore,
-    search: Any = None,
+    search: Search | None = None,
     bus: Bus | None = None,
     face_analyzer_factory: Callable[[], Any] | None = None,
     audit_writer: str | None = None,
@@ -171,10 +184,8 @@ def build_context(
     """Wire the API's parts. ``search`` defaults to the real :class:`pipeline.search.service.SearchService`;
     ``api`` overrides the configuration's ``api`` section; ``companions`` start and stop with the context;
     ``live`` is the live fan-out ingest feeds (the embedded run shares its hub; default: a hub of its own)."""
-    api = api or api_config(config)
+    api = api or config.api
     if search is None:
-        from pipeline.search.service import SearchService
-
         search = SearchService(store, config)
         try:
             search.refresh()
@@ -188,9 +199,8 @@ def build_context(
         follower = LiveTopicFollower(bus, live) if bus is not None else None
     snapshots = AlertSnapshots(store, live)
     alerts = AlertHub(bus, enrich=snapshots)
-    from pipeline.health.service import HealthService
-
-    health = HealthService(store, config, catalog=getattr(search, "catalog", None))
+    # share the search service's catalog cache (a stand-in for the query layer has none)
+    health = HealthService(store, config, catalog=search.catalog if isinstance(search, SearchService) else None)
     return ApiContext(
         config=config,
         api=api,

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.config.models import ModelsConfig
 from workers.api.images import ImageRefused, check_image
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ def _decode(data: bytes, width: int, height: int) -> np.ndarray:
     return image
 
 
-def zoo_analyzer_factory(models_config: Any) -> Callable[[], Any]:
+def zoo_analyzer_factory(models_config: ModelsConfig) -> Callable[[], Any]:
     """A factory that loads the zoo's face analyzer (imports the model code only when called)."""
 
     def build() -> Any:

@@ -16,6 +16,7 @@ from fastapi import Path, Query
 from pydantic import BeforeValidator, StringConstraints, WithJsonSchema
 
 from schemas.common import ID_PATTERN
+from schemas.plates import PLATE_SEPARATORS
 from workers.api.users import USER_NAME_PATTERN
 
 CAMERA_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
@@ -28,9 +29,15 @@ SIGHTING_ID = ID_PATTERN[:-1] + r"(/[0-9]{1,9})?$"
 MEDIA_TOKEN = r"^[A-Za-z0-9_-]{8,4096}\.[A-Za-z0-9_-]{27}$"
 IMAGE_SHA256 = r"^[0-9a-f]{64}$"
 AUDIT_ACTION = r"^[a-z][a-z_.]{0,63}$"
-PLATE_QUERY = r"^[0-9A-Za-z\u4e00-\u9fff*?]{1,16}$"
-"""Plate text as typed: letters, digits and CJK characters, and the wildcards ``*`` and ``?``."""
-PLATE = r"^[0-9A-Za-z\u4e00-\u9fff]{1,16}$"
+_TYPED = r"0-9A-Za-z\u4e00-\u9fff\uff01-\uff5e \u3000" + "".join(
+    "\\" + c if c in "\\]^-[" else c for c in sorted(PLATE_SEPARATORS))
+"""What a plate may be typed with: letters, digits, CJK and full-width forms, spaces and the separators
+:func:`schemas.plates.normalise_plate` drops (``AA-628-PD``, ``川A·F058Y``)."""
+PLATE_QUERY = rf"^[{_TYPED}*?]{{1,32}}$"
+"""Plate text as typed, with the wildcards ``*`` and ``?``; normalised, it must match :data:`PLATE_QUERY_NORMALISED`."""
+PLATE = rf"^[{_TYPED}]{{1,32}}$"
+"""One plate as typed; normalised, it must be plate text (:func:`schemas.plates.is_plate_text`)."""
+PLATE_QUERY_NORMALISED = r"^[0-9A-Z\u4e00-\u9fff*?]{1,16}$"
 
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
 _NAIVE = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?$")

@@ -1,147 +1,87 @@
 """Request and response bodies of the REST API (they are what the OpenAPI document shows).
 
-Hits mirror :mod:`pipeline.search.hits` field by field and add what a client needs to show them: a
-signed ``crop_url`` for the thumbnail, the camera's name, and the ``kind``/``id`` pair that opens
-the sighting's detail (``GET /api/sighting``).
+Hits extend the query layer's models (:mod:`pipeline.search.hits`, where their fields and descriptions
+are defined once) with what a client needs to show them: a signed ``crop_url`` for the thumbnail, the
+camera's name, and the ``kind``/``id`` pair that opens the sighting's detail (``GET /api/sighting``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.config.rules import Point
+from pipeline.search.hits import (
+    AlertHit,
+    CameraState,
+    FaceHit,
+    Hit,
+    PlateHit,
+    Sighting,
+    SightingKind,
+    TrackHit,
+)
 from schemas.common import CLASS_NAME_PATTERN
 from schemas.tracks import Colour
 from workers.api.ids import CAMERA_ID, SIGHTING_ID, Instant
 
-Box = tuple[float, float, float, float]
-Kind = Literal["plate", "track", "face"]
+Kind = SightingKind
+H = TypeVar("H", bound=Hit)
 
 
 class Out(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def from_hit(model: type[Out], hit: Any, **extra: Any) -> Any:
-    """``model`` built from a hit dataclass plus extra fields."""
-    data = dataclasses.asdict(hit)
-    data.update(extra)
-    return model(**data)
+def from_hit(model: type[H], hit: Hit, **extra: Any) -> H:
+    """``model`` (an API body extending ``hit``'s class) from ``hit`` plus the fields it adds."""
+    return model(**{**hit.model_dump(), **extra})
 
 
-class PlateHitOut(Out):
+class PlateHitOut(PlateHit):
+    """A plate read as a search returns it."""
+
     kind: Literal["plate"] = "plate"
     id: str = Field(description="The sighting ID (read_id).")
-    read_id: str
-    track_id: str
-    camera_id: str
     camera_name: str = ""
-    captured_at: datetime
-    text: str
-    confidence: float
-    plate_kind: str
-    region: str
-    crop_key: str
-    crop_url: str | None = None
-    box: Box
-    revision: int
-    model_id: str
-    edits: int = 0
+    crop_url: str | None = Field(None, description="Signed link to the crop (expires).")
 
 
-class VehicleHitOut(Out):
+class VehicleHitOut(TrackHit):
+    """A vehicle or person track as a search returns it."""
+
     kind: Literal["track"] = "track"
     id: str = Field(description="The sighting ID ({track_id}/{segment}).")
-    track_id: str
-    segment: int
-    camera_id: str
     camera_name: str = ""
-    started_at: datetime
-    ended_at: datetime
-    class_name: str
-    vehicle_type: str | None
-    colour: str
-    colour_confidence: float
-    upper_colour: str | None = Field(None, description="Persons: colour of the top.")
-    lower_colour: str | None = Field(None, description="Persons: colour of the trousers or skirt.")
-    score: float
-    crop_key: str | None
-    crop_url: str | None = None
-    box: Box
-    plate: str | None = None
+    crop_url: str | None = Field(None, description="Signed link to the crop (expires).")
 
 
-class FaceHitOut(Out):
+class FaceHitOut(FaceHit):
+    """A face as a face search returns it."""
+
     kind: Literal["face"] = "face"
     id: str = Field(description="The sighting ID (face_id).")
-    face_id: str
-    track_id: str
-    camera_id: str
     camera_name: str = ""
-    captured_at: datetime
-    score: float = Field(description="Cosine similarity to the query face.")
+    crop_url: str | None = Field(None, description="Signed link to the face chip (expires).")
     match: bool = Field(False, description="score is at or above the threshold the search used.")
-    quality: float
-    crop_key: str
-    crop_url: str | None = None
-    box: Box
-    model_id: str
 
 
-class SightingOut(Out):
-    kind: Kind
-    id: str
-    camera_id: str
-    camera_name: str
-    lat: float | None
-    lon: float | None
-    time: datetime
-    crop_key: str | None
-    crop_url: str | None = None
-    track_id: str
-    clip_start: datetime
-    clip_end: datetime
-    box: Box | None = None
-    text: str | None = None
-    score: float | None = None
+class SightingOut(Sighting):
+    """One sighting (a trajectory point, or the subject of a detail view)."""
+
+    crop_url: str | None = Field(None, description="Signed link to the crop (expires).")
 
 
-class AlertOut(Out):
-    alert_id: str
-    alert_type: str
-    camera_id: str
-    occurred_at: datetime
-    severity: str
-    rule_id: str
-    track_id: str | None
-    message: str
-    evidence_keys: tuple[str, ...] = ()
-    evidence_urls: list[str] = Field(default_factory=list)
-    details: dict[str, Any] = Field(default_factory=dict)
+class AlertOut(AlertHit):
+    """An alert, with signed links to its evidence."""
+
+    evidence_urls: list[str] = Field(default_factory=list, description="Signed links to evidence_keys (expire).")
 
 
-class CameraOut(Out):
-    camera_id: str
-    name: str
-    latitude: float | None
-    longitude: float | None
-    admin_unit: str
-    point_class: str | None
-    kind: str | None
-    enabled: bool | None
-    status: str
-    reason: str | None = None
-    detail: str = ""
-    changed_at: datetime | None = None
-    last_seen_at: datetime | None = None
-    fps_in: float | None = None
-    fps_out: float | None = None
-    bitrate_kbps: float | None = None
-    in_registry: bool = True
+class CameraOut(CameraState):
+    """A camera with its registry record and its latest state."""
 
 
 class Results(Out):

@@ -33,6 +33,7 @@ import httpx
 
 from pipeline.bus.base import Bus
 from pipeline.config.notify import NotifyConfig, WebhookSpec
+from pipeline.runtime.background import BackgroundLoop
 from pipeline.store.base import ObjectStore
 from schemas.alerts import Alert
 from schemas.topics import ALERTS
@@ -70,35 +71,26 @@ class WebhookNotifier:
         self.bus = bus
         self.store = store
         self.client = client or httpx.Client(timeout=settings.timeout_s, follow_redirects=False)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = BackgroundLoop("api-notify", self._follow, what="notifier", join_s=10.0)
+        self._stop = self._loop.stop_event  # also ends a retry back-off early
         self.delivered = 0
         self.dead = 0
 
     def start(self) -> None:
-        if self._thread is None and self.settings.webhooks:
-            self._thread = threading.Thread(target=self._run, name="api-notify", daemon=True)
-            self._thread.start()
+        if self.settings.webhooks:
+            self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10.0)
-            self._thread = None
+        self._loop.stop()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                with self.bus.consumer([ALERTS.name], GROUP) as consumer:
-                    while not self._stop.is_set():
-                        batch = consumer.poll(timeout=0.5, max_records=100)
-                        for message in batch:
-                            self.handle(message.value)
-                        if batch and not self._stop.is_set():
-                            consumer.commit(batch)
-            except Exception:
-                log.warning("notifier failed; retrying in 2 s", exc_info=True)
-                self._stop.wait(2.0)
+    def _follow(self, stop: threading.Event) -> None:
+        with self.bus.consumer([ALERTS.name], GROUP) as consumer:
+            while not stop.is_set():
+                batch = consumer.poll(timeout=0.5, max_records=100)
+                for message in batch:
+                    self.handle(message.value)
+                if batch and not stop.is_set():
+                    consumer.commit(batch)
 
     def handle(self, value: bytes) -> None:
         try:

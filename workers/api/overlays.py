@@ -13,11 +13,11 @@ import collections
 import json
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Callable
 
-from pipeline.bus.base import Bus
+from pipeline.bus.base import Bus, Message
+from pipeline.runtime.background import BackgroundLoop, follow_fresh
 from schemas.detections import Detections
 from schemas.topics import DETECTIONS
 
@@ -45,40 +45,24 @@ class OverlayHub:
         self._recent: dict[str, collections.deque[str]] = {}
         self._subs: dict[str, set[Callable[[str], None]]] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = BackgroundLoop("api-overlays", self._follow, what="detections follower")
         self.received = 0
 
     def start(self) -> None:
-        if self.bus is None or self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._run, name="api-overlays", daemon=True)
-        self._thread.start()
+        if self.bus is not None:
+            self._loop.start()
 
-    def _run(self) -> None:
+    def _follow(self, stop: threading.Event) -> None:
         assert self.bus is not None
-        while not self._stop.is_set():
-            try:
-                self._follow(self.bus)
-            except Exception:
-                log.warning("detections follower failed; retrying in 2 s", exc_info=True)
-                self._stop.wait(2.0)
+        follow_fresh(self.bus, DETECTIONS.name, f"tubeline-api-overlays-{uuid.uuid4().hex[:12]}", stop,
+                     self._handle, max_age_s=self.max_age_s)
 
-    def _follow(self, bus: Bus) -> None:
-        consumer = bus.consumer([DETECTIONS.name], f"tubeline-api-overlays-{uuid.uuid4().hex[:12]}")
+    def _handle(self, message: Message) -> None:
         try:
-            while not self._stop.is_set():
-                oldest_ms = (time.time() - self.max_age_s) * 1000
-                for message in consumer.poll(timeout=0.5, max_records=500):
-                    if message.timestamp_ms and message.timestamp_ms < oldest_ms:
-                        continue
-                    try:
-                        det = Detections.from_json(message.value)
-                    except ValueError:
-                        continue
-                    self.publish(det)
-        finally:
-            consumer.close()
+            det = Detections.from_json(message.value)
+        except ValueError:
+            return
+        self.publish(det)
 
     def publish(self, det: Detections) -> None:
         text = overlay_json(det)
@@ -100,7 +84,4 @@ class OverlayHub:
             self._subs.get(camera_id, set()).discard(send)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
-            self._thread = None
+        self._loop.stop()

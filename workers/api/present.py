@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from pipeline.search.hits import AlertHit, CameraState, FaceHit, PlateHit, Sighting, TrackHit
+from schemas.alerts import Alert
 from workers.api.auth import Action
 from workers.api.models import (
     AlertOut,
@@ -52,24 +54,24 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def plate_out(act: Action, hit: Any, names: dict[str, str]) -> PlateHitOut:
+def plate_out(act: Action, hit: PlateHit, names: dict[str, str]) -> PlateHitOut:
     return from_hit(PlateHitOut, hit, id=hit.read_id, crop_url=media_url(act, hit.crop_key, hit.camera_id),
                     camera_name=names.get(hit.camera_id, hit.camera_id))
 
 
-def vehicle_out(act: Action, hit: Any, names: dict[str, str]) -> VehicleHitOut:
+def vehicle_out(act: Action, hit: TrackHit, names: dict[str, str]) -> VehicleHitOut:
     return from_hit(VehicleHitOut, hit, id=f"{hit.track_id}/{hit.segment}",
                     crop_url=media_url(act, hit.crop_key, hit.camera_id),
                     camera_name=names.get(hit.camera_id, hit.camera_id))
 
 
-def face_out(act: Action, hit: Any, names: dict[str, str], threshold: float) -> FaceHitOut:
+def face_out(act: Action, hit: FaceHit, names: dict[str, str], threshold: float) -> FaceHitOut:
     return from_hit(FaceHitOut, hit, id=hit.face_id,
                     crop_url=media_url(act, hit.crop_key, hit.camera_id, Permission.SEARCH_FACES),
                     camera_name=names.get(hit.camera_id, hit.camera_id), match=hit.score >= threshold)
 
 
-def sighting_out(act: Action, s: Any) -> SightingOut:
+def sighting_out(act: Action, s: Sighting) -> SightingOut:
     cam = act.ctx.directory.cameras().get(s.camera_id)
     needs = Permission.SEARCH_FACES if s.kind == "face" else Permission.VIEW
     extra: dict[str, Any] = {"crop_url": media_url(act, s.crop_key, s.camera_id, needs)}
@@ -80,7 +82,7 @@ def sighting_out(act: Action, s: Any) -> SightingOut:
     return from_hit(SightingOut, s, **extra)
 
 
-def alert_out(act: Action, hit: Any) -> AlertOut:
+def alert_out(act: Action, hit: AlertHit) -> AlertOut:
     keys = list(hit.evidence_keys)
     if not keys and act.ctx.snapshots is not None:  # a rule alert: the snapshot the API took when it arrived
         stored = act.ctx.snapshots.stored(hit.camera_id, hit.alert_id)
@@ -89,7 +91,7 @@ def alert_out(act: Action, hit: Any) -> AlertOut:
     return from_hit(AlertOut, hit, evidence_urls=urls)
 
 
-def alert_json(act: Action, alert: Any) -> str:
+def alert_json(act: Action, alert: Alert) -> str:
     """An :class:`schemas.alerts.Alert` (wire message) as the stream's JSON."""
     out = AlertOut(
         alert_id=alert.alert_id, alert_type=alert.alert_type, camera_id=alert.camera_id,
@@ -101,7 +103,7 @@ def alert_json(act: Action, alert: Any) -> str:
     return out.model_dump_json()
 
 
-def camera_out(state: Any) -> CameraOut:
+def camera_out(state: CameraState) -> CameraOut:
     return from_hit(CameraOut, state)
 
 

@@ -68,7 +68,7 @@ def kpis(request: Request, who: Who, day: Annotated[Day | None, Query(alias="dat
         service = act.ctx.health
         service.refresh()
         result, rows = service.kpis(when, scope=cams, unit=unit)
-        body = {"date": when, "unit": unit, "scope": scope_label(cams), "kpis": result.as_json(),
+        body: dict[str, object] = {"date": when, "unit": unit, "scope": scope_label(cams), "kpis": result.as_json(),
                 "cameras": [r.as_json() for r in rows]}
         return act.done(body, count=len(rows), ids=[r.camera.id for r in rows])
 

@@ -101,7 +101,7 @@ def list_cameras(request: Request, who: Who) -> dict[str, object]:
         act.need(Permission.ADMINISTER, "administer")
         cams = _registry(act.ctx, False).list()
         static = [c for c in act.ctx.config.cameras.static if c.id not in {x.id for x in cams}]
-        body = {"cameras": [_public(c) | {"source": "registry"} for c in cams]
+        body: dict[str, object] = {"cameras": [_public(c) | {"source": "registry"} for c in cams]
                 + [_public(c) | {"source": "config"} for c in static]}
         return act.done(body, count=len(cams) + len(static))
 
@@ -159,7 +159,7 @@ def get_rules(request: Request, who: Who) -> dict[str, object]:
         doc = RulesDocument(act.ctx.store)
         saved = doc.load()
         rules = saved.rules if saved else doc.effective(act.ctx.config)
-        body = {"version": saved.version if saved else 0, "updated_at": saved.updated_at if saved else None,
+        body: dict[str, object] = {"version": saved.version if saved else 0, "updated_at": saved.updated_at if saved else None,
                 "updated_by": saved.updated_by if saved else None, "rules": rules.model_dump(mode="json")}
         return act.done(body, count=1)
 

@@ -25,6 +25,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
+from pipeline.search.hits import Sighting
 from pipeline.store.base import ObjectNotFound
 from workers.api.auth import Action, Principal, begin, principal
 from workers.api.context import ApiContext
@@ -40,7 +41,7 @@ router = APIRouter(prefix="/api", tags=["sightings and exports"])
 Who = Annotated[Principal, Depends(principal)]
 
 
-def _need_view(act: Action, kind: str, case: str | None) -> None:
+def _need_view(act: Action, kind: Kind, case: str | None) -> None:
     if kind == "face":
         act.need(Permission.SEARCH_FACES, "view face sightings")
         act.need_case(case, "viewing a face sighting")
@@ -49,7 +50,7 @@ def _need_view(act: Action, kind: str, case: str | None) -> None:
         act.case = case or None
 
 
-def _find(act: Action, kind: str, sighting_id: str):  # noqa: ANN202 - a Sighting
+def _find(act: Action, kind: Kind, sighting_id: str) -> Sighting:
     sighting = act.ctx.search.sighting(kind, sighting_id, cameras=act.cameras())
     if sighting is None:
         raise act.refuse(404, f"no {kind} sighting {sighting_id!r} in your camera scope")

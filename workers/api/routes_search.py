@@ -7,16 +7,26 @@ trajectories need a case reference; operators cannot run face search; auditors s
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 
 from pipeline.search.hits import QueryError
+from schemas.plates import is_plate_text, normalise_plate
 from workers.api.auth import Action, Principal, begin, principal
 from workers.api.contract import errors
 from workers.api.faces import FaceRefused, QueryFace
-from workers.api.ids import IMAGE_SHA256, PLATE, PLATE_QUERY, CameraFilter, CameraId, Instant
+from workers.api.ids import (
+    IMAGE_SHA256,
+    PLATE,
+    PLATE_QUERY,
+    PLATE_QUERY_NORMALISED,
+    CameraFilter,
+    CameraId,
+    Instant,
+)
 from workers.api.models import (
     FaceResults,
     PersonResults,
@@ -57,8 +67,9 @@ def _limit(act: Action, limit: int) -> int:
 def search_plates(
     request: Request,
     who: Who,
-    q: Annotated[str, Query(min_length=1, max_length=16, pattern=PLATE_QUERY,
-                            description="Plate text (letters, digits, Chinese characters); * and ? are wildcards.")],
+    q: Annotated[str, Query(min_length=1, max_length=32, pattern=PLATE_QUERY,
+                            description="Plate text (letters, digits, Chinese characters; case, spaces and "
+                                        "separators such as - . · / are ignored); * and ? are wildcards.")],
     mode: Literal["exact", "wildcard", "fuzzy"] = "exact",
     max_edits: Annotated[int, Query(ge=0, le=3)] = 1,
     camera: Cameras = None,
@@ -73,10 +84,14 @@ def search_plates(
     with begin(request, who, "search.plates", params) as act:
         act.need(Permission.SEARCH, "search plates")
         check_times(act, start, end)
-        if mode != "wildcard" and any(c in q for c in "*?"):
+        text = normalise_plate(q)
+        if not re.fullmatch(PLATE_QUERY_NORMALISED, text):
+            msg = "a plate query has letters, digits and Chinese characters only (and * ? with mode=wildcard)"
+            raise act.refuse(422, msg, outcome="invalid")
+        if mode != "wildcard" and any(c in text for c in "*?"):
             raise act.refuse(422, "'*' and '?' are wildcards: use mode=wildcard", outcome="invalid")
         cams = act.cameras(camera)
-        hits = act.ctx.search.plates(q.upper(), mode=mode, max_edits=max_edits, cameras=cams, start=start, end=end,
+        hits = act.ctx.search.plates(text, mode=mode, max_edits=max_edits, cameras=cams, start=start, end=end,
                                      limit=_limit(act, limit), lookalikes=lookalikes)
         names = camera_names(act)
         body = PlateResults(count=len(hits), scope=scope_label(cams), hits=[plate_out(act, h, names) for h in hits])
@@ -225,7 +240,8 @@ def _run_face_search(act: Action, data: bytes | None, k: int, threshold: float |
 def plate_trajectory(
     request: Request,
     who: Who,
-    plate: Annotated[str, Query(min_length=1, max_length=16, pattern=PLATE, description="The exact plate text.")],
+    plate: Annotated[str, Query(min_length=1, max_length=32, pattern=PLATE,
+                                description="The exact plate text (case, spaces and separators ignored).")],
     case: Annotated[str | None, Query(max_length=100)] = None,
     camera: Cameras = None,
     start: Start = None,
@@ -236,9 +252,12 @@ def plate_trajectory(
         act.need(Permission.TRAJECTORY, "follow trajectories")
         act.need_case(case, "a trajectory")
         check_times(act, start, end)
+        text = normalise_plate(plate)
+        if not is_plate_text(text):
+            raise act.refuse(422, "a plate has letters, digits and Chinese characters only", outcome="invalid")
         cams = act.cameras(camera)
-        sightings = act.ctx.search.plate_trajectory(plate.upper(), cameras=cams, start=start, end=end)
-        body = TrajectoryOut(count=len(sightings), scope=scope_label(cams), subject=plate.upper(),
+        sightings = act.ctx.search.plate_trajectory(text, cameras=cams, start=start, end=end)
+        body = TrajectoryOut(count=len(sightings), scope=scope_label(cams), subject=text,
                              sightings=[sighting_out(act, s) for s in sightings])
         return act.done(body, count=len(sightings), ids=ids(sightings, "id"))
 

@@ -83,7 +83,7 @@ def timeline(request: Request, who: Who, camera_id: CameraPath, start: datetime,
         segments = segments_between(ctx.store, camera_id, start, end, ctx.recordings_prefix)
         spans = merge_spans(segments)
         gaps = [(a[1], b[0]) for a, b in zip(spans, spans[1:], strict=False)]
-        body = {
+        body: dict[str, object] = {
             "camera_id": camera_id, "start": iso(start), "end": iso(end),
             "spans": [{"start": iso(a), "end": iso(b)} for a, b in spans],
             "gaps": [{"start": iso(a), "end": iso(b)} for a, b in gaps],

@@ -29,7 +29,7 @@ import uvicorn
 
 from pipeline.bus.base import Bus
 from pipeline.config import TubelineConfig
-from pipeline.config.api import ApiConfig, api_config
+from pipeline.config.api import ApiConfig
 from pipeline.live.hub import LiveHub
 from pipeline.store.base import ObjectStore
 from workers.api.app import create_app
@@ -113,7 +113,7 @@ def start_api(
     """
     from pipeline.store import open_store
 
-    api = api or api_config(config)
+    api = api or config.api
     store = store or open_store(config)
     password = bootstrap_admin(store) if bootstrap else None
     ctx = build_context(config, store=store, search=search, bus=bus, face_analyzer_factory=face_analyzer_factory,

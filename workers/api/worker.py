@@ -10,10 +10,15 @@ behind a load balancer — users, sessions and the audit log all live in the obj
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Collection
-from typing import Any, ClassVar
+from typing import ClassVar
 
+from pipeline.bus.base import Bus
+from pipeline.config import TubelineConfig
 from pipeline.runtime.worker import Worker
+from pipeline.search.protocol import Search
+from pipeline.store.base import ObjectStore
 from workers.api.context import Companion
 from workers.api.serve import ApiServer, start_api
 
@@ -21,11 +26,16 @@ log = logging.getLogger(__name__)
 
 
 class ApiWorker(Worker):
+    """REST API and web UI: search, live video and alerts, timeline, KPIs, admin, audit (on api.host:api.port).
+
+    The first line of each worker class's docstring is its line in ``tubeline worker --help``.
+    """
+
     name: ClassVar[str] = "api"
 
-    def __init__(self, config: Any, *, bus: Any, store: Any, search: Any = None,
-                 companions: Collection[Companion] = (), **kwargs: Any) -> None:
-        super().__init__(config, bus=bus, store=store, **kwargs)
+    def __init__(self, config: TubelineConfig, *, bus: Bus, store: ObjectStore, search: Search | None = None,
+                 companions: Collection[Companion] = (), stop_event: threading.Event | None = None) -> None:
+        super().__init__(config, bus=bus, store=store, stop_event=stop_event)
         self.search = search
         self.companions = companions
         self.server: ApiServer | None = None

@@ -8,10 +8,15 @@ a web framework) never blocks ``tubeline stack`` or ``tubeline config``.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:  # loaded when a command runs, so that `tubeline --help` stays fast
+    from pipeline.config import TubelineConfig
 
 # name -> "module:attribute" of a click command or group. Keep sorted.
 COMMANDS: dict[str, str] = {
@@ -100,7 +105,7 @@ def main(ctx: click.Context, config_path: str | None, log_level: str) -> None:
     ctx.obj["config_path"] = config_path
 
 
-def load_config_or_exit(ctx: click.Context):  # noqa: ANN201 - returns TubelineConfig
+def load_config_or_exit(ctx: click.Context) -> TubelineConfig:
     """The effective configuration, or a located error message and exit code 2."""
     from pipeline.config import ConfigError, load_config
 

@@ -10,15 +10,19 @@ from __future__ import annotations
 import json
 import sys
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import click
 
 from workers.cli import load_config_or_exit
 
+if TYPE_CHECKING:  # imported when a command runs, so that `tubeline --help` stays fast
+    from pipeline.store.base import ObjectStore
+
 ROLES = ["admin", "investigator", "operator", "auditor"]
 
 
-def _store(ctx: click.Context):  # noqa: ANN202 - an ObjectStore
+def _store(ctx: click.Context) -> ObjectStore:
     from pipeline.store import open_store
 
     return open_store(load_config_or_exit(ctx))
@@ -227,12 +231,11 @@ def users_set(ctx: click.Context, name: str, role: str | None, cameras: tuple[st
 @click.pass_context
 def users_unlock(ctx: click.Context, name: str) -> None:
     """Clear NAME's failed logins, so the login throttle lets it in again from every address."""
-    from pipeline.config.api import api_config
     from pipeline.store import open_store
     from workers.api.throttle import LoginThrottle
 
     config = load_config_or_exit(ctx)
-    api = api_config(config)
+    api = config.api
     throttle = LoginThrottle(open_store(config), max_per_pair=api.login_max_failures,
                              max_per_name=api.login_max_failures_per_name, window_s=api.login_lockout_s)
     count = throttle.unlock(name)

@@ -26,11 +26,9 @@ def _registry(ctx: click.Context, *, keys: bool = True) -> Any:
     passwords stay sealed (enough for commands that never touch them)."""
     from pipeline.cameras.registry import CameraRegistry
     from pipeline.store import open_store
-    from workers.ingest.worker import ingest_sections
 
     cfg = load_config_or_exit(ctx)
-    _, cameras = ingest_sections(cfg)
-    return CameraRegistry(open_store(cfg), cameras.registry_prefix, keyring=cfg.secrets.keyring() if keys else None)
+    return CameraRegistry.from_config(open_store(cfg), cfg, keys=keys)
 
 
 def _fail(message: str) -> None:
@@ -286,16 +284,15 @@ def clip(ctx: click.Context, camera_id: str, start: str, end: str, out: Path) ->
 
     from pipeline.recordings import cut_clip
     from pipeline.store import open_store
-    from workers.ingest.worker import ingest_sections
 
     def parse(text: str) -> datetime:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
         return value if value.tzinfo else value.replace(tzinfo=UTC)
 
     cfg = load_config_or_exit(ctx)
-    ingest, _ = ingest_sections(cfg)
     try:
-        result = cut_clip(open_store(cfg), camera_id, parse(start), parse(end), out, prefix=ingest.recordings.prefix)
+        result = cut_clip(open_store(cfg), camera_id, parse(start), parse(end), out,
+                          prefix=cfg.ingest.recordings.prefix)
     except (LookupError, ValueError) as exc:
         _fail(str(exc))
     click.echo(f"wrote {result.path}: {result.duration_s:.1f} s from {result.segments} segment(s), "

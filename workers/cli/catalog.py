@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from workers.cli import load_config_or_exit
 
-
-def _tables(ctx: click.Context) -> tuple[object, object]:
+if TYPE_CHECKING:  # imported when a command runs, so that `tubeline --help` stays fast
     from pipeline.catalog.table import TableCatalog
-    from pipeline.config.index import index_section
+    from pipeline.store.base import ObjectStore
+
+
+def _tables(ctx: click.Context) -> tuple[ObjectStore, TableCatalog]:
+    from pipeline.catalog.table import TableCatalog
     from pipeline.store import open_store
 
     config = load_config_or_exit(ctx)
-    return open_store(config), TableCatalog(config.store, index_section(config))
+    return open_store(config), TableCatalog(config.store, config.index)
 
 
 @click.group("catalog")

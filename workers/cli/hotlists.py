@@ -22,10 +22,9 @@ def _open(ctx: click.Context) -> tuple[Any, Any]:
     """(HotlistRepository, HotlistBook) over the configured store and files."""
     from pipeline.store import open_store
     from workers.plate.hotlists import HotlistBook, HotlistRepository
-    from workers.plate.worker import hotlists_section
 
     config = load_config_or_exit(ctx)
-    section = hotlists_section(config)
+    section = config.hotlists
     store = open_store(config)
     return HotlistRepository(store, section.store_prefix), HotlistBook(section, store)
 
@@ -139,7 +138,7 @@ def import_(ctx: click.Context, path: Path, name: str | None, replace: bool) -> 
 @click.pass_context
 def rm(ctx: click.Context, name: str, plates: tuple[str, ...]) -> None:
     """Remove PLATES from list NAME, or the whole list when no plate is given."""
-    from workers.plate.hotlists import normalise_plate
+    from schemas.plates import plate_text
 
     repo, _ = _open(ctx)
     current = repo.find(name)
@@ -150,7 +149,7 @@ def rm(ctx: click.Context, name: str, plates: tuple[str, ...]) -> None:
         click.echo(f"{name}: removed")
         return
     try:
-        gone = {normalise_plate(p) for p in plates}
+        gone = {plate_text(p) for p in plates}
     except ValueError as exc:
         _fail(str(exc))
     kept = [e for e in current.entries if e.plate not in gone]
@@ -163,12 +162,12 @@ def rm(ctx: click.Context, name: str, plates: tuple[str, ...]) -> None:
 @click.pass_context
 def match(ctx: click.Context, plate: str) -> None:
     """Which entries a read PLATE would hit (exact, OCR confusion or one edit), cheapest first."""
-    from workers.plate.hotlists import normalise_plate
+    from schemas.plates import plate_text
 
     _, book = _open(ctx)
     book.refresh(force=True)
     try:
-        text = normalise_plate(plate)
+        text = plate_text(plate)
     except ValueError as exc:
         _fail(str(exc))
     hits = book.match(text)

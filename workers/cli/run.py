@@ -4,19 +4,39 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from workers.cli import load_config_or_exit
 
+if TYPE_CHECKING:  # imported when a command runs, so that `tubeline --help` stays fast
+    from pipeline.bus import Bus
+    from pipeline.config import TubelineConfig
+    from pipeline.config.ingest import CameraSpec
+    from pipeline.live.hub import LiveHub
+    from workers.api.serve import ApiServer
+    from workers.runner.embedded import EmbeddedResult
+
 UP_TAG = "tubeline-up"
 
 
-@click.command("worker")
+class _WorkerCommand(click.Command):
+    """``tubeline worker``, whose help lists the workers (names and summaries from the worker registry)."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from workers.runner.registry import WORKERS, summary
+
+        with formatter.section("Workers"):
+            formatter.write_dl([(name, summary(name)) for name in sorted(WORKERS)])
+        super().format_epilog(ctx, formatter)
+
+
+@click.command("worker", cls=_WorkerCommand)
 @click.argument("name")
 @click.pass_context
 def worker(ctx: click.Context, name: str) -> None:
-    """Run one worker (e.g. ingest, detect) until SIGTERM/SIGINT, on the configured bus and store."""
+    """Run worker NAME (one of those below) until SIGTERM/SIGINT, on the configured bus and store."""
     from pipeline.bus import open_bus
     from pipeline.runtime.health import HealthServer
     from pipeline.store import open_store
@@ -112,7 +132,7 @@ def up(ctx: click.Context, sources: tuple[Path, ...], realtime: bool | None, tim
         sys.exit(1)
 
 
-def _file_cameras(sources: tuple[Path, ...], realtime: bool) -> list:  # noqa: ANN401 - CameraSpec list
+def _file_cameras(sources: tuple[Path, ...], realtime: bool) -> list[CameraSpec]:
     from pipeline.config.ingest import CameraSpec
     from workers.runner.embedded import sample_video
 
@@ -126,7 +146,7 @@ def _file_cameras(sources: tuple[Path, ...], realtime: bool) -> list:  # noqa: A
                        url=str(src.resolve()), realtime=realtime, tags=[UP_TAG]) for i, src in enumerate(sources)]
 
 
-def _register(config, cameras: list) -> None:  # noqa: ANN001 - TubelineConfig, CameraSpec list
+def _register(config: TubelineConfig, cameras: list[CameraSpec]) -> None:
     """Put the run's file cameras in the registry, so 'tubeline cameras list' and the web UI both show them;
     cameras an earlier 'tubeline up' registered (tag ``tubeline-up``) that this run does not play are removed."""
     from pipeline.cameras.registry import CameraRegistry
@@ -141,16 +161,15 @@ def _register(config, cameras: list) -> None:  # noqa: ANN001 - TubelineConfig, 
         registry.put(cam)
 
 
-def _start_server(config, bus, hub):  # noqa: ANN001, ANN202 - TubelineConfig, Bus, LiveHub -> ApiServer
+def _start_server(config: TubelineConfig, bus: Bus, hub: LiveHub) -> ApiServer:
     """The API + UI over the run's own bus (live alerts, overlays) and live hub, started before the pipeline."""
     from pipeline.access import ScopedStore, access_matrix
-    from pipeline.config.api import api_config
     from pipeline.store import open_store
     from workers.api.serve import start_api
     from workers.runner.companions import api_companions
 
     # One process, no synopsis worker beside it: the API process builds requested synopses itself.
-    api = api_config(config).model_copy(update={"build_synopses": True})
+    api = config.api.model_copy(update={"build_synopses": True})
     store = open_store(config)
     matrix = access_matrix(config)  # the API and the synopsis builder each keep to their own prefixes
     try:
@@ -164,7 +183,7 @@ def _start_server(config, bus, hub):  # noqa: ANN001, ANN202 - TubelineConfig, B
     return server
 
 
-def _report(result) -> bool:  # noqa: ANN001 - EmbeddedResult
+def _report(result: EmbeddedResult) -> bool:
     """Print what the run found; True when not every published frame was analysed."""
     rate = result.frames_detected / result.elapsed_s if result.elapsed_s else 0.0
     click.echo(f"done in {result.elapsed_s:.1f} s: {result.frames_published} frames published"

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import shlex
+from typing import TYPE_CHECKING
 
 import click
 
 from pipeline.access import ADMIN, SERVICES
 from workers.cli import load_config_or_exit
 
+if TYPE_CHECKING:  # imported when a command runs, so that `tubeline --help` stays fast
+    from pipeline.stack import LocalStack
 
-def _stack(ctx: click.Context):  # noqa: ANN202
+
+def _stack(ctx: click.Context) -> LocalStack:
     from pipeline.stack import LocalStack
 
     return LocalStack.for_config(load_config_or_exit(ctx))

@@ -7,12 +7,20 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, get_args
+from typing import TYPE_CHECKING, get_args
 
 import click
 
 from schemas.tracks import Colour
 from workers.cli import load_config_or_exit
+
+if TYPE_CHECKING:  # imported when a command runs, so that `tubeline --help` stays fast
+    from pydantic import ValidationError
+
+    from pipeline.config import TubelineConfig
+    from pipeline.store.base import ObjectStore
+    from workers.synopsis.builder import SynopsisResult
+    from workers.synopsis.sources import TrackSource
 
 COLOURS: tuple[str, ...] = get_args(Colour)
 
@@ -26,7 +34,7 @@ def _when(value: str, name: str) -> datetime:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
-def _sentence(exc: Any) -> str:
+def _sentence(exc: ValidationError) -> str:
     """A request's validation errors as sentences (not pydantic's dump with the input echoed)."""
     parts = []
     for error in exc.errors():
@@ -49,20 +57,18 @@ def _progress_printer() -> Callable[[str, float], None]:
     return show
 
 
-def _source(config, store, tracks: Path | None):  # noqa: ANN001, ANN202 - TubelineConfig, ObjectStore -> TrackSource
+def _source(config: TubelineConfig, store: ObjectStore, tracks: Path | None) -> TrackSource:
     from pipeline.bus import open_bus
-    from pipeline.config.index import IndexConfig
     from workers.synopsis.catalog import CatalogTrackSource
     from workers.synopsis.sources import BusTrackSource, MemoryTrackSource
     from workers.synopsis.worker import CombinedTrackSource
 
     if tracks is not None:
         return MemoryTrackSource.from_jsonl(tracks)
-    index = getattr(config, "index", None) or IndexConfig()
-    return CombinedTrackSource(CatalogTrackSource(store, index.catalog_prefix), BusTrackSource(open_bus(config)))
+    return CombinedTrackSource(CatalogTrackSource(store, config.index.catalog_prefix), BusTrackSource(open_bus(config)))
 
 
-def _print_result(result, out: Path | None) -> None:  # noqa: ANN001 - SynopsisResult
+def _print_result(result: SynopsisResult, out: Path | None) -> None:
     index, m = result.index, result.index.metrics
     click.echo(f"synopsis {result.synopsis_id} of camera {result.camera_id}")
     click.echo(f"  video  {result.keys.video}   index  {result.keys.index}")
@@ -107,14 +113,13 @@ def synopsis(ctx: click.Context, camera: str, start: str, end: str, classes: tup
     """
     from pydantic import ValidationError
 
-    from pipeline.config.synopsis import synopsis_settings
     from pipeline.store import open_store
     from pipeline.synopsis.queue import submit_synopsis
     from pipeline.synopsis.request import SynopsisRequest, parse_zone
     from workers.synopsis.builder import NothingToShow, build_synopsis
 
     config = load_config_or_exit(ctx)
-    settings = synopsis_settings(config)
+    settings = config.synopsis
     try:
         request = SynopsisRequest(
             camera_id=camera, start=_when(start, "--from"), end=_when(end, "--to"), classes=classes,

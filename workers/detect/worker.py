@@ -33,6 +33,7 @@ import numpy as np
 
 from pipeline import metrics
 from pipeline.bus.base import Message, TopicPartition, TopicSpec
+from pipeline.config import TubelineConfig
 from pipeline.config.detect import DetectConfig
 from pipeline.core import Detections
 from pipeline.runtime.worker import ConsumerWorker
@@ -72,13 +73,19 @@ def _utc(ts: float) -> datetime:
 
 
 class DetectWorker(ConsumerWorker):
+    """Detects and tracks objects in frames; publishes detections, track summaries and the best object crops.
+
+    Batching, crops and the delivery guarantee: see the module docstring.
+    """
+
     name = "detect"
     topics: ClassVar = (FRAMES.name,)
     group: ClassVar = "tubeline-detect"
 
-    def __init__(self, config: Any, *, detector: Any = None, close_on_stop: bool = False, **kwargs: Any) -> None:
+    def __init__(self, config: TubelineConfig, *, detector: Any = None, close_on_stop: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
-        self.settings: DetectConfig = getattr(config, "detect", None) or DetectConfig()
+        self.settings: DetectConfig = config.detect
         self.detector = detector
         self.close_on_stop = close_on_stop
         self.states: dict[str, CameraState] = {}
@@ -288,7 +295,8 @@ class DetectWorker(ConsumerWorker):
             return
         bx1, by1, bx2, by2 = (float(v) for v in found.xyxy[row])
         inner = (bx1 - x1, by1 - y1, bx2 - x1, by2 - y1)  # the box inside the crop: its margin is background
-        others = [tuple(float(v) for v in found.xyxy[j]) for j in range(len(found)) if j != row]
+        others = [(float(r[0]), float(r[1]), float(r[2]), float(r[3]))
+                  for r in (found.xyxy[j] for j in range(len(found)) if j != row)]
         front = [(a - x1, b - y1, c - x1, d - y1) for a, b, c, d in in_front((bx1, by1, bx2, by2), others)]
         upper: str | None = None
         lower: str | None = None

@@ -17,50 +17,35 @@ worker that meets a track it does not hold (restart, rebalance, eviction from th
 :class:`pipeline.tracking.table.TrackTable`) loads the track's state first, so it publishes the faces an
 uninterrupted worker would have and no others. A crop whose object is missing or not an image goes to
 ``tubeline.objects.v1.dlq`` with the reason.
+The consume, skip, fetch and commit skeleton is :class:`pipeline.runtime.crop_worker.CropWorker`, shared
+with the plate worker.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections import Counter
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Unpack
 
 import numpy as np
 
 from models.faces.alignment import align
 from pipeline import crops, metrics
-from pipeline.bus.base import TopicSpec, dead_letter_topic
 from pipeline.config.enrich import FaceWorkerConfig
-from pipeline.runtime.worker import ConsumerWorker
-from pipeline.tracking.table import TrackTable
+from pipeline.runtime.crop_worker import CropWorker, CropWorkerArgs
 from schemas.faces import FaceEmbedding, FaceRecord
 from schemas.objects import ObjectCrop
-from schemas.topics import FACES, OBJECTS
+from schemas.topics import FACES
 from workers.face.quality import FaceMeasures, TrackFaces, failed_gate, reason_to_publish, wire_quality
 from workers.face.state import FaceStateStore
 
 if TYPE_CHECKING:
-    import threading
-
-    from pipeline.bus.base import Bus, Message
     from pipeline.config import TubelineConfig
     from pipeline.core import Detections
-    from pipeline.store.base import ObjectStore
 
 log = logging.getLogger(__name__)
 
 GROUP = "tubeline-face"
-HOUSEKEEPING_S = 5.0
-REPORT_S = 60.0
 HEAD_SHARE = 0.6  # a person's face sits in the upper 60 % of the person box
-
-
-def face_section(config: Any) -> FaceWorkerConfig:
-    section = getattr(config, "face", None)
-    return section if isinstance(section, FaceWorkerConfig) else FaceWorkerConfig()
 
 
 def measures(faces: Detections, i: int) -> FaceMeasures:
@@ -88,86 +73,41 @@ def person_face(faces: Detections, person_box: np.ndarray) -> int | None:
     return best
 
 
-class FaceWorker(ConsumerWorker):
+class FaceWorker(CropWorker[FaceWorkerConfig, TrackFaces]):
     """Detects, gates, embeds and publishes the faces of person tracks."""
 
     name = "face"
-    topics: ClassVar = (OBJECTS.name,)
     group: ClassVar = GROUP
+    outputs: ClassVar = (FACES,)
 
-    def __init__(
-        self,
-        config: TubelineConfig,
-        *,
-        bus: Bus,
-        store: ObjectStore,
-        stop_event: threading.Event | None = None,
-        analyzer: Any = None,
-        settings: FaceWorkerConfig | None = None,
-        clock: Callable[[], datetime] | None = None,
-    ) -> None:
-        super().__init__(config, bus=bus, store=store, stop_event=stop_event)
-        self.settings = settings or face_section(config)
+    def __init__(self, config: TubelineConfig, *, analyzer: Any = None, settings: FaceWorkerConfig | None = None,
+                 **kwargs: Unpack[CropWorkerArgs]) -> None:
+        super().__init__(config, settings=settings or config.face,
+                         new_track=lambda camera, track: self.saved.load(camera, track) or TrackFaces(track, camera),
+                         **kwargs)
         self.analyzer = analyzer
-        self.clock = clock or (lambda: datetime.now(UTC))
-        self.margin = float(getattr(getattr(config, "detect", None), "crop_margin", 0.1))
         self.saved = FaceStateStore(self.store, self.settings.state_prefix)
-        self.tracks: TrackTable[TrackFaces] = TrackTable(
-            lambda camera, track: self.saved.load(camera, track) or TrackFaces(track, camera),
-            self.settings.max_tracks, self.settings.track_idle_s,
-        )
         self.dirty: dict[str, TrackFaces] = {}
-        self.stats: Counter[str] = Counter()
-        self._next_housekeeping = 0.0
-        self._next_report = 0.0
 
-    # -- lifecycle --------------------------------------------------------------------------------
-    def topic_specs(self) -> Sequence[TopicSpec]:
-        specs = [TopicSpec(t.name, t.partitions, t.retention_ms) for t in (OBJECTS, FACES)]
-        return [*specs, TopicSpec(dead_letter_topic(OBJECTS.name), 1)]
-
-    def setup(self) -> None:
+    # -- hooks ------------------------------------------------------------------------------------
+    def load_models(self) -> None:
         if self.analyzer is None:
             from models.zoo import ModelZoo
 
             self.analyzer = ModelZoo(self.config.models).face_analyzer()
-        super().setup()
-        self._next_report = time.monotonic() + REPORT_S
 
-    def step(self) -> None:
-        """poll → handle → flush outputs → save touched track states → commit (see the module docstring)."""
-        assert self.producer is not None
-        batch = self.poll(self.max_batch)
-        if batch:
-            self.handle(batch)
-            self.producer.flush()
-            for track in self.dirty.values():
-                self.saved.save(track)
-            self.dirty.clear()
-            if self.commit(batch):
-                self.processed += len(batch)
-        now = time.monotonic()
-        if now >= self._next_housekeeping:
-            self._next_housekeeping = now + HOUSEKEEPING_S
-            self.tracks.evict_idle()
-            if now >= self._next_report:
-                self._next_report = now + REPORT_S
-                log.info("face: %s", ", ".join(f"{k} {v}" for k, v in sorted(self.stats.items())) or "idle")
+    def skip(self, crop: ObjectCrop) -> str | None:
+        """Person boxes too short for their face to pass the size gate."""
+        return "skipped_small" if crop.box[3] - crop.box[1] < self.settings.min_person_height_px else None
 
-    # -- one message ------------------------------------------------------------------------------
-    def handle_message(self, message: Message) -> None:
-        crop = crops.parse_object(message)
-        self.stats["objects"] += 1
-        if crop.class_name not in self.settings.classes:
-            self.stats["skipped_class"] += 1
-            return
-        if crop.box[3] - crop.box[1] < self.settings.min_person_height_px:
-            self.stats["skipped_small"] += 1
-            return
-        if crops.is_stale(crop, self.clock(), self.settings.max_lag_s):
-            crops.count_stale(self.stats, "face", crop, self.clock(), self.settings.max_lag_s)
-            return
-        image = crops.load_image(self.store, crop)
+    def persist(self) -> None:
+        """The touched tracks' state (the faces each published, the crops it considered), before the commit."""
+        for track in self.dirty.values():
+            self.saved.save(track)
+        self.dirty.clear()
+
+    # -- one crop ---------------------------------------------------------------------------------
+    def handle_crop(self, crop: ObjectCrop, image: np.ndarray) -> None:
         self.tracks.observe(crop.camera_id, crop.captured_at)
         track = self.tracks.get(crop.camera_id, crop.track_id)
         if crop.object_id in track.seen:

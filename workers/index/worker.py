@@ -37,7 +37,7 @@ from pipeline import metrics
 from pipeline.bus.base import Message, TopicSpec, dead_letter_topic
 from pipeline.catalog.format import FACE_KIND, KIND_BY_TOPIC, KINDS, RowMeta
 from pipeline.catalog.shards import ShardError
-from pipeline.config.index import IndexConfig, index_section
+from pipeline.config.index import IndexConfig
 from pipeline.runtime.worker import BadMessage, ConsumerWorker
 from pipeline.spool import spool_of
 from pipeline.store.base import StoreError
@@ -58,7 +58,10 @@ GROUP = "tubeline-index"
 
 
 class IndexWorker(ConsumerWorker):
-    """Writes the catalog and the face shards; see the module docstring for the guarantee."""
+    """Writes tracks, plates, faces, alerts, camera status and health into the Parquet catalog and FAISS shards.
+
+    The delivery guarantee: see the module docstring.
+    """
 
     name = "index"
     topics: ClassVar = tuple(k.topic.name for k in KINDS)
@@ -76,7 +79,7 @@ class IndexWorker(ConsumerWorker):
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(config, bus=bus, store=store, stop_event=stop_event)
-        self.settings = settings if settings is not None else index_section(config)
+        self.settings = settings if settings is not None else config.index
         self.monotonic = monotonic
         self.writer = CatalogWriter(store, self.settings, monotonic=monotonic)
         self.faces = FaceShardKeeper(store, self.settings, monotonic=monotonic)

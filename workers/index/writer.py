@@ -165,10 +165,10 @@ class CatalogWriter:
     def known(self, kind_name: str, date: str, camera: str) -> set[str]:
         """Identities of the rows the catalog partition holds (read from its segments on first use)."""
         part = (kind_name, date, camera)
-        known = self._known.get(part)
-        if known is not None:
+        cached = self._known.get(part)
+        if cached is not None:
             self._known.move_to_end(part)
-            return known
+            return cached
         known: set[str] = set()
         prefix = self.settings.catalog_prefix
         schema = KIND_BY_NAME[kind_name].schema

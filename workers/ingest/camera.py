@@ -25,14 +25,15 @@ from workers.ingest.status import StatusReporter, Totals
 
 log = logging.getLogger(__name__)
 
+_RANDOM = random.Random()
+
 SourceFactory = Callable[[threading.Event], Source]
 
 
 def backoff_delay(attempt: int, config: BackoffConfig, rng: random.Random | None = None) -> float:
     """Capped exponential backoff with jitter: uniform(0.5, 1) × min(max, initial × 2^attempt)."""
-    rng = rng or random
     ceiling = min(config.max_s, config.initial_s * (2 ** min(attempt, 30)))
-    return ceiling * rng.uniform(0.5, 1.0)
+    return ceiling * (rng or _RANDOM).uniform(0.5, 1.0)
 
 
 @dataclass

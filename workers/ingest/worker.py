@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pipeline.bus.base import Bus, Producer, TopicSpec
 from pipeline.cameras.registry import CameraRegistry
-from pipeline.config.ingest import CamerasConfig, CameraSpec, IngestConfig
+from pipeline.config.ingest import CameraSpec, IngestConfig
 from pipeline.live.topic import TopicLiveSink, live_topic_spec
 from pipeline.recordings import INDEX_HOOK, index_segment
 from pipeline.runtime.worker import Worker
@@ -37,6 +37,7 @@ from schemas.devices import DeviceCommand
 from schemas.topics import ALERTS, CAMERA_STATUS, DEVICE_COMMANDS, FRAMES
 from workers.ingest.camera import CameraRunner, SourceFactory
 from workers.ingest.gb28181.commands import DeviceCommands
+from workers.ingest.gb28181.platform import GbPlatform
 from workers.ingest.gb28181.records import download, refresh_device_spans
 from workers.ingest.live import LiveSink, LiveTap
 from workers.ingest.publish import DropQueue, FrameEncoder, FramePublisher
@@ -53,19 +54,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def ingest_sections(config: Any) -> tuple[IngestConfig, CamerasConfig]:
-    """The ``ingest`` and ``cameras`` sections (defaults when the tree does not mount them)."""
-    ingest = getattr(config, "ingest", None)
-    cameras = getattr(config, "cameras", None)
-    return (ingest if isinstance(ingest, IngestConfig) else IngestConfig(),
-            cameras if isinstance(cameras, CamerasConfig) else CamerasConfig())
-
-
 def in_shard(camera_id: str, index: int, count: int) -> bool:
     return count <= 1 or zlib.crc32(camera_id.encode("utf-8")) % count == index
 
 
-def make_source_factory(camera: CameraSpec, ingest: IngestConfig, gb: Any = None) -> SourceFactory:
+def make_source_factory(camera: CameraSpec, ingest: IngestConfig, gb: GbPlatform | None = None) -> SourceFactory:
     """A function that builds a fresh source for ``camera`` each time the runner (re)connects."""
 
     memory = TransportMemory()  # RTSP: the transport that worked, kept across reconnects
@@ -90,7 +83,7 @@ def make_source_factory(camera: CameraSpec, ingest: IngestConfig, gb: Any = None
 
 
 class IngestWorker(Worker):
-    """Ingest for every enabled camera of this shard. See the module docstring.
+    """Cameras (files, RTSP, GB/T 28181) into frames, live packets, recordings and status, for this shard's cameras.
 
     ``cameras`` adds cameras to those of the registry and config; ``ingest_config`` replaces the
     config tree's ``ingest`` section (tests, embedding); ``tmp_dir`` holds recording segments
@@ -116,14 +109,13 @@ class IngestWorker(Worker):
     ) -> None:
         super().__init__(config, bus=bus, store=store, stop_event=stop_event)
         self.live = live
-        self.ingest, self.cameras_config = ingest_sections(config)
-        if ingest_config is not None:
-            self.ingest = ingest_config
+        self.ingest = ingest_config if ingest_config is not None else config.ingest
+        self.cameras_config = config.cameras
         self.extra_cameras = list(cameras)
         self.tmp_dir = tmp_dir
         self.session = uuid.uuid4().hex[:12]
         # With the configured keys: the registry opens camera passwords here (and seals what GB catalogs write).
-        self.registry = CameraRegistry(store, self.cameras_config.registry_prefix, keyring=config.secrets.keyring())
+        self.registry = CameraRegistry.from_config(store, config)
         self._registered: dict[str, CameraSpec] = {}  # the registry's cameras as last read
         if (spooled := spool_of(store)) is not None:
             spooled.register_hook(INDEX_HOOK, index_segment)
@@ -131,7 +123,7 @@ class IngestWorker(Worker):
         self.runners: dict[str, tuple[CameraSpec, CameraRunner]] = {}
         self.final_totals: dict[str, Any] = {}
         self.producer: Producer | None = None
-        self.gb: Any = None
+        self.gb: GbPlatform | None = None
         self.commands: DeviceCommands | None = None
         self._next_refresh = 0.0
         self._next_stats = 0.0
@@ -154,8 +146,6 @@ class IngestWorker(Worker):
             self.retry_bus("creating the live topic", lambda: self.bus.ensure_topics([live_topic_spec()]))
             self.live = TopicLiveSink(self.producer)
         if self.ingest.gb28181.enabled:
-            from workers.ingest.gb28181.platform import GbPlatform
-
             self.gb = GbPlatform(self.ingest.gb28181, registry=self.registry, producer=self.producer,
                                  on_channels=self._channels_changed, on_device_back=self._gb_device_back,
                                  taps=self._tap_of)

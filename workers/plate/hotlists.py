@@ -30,31 +30,20 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from models.plates.grammar import normalise
 from pipeline.config.enrich import HotlistsConfig
 from pipeline.lookalikes import LookAlikes
 from pipeline.store.base import ObjectNotFound, ObjectStore, join_key
-from schemas.plates import PLATE_TEXT_PATTERN
+from schemas.plates import plate_text
 from workers.plate.matching import Candidate, Match, PlateIndex
 
 log = logging.getLogger(__name__)
 
 LIST_NAME_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 Severity = Literal["info", "low", "medium", "high", "critical"]
-_PLATE = re.compile(PLATE_TEXT_PATTERN)
 
 
 class HotlistError(ValueError):
     """A hotlist file or object is malformed."""
-
-
-def normalise_plate(text: str) -> str:
-    """Upper case, full-width folded, separators dropped; raises ValueError if it is not plate text."""
-    plate = normalise(str(text).strip())
-    if not _PLATE.fullmatch(plate):
-        msg = f"{text!r} is not plate text (letters, digits and CJK characters, 1-16 after normalising)"
-        raise ValueError(msg)
-    return plate
 
 
 class HotlistEntry(BaseModel):
@@ -66,7 +55,7 @@ class HotlistEntry(BaseModel):
     @field_validator("plate", mode="before")
     @classmethod
     def _normalised(cls, value: object) -> str:
-        return normalise_plate(str(value))
+        return plate_text(str(value))
 
 
 class Hotlist(BaseModel):

@@ -125,4 +125,4 @@ def frame_plates(recognizer: Any, image: np.ndarray, header: FrameHeader, *, min
 
 def _box_quad(box: np.ndarray) -> np.ndarray:
     x1, y1, x2, y2 = (float(v) for v in box)
-    return np.float32([[x1, y1], [x2, y1], [x2, y2], [x1, y2]])
+    return np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], dtype=np.float32)

@@ -16,27 +16,25 @@ Delivery: **at-least-once**. Per batch: handle → flush outputs → write the t
 the store (:mod:`workers.plate.state`) → commit offsets. A crash before the commit redelivers the batch:
 the state either does not know those crops yet (the same reads and revisions are published again,
 identical) or already counts them (they are recognised by object ID and change nothing). A crop whose
-object is missing or not an image goes to ``tubeline.objects.v1.dlq`` with the reason.
+object is missing or not an image goes to ``tubeline.objects.v1.dlq`` with the reason. The consume, skip,
+fetch and commit skeleton is :class:`pipeline.runtime.crop_worker.CropWorker`, shared with the face worker.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Unpack
 
 import cv2
 import numpy as np
 
 from pipeline import crops, metrics
-from pipeline.bus.base import TopicSpec, dead_letter_topic
+from pipeline.bus.base import BadMessage
 from pipeline.config.enrich import HotlistsConfig, PlateWorkerConfig
-from pipeline.runtime.worker import BadMessage, ConsumerWorker
-from pipeline.tracking.table import TrackTable
+from pipeline.runtime.crop_worker import CropWorker, CropWorkerArgs
 from schemas.alerts import Alert
 from schemas.frames import FrameHeader
 from schemas.ids import stable_id
@@ -50,126 +48,62 @@ from workers.plate.state import PlateStateStore
 from workers.plate.voting import TrackPlates, Vote, vote
 
 if TYPE_CHECKING:
-    import threading
-
-    from pipeline.bus.base import Bus, Message
+    from pipeline.bus.base import Message
     from pipeline.config import TubelineConfig
-    from pipeline.store.base import ObjectStore
+    from schemas.objects import ObjectCrop
     from workers.plate.hotlists import Hotlist
 
 log = logging.getLogger(__name__)
 
 GROUP = "tubeline-plate"
-HOUSEKEEPING_S = 5.0
-REPORT_S = 60.0
 
 
-def plate_section(config: Any) -> PlateWorkerConfig:
-    section = getattr(config, "plate", None)
-    return section if isinstance(section, PlateWorkerConfig) else PlateWorkerConfig()
-
-
-def hotlists_section(config: Any) -> HotlistsConfig:
-    section = getattr(config, "hotlists", None)
-    return section if isinstance(section, HotlistsConfig) else HotlistsConfig()
-
-
-def detect_margin(config: Any) -> float:
-    """The detect worker's crop margin (to place crops in the frame)."""
-    return float(getattr(getattr(config, "detect", None), "crop_margin", 0.1))
-
-
-class PlateWorker(ConsumerWorker):
+class PlateWorker(CropWorker[PlateWorkerConfig, TrackPlates]):
     """Reads plates on vehicle crops, votes per track, publishes plate reads and hotlist alerts."""
 
     name = "plate"
-    topics: ClassVar = (OBJECTS.name,)
     group: ClassVar = GROUP
+    outputs: ClassVar = (PLATES, ALERTS)
 
-    def __init__(
-        self,
-        config: TubelineConfig,
-        *,
-        bus: Bus,
-        store: ObjectStore,
-        stop_event: threading.Event | None = None,
-        recognizer: Any = None,
-        settings: PlateWorkerConfig | None = None,
-        hotlists: HotlistsConfig | None = None,
-        extra_hotlists: Sequence[Hotlist] = (),
-        clock: Callable[[], datetime] | None = None,
-    ) -> None:
-        super().__init__(config, bus=bus, store=store, stop_event=stop_event)
-        self.settings = settings or plate_section(config)
-        self.book = HotlistBook(hotlists or hotlists_section(config), store, extra=extra_hotlists)
+    def __init__(self, config: TubelineConfig, *, recognizer: Any = None, settings: PlateWorkerConfig | None = None,
+                 hotlists: HotlistsConfig | None = None, extra_hotlists: Sequence[Hotlist] = (),
+                 **kwargs: Unpack[CropWorkerArgs]) -> None:
+        settings = settings or config.plate
+        super().__init__(config, settings=settings, new_track=self._load_track, **kwargs)
+        self.book = HotlistBook(hotlists or config.hotlists, self.store, extra=extra_hotlists)
         self.recognizer = recognizer
-        self.clock = clock or (lambda: datetime.now(UTC))
-        self.margin = detect_margin(config)
-        self.saved = PlateStateStore(store, self.settings.state_prefix)
-        self.tracks: TrackTable[TrackPlates] = TrackTable(
-            self._load_track, self.settings.max_tracks, self.settings.track_idle_s
-        )
+        self.saved = PlateStateStore(self.store, settings.state_prefix)
         self.dirty: dict[str, TrackPlates] = {}
-        self.stats: Counter[str] = Counter()
-        self.checkpoints = frozenset(self.settings.checkpoint_cameras)
+        self.checkpoints = frozenset(settings.checkpoint_cameras)
         if self.checkpoints:
             self.topics = (OBJECTS.name, FRAMES.name)  # type: ignore[misc,assignment]  # frames: checkpoints only
         self.plate_trackers: dict[str, PlateTracker] = {}
-        self._next_housekeeping = 0.0
-        self._next_report = 0.0
 
-    # -- lifecycle --------------------------------------------------------------------------------
-    def topic_specs(self) -> Sequence[TopicSpec]:
-        topics = (OBJECTS, PLATES, ALERTS, FRAMES) if self.checkpoints else (OBJECTS, PLATES, ALERTS)
-        specs = [TopicSpec(t.name, t.partitions, t.retention_ms) for t in topics]
-        return [*specs, *(TopicSpec(dead_letter_topic(t), 1) for t in self.topics)]
-
-    def setup(self) -> None:
+    # -- hooks ------------------------------------------------------------------------------------
+    def load_models(self) -> None:
         if self.recognizer is None:
             from models.zoo import ModelZoo
 
             self.recognizer = ModelZoo(self.config.models).plate_recognizer()
         self.book.refresh(force=True)
-        super().setup()
-        self._next_report = time.monotonic() + REPORT_S
 
-    def step(self) -> None:
-        """poll → handle → flush outputs → save vote state → commit (see the module docstring)."""
-        assert self.consumer is not None and self.producer is not None
-        batch = self.poll(self.max_batch)
-        if batch:
-            self.handle(batch)
-            self.producer.flush()
-            self._save_dirty()
-            if self.commit(batch):
-                self.processed += len(batch)
-        self._housekeeping()
+    def persist(self) -> None:
+        """The touched tracks' vote state, before the batch is committed (see the module docstring)."""
+        for state in self.dirty.values():
+            self.saved.save(state)
+        self.dirty.clear()
 
-    def _housekeeping(self) -> None:
-        now = time.monotonic()
-        if now < self._next_housekeeping:
-            return
-        self._next_housekeeping = now + HOUSEKEEPING_S
-        self.tracks.evict_idle()
+    def refresh(self) -> None:
         self.book.refresh()
-        if now >= self._next_report:
-            self._next_report = now + REPORT_S
-            log.info("plate: %s", ", ".join(f"{k} {v}" for k, v in sorted(self.stats.items())) or "idle")
 
     # -- one message ------------------------------------------------------------------------------
     def handle_message(self, message: Message) -> None:
         if message.topic == FRAMES.name:
             self._handle_frame(message)
             return
-        crop = crops.parse_object(message)
-        self.stats["objects"] += 1
-        if crop.class_name not in self.settings.classes:
-            self.stats["skipped_class"] += 1
-            return
-        if crops.is_stale(crop, self.clock(), self.settings.max_lag_s):
-            crops.count_stale(self.stats, "plate", crop, self.clock(), self.settings.max_lag_s)
-            return
-        image = crops.load_image(self.store, crop)
+        super().handle_message(message)
+
+    def handle_crop(self, crop: ObjectCrop, image: np.ndarray) -> None:
         where = crops.placement(crop, image, self.margin)
         day = crop.captured_at.strftime("%Y-%m-%d")
         plate_key = f"plates/{crop.camera_id}/{day}/{crop.track_id}/{crop.sequence}.jpg"
@@ -286,11 +220,6 @@ class PlateWorker(ConsumerWorker):
             self.stats["merged_tracks"] += 1
             return other
         return state
-
-    def _save_dirty(self) -> None:
-        for state in self.dirty.values():
-            self.saved.save(state)
-        self.dirty.clear()
 
     # -- outputs ----------------------------------------------------------------------------------
     def _publish(self, state: TrackPlates, voted: Vote) -> None:

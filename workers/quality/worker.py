@@ -80,7 +80,10 @@ def _verdict(problems: Sequence[str]) -> str:
 
 
 class QualityWorker(ConsumerWorker):
-    """Diagnoses sampled frames per camera; see the module docstring for the guarantee."""
+    """Diagnoses sampled frames per camera; publishes camera-health events and quality-fault alerts.
+
+    The delivery guarantee: see the module docstring.
+    """
 
     name = "quality"
     topics: ClassVar = (FRAMES.name,)

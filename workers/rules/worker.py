@@ -52,12 +52,6 @@ log = logging.getLogger(__name__)
 GROUP = "tubeline-rules"
 
 
-def rules_section(config: TubelineConfig) -> RulesConfig:
-    """The ``rules`` section of the configuration tree (empty when the tree has none)."""
-    section = getattr(config, "rules", None)
-    return section if isinstance(section, RulesConfig) else RulesConfig.model_validate({})
-
-
 class RulesWorker(ConsumerWorker):
     """Evaluates zone, line, loitering, crowding and camera-offline rules; publishes alerts."""
 
@@ -76,7 +70,7 @@ class RulesWorker(ConsumerWorker):
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         super().__init__(config, bus=bus, store=store, stop_event=stop_event)
-        self.rules = rules if rules is not None else rules_section(config)
+        self.rules = rules if rules is not None else config.rules
         self.engine = RuleEngine(self.rules)
         self.documents = None if rules is not None else RulesDocument(store)
         self.rules_version = 0

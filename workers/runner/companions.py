@@ -13,7 +13,7 @@ import threading
 from pipeline.bus.base import Bus
 from pipeline.bus.memory import MemoryBus
 from pipeline.config import TubelineConfig
-from pipeline.config.api import ApiConfig, api_config
+from pipeline.config.api import ApiConfig
 from pipeline.store.base import ObjectStore
 from workers.api.context import Companion
 from workers.quality.housekeeping import DailyReports
@@ -58,7 +58,7 @@ class SynopsisBuilder:
 def api_companions(config: TubelineConfig, store: ObjectStore, *, bus: Bus | None = None,
                    api: ApiConfig | None = None, report_store: ObjectStore | None = None) -> list[Companion]:
     """What runs beside the API in this process, by the ``api`` section (``api`` overrides it)."""
-    api = api or api_config(config)
+    api = api or config.api
     companions: list[Companion] = [SynopsisBuilder(config, store, bus)] if api.build_synopses else []
     if config.quality.housekeeping_interval_s > 0:
         # the scheduled daily inspection reports, under the API's own store identity (``report_store``)

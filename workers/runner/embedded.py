@@ -27,7 +27,7 @@ from pipeline.bus import Bus, open_bus
 from pipeline.bus.memory import MemoryBus
 from pipeline.config import TubelineConfig
 from pipeline.config.ingest import CameraSpec
-from pipeline.runtime.supervisor import Supervisor
+from pipeline.runtime.supervisor import Supervisor, WorkerFactory
 from pipeline.runtime.worker import Health
 from pipeline.spool import SpooledStore, spool_of
 from pipeline.store import ObjectStore, open_store
@@ -128,15 +128,18 @@ def build_pipeline(config: TubelineConfig, bus: Bus, store: ObjectStore | Worker
     supervisor = Supervisor(
         restart_budget=config.runtime.restart_budget, restart_window_s=config.runtime.restart_window_s
     )
-    supervisor.add("ingest", lambda stop: IngestWorker(config, stop_event=stop, cameras=cameras, bus=bus,
-                                                       store=stores("ingest", stop), live=live))
-    supervisor.add("detect", lambda stop: DetectWorker(config, stop_event=stop, close_on_stop=True, detector=detector,
-                                                       bus=bus, store=stores("detect", stop)))
+    supervisor.add("ingest", lambda stop: IngestWorker(config, bus=bus, store=stores("ingest", stop), stop_event=stop,
+                                                       cameras=cameras, live=live))
+    supervisor.add("detect", lambda stop: DetectWorker(config, bus=bus, store=stores("detect", stop), stop_event=stop,
+                                                       close_on_stop=True, detector=detector))
+
+    def factory(name: str) -> WorkerFactory:
+        cls = worker_class(name)
+        return lambda stop: cls(config, bus=bus, store=stores(name, stop), stop_event=stop)
+
     for name in DOWNSTREAM:
         if name in WORKERS and name in downstream:
-            cls = worker_class(name)
-            supervisor.add(name, lambda stop, cls=cls, name=name: cls(config, stop_event=stop, bus=bus,
-                                                                       store=stores(name, stop)))
+            supervisor.add(name, factory(name))
     return supervisor
 
 
@@ -213,7 +216,7 @@ def run_embedded(
         if now - started > timeout_s:
             log.error("embedded run timed out after %.0f s", timeout_s)
             return True
-        ingest_done = ingest is not None and ingest.health == Health.STOPPED and bool(ingest.final_totals)
+        ingest_done = isinstance(ingest, IngestWorker) and ingest.health == Health.STOPPED and bool(ingest.final_totals)
         return ingest_done and done + dead >= published
 
     try:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
+import importlib.util
 import threading
+from pathlib import Path
 
 from pipeline.access import ScopedStore, access_matrix
 from pipeline.bus.base import Bus
@@ -57,13 +60,28 @@ def worker_class(name: str) -> type[Worker]:
     return getattr(importlib.import_module(module_name), attr)
 
 
+def summary(name: str) -> str:
+    """The first line of the worker class's docstring, read from its source without importing the module
+    (so ``tubeline worker --help`` does not load every worker's dependencies); "" if it has none."""
+    module_name, attr = WORKERS[name].split(":", 1)
+    spec = importlib.util.find_spec(module_name)
+    if spec is None or spec.origin is None:
+        return ""
+    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == attr:
+            lines = (ast.get_docstring(node) or "").strip().splitlines()
+            return lines[0] if lines else ""
+    return ""
+
+
 def make_worker(name: str, config: TubelineConfig, *, bus: Bus, store: ObjectStore) -> Worker:
     """The worker ``name`` wired for this process (the API gets its companions, see :mod:`workers.runner.companions`;
     the other workers write through their grant and, where they have one, a spool: :func:`worker_store`)."""
-    cls = worker_class(name)
     if name == "api":
+        from workers.api.worker import ApiWorker
         from workers.runner.companions import api_companions
 
-        return cls(config, bus=bus, store=store, companions=api_companions(config, store, bus=bus))
+        return ApiWorker(config, bus=bus, store=store, companions=api_companions(config, store, bus=bus))
     stop = threading.Event()
-    return cls(config, bus=bus, store=worker_store(name, config, store, stop), stop_event=stop)
+    return worker_class(name)(config, bus=bus, store=worker_store(name, config, store, stop), stop_event=stop)

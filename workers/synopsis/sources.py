@@ -29,8 +29,8 @@ import numpy as np
 
 from pipeline.bus.base import Bus
 from pipeline.geometry import ground_point, point_in_polygon
-from pipeline.synopsis.request import SynopsisRequest, normalise_plate
-from schemas.plates import PlateRead
+from pipeline.synopsis.request import SynopsisRequest
+from schemas.plates import PlateRead, normalise_plate
 from schemas.topics import PLATES, TRACKS
 from schemas.tracks import TrackSummary
 

@@ -30,7 +30,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pipeline.bus.base import Consumer, TopicSpec
-from pipeline.config.synopsis import SynopsisConfig, synopsis_settings
+from pipeline.config import TubelineConfig
+from pipeline.config.synopsis import SynopsisConfig
 from pipeline.runtime.worker import Worker
 from pipeline.store.base import ObjectNotFound
 from pipeline.synopsis.queue import submit_synopsis, synopsis_status, write_status
@@ -89,14 +90,14 @@ class _Heartbeat:
 
 
 class SynopsisWorker(Worker):
-    """Polls the request folder (and closed windows) and builds synopses; see the module docstring."""
+    """Builds the synopses asked for (and those of closed windows) from recordings and tracks."""
 
     name = "synopsis"
 
-    def __init__(self, config: Any, *, source: TrackSource | None = None, settings: SynopsisConfig | None = None,
+    def __init__(self, config: TubelineConfig, *, source: TrackSource | None = None, settings: SynopsisConfig | None = None,
                  **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
-        self.settings = settings or synopsis_settings(config)
+        self.settings = settings or config.synopsis
         self.injected_source = source
         self.cache = MemoryTrackSource()
         self.source: TrackSource = source or self.cache
@@ -109,11 +110,10 @@ class SynopsisWorker(Worker):
     def setup(self) -> None:
         if self.injected_source is not None:
             return
-        from pipeline.config.index import IndexConfig
         from workers.synopsis.catalog import CatalogTrackSource
 
-        index = getattr(self.config, "index", None) or IndexConfig()
-        self.source = CombinedTrackSource(CatalogTrackSource(self.store, index.catalog_prefix), self.cache)
+        catalog = CatalogTrackSource(self.store, self.config.index.catalog_prefix)
+        self.source = CombinedTrackSource(catalog, self.cache)
         self.bus.ensure_topics([TopicSpec(t.name, t.partitions, t.retention_ms) for t in (TRACKS, PLATES)])
         group = f"tubeline-synopsis-cache-{uuid.uuid4().hex[:10]}"
         self.consumer = self.bus.consumer([TRACKS.name, PLATES.name], group)

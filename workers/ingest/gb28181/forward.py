@@ -15,6 +15,7 @@ import collections
 import logging
 import socket
 import threading
+from collections.abc import Callable
 from fractions import Fraction
 
 import av
@@ -22,6 +23,8 @@ import av
 from workers.ingest.gb28181 import psmux
 from workers.ingest.gb28181.media import PortAllocator
 from workers.ingest.sources.base import SourceItem, StreamInfo
+
+Tap = Callable[[SourceItem, StreamInfo], None]
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +107,8 @@ class Forwarder:
             return None
 
     # -- sender thread -----------------------------------------------------------------------------------
-    def start(self, add_tap) -> None:  # noqa: ANN001 - CameraRunner.add_tap
+    def start(self, add_tap: Callable[[Tap], Callable[[], None]]) -> None:
+        """Start sending; ``add_tap`` is the camera runner's (:meth:`workers.ingest.camera.CameraRunner.add_tap`)."""
         self.started = True
         self._thread.start()
         self._remove_tap = add_tap(self.on_item)

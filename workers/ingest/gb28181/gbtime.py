@@ -30,7 +30,8 @@ def parse(text: str, tz: tzinfo) -> datetime | None:
     if not m:
         return None
     try:
-        local = datetime(*(int(g) for g in m.groups()), tzinfo=tz)  # type: ignore[misc]
+        year, month, day, hour, minute, second = (int(g) for g in m.groups())
+        local = datetime(year, month, day, hour, minute, second, tzinfo=tz)
     except ValueError:
         return None
     return local.astimezone(UTC)

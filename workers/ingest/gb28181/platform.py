@@ -23,9 +23,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from pipeline.bus.base import Producer
+from pipeline.cameras.registry import CameraRegistry
 from pipeline.config.ingest import CameraSpec, Gb28181Config
 from schemas.alerts import Alert
 from schemas.topics import ALERTS
@@ -72,6 +72,11 @@ class Device:
     status: dict[str, str] = field(default_factory=dict)  # DeviceStatus answer (online, status, encode, record, …)
 
 
+def _alarm_forwarder(link: SuperiorLink) -> Callable[[str, manscdp.Document, Alert], None]:
+    """An alarm listener that passes a device's alarm up to one superior platform (cascade)."""
+    return lambda _device, doc, alert: link.forward_alarm(doc, alert.camera_id)
+
+
 class GbPlatform:
     """One SIP server (UDP + TCP on one port) and everything it knows about devices and sessions."""
 
@@ -79,7 +84,7 @@ class GbPlatform:
         self,
         config: Gb28181Config,
         *,
-        registry: Any = None,
+        registry: CameraRegistry | None = None,
         producer: Producer | None = None,
         on_channels: Callable[[list[CameraSpec]], None] | None = None,
         on_device_back: Callable[[str], None] | None = None,
@@ -93,8 +98,7 @@ class GbPlatform:
         self.alarm_listeners: list[Callable[[str, manscdp.Document, Alert], None]] = []  # cascade: forward upward
         self.superiors = [SuperiorLink(self, sup, cameras=self._cameras, taps=taps or (lambda _c: None))
                           for sup in config.superiors]
-        for link in self.superiors:
-            self.alarm_listeners.append(lambda _dev, doc, alert, link=link: link.forward_alarm(doc, alert.camera_id))
+        self.alarm_listeners.extend(_alarm_forwarder(link) for link in self.superiors)
         self.auth = DigestAuth(config.domain)
         self.tz = gbtime.zone(config.time_zone)
         self.devices: dict[str, Device] = {}

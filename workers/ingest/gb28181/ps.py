@@ -189,7 +189,7 @@ class PsDemuxer:
 
 def iter_nal_types(data: bytes, limit: int = 64) -> list[tuple[int, int]]:
     """(first, second) header bytes of the NAL units in an Annex-B buffer."""
-    out = []
+    out: list[tuple[int, int]] = []
     pos = 0
     while len(out) < limit:
         pos = data.find(b"\x00\x00\x01", pos)

@@ -151,7 +151,9 @@ class Reorderer:
 
     def _resync(self, packet: RtpPacket, now: float) -> list[tuple[RtpPacket, bool]]:
         """Flush what is held, then continue from ``packet`` (the sender's numbers jumped back)."""
-        out = [(p, True) for _, (p, _) in sorted(self._held.items(), key=lambda kv: (kv[0] - self._expected) & 0xFFFF)]
+        expected = self._expected
+        assert expected is not None  # set by the first packet, before anything can be held
+        out = [(p, True) for _, (p, _) in sorted(self._held.items(), key=lambda kv: (kv[0] - expected) & 0xFFFF)]
         self._held.clear()
         self._late_run = 0
         self.stats.resyncs += 1

@@ -301,7 +301,7 @@ class SipStreamParser:
 
     def feed(self, data: bytes) -> list[bytes]:
         self._buf += data
-        out = []
+        out: list[bytes] = []
         while True:
             while self._buf[:2] == b"\r\n":
                 del self._buf[:2]

@@ -193,9 +193,12 @@ class GbSource(Source):
                 msg = f"{self.describe()}: cannot decode {codec or 'an unknown codec'}"
                 raise SourceCodecError(msg)
             ctx = av.CodecContext.create(codec, "r")
+            if not isinstance(ctx, av.VideoCodecContext):
+                msg = f"{self.describe()}: {codec} is not a video codec"
+                raise SourceCodecError(msg)
             ctx.thread_count = self.decoder_threads
             # Live: arrival time. Recordings (playback, download): the requested start + media time.
-            clock = WallClock(live=True) if self.live else WallClock(live=False, start=self.playback[0])
+            clock = WallClock(live=True) if self.playback is None else WallClock(live=False, start=self.playback[0])
             self._decoder = Decoder(ctx, clock, self.stats, max_consecutive_errors=50)
         pts = self._unwrap(au.pts)
         packet = av.Packet(au.data)

@@ -15,6 +15,7 @@ import itertools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from workers.ingest.gb28181 import manscdp
@@ -142,7 +143,7 @@ class SubscriptionManager:
                              name=f"gb-subscribe-{device_id}", daemon=True).start()
 
     @staticmethod
-    def _safe(fn, *args: object) -> None:  # noqa: ANN001
+    def _safe(fn: Callable[..., object], *args: object) -> None:
         try:
             fn(*args)
         except Exception as exc:

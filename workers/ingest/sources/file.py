@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
@@ -132,7 +132,7 @@ class FileSource(_Source):
             log.debug("%s: looping (%d)", self.describe(), self.loops)
             self._open_container()
 
-    def _play_once(self, decoder: Decoder, offset: int, pacer: _Pacer | None) -> Iterator[SourceItem]:
+    def _play_once(self, decoder: Decoder, offset: int, pacer: _Pacer | None) -> Generator[SourceItem, None, int | None]:
         """Yield one pass over the file; returns the end pts (stream time base) for the next loop."""
         assert self._container is not None and self._stream is not None
         stream = self._stream
