@@ -233,6 +233,7 @@ async function renderLive() {
   for (let i = 0; i < n; i++) tiles.push(liveTile(ordered[i]));
   grid.replaceChildren(...tiles);
   $("#live-back").hidden = !single;
+  renderPtz(single || null);
   $("#live-title").textContent = single ? single.name : "Live";
   const overlays = Boolean(single) && live.overlays;
   for (let i = 0; i < ordered.length; i++) {
@@ -242,6 +243,114 @@ async function renderLive() {
   }
   const on = live.cameras.filter((c) => c.live).length;
   setStatus(section, `${live.cameras.length} camera(s) in scope, ${on} live.${single ? " Overlays show tracked objects, zones and lines." : " Double-click (or Enter) a picture to open it."}`);
+}
+
+// -- PTZ (single-camera view; users with the 'ptz' permission; GB/T 28181 channels) ---------------------------
+// An arrow or zoom button moves the camera while it is held (pointer or Space/Enter) and stops it on release.
+// The API audits and rate-limits each command (a stop after a move is never refused); refusals show below.
+const ptz = { camera: null, moving: false };
+const PTZ_PAD = [["↖", -1, 1, "up-left"], ["↑", 0, 1, "up"], ["↗", 1, 1, "up-right"], ["←", -1, 0, "left"], null,
+  ["→", 1, 0, "right"], ["↙", -1, -1, "down-left"], ["↓", 0, -1, "down"], ["↘", 1, -1, "down-right"]];
+
+function ptzSay(text, isError = false) {
+  const status = $("#ptz-status");
+  if (!status) return;
+  status.textContent = text;
+  status.classList.toggle("error", isError);
+}
+
+function ptzRefusal(err) {
+  if (err.status === 403) return `Not allowed: ${err.message}`;
+  if (err.status === 429) return `Too many commands: ${err.message}`;
+  if (err.status === 409) return `Not possible now: ${err.message}`;
+  if (err.status === 503) return `Not sent: ${err.message}`;
+  if (err.status === 404) return `Unknown camera: ${err.message}`;
+  return `Refused (${err.status || "network"}): ${err.message}`;
+}
+
+async function ptzSend(body, done) {
+  const cam = ptz.camera;
+  if (!cam) return false;
+  try {
+    await api(`/api/cameras/${encodeURIComponent(cam)}/ptz`, { method: "POST", json: body });
+    if (done) ptzSay(done);
+    return true;
+  } catch (err) { ptzSay(ptzRefusal(err), true); return false; }
+}
+
+function ptzSpeed() { return Math.max(1, Math.min(255, Number($("#ptz-speed").value) || 128)); }
+
+function ptzPreset() {
+  const n = Number($("#ptz-preset").value);
+  if (!Number.isInteger(n) || n < 1 || n > 255) { ptzSay("A preset is a number from 1 to 255.", true); return null; }
+  return n;
+}
+
+async function ptzStart(button, pan, tilt, zoom, label) {
+  if (ptz.moving) return;
+  ptz.moving = true;
+  button.setAttribute("aria-pressed", "true");
+  const sent = await ptzSend({ action: "move", pan, tilt, zoom, speed: ptzSpeed() }, `Moving ${label}…`);
+  if (!sent) { ptz.moving = false; button.setAttribute("aria-pressed", "false"); }
+  else if (button.dataset.held !== "1") ptzStop(button);  // released before the move was sent
+}
+
+async function ptzStop(button) {
+  button.dataset.held = "0";
+  button.setAttribute("aria-pressed", "false");
+  if (!ptz.moving) return;
+  ptz.moving = false;
+  await ptzSend({ action: "stop" }, "Stopped.");
+}
+
+function holdButton(text, label, pan, tilt, zoom) {
+  const b = el("button", { type: "button", "aria-label": `${label} (hold)`, "data-ptz": label, title: `Hold to move ${label}` }, text);
+  const press = () => { b.dataset.held = "1"; ptzStart(b, pan, tilt, zoom, label); };
+  const release = () => { if (b.dataset.held === "1") ptzStop(b); };
+  b.addEventListener("pointerdown", (ev) => { ev.preventDefault(); b.setPointerCapture?.(ev.pointerId); press(); });
+  for (const name of ["pointerup", "pointercancel", "lostpointercapture"]) b.addEventListener(name, release);
+  b.addEventListener("keydown", (ev) => { if ((ev.key === " " || ev.key === "Enter") && !ev.repeat) { ev.preventDefault(); press(); } });
+  b.addEventListener("keyup", (ev) => { if (ev.key === " " || ev.key === "Enter") release(); });
+  b.addEventListener("blur", release);
+  return b;
+}
+
+function renderPtz(cam) {
+  const box = $("#live-ptz");
+  if (ptz.moving && ptz.camera) ptzSend({ action: "stop" });  // leaving a camera that was moving
+  ptz.moving = false;
+  ptz.camera = cam ? cam.camera_id : null;
+  const allowed = Boolean(cam) && state.user && state.user.permissions.includes("ptz");
+  box.hidden = !allowed;
+  if (!allowed) { box.replaceChildren(); return; }
+  if (cam.kind !== "gb28181") {
+    box.replaceChildren(el("p", { class: "muted", id: "ptz-none" },
+      `PTZ: not available for this ${cam.kind || "unregistered"} camera — only GB/T 28181 channels are steered from here.`));
+    return;
+  }
+  const pad = el("div", { class: "ptz-pad", role: "group", "aria-label": "Pan and tilt" },
+    ...PTZ_PAD.map((d) => (d ? holdButton(d[0], d[3], d[1], d[2], 0)
+      : el("button", { type: "button", "data-ptz": "stop", "aria-label": "stop", onclick: () => { ptz.moving = true; ptzStop(ptzStopButton); } }, "■"))));
+  const ptzStopButton = $("[data-ptz=stop]", pad);
+  const num = (id, value, min, max, label) => el("label", {}, label, " ", el("input", { id, type: "number", min, max, value, size: 4 }));
+  const presetAction = (action, verb) => el("button", { type: "button", "data-ptz": action, onclick: () => {
+    const preset = ptzPreset();
+    if (preset !== null) ptzSend({ action, preset }, `${verb} preset ${preset}.`);
+  } }, verb);
+  box.replaceChildren(
+    pad,
+    el("fieldset", { class: "ptz-zoom" }, el("legend", {}, "Zoom"), holdButton("−", "zoom out", 0, 0, -1), holdButton("+", "zoom in", 0, 0, 1)),
+    el("fieldset", {}, el("legend", {}, "Speed"), el("input", { id: "ptz-speed", type: "range", min: 1, max: 255, value: 128, "aria-label": "PTZ speed (1-255)" })),
+    el("fieldset", {}, el("legend", {}, "Presets"), num("ptz-preset", 1, 1, 255, "No."),
+      presetAction("preset_call", "Go to"), presetAction("preset_set", "Save here as"), presetAction("preset_delete", "Delete")),
+    el("fieldset", {}, el("legend", {}, "Home position"), num("ptz-reset", 60, 0, 86400, "return after (s idle)"),
+      el("button", { type: "button", "data-ptz": "home", onclick: () => {
+        const preset = ptzPreset();
+        const reset = Number($("#ptz-reset").value);
+        if (preset !== null) ptzSend({ action: "home", preset, enabled: true, reset_s: Number.isInteger(reset) && reset >= 0 ? reset : 60 }, `Home position: preset ${preset}.`);
+      } }, "Set home to preset"),
+      el("button", { type: "button", "data-ptz": "home-off", onclick: () => ptzSend({ action: "home", enabled: false }, "Home position off.") }, "Home off")),
+    el("p", { id: "ptz-status", class: "status", role: "status" }, "Hold an arrow to move the camera; it stops when you let go."));
 }
 
 function openSingle(cameraId) {
@@ -262,4 +371,4 @@ $("#live-layouts").addEventListener("click", (ev) => {
 $("#live-back").addEventListener("click", () => { live.single = null; renderLive(); });
 $("#live-overlays").addEventListener("change", (ev) => { live.overlays = ev.target.checked; if (live.single) renderLive(); });
 
-tabHooks.live = (shown) => { if (shown) renderLive(); else stopPlayers(); };
+tabHooks.live = (shown) => { if (shown) renderLive(); else { stopPlayers(); renderPtz(null); } };

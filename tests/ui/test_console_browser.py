@@ -11,7 +11,11 @@ serves the live hub ingest feeds. Each test saves screenshots under ``var/screen
 * an operator picks a moment on the recordings timeline and the recording plays; there is no export control;
 * an admin draws a zone on the camera's current picture, saves it, and a zone-intrusion alert of that zone
   arrives from the running pipeline;
-* an admin adds an RTSP camera (the GStreamer RTSP server peer) and it appears live in the grid.
+* an admin adds an RTSP camera (the GStreamer RTSP server peer) and it appears live in the grid;
+* an operator holds "left" on a GB/T 28181 channel's PTZ pad: a move and, on release, a stop are published on
+  ``tubeline.device-commands.v1`` (this pipeline runs no GB/T 28181 platform, so the bus is where the command is
+  checked; ``tests/integration/test_ingest_gb28181_ptz.py`` follows it to a SIPp device); an investigator sees no
+  controls and a file camera shows a note instead of them.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ class Site:
     hub: LiveHub
     supervisor: Supervisor
     shots: Path
+    bus: MemoryBus
 
 
 def h264_clip(out: Path) -> Path:
@@ -94,7 +99,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     deadline = time.monotonic() + 60
     while not hub.state(CAMERA).live and time.monotonic() < deadline:
         time.sleep(0.2)
-    yield Site(server, store, hub, supervisor, shots)
+    yield Site(server, store, hub, supervisor, shots, bus)
     server.stop()
     supervisor.stop(timeout=30)
     bus.close()
@@ -299,3 +304,56 @@ def test_admin_adds_an_rtsp_camera_and_it_appears_live(site: Site, browser: Any,
         pg.screenshot(path=str(site.shots / "19-rtsp-camera-live.png"))
         pg.click("#tabs [data-tab=admin]")  # stop the players before the server goes
         CameraRegistry(site.store).delete("gate-rtsp")
+
+
+GB_CHANNEL, GB_DEVICE = "34020000001320000101", "34020000001110000001"
+
+
+def test_operator_steers_a_ptz_channel_and_an_investigator_sees_no_controls(site: Site, browser: Any,
+                                                                            errors: list[str]) -> None:
+    from schemas.devices import DeviceCommand
+    from schemas.topics import DEVICE_COMMANDS
+
+    # A GB/T 28181 channel (disabled: no platform here holds its device, so ingest leaves it alone)
+    CameraRegistry(site.store).put(CameraSpec(id=GB_CHANNEL, name="Dome (GB)", kind="gb28181",
+                                              gb_device_id=GB_DEVICE, enabled=False))
+    try:
+        pg = page_for(browser, site, "otto", errors)
+        pg.click("#tabs [data-tab=live]")
+        pg.wait_for_selector(tile(CAMERA))
+        pg.evaluate(f"() => openSingle('{GB_CHANNEL}')")
+        pg.wait_for_selector("#live-ptz:not([hidden]) [data-ptz=left]")
+        pg.fill("#ptz-speed", "200")
+        left = pg.locator("#live-ptz [data-ptz=left]")
+        left.hover()
+        pg.mouse.down()
+        pg.wait_for_function("() => document.querySelector('#ptz-status').textContent.includes('Moving left')")
+        pg.mouse.up()
+        pg.wait_for_function("() => document.querySelector('#ptz-status').textContent.includes('Stopped')")
+        pg.screenshot(path=str(site.shots / "21-ptz-controls.png"))
+        consumer = site.bus.consumer([DEVICE_COMMANDS.name], "ui-test-ptz")
+        sent: list[DeviceCommand] = []
+        deadline = time.monotonic() + 5
+        while len(sent) < 2 and time.monotonic() < deadline:
+            sent += [DeviceCommand.model_validate_json(m.value) for m in consumer.poll(timeout=0.5)]
+        consumer.close()
+        mine = [c for c in sent if c.camera_id == GB_CHANNEL]
+        assert [(c.action, c.pan, c.tilt, c.zoom, c.requested_by) for c in mine] == [
+            ("move", -1, 0, 0, "otto"), ("stop", 0, 0, 0, "otto")], mine
+        assert mine[0].speed == 200
+        assert [e["params"]["action"] for e in _audit(site, "devices.ptz") if e["user"] == "otto"][-2:] == \
+            ["move", "stop"]
+        pg.click("#live-back")  # a file camera: a note, no pad
+        pg.evaluate(f"() => openSingle('{CAMERA}')")
+        pg.wait_for_selector("#live-ptz:not([hidden]) #ptz-none")
+        assert pg.locator("#live-ptz [data-ptz]").count() == 0
+
+        inv = page_for(browser, site, "ann", errors)  # an investigator watches live but may not steer
+        inv.click("#tabs [data-tab=live]")
+        inv.wait_for_selector(tile(CAMERA))
+        inv.evaluate(f"() => openSingle('{GB_CHANNEL}')")
+        inv.wait_for_selector("#live-grid.n1")
+        inv.wait_for_function("() => document.querySelector('#live-title').textContent.includes('Dome')")
+        assert inv.locator("#live-ptz").is_hidden() and inv.locator("#live-ptz [data-ptz]").count() == 0
+    finally:
+        CameraRegistry(site.store).delete(GB_CHANNEL)

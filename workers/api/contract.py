@@ -20,7 +20,7 @@ DESCRIPTIONS = {
     401: "Not authenticated (no, expired or revoked credentials).",
     403: "The role may not do this, or a cookie session's CSRF check failed.",
     404: "Nothing by that ID in your camera scope.",
-    409: "Not ready yet (e.g. the synopsis is still building).",
+    409: "Not possible now (e.g. the synopsis is still building, a version changed, the device is offline).",
     410: "It existed but is gone (retention); ask for it again.",
     413: "The request body or the image is too large.",
     416: "The requested byte range is outside the file.",

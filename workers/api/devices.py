@@ -29,7 +29,11 @@ class RateLimited(Exception):
 
 
 class DeviceDesk:
-    """Sends device commands for the API (at most ``per_window`` per user and camera in ``window_s``)."""
+    """Sends device commands for the API (at most ``per_window`` per user and camera in ``window_s``).
+
+    A ``stop`` that follows a ``move`` of the same user and camera is never refused: a released arrow must
+    stop the camera even when the user clicked fast (it still counts towards the window).
+    """
 
     def __init__(self, bus: Bus | None, *, per_window: int = 10, window_s: float = 2.0) -> None:
         self.bus = bus
@@ -37,29 +41,37 @@ class DeviceDesk:
         self.window_s = window_s
         self._producer: Producer | None = None
         self._sent: dict[tuple[str, str], deque[float]] = {}
+        self._moving: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
 
     @property
     def available(self) -> bool:
         return self.bus is not None
 
-    def _admit(self, user: str, camera_id: str) -> None:
+    def _admit(self, user: str, camera_id: str, action: str) -> None:
         now = time.monotonic()
+        who = (user, camera_id)
         with self._lock:
             if len(self._sent) > 10_000:
                 self._sent.clear()
-            sent = self._sent.setdefault((user, camera_id), deque())
+                self._moving.clear()
+            sent = self._sent.setdefault(who, deque())
             while sent and now - sent[0] > self.window_s:
                 sent.popleft()
-            if len(sent) >= self.per_window:
+            stopping = action == "stop" and who in self._moving
+            if len(sent) >= self.per_window and not stopping:
                 raise RateLimited(self.window_s - (now - sent[0]))
             sent.append(now)
+            if action == "move":
+                self._moving.add(who)
+            elif action in ("stop", "preset_call", "home"):
+                self._moving.discard(who)
 
     def prepare(self, camera_id: str, user: str, action: str, **params: Any) -> DeviceCommand:
         """Validate and rate-limit one command (raises ``ValueError``, :class:`RateLimited`); not sent yet."""
         command = DeviceCommand(command_id=f"cmd-{uuid.uuid4().hex[:20]}", camera_id=camera_id, action=action,
                                 requested_by=user, requested_at=datetime.now(UTC), **params)
-        self._admit(user, camera_id)
+        self._admit(user, camera_id, action)
         return command
 
     def publish(self, command: DeviceCommand) -> None:

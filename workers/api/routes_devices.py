@@ -2,7 +2,8 @@
 
 * ``POST /api/cameras/{camera}/ptz`` — move (pan/tilt/zoom at a speed), stop, set/call/delete a preset, set the
   home position (``devices.ptz``; needs the ``ptz`` permission: operators and admins). Rate-limited per user
-  and camera (429 with ``Retry-After``). 202: the command is on its way to the ingest worker holding the device.
+  and camera (429 with ``Retry-After``). 409 for a camera that is not a GB/T 28181 channel or whose device is
+  reported offline. 202: the command is on its way to the ingest worker holding the device.
 * ``GET /api/cameras/{camera}/device-recordings?start=&end=`` — the device's own recordings ("on device" on
   the operator timeline; ``devices.recordings``).
 * ``POST /api/cameras/{camera}/device-recordings`` — ask the device again for its recordings of a range
@@ -76,6 +77,21 @@ def _camera_in_scope(act: Action, camera_id: str) -> None:
         raise act.refuse(404, f"no camera {camera_id!r} in your camera scope")
 
 
+def _steerable(act: Action, camera_id: str) -> None:
+    """Refuse (409) a camera that cannot take PTZ commands: not a GB/T 28181 channel, or its device is offline."""
+    states = [s for s in act.ctx.search.camera_status(cameras=[camera_id]) if s.camera_id == camera_id]
+    if not states:
+        return  # not registered (yet) and no status: the ingest worker decides
+    state = states[0]
+    if state.kind is not None and state.kind != "gb28181":
+        raise act.refuse(409, f"camera {camera_id} is a {state.kind} camera: only GB/T 28181 channels take PTZ "
+                              "commands", outcome="invalid")
+    if state.status == "offline":
+        why = f" ({state.reason})" if state.reason else ""
+        raise act.refuse(409, f"the device of camera {camera_id} is offline{why}: the command cannot reach it",
+                         outcome="failed")
+
+
 def _send(act: Action, camera_id: str, action: str, **params: object) -> CommandOut | JSONResponse:
     desk = act.ctx.devices
     if desk is None or not desk.available:
@@ -100,12 +116,14 @@ def _send(act: Action, camera_id: str, action: str, **params: object) -> Command
 
 
 @router.post("/{camera_id}/ptz", response_model=CommandOut, status_code=202, name="devices.ptz",
-             summary="Move a PTZ camera, use its presets or set its home position", responses=errors(404, 429))
+             summary="Move a PTZ camera, use its presets or set its home position",
+             responses=errors(404, 409, 429))
 def ptz(request: Request, who: Who, camera_id: CameraPath, body: PtzIn) -> CommandOut | JSONResponse:
     params = {"camera_id": camera_id, **body.model_dump()}
     with begin(request, who, "devices.ptz", params) as act:
         act.need(Permission.PTZ, "control cameras")
         _camera_in_scope(act, camera_id)
+        _steerable(act, camera_id)
         fields = body.model_dump(exclude={"action"}, exclude_none=True)
         return _send(act, camera_id, body.action, **fields)
 
