@@ -17,6 +17,7 @@ import pytest
 from pipeline.bus.memory import MemoryBus
 from pipeline.config import TubelineConfig
 from pipeline.config.enrich import PlateWorkerConfig
+from pipeline.hotlists import Hotlist
 from pipeline.store.local import LocalStore
 from schemas.objects import ObjectCrop
 from schemas.topics import FRAMES, OBJECTS
@@ -25,7 +26,6 @@ from tests.detect_helpers import BASE_TIME, publish_frames, run_until
 from tests.fixtures.enrich.make_videos import HEIGHT, TESTDATA, WIDTH, write_video
 from tests.fixtures.enrich.objects import alerts, plates
 from workers.detect.worker import DetectWorker
-from workers.plate.hotlists import Hotlist
 from workers.plate.worker import PlateWorker
 
 GATE = "gate-1"

@@ -13,6 +13,7 @@ import pytest
 
 from pipeline.bus import open_bus
 from pipeline.config import TubelineConfig
+from pipeline.hotlists import Hotlist, HotlistRepository
 from pipeline.store import open_store
 from schemas.alerts import Alert
 from schemas.ids import stable_id
@@ -21,7 +22,6 @@ from schemas.topics import ALERTS, PLATES
 from tests.contract.test_bus_contract import drain
 from tests.fixtures.enrich.harness import run_pipeline
 from tests.fixtures.enrich.make_videos import PLATE_FRAMES, TESTDATA, make_plate_video
-from workers.plate.hotlists import Hotlist, HotlistRepository
 from workers.plate.worker import PlateWorker
 
 pytestmark = pytest.mark.integration

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from pipeline.hotlists import Hotlist, HotlistError, HotlistRepository, load_file
 from pipeline.store.local import LocalStore
 from schemas.plates import plate_text
 from workers.cli import main
-from workers.plate.hotlists import Hotlist, HotlistError, HotlistRepository, load_file
 
 
 @pytest.mark.parametrize(

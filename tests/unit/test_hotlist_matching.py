@@ -7,7 +7,8 @@ import random
 import pytest
 
 from pipeline.config.enrich import HotlistsConfig
-from workers.plate.hotlists import Hotlist, HotlistBook
+from pipeline.hotlists import Hotlist
+from workers.plate.hotlists import HotlistBook
 from workers.plate.matching import Candidate, ConfusionTable, PlateIndex, deletion_keys, weighted_distance
 
 TABLE = ConfusionTable(HotlistsConfig().confusions, 0.25)
@@ -106,8 +107,8 @@ def test_weighted_distance_and_deletion_keys() -> None:
 
 
 def test_book_matches_across_lists_and_lets_the_store_win(tmp_path) -> None:  # noqa: ANN001
+    from pipeline.hotlists import HotlistRepository
     from pipeline.store.local import LocalStore
-    from workers.plate.hotlists import HotlistRepository
 
     store = LocalStore(tmp_path / "s")
     listfile = tmp_path / "wanted.yaml"

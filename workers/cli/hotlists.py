@@ -20,8 +20,9 @@ SEVERITIES = ("info", "low", "medium", "high", "critical")
 
 def _open(ctx: click.Context) -> tuple[Any, Any]:
     """(HotlistRepository, HotlistBook) over the configured store and files."""
+    from pipeline.hotlists import HotlistRepository
     from pipeline.store import open_store
-    from workers.plate.hotlists import HotlistBook, HotlistRepository
+    from workers.plate.hotlists import HotlistBook
 
     config = load_config_or_exit(ctx)
     section = config.hotlists
@@ -87,7 +88,7 @@ def show(ctx: click.Context, name: str) -> None:
 def add(ctx: click.Context, name: str, plates: tuple[str, ...], note: str, reason: str | None, owner: str | None,
         severity: str | None) -> None:
     """Add PLATES to list NAME in the store (the list is created when missing)."""
-    from workers.plate.hotlists import Hotlist, HotlistEntry
+    from pipeline.hotlists import Hotlist, HotlistEntry
 
     repo, _ = _open(ctx)
     try:
@@ -111,7 +112,7 @@ def add(ctx: click.Context, name: str, plates: tuple[str, ...], note: str, reaso
 @click.pass_context
 def import_(ctx: click.Context, path: Path, name: str | None, replace: bool) -> None:
     """Import the hotlists of a YAML, CSV or JSON file into the store (format: docs/enrich.md)."""
-    from workers.plate.hotlists import HotlistError, load_file
+    from pipeline.hotlists import HotlistError, load_file
 
     repo, _ = _open(ctx)
     try:

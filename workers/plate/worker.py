@@ -9,7 +9,7 @@ the JPEG, runs the plate pipeline (:mod:`workers.plate.reading`), stores the pla
 (:mod:`workers.plate.voting`). When the voted plate is new or better it publishes a
 :class:`schemas.plates.PlateRead` on ``tubeline.plates.v1`` (key: camera) with the next ``revision``
 under the idempotency key ``{track}/plate``, and matches it against the hotlists
-(:mod:`workers.plate.hotlists`): each hit is an ``Alert`` (``plate_hotlist``) on ``tubeline.alerts.v1``
+(:mod:`workers.plate.hotlists`, lists from :mod:`pipeline.hotlists`): each hit is an ``Alert`` (``plate_hotlist``) on ``tubeline.alerts.v1``
 with ``alert_id = stable_id("plate_hotlist", list, entry, track)``, raised once per track and entry.
 
 Delivery: **at-least-once**. Per batch: handle → flush outputs → write the touched tracks' vote state to
@@ -34,6 +34,7 @@ import numpy as np
 from pipeline import crops, metrics
 from pipeline.bus.base import BadMessage
 from pipeline.config.enrich import HotlistsConfig, PlateWorkerConfig
+from pipeline.hotlists import HotlistEntry
 from pipeline.runtime.crop_worker import CropWorker, CropWorkerArgs
 from schemas.alerts import Alert
 from schemas.frames import FrameHeader
@@ -41,7 +42,7 @@ from schemas.ids import stable_id
 from schemas.plates import PlateRead
 from schemas.topics import ALERTS, FRAMES, OBJECTS, PLATES
 from workers.plate.checkpoint import PlateTracker, context_view
-from workers.plate.hotlists import HotlistBook, HotlistEntry
+from workers.plate.hotlists import HotlistBook
 from workers.plate.matching import Match
 from workers.plate.reading import PlateFound, best_plate, frame_plates, region_of
 from workers.plate.state import PlateStateStore
@@ -50,8 +51,8 @@ from workers.plate.voting import TrackPlates, Vote, vote
 if TYPE_CHECKING:
     from pipeline.bus.base import Message
     from pipeline.config import TubelineConfig
+    from pipeline.hotlists import Hotlist
     from schemas.objects import ObjectCrop
-    from workers.plate.hotlists import Hotlist
 
 log = logging.getLogger(__name__)
 
