@@ -1,4 +1,4 @@
-// Administration (admins): cameras, zones and lines drawn on the camera's current picture, rules, users.
+// Administration (admins): cameras, zones and lines drawn on the camera's current picture, rules, plate hotlists, users.
 // Every save goes through the API, which validates, versions and audits it; workers pick changes up live.
 "use strict";
 
@@ -170,6 +170,148 @@ $("#rules-form").addEventListener("submit", (ev) => {
   saveRules("Rules saved.").then(() => { $("#rules-status").textContent = $("#zone-status").textContent; });
 });
 
+// -- plate hotlists --------------------------------------------------------------------------------------
+// Every change is saved at once (PUT with the version it started from; 409 when someone else saved since) and
+// the plate worker picks it up within hotlists.refresh_s. Lists from configuration files are shown read-only.
+const hot = { list: null, refresh: 0 };
+
+async function loadHotlists() {
+  const data = await api("/api/admin/hotlists");
+  hot.refresh = data.refresh_s;
+  $("#hotlist-note").textContent = `the plate worker applies changes within ${data.refresh_s} s` + (data.problems.length ? ` · unreadable: ${data.problems.join("; ")}` : "");
+  $("#hotlist-rows").replaceChildren(...data.lists.map((h) => el("tr", { "data-name": h.name },
+    el("td", {}, h.name), el("td", {}, h.source === "store" ? "edited here" : "config file"), el("td", {}, String(h.plates)),
+    el("td", {}, h.severity), el("td", {}, h.owner || "–"), el("td", {}, h.reason || "–"),
+    el("td", {}, h.source === "store" ? `${h.version}${h.updated_by ? ` · ${h.updated_by}` : ""}` : "–"),
+    el("td", {}, el("button", { type: "button", class: "link", onclick: () => openHotlist(h.name) }, h.source === "store" ? "edit" : "view")))));
+}
+
+async function openHotlist(name) {
+  try { showHotlist(await api(`/api/admin/hotlists/${encodeURIComponent(name)}`)); hotSay(`List ${name}: ${hotVersion()}`); }
+  catch (err) { hotSay(err.message, true); }
+}
+
+function hotVersion() {
+  const h = hot.list;
+  if (!h) return "";
+  return h.source === "file" ? "from a configuration file (read-only here)" : `version ${h.version}${h.updated_by ? `, saved by ${h.updated_by} ${fmtTime(h.updated_at)}` : ""}`;
+}
+
+function hotSay(text, isError = false) {
+  const status = $("#hotlist-status");
+  status.textContent = text;
+  status.classList.toggle("error", isError);
+}
+
+function showHotlist(h) {
+  hot.list = h;
+  const f = $("#hotlist-form");
+  f.name.value = h ? h.name : "";
+  f.reason.value = h ? h.reason : "";
+  f.owner.value = h ? h.owner : "";
+  f.severity.value = h ? h.severity : "high";
+  const editable = !h || h.source === "store";
+  f.name.readOnly = Boolean(h);
+  $("#hotlist-delete").hidden = !h || !editable;
+  for (const x of $$("#hotlist-entry-form input, #hotlist-entry-form button, #hotlist-form button[type=submit]")) x.disabled = !editable;
+  const entries = h ? h.entries : [];
+  $("#hotlist-entry-rows").replaceChildren(...entries.map((e) => el("tr", { "data-plate": e.plate, class: e.expired ? "muted" : "" },
+    el("td", {}, e.plate), el("td", {}, e.note || "–"), el("td", {}, e.expires_at ? `${fmtTime(e.expires_at)}${e.expired ? " (expired)" : ""}` : "never"),
+    el("td", {}, editable ? el("button", { type: "button", class: "link", onclick: () => removePlate(e.plate) }, "remove") : ""))));
+}
+
+function hotBody(entries) {
+  const f = $("#hotlist-form");
+  return { expect_version: hot.list ? hot.list.version : 0, reason: f.reason.value, owner: f.owner.value, severity: f.severity.value,
+    entries: entries.map((e) => ({ plate: e.plate, note: e.note || "", expires_at: e.expires_at || null })) };
+}
+
+async function saveHotlist(entries, message) {
+  const name = $("#hotlist-form").name.value.trim();
+  if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(name)) { hotSay("A list name is 1-64 letters, digits and _.:-", true); return false; }
+  try {
+    const saved = await api(`/api/admin/hotlists/${encodeURIComponent(name)}`, { method: "PUT", json: hotBody(entries) });
+    showHotlist(saved);
+    hotSay(`${message} Saved as version ${saved.version} (${saved.plates} plates); the plate worker applies it within ${hot.refresh} s.`);
+    loadHotlists().catch(() => {});
+    return true;
+  } catch (err) {
+    hotSay(err.status === 409 ? `${err.message} — the list was reloaded; make your change again.` : err.message, true);
+    if (err.status === 409) openHotlist(name).then(() => hotSay(`${err.message} — reloaded; make your change again.`, true));
+    return false;
+  }
+}
+
+function removePlate(plate) {
+  saveHotlist(hot.list.entries.filter((e) => e.plate !== plate), `Removed ${plate}.`);
+}
+
+// A small CSV reader: header row with a 'plate' column (and optionally note, expires); quoted fields allowed.
+function parseCsv(text) {
+  const rows = [];
+  let row = [], field = "", quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i];
+    if (quoted) {
+      if (ch === '"' && text[i + 1] === '"') { field += '"'; i++; }
+      else if (ch === '"') quoted = false;
+      else field += ch;
+    } else if (ch === '"') quoted = true;
+    else if (ch === ",") { row.push(field); field = ""; }
+    else if (ch === "\n" || ch === "\r") {
+      if (ch === "\r" && text[i + 1] === "\n") i++;
+      row.push(field); field = "";
+      if (row.some((x) => x.trim())) rows.push(row);
+      row = [];
+    } else field += ch;
+  }
+  row.push(field);
+  if (row.some((x) => x.trim())) rows.push(row);
+  if (!rows.length) throw new Error("the file is empty");
+  const head = rows[0].map((h) => h.replace(/^\uFEFF/, "").trim().toLowerCase());
+  const col = (name) => head.indexOf(name);
+  if (col("plate") < 0) throw new Error("the CSV needs a header row with a 'plate' column (optional: note, expires)");
+  return rows.slice(1).filter((r) => (r[col("plate")] || "").trim()).map((r) => {
+    const expires = col("expires") >= 0 ? (r[col("expires")] || "").trim() : "";
+    const when = expires ? new Date(expires) : null;
+    if (when && Number.isNaN(when.getTime())) throw new Error(`expires ${JSON.stringify(expires)} is not a date`);
+    return { plate: r[col("plate")].trim(), note: col("note") >= 0 ? (r[col("note")] || "").trim() : "", expires_at: when ? when.toISOString() : null };
+  });
+}
+
+$("#hotlist-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  saveHotlist(hot.list ? hot.list.entries : [], hot.list ? "List details changed." : "List created.");
+});
+$("#hotlist-new").addEventListener("click", () => { showHotlist(null); hotSay("A new list: name it, then Save list or add plates."); $("#hotlist-name").focus(); });
+$("#hotlist-delete").addEventListener("click", async () => {
+  const h = hot.list;
+  if (!h || !confirm(`Delete hotlist ${h.name} (${h.entries.length} plates)? Its plates stop raising alerts.`)) return;
+  try {
+    await api(`/api/admin/hotlists/${encodeURIComponent(h.name)}?${query({ expect_version: h.version })}`, { method: "DELETE" });
+    showHotlist(null); hotSay(`Hotlist ${h.name} deleted.`); loadHotlists();
+  } catch (err) { hotSay(err.message, true); }
+});
+$("#hotlist-entry-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const f = ev.target;
+  const entry = { plate: f.plate.value.trim(), note: f.note.value.trim(), expires_at: toIso(f.expires.value) };
+  const entries = hot.list ? [...hot.list.entries] : [];
+  if (await saveHotlist([...entries, entry], `Added ${entry.plate}.`)) { f.plate.value = ""; f.plate.focus(); }
+});
+$("#hotlist-csv").addEventListener("change", async (ev) => {
+  const file = ev.target.files[0];
+  ev.target.value = "";
+  if (!file) return;
+  if (file.size > 900 * 1024) { hotSay("The file is larger than the API takes in one save (about 900 KB); split it or use 'tubeline hotlists import'.", true); return; }
+  let rows;
+  try { rows = parseCsv(await file.text()); } catch (err) { hotSay(`${file.name}: ${err.message}`, true); return; }
+  const entries = hot.list ? [...hot.list.entries] : [];
+  const known = new Set(entries.map((e) => e.plate));
+  const fresh = rows.filter((r) => !known.has(r.plate.toUpperCase()));
+  saveHotlist([...entries, ...fresh], `Imported ${fresh.length} plate(s) from ${file.name} (${rows.length - fresh.length} already listed).`);
+});
+
 // -- users ---------------------------------------------------------------------------------------------
 async function loadUsers() {
   const data = await api("/api/users");
@@ -210,7 +352,7 @@ $("#user-form").addEventListener("submit", async (ev) => {
 tabHooks.admin = async (shown) => {
   if (!shown) return;
   try {
-    await Promise.all([loadAdminCameras(), loadRules(), loadUsers()]);
+    await Promise.all([loadAdminCameras(), loadRules(), loadUsers(), loadHotlists()]);
     if (!adm.camera && $("#zone-camera").value) loadSnapshot();
   } catch (err) { setStatus($("#tab-admin"), err.message, true); }
 };

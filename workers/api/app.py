@@ -34,6 +34,7 @@ from workers.api import (
     routes_console,
     routes_devices,
     routes_health,
+    routes_hotlists,
     routes_live,
     routes_manage,
     routes_media,
@@ -205,7 +206,7 @@ def create_app(ctx: ApiContext, *, web_dir: Path | None = None, start_background
         return {"status": "ok"}
 
     for module in (routes_admin, routes_search, routes_media, routes_synopsis, routes_live, routes_devices,
-                   routes_video, routes_timeline, routes_console, routes_manage, routes_health):
+                   routes_video, routes_timeline, routes_console, routes_manage, routes_hotlists, routes_health):
         app.include_router(module.router)
     app.include_router(routes_health.metrics_router)
     _mount_web(app, web_dir or find_web_dir(ctx.api.web_dir))
