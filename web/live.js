@@ -222,8 +222,11 @@ async function loadLive() {
 async function renderLive() {
   stopPlayers();
   const section = $("#tab-live");
+  const turn = (live.turn = (live.turn || 0) + 1);  // only the newest render draws (a tab click and an open race)
   let data;
-  try { data = await loadLive(); } catch (err) { setStatus(section, err.message, true); return; }
+  try { data = await loadLive(); } catch (err) { if (turn === live.turn) setStatus(section, err.message, true); return; }
+  if (turn !== live.turn) return;
+  stopPlayers();
   const grid = $("#live-grid");
   const single = live.single && live.cameras.find((c) => c.camera_id === live.single);
   const n = single ? 1 : live.layout;

@@ -15,7 +15,9 @@ serves the live hub ingest feeds. Each test saves screenshots under ``var/screen
 * an operator holds "left" on a GB/T 28181 channel's PTZ pad: a move and, on release, a stop are published on
   ``tubeline.device-commands.v1`` (this pipeline runs no GB/T 28181 platform, so the bus is where the command is
   checked; ``tests/integration/test_ingest_gb28181_ptz.py`` follows it to a SIPp device); an investigator sees no
-  controls and a file camera shows a note instead of them.
+  controls and a file camera shows a note instead of them;
+* an admin adds a plate to a new hotlist in the Admin page (and imports a CSV), and the plate worker's next read
+  of that plate (real OCR on a vehicle still, memory bus, the site's store) raises a ``plate_hotlist`` alert.
 """
 
 from __future__ import annotations
@@ -323,6 +325,7 @@ def test_operator_steers_a_ptz_channel_and_an_investigator_sees_no_controls(site
         pg.wait_for_selector(tile(CAMERA))
         pg.evaluate(f"() => openSingle('{GB_CHANNEL}')")
         pg.wait_for_selector("#live-ptz:not([hidden]) [data-ptz=left]")
+        pg.wait_for_selector(f"#live-grid.n1 {tile(GB_CHANNEL)}")
         pg.fill("#ptz-speed", "200")
         left = pg.locator("#live-ptz [data-ptz=left]")
         left.hover()
@@ -357,3 +360,41 @@ def test_operator_steers_a_ptz_channel_and_an_investigator_sees_no_controls(site
         assert inv.locator("#live-ptz").is_hidden() and inv.locator("#live-ptz [data-ptz]").count() == 0
     finally:
         CameraRegistry(site.store).delete(GB_CHANNEL)
+
+
+def test_admin_adds_a_hotlist_plate_and_the_plate_worker_alerts(site: Site, browser: Any, errors: list[str]) -> None:
+    from models.zoo import ModelZoo
+    from pipeline.hotlists import HotlistRepository
+    from tests.fixtures.enrich.make_videos import vehicle_still
+    from tests.fixtures.enrich.objects import RED, alerts, make_worker, publish, put_crop, run
+
+    pg = page_for(browser, site, "boss", errors)
+    pg.click("#tabs [data-tab=admin]")
+    pg.wait_for_selector("#hotlist-note:has-text('within')")
+    pg.click("#hotlist-new")
+    pg.fill("#hotlist-name", "stolen-ui")
+    pg.fill("#hotlist-form [name=reason]", "reported stolen")
+    pg.select_option("#hotlist-form [name=severity]", "critical")
+    pg.fill("#hotlist-plate", "湘a0pq76")  # typed loosely: normalised by the API
+    pg.fill("#hotlist-entry-form [name=note]", "case 12")
+    pg.click("#hotlist-entry-form button[type=submit]")
+    pg.wait_for_selector("#hotlist-entry-rows tr[data-plate='湘A0PQ76']")
+    pg.set_input_files("#hotlist-csv", files=[{"name": "more.csv", "mimeType": "text/csv",
+                                               "buffer": b"plate,note,expires\nAB45IEJ,\"case 2, desk 1\",2031-01-01T00:00Z\n"}])
+    pg.wait_for_selector("#hotlist-entry-rows tr[data-plate='AB45IEJ']")
+    pg.wait_for_selector("#hotlist-rows tr[data-name='stolen-ui']")
+    assert "version 2" in pg.inner_text("#hotlist-status")
+    pg.locator("#hotlist-entry-rows").scroll_into_view_if_needed()
+    pg.screenshot(path=str(site.shots / "22-admin-hotlist.png"))
+    try:
+        saved = HotlistRepository(site.store).get("stolen-ui")
+        assert [(e.plate, e.note) for e in saved.entries] == [("湘A0PQ76", "case 12"), ("AB45IEJ", "case 2, desk 1")]
+        assert saved.updated_by == "boss" and _audit(site, "admin.hotlist.put")[-1]["user"] == "boss"
+        # the plate worker on that store: the next read of the plate raises the list's alert
+        bus = MemoryBus()
+        publish(bus, [put_crop(site.store, vehicle_still("red", 540)[0], RED, 1)])
+        run(make_worker(bus, site.store, ModelZoo(TubelineConfig().models).plate_recognizer(), extra_hotlists=()), 1)
+        hits = [a for a in alerts(bus) if a.rule_id == "hotlist:stolen-ui"]
+        assert len(hits) == 1 and (hits[0].alert_type, hits[0].severity) == ("plate_hotlist", "critical"), hits
+    finally:
+        HotlistRepository(site.store).delete("stolen-ui")
