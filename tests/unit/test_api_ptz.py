@@ -4,7 +4,6 @@ never keeps a released arrow from stopping the camera."""
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -32,8 +31,8 @@ class Devices(FakeSearch):
     def camera_status(self, *, cameras: Collection[str] | None = None) -> list[CameraState]:
         base = CameraState(camera_id=DOME, name="Dome", latitude=None, longitude=None, admin_unit="", point_class=None,
                            kind="gb28181", enabled=True, status="online")
-        states = [base, replace(base, camera_id=OFFLINE, status="offline", reason="timeout"),
-                  replace(base, camera_id=GATE, kind="rtsp")]
+        states = [base, base.model_copy(update={"camera_id": OFFLINE, "status": "offline", "reason": "timeout"}),
+                  base.model_copy(update={"camera_id": GATE, "kind": "rtsp"})]
         return [s for s in states if cameras is None or s.camera_id in cameras]
 
 
