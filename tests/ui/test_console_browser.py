@@ -321,6 +321,11 @@ def test_operator_steers_a_ptz_channel_and_an_investigator_sees_no_controls(site
                                               gb_device_id=GB_DEVICE, enabled=False))
     try:
         pg = page_for(browser, site, "otto", errors)
+        # the API reads the registry through a short cache: wait until the live list has the channel just registered
+        deadline = time.monotonic() + 20
+        while not pg.evaluate(f"async () => (await loadLive()).cameras.some((c) => c.camera_id === '{GB_CHANNEL}')"):
+            assert time.monotonic() < deadline, f"{GB_CHANNEL} never appeared in the live camera list"
+            time.sleep(0.5)
         pg.click("#tabs [data-tab=live]")
         pg.wait_for_selector(tile(CAMERA))
         pg.evaluate(f"() => openSingle('{GB_CHANNEL}')")
