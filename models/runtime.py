@@ -160,7 +160,9 @@ class OnnxModel:
     """One ONNX Runtime session with checked loading, batching and warm-up.
 
     ``expected_shape`` (from the registry) is compared with the graph's first input; ``dynamic_input``
-    rewrites a graph's fixed input/output dimensions to named ones (CenterFace ships as 10×3×32×32).
+    rewrites a graph's fixed input/output dimensions to named ones (CenterFace ships as 10×3×32×32);
+    ``dynamic_spatial`` names only the spatial ones and keeps the batch axis as exported (a rectangular
+    letterbox needs any H×W, but a graph with reshapes baked to batch 1 mixes the images of a larger batch).
     """
 
     def __init__(
@@ -172,6 +174,7 @@ class OnnxModel:
         expected_shape: Sequence[int | str] | None = None,
         min_opset: int | None = None,
         dynamic_input: bool = False,
+        dynamic_spatial: bool = False,
         options: RuntimeOptions | None = None,
         warmup_shape: Sequence[int] | None = None,
     ) -> None:
@@ -200,8 +203,9 @@ class OnnxModel:
         ]
         if expected_shape is not None and not dynamic_input:
             check_input_shape(_dims(graph_inputs[0]), expected_shape, self.label)
-        if dynamic_input:
-            proto = _dynamicize(proto)
+        self.dynamic_spatial = dynamic_spatial or dynamic_input
+        if dynamic_input or dynamic_spatial:
+            proto = _dynamicize(proto, keep_batch=dynamic_spatial and not dynamic_input)
         sess_options = ort.SessionOptions()
         sess_options.log_severity_level = 3
         sess_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -278,8 +282,10 @@ class OnnxModel:
         return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
 
 
-def _dynamicize(proto: Any) -> Any:
-    """Name every dimension of the graph inputs and outputs so any batch and image size is accepted."""
+def _dynamicize(proto: Any, *, keep_batch: bool = False) -> Any:
+    """Name every dimension of the graph inputs and outputs so any batch and image size is accepted.
+
+    With ``keep_batch`` the first axis keeps its exported size and every other output axis is named."""
     from onnx.tools.update_model_dims import update_inputs_outputs_dims
 
     initializers = {t.name for t in proto.graph.initializer}
@@ -289,9 +295,13 @@ def _dynamicize(proto: Any) -> Any:
             inputs[vi.name] = _dims(vi)
             continue
         rank = len(vi.type.tensor_type.shape.dim)
-        inputs[vi.name] = ["batch", *_dims(vi)[1:2], *[f"in_{vi.name}_{k}" for k in range(2, rank)]]
+        batch = _dims(vi)[0] if keep_batch else "batch"
+        inputs[vi.name] = [batch, *_dims(vi)[1:2], *[f"in_{vi.name}_{k}" for k in range(2, rank)]]
     outputs = {}
     for vo in proto.graph.output:
         rank = len(vo.type.tensor_type.shape.dim)
-        outputs[vo.name] = ["batch", *_dims(vo)[1:2], *[f"out_{vo.name}_{k}" for k in range(2, rank)]]
+        if keep_batch:
+            outputs[vo.name] = [_dims(vo)[0], *[f"out_{vo.name}_{k}" for k in range(1, rank)]]
+        else:
+            outputs[vo.name] = ["batch", *_dims(vo)[1:2], *[f"out_{vo.name}_{k}" for k in range(2, rank)]]
     return update_inputs_outputs_dims(proto, inputs, outputs)

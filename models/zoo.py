@@ -73,7 +73,9 @@ class ModelZoo:
             raise RegistryError(msg)
         return spec
 
-    def onnx(self, spec: ModelSpec, warmup_shape: list[int] | None = None) -> OnnxModel:
+    def onnx(
+        self, spec: ModelSpec, warmup_shape: list[int] | None = None, *, dynamic_spatial: bool = False
+    ) -> OnnxModel:
         assert spec.input is not None  # guaranteed for onnx specs by the registry validator
         return OnnxModel(
             self.path(spec),
@@ -82,6 +84,7 @@ class ModelZoo:
             expected_shape=spec.input.shape,
             min_opset=spec.min_opset,
             dynamic_input=spec.input.dynamic,
+            dynamic_spatial=dynamic_spatial,
             options=self.options,
             warmup_shape=warmup_shape,
         )
@@ -94,19 +97,25 @@ class ModelZoo:
 
     # -- single models ------------------------------------------------------------------------------
     def detector(self, model_id: str | None = None) -> Any:
-        from models.detectors import NanoDetDetector, YoloDetector, yolo_metadata_names
+        from models.detectors import NanoDetDetector, YoloDetector, accepts_rect, yolo_metadata_names
 
         spec = self.spec(model_id or self.config.detector, "detect")
+        rect = self.config.detect_input == "rect"
 
         def build() -> Any:
-            model = self.onnx(spec)
+            model = self.onnx(spec, dynamic_spatial=rect)
+            assert spec.input is not None
+            size = [d if isinstance(d, int) else 640 for d in spec.input.shape[-2:]]
+            if rect and not accepts_rect(model, size[0], size[1]):
+                model = self.onnx(spec)
             names = self.registry.class_names(spec) or yolo_metadata_names(model.metadata)
             score, iou = self.config.detect_score, self.config.detect_iou
-            assert spec.input is not None
+            use_rect = rect and model.dynamic_spatial
             if spec.backend == "nanodet":
                 strides = spec.options.get("strides", (8, 16, 32))
-                return NanoDetDetector(model, spec.input, spec.ref, names, strides=strides, score=score, iou=iou)
-            return YoloDetector(model, spec.input, spec.ref, names, score=score, iou=iou)
+                return NanoDetDetector(model, spec.input, spec.ref, names, strides=strides, score=score, iou=iou,
+                                       rect=use_rect)
+            return YoloDetector(model, spec.input, spec.ref, names, score=score, iou=iou, rect=use_rect)
 
         base = self._cached("detect", spec.id, build)
         views = tuple(self.config.detector_views)

@@ -3,7 +3,7 @@
 Classes evaluated: person, and vehicle (the detector's car, truck and bus). Predictions of other classes
 are not scored (their count is shown). Matching: IoU >= 0.5, greedy by score, difficult objects optional.
 
-    python benchmarks/models/detection.py [--model ID] [--scores 0.25,0.35,0.5]
+    python benchmarks/models/detection.py [--model ID] [--scores 0.25,0.35,0.5] [--input square|rect|both]
 """
 
 from __future__ import annotations
@@ -34,12 +34,13 @@ def frames(annotations: dict) -> list[tuple[dict, np.ndarray]]:
     return out
 
 
-def evaluate(model_id: str | None, scores: list[float], iou: float) -> None:
+def evaluate(model_id: str | None, scores: list[float], iou: float, input_mode: str = "square") -> None:
     from models.evaluation import MatchCounts, match_boxes
 
     annotations = json.loads((DATA / "vtest_annotations.json").read_text(encoding="utf-8"))
     data = frames(annotations)
     the_zoo = zoo()
+    the_zoo.config = the_zoo.config.model_copy(update={"detect_input": input_mode})
     detector = the_zoo.detector(model_id)
     lowest = min(scores)
     detector.score = lowest
@@ -85,7 +86,8 @@ def evaluate(model_id: str | None, scores: list[float], iou: float) -> None:
                     str(other),
                 ]
             )
-    print(f"model {detector.model_id}, {len(data)} frames, IoU >= {iou}")
+    shape = detector.input_shape_for(data[0][1])
+    print(f"model {detector.model_id}, input {input_mode} {shape[1]}x{shape[0]}, {len(data)} frames, IoU >= {iou}")
     print(table(["score", "class", "TP", "FP", "FN", "precision", "recall", "other-class dets"], rows))
 
 
@@ -94,8 +96,10 @@ def main() -> None:
     parser.add_argument("--model", help="detector registry id (default: configured detector)")
     parser.add_argument("--scores", default="0.25,0.35,0.5")
     parser.add_argument("--iou", type=float, default=0.5)
+    parser.add_argument("--input", choices=("square", "rect", "both"), default="square")
     args = parser.parse_args()
-    evaluate(args.model, [float(s) for s in args.scores.split(",")], args.iou)
+    for mode in ("square", "rect") if args.input == "both" else (args.input,):
+        evaluate(args.model, [float(s) for s in args.scores.split(",")], args.iou, mode)
 
 
 if __name__ == "__main__":

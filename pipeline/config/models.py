@@ -120,6 +120,13 @@ class ModelsConfig(Section):
     detect_iou: float = Field(
         0.5, title="Detection NMS IoU", description="IoU above which boxes are merged.", gt=0.0, le=1.0
     )
+    detect_input: Literal["square", "rect"] = Field(
+        "square",
+        title="Detector input shape",
+        description="square: the registry's input size (stretched or letterboxed as the registry says); rect: "
+        "letterbox each frame into the smallest 32-multiple rectangle with the model's size as its long side "
+        "(416×256 for a 16:9 frame at 416; fewer pixels, see docs/performance.md for speed and accuracy).",
+    )
     plate_score: float = Field(
         0.5, title="Plate detection score", description="Minimum plate-detector score kept.", gt=0.0, lt=1.0
     )

@@ -1,0 +1,77 @@
+"""The detector hot path: fused preprocessing gives the reference tensor, a rectangular input keeps the
+aspect ratio, a batch of mixed frames gives each frame's own boxes, and a model that cannot take a
+rectangle falls back to its square."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from models.detectors import Preprocessor, YoloDetector, accepts_rect, rect_shape, to_tensor, yolo_metadata_names
+from models.geometry import letterbox, stretch
+from models.registry import InputSpec
+from models.runtime import OnnxModel
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "models"
+NANODET = InputSpec(shape=(1, 3, 416, 416), mean=(103.53, 116.28, 123.675), std=(57.375, 57.12, 58.395))
+YOLO = InputSpec(shape=(1, 3, 320, 320), color="RGB", std=(255.0, 255.0, 255.0), resize="letterbox")
+
+
+@pytest.mark.parametrize(("w", "h", "side", "expected"), [
+    (1920, 1080, 416, (256, 416)), (768, 576, 416, (320, 416)), (1080, 1920, 640, (640, 384)), (500, 500, 416, (416, 416)),
+])
+def test_rect_shape(w: int, h: int, side: int, expected: tuple[int, int]) -> None:
+    assert rect_shape(w, h, side) == expected
+
+
+@pytest.mark.parametrize("spec", [NANODET, YOLO], ids=["bgr-meanstd", "rgb-scale"])
+def test_fused_preprocessing_equals_reference(spec: InputSpec) -> None:
+    rng = np.random.default_rng(1)
+    pre = Preprocessor(spec)
+    # Same canvas reused by frames with different margins: stale pixels of the previous frame must not show.
+    for shape, (height, width), mode in [((1080, 1920, 3), (320, 416), "letterbox"),
+                                         ((600, 300, 3), (320, 416), "letterbox"),
+                                         ((576, 768, 3), (416, 416), "stretch"),
+                                         ((416, 416, 3), (416, 416), "stretch")]:
+        image = rng.integers(0, 256, shape, dtype=np.uint8)
+        out = np.empty((3, height, width), np.float32)
+        got = pre.fill_into(image, out, mode)
+        resized, want = (letterbox if mode == "letterbox" else stretch)(image, width, height)
+        assert got == want
+        np.testing.assert_allclose(out, to_tensor(resized, spec), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def yolo() -> YoloDetector:
+    expected = json.loads((FIXTURES / "yolo11n-random-320.expected.json").read_text())
+    model = OnnxModel(FIXTURES / "yolo11n-random-320.onnx", sha256=expected["sha256"])
+    return YoloDetector(model, YOLO, "fixture@1", yolo_metadata_names(model.metadata), score=expected["conf"])
+
+
+def test_fixed_yolo_export_refuses_a_rectangle() -> None:
+    """The committed fixture is a fixed-size export: its attention reshapes fail at 320×224, so the zoo keeps it square."""
+    model = OnnxModel(FIXTURES / "yolo11n-random-320.onnx", dynamic_spatial=True, warmup_shape=[1, 3, 320, 320])
+    assert not accepts_rect(model, 320, 320)
+
+
+def test_mixed_batch_equals_one_by_one_and_unfused(yolo: YoloDetector, testdata: Path) -> None:
+    dog = cv2.imread(str(testdata / "images" / "dog.jpg"))
+    assert dog is not None
+    frames = [dog, cv2.resize(dog, (dog.shape[1] // 2, dog.shape[0])), dog[:, ::-1].copy(), cv2.rotate(dog, 0)]
+    batched = yolo.detect_batch(frames)
+    single = [yolo.detect(f) for f in frames]
+    yolo._fused = False
+    try:
+        unfused = yolo.detect_batch(frames)
+    finally:
+        yolo._fused = True
+    assert sum(len(d) for d in batched) > 0
+    for b, s, u in zip(batched, single, unfused, strict=True):
+        assert len(b) == len(s) == len(u)
+        np.testing.assert_allclose(b.xyxy, s.xyxy, atol=1.0)
+        np.testing.assert_allclose(b.xyxy, u.xyxy, atol=1.0)
+        np.testing.assert_array_equal(b.class_id, u.class_id)
