@@ -58,6 +58,17 @@ class DetectConfig(Section):
     max_wait_ms: int = Field(
         40, title="Max batch wait", description="Milliseconds to wait for a batch to fill.", ge=0, le=2000
     )
+    decode_threads: int = Field(
+        2, title="JPEG decode threads",
+        description="Threads that decode a batch's frames in parallel (OpenCV releases the GIL); 0 decodes inline.",
+        ge=0, le=32,
+    )
+    upload_threads: int = Field(
+        4, title="Crop upload threads",
+        description="Threads that write crops to the object store while detection goes on; announcements and "
+        "other outputs still leave in order, each crop's only after its object is stored. 0 writes inline.",
+        ge=0, le=64,
+    )
     commit_interval_s: float = Field(
         2.0,
         title="Commit interval",

@@ -11,7 +11,14 @@ import cv2
 import numpy as np
 import pytest
 
-from models.detectors import Preprocessor, YoloDetector, accepts_rect, rect_shape, to_tensor, yolo_metadata_names
+from models.detectors import (
+    Preprocessor,
+    YoloDetector,
+    accepts_rect,
+    rect_shape,
+    to_tensor,
+    yolo_metadata_names,
+)
 from models.geometry import letterbox, stretch
 from models.registry import InputSpec
 from models.runtime import OnnxModel

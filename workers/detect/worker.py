@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -37,7 +38,6 @@ from pipeline.config import TubelineConfig
 from pipeline.config.detect import DetectConfig
 from pipeline.core import Detections
 from pipeline.runtime.worker import ConsumerWorker
-from pipeline.spool import announce, put_then
 from pipeline.tracking import suppress_confusable
 from schemas.detections import DetectedObject
 from schemas.detections import Detections as DetectionsMessage
@@ -55,6 +55,7 @@ from workers.detect.attributes import (
     vehicle_colour,
     vehicle_type,
 )
+from workers.detect.outbox import Outbox
 from workers.detect.state import (
     CameraState,
     CropCandidate,
@@ -66,6 +67,10 @@ from workers.detect.state import (
 )
 
 log = logging.getLogger(__name__)
+
+
+def _imdecode(value: bytes) -> np.ndarray | None:
+    return cv2.imdecode(np.frombuffer(value, np.uint8), cv2.IMREAD_COLOR)
 
 
 def _utc(ts: float) -> datetime:
@@ -99,6 +104,8 @@ class DetectWorker(ConsumerWorker):
         self.crops = 0
         self.snapshots_refused = 0
         self.latencies: list[float] = []
+        self.outbox: Outbox | None = None
+        self._decoder: ThreadPoolExecutor | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
     def topic_specs(self) -> list[TopicSpec]:
@@ -110,6 +117,9 @@ class DetectWorker(ConsumerWorker):
 
             self.detector = ModelZoo(self.config.models).detector()
         super().setup()
+        self.outbox = Outbox(self.store, self._produce, self.settings.upload_threads)
+        if self.settings.decode_threads > 0:
+            self._decoder = ThreadPoolExecutor(self.settings.decode_threads, thread_name_prefix="jpeg-decode")
         self.next_checkpoint = time.monotonic() + self.settings.commit_interval_s
 
     def step(self) -> None:
@@ -119,6 +129,8 @@ class DetectWorker(ConsumerWorker):
             self._process(batch)
         else:
             self._close_idle()
+        assert self.outbox is not None
+        self.outbox.pump()
         if time.monotonic() >= self.next_checkpoint:
             self.checkpoint()
 
@@ -127,6 +139,10 @@ class DetectWorker(ConsumerWorker):
             for camera in list(self.states):
                 self._close_camera(camera, "shutdown")
         self.checkpoint()
+        if self.outbox is not None:
+            self.outbox.close()
+        if self._decoder is not None:
+            self._decoder.shutdown(wait=True)
 
     def finished(self) -> bool:
         return False
@@ -143,13 +159,16 @@ class DetectWorker(ConsumerWorker):
     def _process(self, batch: list[Message]) -> None:
         assert self.dead_letter is not None
         decoded: list[tuple[Message, FrameHeader, np.ndarray]] = []
+        headed: list[tuple[Message, FrameHeader]] = []
         for message in batch:
             try:
-                header = FrameHeader.from_headers(message.headers)
+                headed.append((message, FrameHeader.from_headers(message.headers)))
             except ValueError as exc:
                 self.dead_letter.send(message, f"invalid frame headers: {exc}")
-                continue
-            image = cv2.imdecode(np.frombuffer(message.value, np.uint8), cv2.IMREAD_COLOR)
+        values = [message.value for message, _ in headed]
+        images = list(self._decoder.map(_imdecode, values)) if self._decoder and len(values) > 1 else \
+            [_imdecode(v) for v in values]
+        for (message, header), image in zip(headed, images, strict=True):
             if image is None:
                 self.dead_letter.send(message, "frame value is not a decodable JPEG")
                 continue
@@ -335,9 +354,10 @@ class DetectWorker(ConsumerWorker):
             class_id=class_id, score=crop.score, box=crop.box, frame_width=w, frame_height=h,
             quality=round(crop.quality, 4), crop_key=key,
         )
-        put_then(self.store, key, crop.jpeg, [announce(OBJECTS.name, crop_msg.to_json(), state.camera_id)],
-                 producer=self.producer, content_type="image/jpeg",
-                 metadata={"camera-id": state.camera_id, "track-id": record.track_id})
+        assert self.outbox is not None  # the crop is announced only once it is stored (workers.detect.outbox)
+        self.outbox.put_then_send(key, crop.jpeg, "image/jpeg",
+                                  {"camera-id": state.camera_id, "track-id": record.track_id},
+                                  OBJECTS.name, state.camera_id, crop_msg.to_json())
         self.crops += 1
 
     # -- track ends ------------------------------------------------------------------------------
@@ -397,6 +417,10 @@ class DetectWorker(ConsumerWorker):
 
     # -- output and commits ------------------------------------------------------------------------
     def _send(self, topic: str, key: str, value: bytes) -> None:
+        assert self.outbox is not None
+        self.outbox.send(topic, key, value)
+
+    def _produce(self, topic: str, key: str, value: bytes) -> None:
         assert self.producer is not None
         self.producer.send(topic, value, key=key)
 
@@ -407,7 +431,8 @@ class DetectWorker(ConsumerWorker):
         of a partition this worker is losing (or, while the group rejoins after a broker restart, has no
         assignment for) stays uncommitted, so whoever reads the partition next replays it from the last
         snapshot instead of skipping frames the snapshot does not cover."""
-        assert self.producer is not None and self.consumer is not None
+        assert self.producer is not None and self.consumer is not None and self.outbox is not None
+        self.outbox.drain()  # every crop stored (or spooled) and every output sent before the snapshot and the commit
         self.producer.flush()
         assigned = self.consumer.assignment()
         for camera in sorted(self.touched):
