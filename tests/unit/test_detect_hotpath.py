@@ -15,11 +15,12 @@ from models.detectors import (
     Preprocessor,
     YoloDetector,
     accepts_rect,
+    batched_nms,
     rect_shape,
     to_tensor,
     yolo_metadata_names,
 )
-from models.geometry import letterbox, stretch
+from models.geometry import letterbox, nms, stretch
 from models.registry import InputSpec
 from models.runtime import OnnxModel
 
@@ -82,3 +83,18 @@ def test_mixed_batch_equals_one_by_one_and_unfused(yolo: YoloDetector, testdata:
         np.testing.assert_allclose(b.xyxy, s.xyxy, atol=1.0)
         np.testing.assert_allclose(b.xyxy, u.xyxy, atol=1.0)
         np.testing.assert_array_equal(b.class_id, u.class_id)
+
+
+def test_batched_nms_equals_reference_nms() -> None:
+    """Same kept indices in the same order as models.geometry.nms, ties and crowded classes included."""
+    rng = np.random.default_rng(7)
+    for trial in range(60):
+        n = int(rng.integers(1, 300))
+        xy = rng.uniform(0, 300, (n, 2))
+        boxes = np.column_stack([xy, xy + rng.uniform(1, 80, (n, 2))]).astype(np.float32)
+        scores = rng.uniform(0, 1, n).astype(np.float32)
+        if trial % 3 == 0:
+            scores = np.round(scores, 1)  # many ties: the stable order must agree
+        classes = rng.integers(0, 3, n)
+        iou = float(rng.choice([0.3, 0.5, 0.7]))
+        np.testing.assert_array_equal(batched_nms(boxes, scores, iou, classes), nms(boxes, scores, iou, classes))

@@ -1,0 +1,206 @@
+"""The detect hot path before and after issue 19, each beside raw ONNX Runtime, measured in one run.
+
+    nice -n 10 taskset -c 1 .venv/bin/python benchmarks/detect/hotpath.py [--rounds 5] [--calls 15]
+
+Detector level (NanoDet, one intra-op thread, one image per call): raw ``session.run`` on a tensor prepared
+once (the reference), the project path as it was (resize, pad, then ``to_tensor``: the unfused reference
+path kept in ``_OnnxDetector._prepare``) and as it is (fused preprocessing), for the square input and the
+rectangular letterbox (``models.detect_input: rect``), on a 768×576 (vtest) and a 1920×1080 frame.
+The YOLO11n fixture (random weights, fixed 320×320 export) gives the same for YOLO.
+
+Worker level: ``DetectWorker`` over the in-memory bus and a local store (JPEG decode, NanoDet, tracker,
+crops, outputs, commits) on vtest frames from 4 cameras, as it was (inline decode, inline crop PUT,
+unfused preprocessing) and as it is (decode pool, asynchronous crop writes, fused preprocessing); the
+reference is raw ``session.run`` over the same number of already-prepared tensors.
+
+Rounds are interleaved (every case once per round) and the table gives the median of the rounds and the
+spread (min–max), so load from other processes on a shared machine shows rather than hides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from models.detectors import YoloDetector, yolo_metadata_names  # noqa: E402
+from models.registry import InputSpec  # noqa: E402
+from models.runtime import OnnxModel  # noqa: E402
+from models.zoo import ModelZoo  # noqa: E402
+from pipeline.bus import TopicSpec  # noqa: E402
+from pipeline.bus.memory import MemoryBus  # noqa: E402
+from pipeline.config import TubelineConfig  # noqa: E402
+from pipeline.store.local import LocalStore  # noqa: E402
+from schemas.frames import FrameHeader  # noqa: E402
+from schemas.topics import FRAMES  # noqa: E402
+from workers.detect.worker import DetectWorker  # noqa: E402
+
+TESTDATA = ROOT.parent / "shared" / "testdata"
+FIXTURE = ROOT / "tests" / "fixtures" / "models" / "yolo11n-random-320.onnx"
+
+
+def rate(fn: Callable[[], object], calls: int) -> float:
+    started = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return calls / (time.perf_counter() - started)
+
+
+def vtest_frames(count: int, step: int = 2) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(TESTDATA / "vtest.avi"))
+    out: list[np.ndarray] = []
+    index = 0
+    while len(out) < count:
+        ok, img = cap.read()
+        if not ok:
+            break
+        if index % step == 0:
+            out.append(img)
+        index += 1
+    cap.release()
+    return out
+
+
+def detector_cases(frame: np.ndarray, label: str) -> dict[str, Callable[[], object]]:
+    """Raw ORT, before (unfused) and after (fused) for square and rect NanoDet on one frame."""
+    cfg = TubelineConfig.model_validate({"models": {"intra_op_threads": 1, "inter_op_threads": 1}}).models
+    square = ModelZoo(cfg).detector()
+    rect = ModelZoo(cfg.model_copy(update={"detect_input": "rect"})).detector()
+    cases: dict[str, Callable[[], object]] = {}
+    for name, det in (("square", square), ("rect", rect)):
+        tensor, _ = det._prepare(frame)
+        batch = tensor[None]
+        sess, feed = det.model.session, det.model.input_name
+        h, w = batch.shape[2:]
+        cases[f"{label} {name} {w}x{h}: raw session.run"] = lambda s=sess, f=feed, b=batch: s.run(None, {f: b})
+        cases[f"{label} {name} {w}x{h}: before (unfused)"] = _unfused(det, frame)
+        cases[f"{label} {name} {w}x{h}: after (fused)"] = lambda d=det: d.detect(frame)
+    return cases
+
+
+def _unfused(det: object, frame: np.ndarray) -> Callable[[], object]:
+    def run() -> object:
+        det._fused = False  # type: ignore[attr-defined]
+        try:
+            return det.detect(frame)  # type: ignore[attr-defined]
+        finally:
+            det._fused = True  # type: ignore[attr-defined]
+
+    return run
+
+
+def yolo_cases(frame: np.ndarray) -> dict[str, Callable[[], object]]:
+    expected = json.loads(FIXTURE.with_suffix(".expected.json").read_text())
+    opts = ModelZoo(TubelineConfig.model_validate({"models": {"intra_op_threads": 1}}).models).options
+    model = OnnxModel(FIXTURE, options=opts)
+    spec = InputSpec(shape=(1, 3, 320, 320), color="RGB", std=(255.0, 255.0, 255.0), resize="letterbox")
+    det = YoloDetector(model, spec, "yolo", yolo_metadata_names(model.metadata), score=expected["conf"], iou=0.7)
+    batch = det._prepare(frame)[0][None]
+    return {
+        "YOLO11n fixture 320x320: raw session.run": lambda: model.session.run(None, {model.input_name: batch}),
+        "YOLO11n fixture 320x320: before (unfused)": _unfused(det, frame),
+        "YOLO11n fixture 320x320: after (fused)": lambda: det.detect(frame),
+    }
+
+
+def worker_rate(jpegs: list[bytes], detector: object, *, before: bool) -> tuple[float, float]:
+    """Frames/s of wall time and per CPU-second through the whole detect worker."""
+    settings = {"max_batch": 4, "max_wait_ms": 20}
+    if before:
+        settings |= {"decode_threads": 0, "upload_threads": 0}
+    cfg = TubelineConfig.model_validate({"detect": settings})
+    bus = MemoryBus(default_partitions=4)
+    bus.ensure_topics([TopicSpec(FRAMES.name, 4)])
+    with bus.producer() as producer:
+        for seq, jpeg in enumerate(jpegs):
+            header = FrameHeader(camera_id=f"cam-{seq % 4}", session="bench", sequence=seq // 4,
+                                 captured_at=datetime.now(UTC), pts=seq / 5, width=768, height=576,
+                                 source_codec="mpeg4", keyframe=False)
+            producer.send(FRAMES.name, jpeg, key=header.camera_id, headers=header.to_headers())
+    detector._fused = not before  # type: ignore[attr-defined]
+    with tempfile.TemporaryDirectory() as tmp:
+        worker = DetectWorker(cfg, bus=bus, store=LocalStore(tmp), detector=detector)
+        worker.setup()
+        wall, cpu = time.perf_counter(), time.process_time()
+        while worker.frames_done < len(jpegs):
+            worker.step()
+        worker.checkpoint()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        worker.drain()
+        worker.teardown()
+    detector._fused = True  # type: ignore[attr-defined]
+    return len(jpegs) / wall, len(jpegs) / cpu
+
+
+def summarise(samples: dict[str, list[float]], reference_of: Callable[[str], str | None]) -> None:
+    width = max(len(k) for k in samples)
+    print(f"{'case':<{width}}  {'median/s':>9}  {'min-max':>13}  {'vs reference':>12}")
+    for name, values in samples.items():
+        med = statistics.median(values)
+        ref = reference_of(name)
+        ratio = f"{med / statistics.median(samples[ref]):.2f}x" if ref and ref != name else "reference"
+        print(f"{name:<{width}}  {med:9.1f}  {min(values):6.1f}-{max(values):<6.1f}  {ratio:>12}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--calls", type=int, default=15, help="calls per case per round")
+    ap.add_argument("--worker-frames", type=int, default=48, help="frames per worker run (0 skips it)")
+    args = ap.parse_args()
+    frames = vtest_frames(max(args.worker_frames, 1))
+    vga = frames[len(frames) // 2]
+    full_hd = cv2.resize(vga, (1920, 1080), interpolation=cv2.INTER_LINEAR)
+    cases = {**detector_cases(vga, "768x576"), **detector_cases(full_hd, "1920x1080"), **yolo_cases(vga)}
+    for fn in cases.values():
+        fn()  # warm-up
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(args.rounds):
+        for name, fn in cases.items():
+            samples[name].append(rate(fn, args.calls))
+
+    def raw_of(name: str) -> str:
+        return name.split(":")[0] + ": raw session.run"
+
+    print(f"detector level, one intra-op thread, batch 1, {args.rounds} rounds x {args.calls} calls "
+          "(images/s; reference = raw session.run at the same input size)")
+    summarise(samples, raw_of)
+    if not args.worker_frames:
+        return 0
+    cfg = TubelineConfig.model_validate({"models": {"intra_op_threads": 1, "inter_op_threads": 1}}).models
+    detector = ModelZoo(cfg).detector()
+    jpegs = [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes() for f in frames]
+    tensor = detector._prepare(vga)[0][None]
+    sess, feed = detector.model.session, detector.model.input_name
+    worker_rate(jpegs[:8], detector, before=False)  # warm-up
+    wall: dict[str, list[float]] = {"worker before": [], "worker after": [], "raw session.run x frames": []}
+    per_cpu: dict[str, list[float]] = {"worker before": [], "worker after": []}
+    for _ in range(max(1, args.rounds // 2)):
+        for before in (True, False):
+            key = "worker before" if before else "worker after"
+            fps, per_core = worker_rate(jpegs, detector, before=before)
+            wall[key].append(fps)
+            per_cpu[key].append(per_core)
+        wall["raw session.run x frames"].append(rate(lambda: sess.run(None, {feed: tensor}), len(jpegs)))
+    print(f"\nworker level, {len(jpegs)} vtest frames (768x576 JPEG) from 4 cameras, batch 4, ORT 1 thread")
+    print("frames/s of wall time (reference: raw session.run over the same number of prepared tensors):")
+    summarise(wall, lambda name: "raw session.run x frames")
+    print("frames per CPU-second (= frames/s per core; all threads counted):")
+    summarise(per_cpu, lambda name: "worker before")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
