@@ -13,14 +13,17 @@ crops, outputs, commits) on vtest frames from 4 cameras, as it was (inline decod
 unfused preprocessing) and as it is (decode pool, asynchronous crop writes, fused preprocessing); the
 reference is raw ``session.run`` over the same number of already-prepared tensors.
 
-Rounds are interleaved (every case once per round) and the table gives the median of the rounds and the
-spread (min–max), so load from other processes on a shared machine shows rather than hides.
+Detector-level rates are images per CPU-second of this process (ORT with one intra-op thread runs on the
+calling thread), which load from other processes disturbs much less than wall time. Rounds are
+interleaved (every case once per round) and the table gives the median of the rounds and the spread
+(min–max), so what noise is left shows rather than hides.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -51,11 +54,14 @@ TESTDATA = ROOT.parent / "shared" / "testdata"
 FIXTURE = ROOT / "tests" / "fixtures" / "models" / "yolo11n-random-320.onnx"
 
 
-def rate(fn: Callable[[], object], calls: int) -> float:
-    started = time.perf_counter()
+def rate(fn: Callable[[], object], calls: int, clock: Callable[[], float] = time.process_time) -> float:
+    """Calls per second of ``clock``: process CPU time by default (images per CPU-second, which other
+    processes' load disturbs far less than wall time on a shared machine; ORT runs on the calling thread
+    with one intra-op thread), or wall time with ``time.perf_counter``."""
+    started = clock()
     for _ in range(calls):
         fn()
-    return calls / (time.perf_counter() - started)
+    return calls / (clock() - started)
 
 
 def vtest_frames(count: int, step: int = 2) -> list[np.ndarray]:
@@ -174,8 +180,9 @@ def main() -> int:
     def raw_of(name: str) -> str:
         return name.split(":")[0] + ": raw session.run"
 
+    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end of the detector rounds")
     print(f"detector level, one intra-op thread, batch 1, {args.rounds} rounds x {args.calls} calls "
-          "(images/s; reference = raw session.run at the same input size)")
+          "(images per CPU-second; reference = raw session.run at the same input size)")
     summarise(samples, raw_of)
     if not args.worker_frames:
         return 0
@@ -193,7 +200,8 @@ def main() -> int:
             fps, per_core = worker_rate(jpegs, detector, before=before)
             wall[key].append(fps)
             per_cpu[key].append(per_core)
-        wall["raw session.run x frames"].append(rate(lambda: sess.run(None, {feed: tensor}), len(jpegs)))
+        wall["raw session.run x frames"].append(rate(lambda: sess.run(None, {feed: tensor}), len(jpegs),
+                                                     time.perf_counter))
     print(f"\nworker level, {len(jpegs)} vtest frames (768x576 JPEG) from 4 cameras, batch 4, ORT 1 thread")
     print("frames/s of wall time (reference: raw session.run over the same number of prepared tensors):")
     summarise(wall, lambda name: "raw session.run x frames")
