@@ -108,8 +108,40 @@ class RuntimeOptions:
         )
 
 
-def select_providers(options: RuntimeOptions, available: Sequence[str] | None = None) -> list[Any]:
-    """Providers (with options) for a session, in preference order, skipping unavailable ones."""
+def trt_profile(
+    name: str, dims: Sequence[int | str], max_batch: int, nominal_hw: tuple[int, int] | None, min_side: int = 64,
+) -> dict[str, str]:
+    """TensorRT explicit shape profile for an input with named (dynamic) dimensions, else ``{}``.
+
+    Without one TensorRT builds an engine per new shape at run time (seconds each, mid-stream); with it one
+    engine covers batch 1…``max_batch`` and, for a spatially dynamic input, any H×W up to the nominal size
+    (a rectangular letterbox never exceeds it; without a nominal size, e.g. the plate detector's pad32
+    input, up to 1920×1920 with the optimum at 640×640). The optimum batch is min(8, max)."""
+    if all(isinstance(d, int) for d in dims) or len(dims) != 4:
+        return {}
+    channels = dims[1] if isinstance(dims[1], int) else 3
+    fixed = [d if isinstance(d, int) else None for d in dims]
+    h, w = nominal_hw or (640, 640)
+    top_h, top_w = nominal_hw or (1920, 1920)
+
+    def shape(batch: int, height: int, width: int) -> str:
+        values = [fixed[0] or batch, channels, fixed[2] or height, fixed[3] or width]
+        return f"{name}:" + "x".join(str(v) for v in values)
+
+    return {
+        "trt_profile_min_shapes": shape(1, min(min_side, h), min(min_side, w)),
+        "trt_profile_opt_shapes": shape(min(8, max_batch), h, w),
+        "trt_profile_max_shapes": shape(max_batch, top_h, top_w),
+    }
+
+
+def select_providers(
+    options: RuntimeOptions, available: Sequence[str] | None = None, profile: Mapping[str, str] | None = None
+) -> list[Any]:
+    """Providers (with options) for a session, in preference order, skipping unavailable ones.
+
+    TensorRT gets fp16 from ``precision``, the engine and timing caches when a cache folder is set, and
+    ``profile`` (:func:`trt_profile`) for inputs with dynamic dimensions."""
     available = list(available) if available is not None else available_providers()
     chosen: list[Any] = []
     for short in options.providers:
@@ -120,7 +152,9 @@ def select_providers(options: RuntimeOptions, available: Sequence[str] | None = 
         if name == "TensorrtExecutionProvider":
             trt: dict[str, Any] = {"trt_fp16_enable": options.precision == "fp16"}
             if options.engine_cache is not None:
-                trt.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(options.engine_cache))
+                trt.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(options.engine_cache),
+                           trt_timing_cache_enable=True, trt_timing_cache_path=str(options.engine_cache))
+            trt.update(profile or {})
             chosen.append((name, trt))
         else:
             chosen.append(name)
@@ -213,7 +247,13 @@ class OnnxModel:
             sess_options.intra_op_num_threads = self.options.intra_op_threads
         if self.options.inter_op_threads:
             sess_options.inter_op_num_threads = self.options.inter_op_threads
-        providers = select_providers(self.options)
+        initializers = {t.name for t in proto.graph.initializer}
+        first = next(i for i in proto.graph.input if i.name not in initializers)
+        spatial = list(expected_shape or _dims(graph_inputs[0]))[2:4]
+        nominal = (int(spatial[0]), int(spatial[1])) if all(isinstance(d, int) for d in spatial) and \
+            len(spatial) == 2 else None
+        profile = trt_profile(first.name, _dims(first), self.options.max_batch, nominal)  # type: ignore[arg-type]
+        providers = select_providers(self.options, profile=profile)
         try:
             self.session = ort.InferenceSession(proto.SerializeToString(), sess_options, providers=providers)
         except Exception as exc:

@@ -98,3 +98,20 @@ def test_batched_nms_equals_reference_nms() -> None:
         classes = rng.integers(0, 3, n)
         iou = float(rng.choice([0.3, 0.5, 0.7]))
         np.testing.assert_array_equal(batched_nms(boxes, scores, iou, classes), nms(boxes, scores, iou, classes))
+
+
+def test_tensorrt_gets_an_explicit_profile_only_for_dynamic_inputs() -> None:
+    from models.runtime import RuntimeOptions, select_providers, trt_profile
+
+    assert trt_profile("x", [1, 3, 416, 416], 8, (416, 416)) == {}
+    rect = trt_profile("input_1:0", [1, 3, "h", "w"], 8, (416, 416))  # NanoDet, spatially dynamic, batch 1
+    assert rect == {"trt_profile_min_shapes": "input_1:0:1x3x64x64", "trt_profile_opt_shapes": "input_1:0:1x3x416x416",
+                    "trt_profile_max_shapes": "input_1:0:1x3x416x416"}
+    plate = trt_profile("in", ["B", 3, "H", "W"], 32, None)
+    assert plate["trt_profile_opt_shapes"] == "in:8x3x640x640" and plate["trt_profile_max_shapes"] == "in:32x3x1920x1920"
+    available = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    picked = select_providers(RuntimeOptions(engine_cache=Path("/tmp/trt")), available, profile=rect)
+    assert picked[0][0] == "TensorrtExecutionProvider" and picked[0][1]["trt_profile_max_shapes"].endswith("416x416")
+    assert picked[0][1]["trt_engine_cache_enable"] and picked[1:] == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    # On this CPU-only build the same request falls back to the CPU provider.
+    assert select_providers(RuntimeOptions(), ["CPUExecutionProvider"], profile=rect) == ["CPUExecutionProvider"]
