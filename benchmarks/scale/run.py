@@ -53,8 +53,9 @@ def make_clip(folder: Path, size: str, codec: str, seconds: int = 60) -> Path:
         enc = ["-c:v", "libx264", "-preset", "veryfast"] if codec == "h264" else \
             ["-c:v", "libx265", "-preset", "veryfast", "-x265-params", "log-level=error"]
         width, height = size.split("x")
+        source = ["-i", str(VTEST)] if VTEST.is_file() else ["-f", "lavfi", "-i", "testsrc2=rate=25"]  # no people
         subprocess.run([shutil.which("ffmpeg") or "ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
-                        "-i", str(VTEST), "-vf", f"scale={width}:{height},fps=25", "-t", str(seconds),
+                        *source, "-vf", f"scale={width}:{height},fps=25", "-t", str(seconds),
                         "-pix_fmt", "yuv420p", *enc, "-g", "50", "-b:v", "3M", str(path)], check=True)
     return path
 
