@@ -171,7 +171,7 @@ def plot(rows: list[dict], path: Path) -> None:
             cv2.line(img, a, b, colour, 2)
         for p in pts:
             cv2.circle(img, p, 3, colour, -1)
-        cv2.putText(img, name, (m + 10, m + 16 * row), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1)
+        cv2.putText(img, name, (w - m - 120, m + 16 * row), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1)
     cv2.putText(img, "latency (s) vs live streams N", (m, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1)
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), img)
