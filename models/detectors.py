@@ -15,6 +15,7 @@ import ast
 import logging
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -41,9 +42,11 @@ def batched_nms(boxes: np.ndarray, scores: np.ndarray, iou: float, classes: np.n
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     if not len(b):
         return np.zeros(0, dtype=np.int64)
-    xywh = np.column_stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]])
-    kept = cv2.dnn.NMSBoxesBatched(xywh, np.asarray(scores, np.float32).reshape(-1),
-                                   np.asarray(classes, np.int32).reshape(-1), -1.0, float(iou))
+    # OpenCV's stubs say sequences; it takes arrays (and copies lists into them)
+    xywh: Any = np.column_stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]])
+    flat_scores: Any = np.asarray(scores, np.float32).reshape(-1)
+    flat_classes: Any = np.asarray(classes, np.int32).reshape(-1)
+    kept = cv2.dnn.NMSBoxesBatched(xywh, flat_scores, flat_classes, -1.0, float(iou))
     return np.asarray(kept, dtype=np.int64).reshape(-1)
 
 
