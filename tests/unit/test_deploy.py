@@ -1,4 +1,5 @@
-"""deploy/compose.yaml cannot run here (no Docker engine); these checks keep it in step with the code."""
+"""deploy/: compose.yaml (run here only through podman-compose with compose.local.yaml, tests/integration/
+test_containers.py), its local override and the Containerfiles are kept in step with the code."""
 
 from __future__ import annotations
 
@@ -225,3 +226,71 @@ def test_each_spooling_worker_has_a_spool_volume_of_its_own(compose: dict) -> No
         volumes[kind] = mount.split(":")[0]
         assert volumes[kind] in compose["volumes"]
     assert len(set(volumes.values())) == len(SPOOLED)
+
+
+# -- the local override (podman-compose against the local stack) and the images -----------------------------------
+@pytest.fixture(scope="module")
+def local() -> dict:
+    return yaml.safe_load((DEPLOY / "compose.local.yaml").read_text(encoding="utf-8"))
+
+
+def _with_defaults(value: str) -> str:
+    """As compose interpolates with nothing set: ${VAR:-default} gives the default, ${VAR:?...} a sample."""
+    value = re.sub(r"\$\{([A-Z0-9_]+):-([^}]*)\}", lambda m: m.group(2), value)
+    return _substitute(value)
+
+
+def _local_config(compose: dict, local: dict, name: str):  # noqa: ANN202 - a TubelineConfig
+    merged = {**_env(compose["services"][name]), **_env(local["services"][name])}
+    return load_config(environ={k: _with_defaults(v) for k, v in merged.items()})
+
+
+def test_local_override_runs_every_worker_read_only_on_its_own_health_port(compose: dict, local: dict) -> None:
+    services = local["services"]
+    assert set(services) == {f"worker-{k}" for k in WORKERS}, "the override covers exactly the worker services"
+    ports = set()
+    for name, service in services.items():
+        assert service["network_mode"] == "host"
+        assert "read_only" not in service and "tmpfs" not in service, "compose.yaml's own (lists would merge twice)"
+        env = _env(service)
+        assert "ACCESS_KEY" not in " ".join(env), f"{name}: the identity stays compose.yaml's own per-service user"
+        config = _local_config(compose, local, name)
+        assert config.runtime.health_host == "127.0.0.1", f"{name} would listen beyond loopback on the host network"
+        ports.add(config.runtime.health_port)
+        assert str(config.runtime.health_port) not in " ".join(service["healthcheck"]["test"])  # read from the env
+    assert len(ports) == len(WORKERS), "two workers share a health port on the host network"
+    assert _local_config(compose, local, "worker-api").api.host == "127.0.0.1"
+    assert services["worker-ingest"]["restart"] == "no"  # a finished file camera must not be ingested again
+
+
+def test_worker_services_run_read_only(compose: dict) -> None:
+    for name, service in compose["services"].items():
+        if name.startswith("worker-"):
+            assert service["read_only"] is True and "/tmp" in service["tmpfs"], name
+            writable = {*service["tmpfs"], *(v.split(":")[1] for v in service.get("volumes", []))}
+            assert "/app/var" in writable, f"{name}: the caches under /app/var need a writable mount"
+
+
+@pytest.mark.parametrize("containerfile", ["Containerfile", "Containerfile.gpu"])
+def test_images_run_unprivileged_from_a_base_argument_and_record_what_went_in(containerfile: str) -> None:
+    text = (DEPLOY / containerfile).read_text(encoding="utf-8")
+    assert re.search(r"^ARG BASE=\S+", text, re.M) and "FROM ${BASE}" in text
+    assert re.search(r"^USER 10001:10001$", text, re.M), "the image must not run as root"
+    for record in ("pip-report.json", "pip-freeze.txt", "dpkg.txt", "models.txt"):
+        assert f"/opt/tubeline/sbom/{record}" in text
+    assert "tubeline models install" in text and "tubeline models verify" in text
+    assert "TUBELINE_RUNTIME__HEALTH_PORT=8081" in text
+    for path in re.findall(r"^COPY (?!--from)(\S+)", text, re.M):  # everything copied is in the build context
+        assert (DEPLOY.parent / path.rstrip("/")).exists(), path
+    assert not (DEPLOY / "Dockerfile").exists(), "deploy/Containerfile replaced the unbuilt Dockerfile"
+
+
+def test_build_context_holds_only_what_the_images_copy() -> None:
+    ignore = (DEPLOY.parent / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    allowed = {line[1:] for line in ignore if line.startswith("!")}
+    copied = set()
+    for name in ("Containerfile", "Containerfile.gpu"):
+        text = (DEPLOY / name).read_text(encoding="utf-8")
+        for sources in re.findall(r"^COPY (?!--from)(.+) \S+$", text, re.M):
+            copied |= {s.rstrip("/") for s in sources.split()}
+    assert "*" in ignore and copied == allowed
