@@ -158,8 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--frames", type=int, default=70, help="Frames per camera (4 cameras, 5 fps; at most 70).")
     parser.add_argument("--kinds", default=",".join(KINDS))
-    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--json", type=Path, default=None, help="Also write the rows to this file.")
+    parser.add_argument("--table", type=Path, default=None, help="Only print the table of an earlier --json file.")
     args = parser.parse_args(argv)
+    if args.table:
+        print(table(json.loads(args.table.read_text(encoding="utf-8"))))
+        return 0
     from datetime import UTC, datetime
 
     import tests.integration.test_scaleout as scaleout
@@ -206,7 +210,9 @@ def main(argv: list[str] | None = None) -> int:
                     outputs.update(count_outputs(stack, prefix))
     finally:
         stack.down()
+    load = os.getloadavg()
     print(table(rows))
+    print(f"\n{os.cpu_count()} cores; load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2), encoding="utf-8")
     return 0
@@ -232,13 +238,13 @@ def count_outputs(stack: LocalStack, prefix: str) -> dict[str, int]:
 
 def table(rows: list[dict[str, Any]]) -> str:
     ref = {r["kind"]: r["per_s"] for r in rows if r["processes"] == 1}
-    lines = ["| kind | processes | input messages | wall s | messages/s | CPU s | peak RSS per process | speed-up over 1 |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| kind | processes | input messages | wall s | messages/s | speed-up over 1 | CPU s | messages per CPU-s "
+             "| peak RSS per process |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         lines.append(f"| {r['kind']} | {r['processes']} | {r['messages']} | {r['wall_s']:.1f} | {r['per_s']:.1f} | "
-                     f"{r['cpu_s']:.1f} | {r['peak_rss_mib']:.0f} MiB | {r['per_s'] / ref[r['kind']]:.2f}× |")
-    load = os.getloadavg()
-    lines.append(f"\n{os.cpu_count()} cores; load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
+                     f"{r['per_s'] / ref[r['kind']]:.2f}× | {r['cpu_s']:.1f} | {r['messages'] / r['cpu_s']:.1f} | "
+                     f"{r['peak_rss_mib']:.0f} MiB |")
     return "\n".join(lines)
 
 

