@@ -137,7 +137,7 @@ def workload(kind: str) -> dict[str, Any]:
 
 def network_policy(kind: str) -> dict[str, Any]:
     """What the architecture needs: every worker reaches the broker, the object store and DNS; the API is reached
-    by the ingress controller; ingest reaches cameras (RTSP, RTP) and is reached by GB/T 28181 devices (SIP,
+    by the ingress controller and posts alert webhooks; ingest reaches cameras (RTSP, RTP) and is reached by GB/T 28181 devices (SIP,
     RTP); probes come from the kubelet. Nothing else: workers never talk to each other directly."""
     egress: list[dict[str, Any]] = [
         {"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "kafka"}}}],
@@ -149,6 +149,9 @@ def network_policy(kind: str) -> dict[str, Any]:
     if kind == "api":
         ingress.append({"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}],
                         "ports": [{"port": API_PORT, "protocol": "TCP"}]})
+        # alert webhooks (notify.webhooks, POSTed by the API): narrow to the receivers' addresses in an overlay
+        egress.append({"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}],
+                       "ports": [{"port": 443, "protocol": "TCP"}, {"port": 80, "protocol": "TCP"}]})
     if kind == "ingest":
         cameras = [{"ipBlock": {"cidr": "0.0.0.0/0"}}]  # camera networks: narrow to their CIDRs in an overlay
         gb = TubelineConfig().ingest.gb28181
