@@ -99,7 +99,8 @@ if ! podman image exists "$IMAGE"; then
   say "building $IMAGE"
   start=$SECONDS
   podman build --quiet --layers --network=none --file deploy/Containerfile --tag "$IMAGE" \
-    --build-arg BASE="$BASE" --build-arg WHEELHOUSE=/wheelhouse --volume "$WHEELHOUSE:/wheelhouse:ro" . >&2
+    --build-arg BASE="$BASE" --build-arg WHEELHOUSE=/wheelhouse --build-arg WHEELHOUSE_KEY="$wheel_key" \
+    --volume "$WHEELHOUSE:/wheelhouse:ro" . >&2
   say "image built in $((SECONDS - start)) s"
 fi
 podman tag "$IMAGE" localhost/tubeline:latest
