@@ -272,3 +272,36 @@ def test_production_clusters_agree_with_their_replicas() -> None:
     images = {c["image"] for d in docs if d["kind"] in ("Deployment", "StatefulSet")
               for c in d["spec"]["template"]["spec"]["containers"]}
     assert "registry.example.org/tubeline/tubeline:0.1.0" in images and "tubeline" not in images
+
+
+def _secret_references(docs: list[dict[str, Any]]) -> set[str]:
+    names: set[str] = set()
+    for d in docs:
+        if d["kind"] not in ("Deployment", "StatefulSet", "Job"):
+            continue
+        pod = d["spec"]["template"]["spec"]
+        for c in pod["containers"]:
+            names |= {s["secretRef"]["name"] for s in c.get("envFrom", []) if "secretRef" in s}
+        names |= {v["secret"]["secretName"] for v in pod.get("volumes", []) if "secret" in v}
+    return names - {"tubeline-api-tls"}
+
+
+def test_minio_init_creates_every_worker_identity_from_its_secret() -> None:
+    """The hand-written infra pieces (the users Job, the policies ConfigMap, dev's Secrets) cover every worker kind:
+    a new kind (quality) without its MinIO user would start and be refused by the store."""
+    docs = render("dev")
+    job = find(docs, "Job", "tubeline-minio-init")["spec"]["template"]["spec"]
+    loop = re.search(r"for kind in ([a-z ]+); do", job["containers"][0]["args"][0])
+    assert loop is not None and set(loop.group(1).split()) == set(WORKERS)
+    mounts = {m["mountPath"] for m in job["containers"][0]["volumeMounts"]}
+    assert {f"/secrets/{k}" for k in WORKERS} <= mounts
+    policies = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith(
+        "tubeline-minio-policies"))
+    assert set(policies["data"]) == {f"tubeline-{k}.json" for k in WORKERS}
+    secrets = {d["metadata"]["name"] for d in docs if d["kind"] == "Secret"}
+    missing = _secret_references(docs) - secrets
+    assert not missing, f"dev refers to Secrets it does not create: {sorted(missing)}"
+    production = _secret_references(render("production"))  # created outside the repository: the documented list
+    documented = (K8S / "overlays" / "production" / "kustomization.yaml").read_text(encoding="utf-8")
+    assert production == {"tubeline-minio-root", "tubeline-registry-key"} | {f"tubeline-s3-{k}" for k in WORKERS}
+    assert all(name in documented for name in ("tubeline-minio-root", "tubeline-registry-key", "tubeline-s3-<kind>"))
