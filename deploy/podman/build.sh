@@ -21,6 +21,10 @@ VAR="$ROOT/var/podman"
 WHEELHOUSE="$ROOT/var/wheelhouse"
 PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
 mkdir -p "$VAR" "$WHEELHOUSE"
+# The Debian packages come from requirements-apt.txt, installed by scripts/bootstrap.sh (./setup.sh, ./test.sh).
+for tool in podman runc mmdebstrap; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "error: $tool is missing: run scripts/bootstrap.sh (requirements-apt.txt)" >&2; exit 1; }
+done
 
 say() { printf '==> %s\n' "$*" >&2; }
 digest() { sha256sum | cut -c1-16; }

@@ -33,6 +33,7 @@ from pipeline.config import TubelineConfig, with_overrides
 from pipeline.config.ingest import CameraSpec
 from pipeline.store import ObjectStore, open_store
 from workers.runner.embedded import run_embedded
+from workers.runner.registry import WORKERS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -118,7 +119,7 @@ def free_port() -> int:
 
 def _credentials(real_stack: Any, prefix: str) -> dict[str, str]:
     env = {}
-    for kind in ("api", "detect", "face", "index", "ingest", "plate", "rules", "synopsis"):
+    for kind in WORKERS:  # compose.yaml requires every service's identity, started or not
         s3 = real_stack.as_service(kind, prefix).store.s3
         env[f"TUBELINE_S3_{kind.upper()}_ACCESS_KEY"] = s3.access_key.get_secret_value() if s3.access_key else ""
         env[f"TUBELINE_S3_{kind.upper()}_SECRET_KEY"] = s3.secret_key.get_secret_value() if s3.secret_key else ""
@@ -153,6 +154,7 @@ def compose(real_stack, unique_name: str, video: Path, image: dict[str, str]) ->
     env = {
         **os.environ, **image, **_credentials(real_stack, unique_name), **ports,
         "MINIO_ROOT_USER": "unused", "MINIO_ROOT_PASSWORD": "unused",  # compose.yaml requires them; not started
+        "GRAFANA_ADMIN_PASSWORD": "unused",
         "TUBELINE_REGISTRY_KEY": base64.b64encode(os.urandom(32)).decode(), "TUBELINE_REGISTRY_KEY_ID": "k1",
         "TUBELINE_LOCAL_KAFKA": config.bus.kafka.bootstrap_servers, "TUBELINE_LOCAL_S3": config.store.s3.endpoint,
         "TUBELINE_LOCAL_BUCKET": config.store.s3.bucket, "TUBELINE_LOCAL_TOPIC_PREFIX": unique_name,
