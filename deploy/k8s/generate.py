@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from pipeline.access import KAFKA_GRANTS, access_matrix, minio_policy  # noqa: E402
 from pipeline.config import TubelineConfig  # noqa: E402
 from schemas import topics  # noqa: E402
-from workers.runner.registry import WORKERS, worker_class  # noqa: E402
+from workers.runner.registry import SPOOLED, WORKERS, worker_class  # noqa: E402
 
 BASE = Path(__file__).resolve().parent / "base"
 INFRA = Path(__file__).resolve().parent / "infra"
@@ -58,6 +58,12 @@ INFERENCE = ("detect", "face", "plate")
 KEDA_BOOTSTRAP = "kafka.tubeline.svc:9092"
 # Quality skips all but one frame per camera per sample interval before decoding, so its lag stays near zero until
 # it is really short of CPU; a high threshold keeps it from scaling (a rebalance relearns the moved cameras' baselines).
+# The spool (docs/reliability.md): writes MinIO cannot take wait on local disk. Ingest's (recordings) on a volume
+# claim of its StatefulSet pod, which outlives a rescheduling; the others' on an emptyDir, which outlives a
+# container restart but not the pod (what they spool is re-derived from the redelivered input).
+SPOOL_DIR = "/var/lib/tubeline/spool"
+SPOOL_MB = {"ingest": 16384}
+SPOOL_CLAIM = "20Gi"
 LAG_THRESHOLD = {"detect": "50", "face": "100", "index": "500", "plate": "100", "quality": "2000", "rules": "200"}
 
 
@@ -107,12 +113,20 @@ def container(kind: str) -> dict[str, Any]:
                             "capabilities": {"drop": ["ALL"]}},
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "var", "mountPath": "/app/var"}],
     }
+    if kind in SPOOLED:
+        env.append({"name": "TUBELINE_SPOOL__DIR", "value": SPOOL_DIR})
+        env.append({"name": "TUBELINE_SPOOL__MAX_MB", "value": str(SPOOL_MB.get(kind, 2048))})
+        spec["volumeMounts"].append({"name": "spool", "mountPath": SPOOL_DIR})
     if env:
         spec["env"] = env
     return spec
 
 
 def pod_template(kind: str) -> dict[str, Any]:
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}},
+                                     {"name": "var", "emptyDir": {"sizeLimit": "8Gi"}}]
+    if kind in SPOOLED and kind != "ingest":  # ingest's is its StatefulSet's volume claim
+        volumes.append({"name": "spool", "emptyDir": {"sizeLimit": f"{SPOOL_MB.get(kind, 2048) * 5 // 4}Mi"}})
     return {
         "metadata": {"labels": labels(kind)},
         "spec": {
@@ -122,8 +136,7 @@ def pod_template(kind: str) -> dict[str, Any]:
                                 "seccompProfile": {"type": "RuntimeDefault"}},
             "terminationGracePeriodSeconds": 60,  # drain: flush outputs, checkpoint, commit
             "containers": [container(kind)],
-            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}},
-                        {"name": "var", "emptyDir": {"sizeLimit": "8Gi"}}],
+            "volumes": volumes,
         },
     }
 
@@ -132,7 +145,9 @@ def workload(kind: str) -> dict[str, Any]:
     if kind == "ingest":  # a stable ordinal is the camera shard: a StatefulSet, not a Deployment
         return {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta(f"tubeline-{kind}", kind),
                 "spec": {"serviceName": f"tubeline-{kind}", "replicas": 1, "podManagementPolicy": "Parallel",
-                         "selector": {"matchLabels": selector(kind)}, "template": pod_template(kind)}}
+                         "selector": {"matchLabels": selector(kind)}, "template": pod_template(kind),
+                         "volumeClaimTemplates": [{"metadata": {"name": "spool"}, "spec": {
+                             "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": SPOOL_CLAIM}}}}]}}
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta(f"tubeline-{kind}", kind),
             "spec": {"replicas": 1, "selector": {"matchLabels": selector(kind)},
                      "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},

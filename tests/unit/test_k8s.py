@@ -305,3 +305,28 @@ def test_minio_init_creates_every_worker_identity_from_its_secret() -> None:
     documented = (K8S / "overlays" / "production" / "kustomization.yaml").read_text(encoding="utf-8")
     assert production == {"tubeline-minio-root", "tubeline-registry-key"} | {f"tubeline-s3-{k}" for k in WORKERS}
     assert all(name in documented for name in ("tubeline-minio-root", "tubeline-registry-key", "tubeline-s3-<kind>"))
+
+
+def test_each_spooling_worker_spools_to_a_volume_of_its_own(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    """Writes MinIO cannot take wait in the spool (docs/reliability.md): on a writable volume of the pod (the root
+    filesystem is read-only), ingest's recordings on a volume claim that outlives a rescheduling."""
+    from workers.runner.registry import SPOOLED
+
+    _, docs = rendered
+    for kind in WORKERS:
+        obj = workload(docs, kind)
+        container = obj["spec"]["template"]["spec"]["containers"][0]
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        config = load_config(environ=_container_env(docs, kind))
+        if kind not in SPOOLED:
+            assert "spool" not in mounts
+            continue
+        assert mounts.get("spool") == str(config.spool.dir), f"{kind} spools to {config.spool.dir}, not a volume"
+        if kind == "ingest":
+            (claim,) = obj["spec"]["volumeClaimTemplates"]
+            assert claim["metadata"]["name"] == "spool"
+            size = claim["spec"]["resources"]["requests"]["storage"]
+            assert int(size.removesuffix("Gi")) * 1024 > config.spool.max_mb
+        else:
+            (volume,) = [v for v in obj["spec"]["template"]["spec"]["volumes"] if v["name"] == "spool"]
+            assert int(volume["emptyDir"]["sizeLimit"].removesuffix("Mi")) > config.spool.max_mb
