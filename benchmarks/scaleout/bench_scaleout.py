@@ -79,7 +79,8 @@ def start(stack: LocalStack, kind: str, prefix: str, port: int, log: Path) -> su
            "TUBELINE_STORE__S3__ACCESS_KEY": s3.access_key.get_secret_value() if s3.access_key else "",
            "TUBELINE_STORE__S3__SECRET_KEY": s3.secret_key.get_secret_value() if s3.secret_key else "",
            "TUBELINE_RUNTIME__HEALTH_PORT": str(port), "TUBELINE_MODELS__INTRA_OP_THREADS": "1",
-           "TUBELINE_INDEX__FLUSH_INTERVAL_S": "1", "TUBELINE_DETECT__COMMIT_INTERVAL_S": "1"}
+           "TUBELINE_INDEX__FLUSH_INTERVAL_S": "1", "TUBELINE_DETECT__COMMIT_INTERVAL_S": "1",
+           "TUBELINE_SPOOL__DIR": str(log.parent / f"spool-{port}")}  # a spool folder is locked by its process
     return subprocess.Popen([sys.executable, "-m", "workers.cli", "worker", kind], env=env, cwd=REPO,
                             stdout=log.open("wb"), stderr=subprocess.STDOUT)
 

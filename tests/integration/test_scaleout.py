@@ -186,7 +186,9 @@ class Members:
                "TUBELINE_STORE__S3__BUCKET": s3.bucket,
                "TUBELINE_STORE__S3__ACCESS_KEY": s3.access_key.get_secret_value() if s3.access_key else "",
                "TUBELINE_STORE__S3__SECRET_KEY": s3.secret_key.get_secret_value() if s3.secret_key else "",
-               "TUBELINE_STORE__S3__CREATE_BUCKET": "false"}
+               "TUBELINE_STORE__S3__CREATE_BUCKET": "false",
+               # a spool folder is locked by its process: one per member, as one volume per pod
+               "TUBELINE_SPOOL__DIR": str(self.log_dir / f"spool-{len(self.procs)}")}
         log = (self.log_dir / f"{kind}-{len(self.procs)}.log").open("wb")
         proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "worker", kind], env=env, cwd=REPO,
                                 stdout=log, stderr=subprocess.STDOUT)
