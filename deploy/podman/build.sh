@@ -21,6 +21,10 @@ VAR="$ROOT/var/podman"
 WHEELHOUSE="$ROOT/var/wheelhouse"
 PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
 mkdir -p "$VAR" "$WHEELHOUSE"
+# One build at a time per checkout: ./test.sh starts one in the background and the container test's call waits
+# here for it, then finds every step cached.
+exec 9>"$VAR/build.lock"
+flock 9
 # The Debian packages come from requirements-apt.txt, installed by scripts/bootstrap.sh (./setup.sh, ./test.sh).
 for tool in podman runc mmdebstrap; do
   command -v "$tool" >/dev/null 2>&1 || { echo "error: $tool is missing: run scripts/bootstrap.sh (requirements-apt.txt)" >&2; exit 1; }
