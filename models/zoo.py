@@ -197,6 +197,25 @@ class ModelZoo:
 
         return self._cached("face-embed", spec.id, build)
 
+    def super_resolver(self, model_id: str = "span-x4") -> Any:
+        """The learned ×4 upscaler (SPAN via ncnn; its licence is flagged in the registry)."""
+        from models.superres import SpanUpscaler
+
+        spec = self.spec(model_id, "super-resolution")
+
+        def build() -> Any:
+            from models.runtime import verify_file
+
+            weights = self.path(spec)
+            verify_file(weights, spec.sha256, spec.id)
+            companion = spec.source.companions[0] if spec.source.companions else None
+            param = weights.with_name(companion.file) if companion else weights.with_suffix(".param")
+            if companion is not None:
+                verify_file(param, companion.sha256, f"{spec.id} ({companion.file})")
+            return SpanUpscaler(param, weights, spec.ref)
+
+        return self._cached("super-resolution", spec.id, build)
+
     # -- pipelines ----------------------------------------------------------------------------------
     def plate_recognizer(self) -> Any:
         from models.plates.pipeline import PlateRecognizer

@@ -96,6 +96,7 @@ def access_matrix(config: TubelineConfig) -> dict[str, Grant]:
     reg, hot, plate_state = config.cameras.registry_prefix, config.hotlists.store_prefix, config.plate.state_prefix
     thumbs, reports = config.quality.thumbnail_prefix, config.quality.report_prefix
     face_state, rules_state = config.face.state_prefix, config.rules.state_prefix
+    cases, evidence = config.cases.prefix, config.cases.evidence_prefix
     return {
         "api": Grant(
             "api",
@@ -103,12 +104,12 @@ def access_matrix(config: TubelineConfig) -> dict[str, Grant]:
             # the queued status of a requested synopsis, never its video or index; hotlists are operators'
             # data like users (`tubeline hotlists` runs as the API identity in a deployment); admins edit the
             # camera registry and the rules document through the API; daily reports (on demand from the KPI
-            # page and scheduled by the API's companion)
+            # page and scheduled by the API's companion); cases and evidence packages are the API's
             write=(*_under(AUTH, AUDIT, EXPORTS, req, hot, DESK, EVIDENCE, CHANGES, RULES_DOC, reg, NOTIFY_DEAD,
-                           reports),
+                           reports, cases, evidence),
                    f"{syn.strip('/')}/*.status.json"),
             delete=_under(AUTH, hot, reg),  # ended sessions, revoked tokens, removed users, hotlists and cameras
-            list=_under(AUTH, AUDIT, cat, syn, reg, hot, NOTIFY_DEAD, reports),
+            list=_under(AUTH, AUDIT, cat, syn, reg, hot, NOTIFY_DEAD, reports, cases, evidence, EXPORTS),
         ),
         "detect": Grant("detect", write=_under(CROPS, DETECT_STATE)),
         "face": Grant("face", read=_under(CROPS), write=_under(FACES, face_state)),

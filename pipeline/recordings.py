@@ -171,7 +171,7 @@ def cut_clip(
     *,
     prefix: str = "recordings",
 ) -> ClipResult:
-    """Write the recording of [start, end) to ``out_path`` (``.mp4`` or ``.ts``), without re-encoding.
+    """Write the recording of [start, end) to ``out_path`` (``.mp4``, ``.ts`` or ``.mkv``), without re-encoding.
 
     The clip starts at the last keyframe at or before ``start`` (accuracy: one GOP) and runs to
     ``end``; timestamps are rewritten onto one timeline from the segments' UTC starts, so segment
@@ -186,7 +186,8 @@ def cut_clip(
         msg = f"no recording of camera {camera_id} between {start.isoformat()} and {end.isoformat()}"
         raise LookupError(msg)
     out_path = Path(out_path)
-    fmt = "mp4" if out_path.suffix.lower() in (".mp4", ".m4v", ".mov") else "mpegts"
+    suffix = out_path.suffix.lower()
+    fmt = "mp4" if suffix in (".mp4", ".m4v", ".mov") else "matroska" if suffix == ".mkv" else "mpegts"
     if fmt == "mpegts" and (others := sorted({e.codec for e in entries} - TS_CODECS)):
         # FFmpeg's TS muxer would write the file without a playable video stream.
         msg = f"MPEG-TS cannot carry {', '.join(others)}: a clip of this recording needs re-encoding"

@@ -24,6 +24,7 @@ from pydantic import ConfigDict, Field, SecretStr, ValidationError
 from pipeline.config.api import ApiConfig
 from pipeline.config.base import Section
 from pipeline.config.bus import BusConfig, KafkaConfig
+from pipeline.config.cases import CasesConfig
 from pipeline.config.detect import DetectConfig
 from pipeline.config.enrich import FaceWorkerConfig, HotlistsConfig, PlateWorkerConfig
 from pipeline.config.index import IndexConfig
@@ -88,6 +89,10 @@ class TubelineConfig(Section):
     quality: QualityConfig = Field(
         default_factory=QualityConfig, title="Quality",
         description="Video quality diagnosis, camera-health housekeeping and the daily inspection report.",
+    )
+    cases: CasesConfig = Field(
+        default_factory=CasesConfig, title="Cases",
+        description="Case register, evidence packages and their signing key, retention and legal hold, case links.",
     )
     secrets: SecretsConfig = Field(
         default_factory=SecretsConfig, title="Secrets at rest",

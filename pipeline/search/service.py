@@ -442,6 +442,29 @@ class SearchService:
             model_id=r["model_id"],
         )
 
+    def face_embeddings(self, face_ids: Collection[str], *, cameras: Collection[str] | None = None
+                        ) -> dict[str, np.ndarray]:
+        """The unit embeddings of the given faces that the catalog holds in ``cameras`` (face ID → vector);
+        what case linking compares (:mod:`pipeline.cases.links`)."""
+        scope = self._scope(cameras)
+        wanted = sorted(set(face_ids))
+        if scope == [] or not wanted:
+            return {}
+        where = _Filter().add("face_id IN (SELECT unnest(?::VARCHAR[]))", wanted).scope(scope)
+        rows = self._query(f"SELECT DISTINCT face_id, _segment FROM faces WHERE {where.sql()}", where.params)
+        out: dict[str, np.ndarray] = {}
+        for segment in sorted({r["_segment"] for r in rows}):
+            etag = self.catalog.loaded.get(segment)
+            if etag is None:
+                continue
+            table = self.catalog.fetch(segment, etag, ["face_id", "camera_id", "embedding"])
+            for fid, cam, vec in zip(*(table[c].to_pylist() for c in ("face_id", "camera_id", "embedding")),
+                                     strict=True):
+                if fid in wanted and self._in_scope(cam, scope) and vec:
+                    v = np.asarray(vec, dtype=np.float32)
+                    out[fid] = v / max(float(np.linalg.norm(v)), 1e-12)
+        return out
+
     # -- trajectories and sightings --------------------------------------------------------------
     def plate_trajectory(
         self,

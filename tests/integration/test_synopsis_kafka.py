@@ -95,7 +95,7 @@ def test_worker_builds_a_requested_synopsis_on_kafka_and_s3(
         click = {"t": (obj.first_frame + 0.5) / index.fps, "x": (x1 + x2) / 2, "y": (y1 + y2) / 2}
         located = client.get(f"{base}/at", params=click).json()
         assert located["object"]["track_id"] == hit.object.track_id
-        cut = client.post(f"{base}/clip", json={**click, "case": "CASE-2026-0001"})
+        cut = client.post(f"{base}/clip", json={**click, "case": "CASE-2024-0042"})
         assert cut.status_code == 200, cut.text
         export = cut.json()["export"]
         assert export["transcoded"] and store.exists(export["key"])  # MS-MPEG4 → H.264 for the browser

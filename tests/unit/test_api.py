@@ -169,7 +169,7 @@ def test_role_permissions(client: TestClient, store: LocalStore, user: str, meth
                           status: int) -> None:
     login(client, user)
     if method == "post":
-        response = client.post(path, data={"case": "CASE-2024-1"}, files={"image": ("q.jpg", solid_jpeg(RED))})
+        response = client.post(path, data={"case": "CASE-2024-0042"}, files={"image": ("q.jpg", solid_jpeg(RED))})
     else:
         response = client.get(path)
     assert response.status_code == status, response.text
@@ -207,7 +207,7 @@ def test_trajectory_and_export_need_a_case(client: TestClient, store: LocalStore
 def test_unusable_query_faces_are_refused_with_a_reason(client: TestClient, store: LocalStore, colour: tuple,
                                                         reason: str) -> None:
     login(client, "ann")
-    response = client.post("/api/search/faces", data={"case": "CASE-2024-1"},
+    response = client.post("/api/search/faces", data={"case": "CASE-2024-0042"},
                            files={"image": ("q.jpg", solid_jpeg(colour))})
     assert response.status_code == 422 and reason in response.json()["detail"]
     assert last(store)[0]["outcome"] == "refused"
@@ -215,21 +215,21 @@ def test_unusable_query_faces_are_refused_with_a_reason(client: TestClient, stor
 
 def test_not_an_image_is_refused(client: TestClient) -> None:
     login(client, "ann")
-    response = client.post("/api/search/faces", data={"case": "CASE-2024-1"},
+    response = client.post("/api/search/faces", data={"case": "CASE-2024-0042"},
                            files={"image": ("q.jpg", b"GIF89a not really")})
     assert response.status_code == 422 and "not an image" in response.json()["detail"]
 
 
 def test_face_search_ranks_and_reports_query_quality(client: TestClient, store: LocalStore) -> None:
     login(client, "ann")
-    response = client.post("/api/search/faces", data={"case": "CASE-2024-1", "k": "5"},
+    response = client.post("/api/search/faces", data={"case": "CASE-2024-0042", "k": "5"},
                            files={"image": ("q.jpg", solid_jpeg(RED))})
     body = response.json()
     assert response.status_code == 200
     assert body["query"]["quality"] == pytest.approx(0.8) and body["query"]["faces_in_image"] == 1
     assert body["hits"][0]["face_id"] == "cam-a:p:0.face.1" and body["hits"][0]["score"] == pytest.approx(1.0)
     entry = last(store)[0]
-    assert entry["case"] == "CASE-2024-1" and entry["result_count"] == 2
+    assert entry["case"] == "CASE-2024-0042" and entry["result_count"] == 2
     assert store.exists(entry["params"]["image_key"])
 
 

@@ -111,6 +111,11 @@ class FakeSearch:
                 scored.append(FaceHit(**{**hit.__dict__, "score": score}))
         return sorted(scored, key=lambda h: -h.score)[:k]
 
+    def face_embeddings(self, face_ids: Collection[str], *, cameras: Collection[str] | None = None
+                        ) -> dict[str, np.ndarray]:
+        self.calls.append(("face_embeddings", cameras))
+        return {h.face_id: v for h, v in self.faces_ if h.face_id in face_ids and _in(cameras, h.camera_id)}
+
     def _sighting(self, kind: str, hit: Any) -> Sighting:
         name, lat, lon, _ = CAMERAS.get(hit.camera_id, (hit.camera_id, None, None, ""))
         t = getattr(hit, "captured_at", None) or hit.started_at
@@ -345,6 +350,23 @@ def add_users(store: Any) -> None:
     users = UserStore(store)
     for user in _USER_RECORDS:
         users.put(user)
+    open_test_case(store)
+
+
+TEST_CASE = "CASE-2024-0042"
+CASE_MEMBERS = ("boss", "ann", "ivy", "nemo")
+"""Members (investigator role; ann leads) of the open case the API tests search under."""
+
+
+def open_test_case(store: Any, number: str = TEST_CASE, members: tuple[str, ...] = CASE_MEMBERS,
+                   owner: str = "ann") -> Any:
+    """An open case ``number`` with ``members`` (the register record the API checks), unless it exists."""
+    from pipeline.cases.records import CaseRegister, MemberRole
+
+    register = CaseRegister(store)
+    return register.get(number) or register.open(
+        number=number, title="Test case", case_type="criminal", unit="510104", legal_basis="test",
+        purpose="tests", owner=owner, members={m: MemberRole.INVESTIGATOR for m in members})
 
 
 def login(client: Any, name: str) -> str:

@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_builtin_registry_is_complete() -> None:
     registry = load_registry()
     tasks = {spec.task for spec in registry}
-    assert tasks == {"detect", "plate-detect", "plate-read", "face-detect", "face-embed"}
+    assert tasks == {"detect", "plate-detect", "plate-read", "face-detect", "face-embed", "super-resolution"}
     for spec in registry:
         assert spec.licence.spdx and spec.source.kind in ("pypi", "npm", "repo")
         assert not spec.licence.agpl and not spec.licence.non_commercial

@@ -31,16 +31,21 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from workers.api import (
     routes_admin,
+    routes_cases,
     routes_console,
     routes_devices,
+    routes_enhance,
+    routes_evidence,
     routes_health,
     routes_hotlists,
+    routes_links,
     routes_live,
     routes_manage,
     routes_media,
     routes_search,
     routes_synopsis,
     routes_timeline,
+    routes_units,
     routes_video,
 )
 from workers.api.anonymous import Refused, route_name
@@ -206,7 +211,8 @@ def create_app(ctx: ApiContext, *, web_dir: Path | None = None, start_background
         return {"status": "ok"}
 
     for module in (routes_admin, routes_search, routes_media, routes_synopsis, routes_live, routes_devices,
-                   routes_video, routes_timeline, routes_console, routes_manage, routes_hotlists, routes_health):
+                   routes_video, routes_timeline, routes_console, routes_manage, routes_hotlists, routes_health, routes_cases,
+                   routes_links, routes_evidence, routes_enhance, routes_units):
         app.include_router(module.router)
     app.include_router(routes_health.metrics_router)
     _mount_web(app, web_dir or find_web_dir(ctx.api.web_dir))

@@ -4,8 +4,8 @@ A request is authenticated by an API token (``Authorization: Bearer tl_…``) or
 cookie. Requests that change state with a session cookie must carry the session's CSRF token in
 ``X-CSRF-Token`` and, when the browser sends one, a same-origin ``Origin`` header.
 
-Each endpoint runs inside an :class:`Action`: it checks the role's permission, the case reference
-where one is required, and the camera scope; whatever happens — served, refused, invalid, failed —
+Each endpoint runs inside an :class:`Action`: it checks the role's permission, the case where one is required
+(an open case of the register the caller is a member of, :mod:`pipeline.cases.records`), and the camera scope; whatever happens — served, refused, invalid, failed —
 ends in exactly one audit entry, written *before* the response leaves. If the audit log cannot be
 written, the caller gets 503 and no data.
 
@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 from fastapi import HTTPException, Request
 
+from pipeline.cases.records import CaseRefused
 from pipeline.search.hits import QueryError
 from pipeline.store.base import StoreError
 from workers.api.anonymous import Refused, client_address, route_name
@@ -122,6 +123,8 @@ class Action:
     params: dict[str, Any] = field(default_factory=dict)
     case: str | None = None
     recorded: bool = False
+    entry: dict[str, Any] | None = None
+    """The audit entry once written (its ``writer`` and ``seq`` identify it)."""
 
     def __enter__(self) -> Action:
         return self
@@ -150,18 +153,26 @@ class Action:
             raise self.refuse(403, f"role {role} may not {what or permission.value.replace('_', ' ')}")
 
     def need_case(self, case: str | None, what: str) -> str:
-        """The case reference, or a refusal (400) when it is missing or malformed."""
+        """The case reference; a refusal when it is missing or malformed (400), or when it names no open case the
+        caller is a member of with a role that may search and export (403)."""
         self.case = case or None
         if not case:
             raise self.refuse(400, f"{what} needs a case reference ('case', e.g. CASE-2024-0042)")
         if not self.ctx.case_re.fullmatch(case):
             raise self.refuse(400, f"case reference {case!r} does not match the pattern {self.ctx.case_re.pattern}")
+        try:  # an open case the caller is a member of (pipeline.cases.records), read from the store every time
+            self.ctx.cases.require(case, self.who.user.name)
+        except CaseRefused as exc:
+            raise self.refuse(403, str(exc)) from None
         return case
 
     def cameras(self, requested: Iterable[str] | None = None) -> list[str] | None:
         """The camera scope for the service call: the user's scope narrowed to ``requested``."""
         allowed = narrow(self.ctx.directory.allowed(self.who.user), requested)
         self.params.setdefault("scope", "all" if allowed is None else len(allowed))
+        grants = self.ctx.directory.elevations(self.who.user)
+        if grants:  # the call used time-boxed elevated access: say which
+            self.params.setdefault("elevations", [f"{g.user}/{g.id}" for g in grants])
         return allowed
 
     # -- outcome ---------------------------------------------------------------------------------
@@ -187,7 +198,7 @@ class Action:
             entry.update(extra)
         self.recorded = True
         try:
-            self.ctx.audit.append(entry)
+            self.entry = self.ctx.audit.append(entry)
         except Exception as exc:
             log.error("audit log write failed for %s: %s", self.name, exc)
             raise HTTPException(503, "the audit log cannot be written; nothing was served") from None

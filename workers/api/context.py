@@ -11,6 +11,10 @@ from pathlib import Path
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 from pipeline.bus.base import Bus
+from pipeline.cases.links import CaseLinks
+from pipeline.cases.records import CaseRegister
+from pipeline.cases.signing import EvidenceKeys
+from pipeline.cases.workspace import Workspace
 from pipeline.config import TubelineConfig
 from pipeline.config.api import ApiConfig
 from pipeline.health.service import HealthService
@@ -82,6 +86,7 @@ class ScopedSearch:
         self.sighting = _scoped(service.sighting, None)
         self.alerts = _scoped(service.alerts, [])
         self.camera_status = _scoped(service.camera_status, [])
+        self.face_embeddings = _scoped(service.face_embeddings, {})
 
 
 @dataclass
@@ -104,6 +109,10 @@ class ApiContext:
     synopses: SynopsisDesk
     health: HealthService
     """Camera health, KPIs and reports over the search service's catalog cache."""
+    cases: CaseRegister
+    workspace: Workspace
+    links: CaseLinks
+    evidence_keys: EvidenceKeys
     anonymous: AnonymousRefusals = field(default_factory=AnonymousRefusals)
     recordings_prefix: str = "recordings"
     desk: AlertDesk | None = None
@@ -223,6 +232,10 @@ def build_context(
         case_re=re.compile(api.case_pattern),
         synopses=SynopsisDesk.from_config(config, store, Path(api.cache_dir),
                                           cache_max_bytes=api.cache_max_mb * 1_000_000),
+        cases=CaseRegister(store, config.cases.prefix, api.case_pattern),
+        workspace=Workspace(store, config.cases.prefix),
+        links=CaseLinks(store, config.cases.prefix),
+        evidence_keys=EvidenceKeys(config.cases.evidence_key_file, create=config.cases.create_key_file),
         recordings_prefix=recordings_prefix,
         live=live,
         snapshots=snapshots,

@@ -10,7 +10,7 @@
 * ``POST /api/exports`` — cut the MP4 around a sighting (needs a case reference; at most
   ``api.exports_max_per_hour`` per user). Audited as an export with the clip's key and SHA-256.
   ``GET /api/exports/{id}/clip.mp4`` serves it (with range requests) to the user who made it, or an admin,
-  while the camera is still in their scope; each download from the first byte is audited
+  while the camera is still in their scope and its case is open with them as a member; each download from the first byte is audited
   (``export.download``), the player's follow-up range requests are not; refusals always are.
 """
 
@@ -25,6 +25,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
+from pipeline.cases.records import CaseRefused
 from pipeline.search.hits import Sighting
 from pipeline.store.base import ObjectNotFound
 from workers.api.auth import Action, Principal, begin, principal
@@ -179,6 +180,10 @@ def export_file(request: Request, who: Who, export_id: ExportPath) -> Response:
         if not who.user.can(Permission.EXPORT) or not in_scope or (rec.user != who.user.name
                                                                    and who.user.role is not Role.ADMIN):
             raise act.refuse(404, missing)
+        try:  # a closed case (or a member removed from it) ends access to its exports too
+            ctx.cases.require(rec.case, who.user.name)
+        except CaseRefused as exc:
+            raise act.refuse(403, str(exc)) from None
         response = serve_video(ctx, rec.key, lambda: ctx.clips.local_file(rec), f"{rec.case}-{rec.export_id}.mp4",
                                3600)
         if from_first_byte(request):

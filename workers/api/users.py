@@ -71,13 +71,14 @@ class Permission(StrEnum):
     USERS = "users"
     PTZ = "ptz"  # move PTZ cameras, presets, home position
     ADMINISTER = "administer"  # cameras, zones, lines, rules and hotlists (admins)
+    CASES = "cases"  # open cases, work in the cases one is a member of (the case register decides what else)
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(Permission),
     Role.INVESTIGATOR: frozenset(
         {Permission.SEARCH, Permission.SEARCH_FACES, Permission.TRAJECTORY, Permission.VIEW, Permission.EXPORT,
-         Permission.SYNOPSIS, Permission.ALERTS, Permission.LIVE, Permission.RECORDINGS, Permission.CAMERAS}
+         Permission.SYNOPSIS, Permission.ALERTS, Permission.LIVE, Permission.RECORDINGS, Permission.CAMERAS, Permission.CASES}
     ),
     Role.OPERATOR: frozenset({Permission.SEARCH, Permission.VIEW, Permission.SYNOPSIS, Permission.ALERTS,
                               Permission.LIVE, Permission.RECORDINGS, Permission.CAMERAS, Permission.PTZ}),
