@@ -4,7 +4,6 @@ matrix): a case opened, a hit saved, an evidence package built from recordings i
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -46,8 +45,8 @@ def test_a_case_and_its_evidence_package_on_s3_under_the_api_identity(real_stack
                                          admin_unit="510104"))
     write_recording(admin, camera, T0 - timedelta(seconds=4), 8)
     fake = sample_search()
-    fake.plates_.append(replace(fake.plates_[0], read_id=f"{camera}:s:1.plate.0", track_id=f"{camera}:s:1",
-                                camera_id=camera))
+    fake.plates_.append(fake.plates_[0].model_copy(update={"read_id": f"{camera}:s:1.plate.0",
+                                                           "track_id": f"{camera}:s:1", "camera_id": camera}))
     config = with_overrides(real_stack.as_service("api", unique_name),
                             {"cases.evidence_key_file": str(tmp_path / "evidence.key")})
     store = open_store(config)
