@@ -112,7 +112,7 @@ def suite_config(base: TubelineConfig, *, prefix: str, bucket: str, spool: Path,
     """The configuration every run of the suite uses (``clip``: the camera ingest reads)."""
     data = config_data(base, reveal_secrets=True)
     data["bus"]["topic_prefix"] = prefix
-    data["bus"]["kafka"].update(session_timeout_ms=3000, heartbeat_interval_ms=1000)
+    data["bus"]["kafka"].update(session_timeout_ms=1000, heartbeat_interval_ms=300)
     data["store"]["s3"]["bucket"] = bucket
     data["spool"].update(dir=spool, retry_initial_s=0.2, retry_max_s=2.0)
     data["runtime"].update(poll_timeout_s=0.2, drain_timeout_s=20)
@@ -311,9 +311,8 @@ class Pipeline:
         self.workers: dict[str, Worker] = {}
         self.threads: dict[str, threading.Thread] = {}
         self.stores: dict[str, ObjectStore] = {}
-        self.process: subprocess.Popen[bytes] | None = None
-        self.process_name = ""
-        self.health_port = 0
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}  # victims, each in a process of its own
+        self.health_ports: dict[str, int] = {}
 
     def make(self, name: str, stop: threading.Event) -> Worker:
         from workers.detect.worker import DetectWorker
@@ -355,41 +354,41 @@ class Pipeline:
         """``name`` as its own process, the production way (``tubeline worker NAME``)."""
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
-            self.health_port = sock.getsockname()[1]
+            port = self.health_ports[name] = sock.getsockname()[1]
         config = self.config.model_copy(update={"runtime": self.config.runtime.model_copy(
-            update={"health_port": self.health_port})})
+            update={"health_port": port})})
         config_file = write_config(config, self.tmp / f"{name}.yaml")
         env = {k: v for k, v in os.environ.items() if not k.startswith("TUBELINE_")}
         env["TUBELINE_CONFIG"] = str(config_file)
-        log_file = open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115 - closed in kill()
-        self.process = subprocess.Popen([sys.executable, "-m", "workers.cli", "worker", name], cwd=REPO, env=env,
-                                        stdout=log_file, stderr=subprocess.STDOUT)
-        self.process_name = name
-        log_file.close()
+        with open(self.tmp / f"{name}.log", "ab") as log_file:
+            self.processes[name] = subprocess.Popen([sys.executable, "-m", "workers.cli", "worker", name], cwd=REPO,
+                                                    env=env, stdout=log_file, stderr=subprocess.STDOUT)
 
-    def process_ready(self) -> bool:
-        """The worker process answers 200 on /readyz (set up, group joined, not degraded)."""
+    def process_ready(self, name: str) -> bool:
+        """The worker process ``name`` answers 200 on /readyz (set up, group joined, not degraded)."""
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/readyz", timeout=2) as response:
+            url = f"http://127.0.0.1:{self.health_ports[name]}/readyz"
+            with urllib.request.urlopen(url, timeout=2) as response:
                 return response.status == 200
         except (OSError, urllib.error.URLError):
             return False
 
-    def process_log(self) -> str:
-        path = self.tmp / f"{self.process_name}.log"
+    def process_log(self, name: str) -> str:
+        path = self.tmp / f"{name}.log"
         return path.read_text(errors="replace")[-3000:] if path.exists() else ""
 
-    def kill(self) -> None:
-        assert self.process is not None
-        assert self.process.poll() is None, f"{self.process_name} died on its own:\n{self.process_log()}"
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
+    def kill(self, name: str) -> None:
+        """SIGKILL the process of ``name``, which must still be running."""
+        process = self.processes.pop(name)
+        assert process.poll() is None, f"{name} died on its own:\n{self.process_log(name)}"
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
 
     def check(self) -> None:
         for name, worker in self.workers.items():
             assert worker.error is None, f"{name} failed: {worker.error!r}"
-        if self.process is not None and self.process.returncode is None:
-            assert self.process.poll() is None, f"{self.process_name} exited:\n{self.process_log()}"
+        for name, process in self.processes.items():
+            assert process.poll() is None, f"{name} exited:\n{self.process_log(name)}"
 
     def progress(self) -> tuple[Any, ...]:
         out: list[Any] = []
@@ -421,8 +420,11 @@ class Pipeline:
                 continue
             worker.stop()
             self.threads[name].join(60)
-        if not names and self.process is not None and self.process.poll() is None:
-            self.kill()
+        if not names:
+            for name, process in list(self.processes.items()):
+                process.kill()
+                process.wait(10)
+                del self.processes[name]
         if not names:
             for spooled in self.spools().values():
                 spooled.spool.close()

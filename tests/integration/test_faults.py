@@ -189,43 +189,92 @@ _TOTAL: dict[str, Callable[[Outcome, int], int]] = {
 }
 
 
-@pytest.mark.parametrize("victim", list(_KILL_AT))
-def test_worker_killed_mid_run_loses_and_duplicates_nothing(suite: Suite, victim: str) -> None:
+VICTIMS = tuple(_KILL_AT)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``victims``: all kinds in one run, each killed in turn; with TUBELINE_FAULT_MATRIX=1 also each kind in a run
+    of its own (the full matrix, about a minute more per kind; not collected otherwise, so nothing is skipped)."""
+    if "victims" in metafunc.fixturenames:
+        runs = [VICTIMS] + ([(v,) for v in VICTIMS] if os.environ.get("TUBELINE_FAULT_MATRIX") == "1" else [])
+        metafunc.parametrize("victims", runs, ids=["each-in-turn" if len(r) > 1 else r[0] for r in runs])
+
+
+class _Victim:
+    """One worker kind to kill: its own process until its mid-run point, then a replacement in this process."""
+
+    def __init__(self, name: str, suite: Suite, bus: Bus, store: ObjectStore) -> None:
+        topic, threshold = _KILL_AT[name]
+        self.name = name
+        self.store = store
+        self.watch = Counter(bus, topic) if topic else None
+        self.threshold = threshold(suite.reference, len(suite.frames))
+        self.total = _TOTAL[name](suite.reference, len(suite.frames)) if name in _TOTAL else None
+        self.killed_at = 0.0
+        self.done_at_kill = 0
+        self.resumed_s: float | None = None
+
+    def progressed(self) -> int:
+        return self.watch.count if self.watch else sum(1 for _ in self.store.list("catalog/"))
+
+    def kill_if_due(self, pipeline: Pipeline, camera: threading.Thread) -> None:
+        """Kill -9 once it has done some of its work and has some left; start its replacement at once."""
+        if self.killed_at or self.progressed() < self.threshold:
+            return
+        pipeline.kill(self.name)
+        self.killed_at = time.monotonic()
+        self.done_at_kill = self.progressed()
+        if self.total is not None:
+            assert self.done_at_kill < self.total, f"{self.name} finished before it could be killed"
+        else:
+            assert camera.is_alive(), f"the frames were all sent before {self.name} could be killed mid-run"
+        pipeline.start(self.name)  # the replacement: takes over the group's partitions and the spool
+
+    def resumed(self, pipeline: Pipeline) -> bool:
+        """True once the replacement has done work (the dead member's session expired, the group rebalanced)."""
+        if self.resumed_s is None and self.killed_at:
+            replacement: Any = pipeline.workers[self.name]
+            if replacement.processed or getattr(replacement, "frames_done", 0):
+                self.resumed_s = time.monotonic() - self.killed_at
+        return self.resumed_s is not None
+
+    def close(self) -> None:
+        if self.watch:
+            self.watch.close()
+
+
+def test_workers_killed_mid_run_lose_and_duplicate_nothing(suite: Suite, victims: tuple[str, ...]) -> None:
+    """Each victim runs as its own process and is killed -9 at its own mid-run point (the run goes on around the
+    dead and the replaced), so one run covers every worker kind; the outcome is compared once with the reference."""
     started = time.monotonic()
-    config, bus, store, pipeline = _start(suite, f"kill_{victim}")
-    topic, threshold = _KILL_AT[victim]
-    watch = Counter(bus, topic) if topic else None
-    pipeline.start(*[n for n in ("detect", *DOWNSTREAM) if n != victim])
-    pipeline.spawn(victim)
-    frames = len(suite.frames)
+    config, bus, store, pipeline = _start(suite, "kill_" + "_".join(victims) if len(victims) == 1 else "kill_all")
+    pipeline.start(*[n for n in ("detect", *DOWNSTREAM) if n not in victims])
+    for name in victims:
+        pipeline.spawn(name)
+    targets = [_Victim(name, suite, bus, store) for name in victims]
     try:
-        _until(lambda: pipeline.process_ready(), f"{victim} process to be ready", pipeline)
+        _until(lambda: all(pipeline.process_ready(n) for n in victims), "the victims' processes to be ready",
+               pipeline)
         camera = _paced(bus, suite.frames, PUBLISH_FPS)
 
-        def progressed() -> int:
-            return watch.count if watch else sum(1 for _ in store.list("catalog/"))
+        def all_killed_and_resumed() -> bool:
+            for target in targets:
+                target.kill_if_due(pipeline, camera)
+            return all([t.resumed(pipeline) for t in targets])
 
-        _until(lambda: progressed() >= threshold(suite.reference, frames), f"{victim} to make progress", pipeline)
-        pipeline.kill()
-        done = progressed()
-        if victim in _TOTAL:
-            assert done < _TOTAL[victim](suite.reference, frames), f"{victim} finished before it could be killed"
-        else:
-            assert camera.is_alive(), f"the frames were all sent before {victim} could be killed mid-run"
-        killed = time.monotonic()
-        pipeline.start(victim)  # the replacement: takes over the group's partitions and the spool
-        replacement: Any = pipeline.workers[victim]
-        _until(lambda: replacement.processed or getattr(replacement, "frames_done", 0), f"the new {victim} to work",
-               pipeline)
-        resumed_s = time.monotonic() - killed  # the dead member's session expires, the group rebalances
+        _until(all_killed_and_resumed, "every victim to be killed mid-run and replaced", pipeline)
         camera.join(120)
     finally:
-        if watch:
-            watch.close()
+        for target in targets:
+            target.close()
     got = _finish(pipeline, last_frame(suite.frames), bus, store)
     problems = differences(suite.reference, got)
     assert not problems, "\n".join(problems) + f"\n{got.counts()}"
-    _record(f"kill -9 {victim}", started, got, resumed_s=round(resumed_s, 1), done_at_kill=done)
+    order = sorted(targets, key=lambda t: t.killed_at)
+    _record("kill -9 " + ", ".join(t.name for t in order), started, got,
+            resumed_s={t.name: round(t.resumed_s or 0, 1) for t in order},
+            done_at_kill={t.name: t.done_at_kill for t in order},
+            killed_after_s={t.name: round(t.killed_at - started, 1) for t in order})
 
 
 def test_broker_killed_and_restarted_mid_run_loses_and_duplicates_nothing(suite: Suite) -> None:
@@ -339,7 +388,7 @@ def test_ingest_killed_mid_segment_loses_no_recording(suite: Suite) -> None:
     _until(lambda: _segments(store), "the first recording segment", pipeline)
     time.sleep(1.5)  # into the second segment
     killed_at = time.time()
-    pipeline.kill()
+    pipeline.kill("ingest")
     pipeline.start("ingest")  # finishes the open segment from its spool's work folder, then plays the file again
     pipeline.threads["ingest"].join(180)
     worker = pipeline.workers["ingest"]
