@@ -230,7 +230,7 @@ _KEYS: dict[str, Callable[[bytes], str]] = {
 }
 
 
-def collect(bus: Bus, store: ObjectStore, *, quiet_s: float = 2.0) -> Outcome:
+def collect(bus: Bus, store: ObjectStore, *, quiet_s: float = 1.0) -> Outcome:
     outcome = Outcome(topics={t.split(".")[1]: set() for t in _KEYS})
     for m in read_topic(bus, _KEYS, quiet_s=quiet_s):
         name = m.topic.split(".")[1]
