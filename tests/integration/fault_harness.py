@@ -107,6 +107,23 @@ def make_clip(out: Path) -> Path:
     return out
 
 
+def cut_clip(src: Path, out: Path, seconds: float) -> Path:
+    """The first ``seconds`` of ``src`` (whole GOPs, packets copied, not re-encoded)."""
+    import av
+
+    with av.open(str(src)) as source, av.open(str(out), "w") as target:
+        video = source.streams.video[0]
+        stream = target.add_stream_from_template(video)
+        for packet in source.demux(video):
+            if packet.dts is None:
+                continue  # the demuxer's end-of-stream flush packet
+            if packet.is_keyframe and packet.pts is not None and float(packet.pts * video.time_base) >= seconds:
+                break
+            packet.stream = stream
+            target.mux(packet)
+    return out
+
+
 def suite_config(base: TubelineConfig, *, prefix: str, bucket: str, spool: Path, clip: Path | None = None,
                  realtime: bool = True, loop: bool = False) -> TubelineConfig:
     """The configuration every run of the suite uses (``clip``: the camera ingest reads)."""
@@ -172,7 +189,7 @@ class ObjectStoreServer:
 
 
 # -- frames -------------------------------------------------------------------------------------------------
-def read_topic(bus: Bus, topics: Iterable[str], *, quiet_s: float = 2.0, join_s: float = 20.0) -> list[Message]:
+def read_topic(bus: Bus, topics: Iterable[str], *, quiet_s: float = 1.0, join_s: float = 20.0) -> list[Message]:
     """Everything on ``topics`` so far (a throw-away group; on Kafka the first poll also joins it)."""
     out: list[Message] = []
     with bus.consumer(list(topics), f"fault-read-{uuid.uuid4().hex[:8]}") as consumer:
