@@ -81,7 +81,10 @@ def test_quality_worker_process_diagnoses_and_serves_metrics(real_stack, unique_
             families = _scrape(port)
             frames = {(s.labels["outcome"]): s.value for s in families["tubeline_frames"]
                       if s.labels.get("worker") == "quality" and s.labels.get("camera") == CAMERA}
-            if frames.get("out", 0) >= 30 or time.monotonic() > deadline:
+            messages = [s.value for s in families["tubeline_messages"] if s.labels["worker"] == "quality"]
+            # a batch is counted in tubeline_messages after it is handled and committed: under load all 30
+            # frames can arrive in one batch, so wait for that count too
+            if (frames.get("out", 0) >= 30 and sum(messages) >= frames.get("in", 0)) or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
         # One frame a second: every frame is a sample. A redelivered frame (at-least-once) counts "in" again and
@@ -91,7 +94,6 @@ def test_quality_worker_process_diagnoses_and_serves_metrics(real_stack, unique_
         assert latency["tubeline_stage_latency_seconds_count"] == 30
         state = {s.labels["state"]: s.value for s in families["tubeline_worker_state"] if s.labels["worker"] == "quality"}
         assert state["running"] == 1.0 and state["failed"] == 0.0
-        messages = [s.value for s in families["tubeline_messages"] if s.labels["worker"] == "quality"]
         assert sum(messages) == frames["in"]
     finally:
         worker.send_signal(signal.SIGTERM)
