@@ -14,7 +14,6 @@ starts afresh.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -22,7 +21,8 @@ import numpy as np
 from pydantic import AwareDatetime, BaseModel, ConfigDict, TypeAdapter
 
 from pipeline.documents import DocumentRefused, read_document
-from pipeline.store.base import ObjectNotFound, ObjectStore, join_key
+from pipeline.store.base import ObjectStore
+from pipeline.track_state import TrackStateStore
 from workers.face.quality import TrackFaces
 
 log = logging.getLogger(__name__)
@@ -65,34 +65,9 @@ def state_from_json(data: bytes) -> TrackFaces:
     return TrackFaces(doc.track_id, doc.camera_id, list(doc.qualities), embeddings, doc.last_seen, set(doc.seen))
 
 
-class FaceStateStore:
+class FaceStateStore(TrackStateStore[TrackFaces]):
     """The durable copy of face track states in the object store (see the module docstring)."""
 
     def __init__(self, store: ObjectStore, prefix: str) -> None:
-        self.store = store
-        self.prefix = prefix.strip("/")
-        self.refused = 0
-
-    def key(self, camera_id: str, track_id: str) -> str:
-        return join_key(self.prefix, camera_id, f"{track_id}.json")
-
-    def load(self, camera_id: str, track_id: str) -> TrackFaces | None:
-        key = self.key(camera_id, track_id)
-        try:
-            data = self.store.get(key, length=MAX_STATE_BYTES + 1)
-        except ObjectNotFound:
-            return None
-        try:
-            track = state_from_json(data)
-            if (track.camera_id, track.track_id) != (camera_id, track_id):
-                msg = f"it is the state of {track.camera_id[:64]}/{track.track_id[:80]}"
-                raise DocumentRefused(msg)
-        except ValueError as exc:
-            self.refused += 1
-            log.error("face state %s refused (%s); starting the track afresh", key, exc)
-            return None
-        return track
-
-    def save(self, track: TrackFaces) -> None:
-        body = json.dumps(state_to_dict(track), separators=(",", ":"), allow_nan=False).encode("utf-8")
-        self.store.put(self.key(track.camera_id, track.track_id), body, content_type="application/json")
+        super().__init__(store, prefix, what="face", decode=state_from_json, encode=state_to_dict,
+                         max_bytes=MAX_STATE_BYTES)

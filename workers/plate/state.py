@@ -18,13 +18,14 @@ worker never fails on a bad state object.
 
 from __future__ import annotations
 
-import json
 import logging
+from typing import Any
 
 from pydantic import TypeAdapter
 
 from pipeline.documents import DocumentRefused, read_document
-from pipeline.store.base import ObjectNotFound, ObjectStore, join_key
+from pipeline.store.base import ObjectStore
+from pipeline.track_state import TrackStateStore
 from workers.plate.voting import TrackPlates
 
 log = logging.getLogger(__name__)
@@ -35,38 +36,15 @@ MAX_STATE_BYTES = 1024 * 1024
 _TRACK_PLATES = TypeAdapter(TrackPlates)
 
 
-class PlateStateStore:
+class PlateStateStore(TrackStateStore[TrackPlates]):
     """The durable copy of plate track states in the object store (see the module docstring)."""
 
     def __init__(self, store: ObjectStore, prefix: str) -> None:
-        self.store = store
-        self.prefix = prefix.strip("/")
-        self.refused = 0
+        super().__init__(store, prefix, what="plate", decode=_decode, encode=_encode, max_bytes=MAX_STATE_BYTES)
 
-    def key(self, camera_id: str, track_id: str) -> str:
-        return join_key(self.prefix, camera_id, f"{track_id}.json")
 
-    def load(self, camera_id: str, track_id: str) -> TrackPlates | None:
-        key = self.key(camera_id, track_id)
-        try:
-            data = self.store.get(key, length=MAX_STATE_BYTES + 1)
-        except ObjectNotFound:
-            return None
-        try:
-            state = _decode(data)
-            if (state.camera_id, state.track_id) != (camera_id, track_id):
-                msg = f"it is the state of {state.camera_id}/{state.track_id}"
-                raise ValueError(msg)
-        except ValueError as exc:
-            self.refused += 1
-            log.error("plate state %s refused (%s); starting the track afresh", key, exc)
-            return None
-        return state
-
-    def save(self, state: TrackPlates) -> None:
-        doc = {"version": STATE_VERSION, **state.to_dict()}
-        body = json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
-        self.store.put(self.key(state.camera_id, state.track_id), body, content_type="application/json")
+def _encode(state: TrackPlates) -> dict[str, Any]:
+    return {"version": STATE_VERSION, **state.to_dict()}
 
 
 def _decode(data: bytes) -> TrackPlates:
