@@ -9,23 +9,20 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from pipeline.config import TubelineConfig
-from pipeline.config.api import ApiConfig
-from pipeline.store.local import LocalStore
-from tests.unit.test_api_support import T0, FakeAnalyzer, add_users, login, register_cameras, sample_search
+from tests.unit.test_api_support import (
+    T0,
+    login,
+    site_context,
+)
 from workers.api.app import create_app
 from workers.api.audit import tail
-from workers.api.context import ApiContext, build_context
+from workers.api.context import ApiContext
 from workers.api.desk import DeskRecord
 
 
 @pytest.fixture
 def ctx(tmp_path: Path) -> ApiContext:
-    store = LocalStore(tmp_path / "store")
-    register_cameras(store)
-    add_users(store)
-    return build_context(TubelineConfig(), store=store, search=sample_search(), face_analyzer_factory=FakeAnalyzer,
-                         audit_writer="test", api=ApiConfig(cache_dir=str(tmp_path / "cache")))
+    return site_context(tmp_path)
 
 
 @pytest.fixture

@@ -10,22 +10,18 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pipeline.cameras.registry import CameraRegistry
-from pipeline.config import TubelineConfig
-from pipeline.config.api import ApiConfig
-from pipeline.store.local import LocalStore
-from tests.unit.test_api_support import FakeAnalyzer, add_users, login, register_cameras, sample_search
+from tests.unit.test_api_support import (
+    login,
+    site_context,
+)
 from workers.api.app import create_app
 from workers.api.audit import tail
-from workers.api.context import ApiContext, build_context
+from workers.api.context import ApiContext
 
 
 @pytest.fixture
 def ctx(tmp_path: Path) -> ApiContext:
-    store = LocalStore(tmp_path / "store")
-    register_cameras(store)
-    add_users(store)
-    return build_context(TubelineConfig(), store=store, search=sample_search(), face_analyzer_factory=FakeAnalyzer,
-                         audit_writer="test", api=ApiConfig(cache_dir=str(tmp_path / "cache")))
+    return site_context(tmp_path)
 
 
 @pytest.fixture

@@ -376,3 +376,17 @@ def login(client: Any, name: str) -> str:
     csrf = response.json()["csrf"]
     client.headers["X-CSRF-Token"] = csrf
     return csrf
+
+
+def site_context(tmp_path: Any) -> Any:
+    """An API context over a local store with the sample cameras and users and the sample search service."""
+    from pipeline.config import TubelineConfig
+    from pipeline.config.api import ApiConfig
+    from pipeline.store.local import LocalStore
+    from workers.api.context import build_context
+
+    store = LocalStore(tmp_path / "store")
+    register_cameras(store)
+    add_users(store)
+    return build_context(TubelineConfig(), store=store, search=sample_search(), face_analyzer_factory=FakeAnalyzer,
+                         audit_writer="test", api=ApiConfig(cache_dir=str(tmp_path / "cache")))
