@@ -147,11 +147,13 @@ class Counter:
         self._consumer.close()
 
 
-def _until(condition: Callable[[], bool], what: str, pipeline: Pipeline, timeout: float = 120.0) -> None:
+def _until(condition: Callable[[], bool], what: str, pipeline: Pipeline, timeout: float = 120.0,
+           detail: Callable[[], object] | None = None) -> None:
+    """Wait for ``condition``; on time-out the assertion says what was awaited and, with ``detail``, the state."""
     deadline = time.monotonic() + timeout
     while not condition():
         pipeline.check()
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}" + (f": {detail()}" if detail else "")
         time.sleep(0.1)
 
 
@@ -351,8 +353,8 @@ def test_broker_restart_and_object_store_outage_during_real_time_ingest_lose_not
     finally:
         suite.objects.start()
     back = time.monotonic()
-    _until(lambda: all(not s.pending for s in pipeline.spools().values()),
-           "the spools to drain", pipeline)
+    _until(lambda: all(not s.pending for s in pipeline.spools().values()), "the spools to drain", pipeline,
+           detail=lambda: {name: s.status() for name, s in pipeline.spools().items() if s.pending})
     drained_s = time.monotonic() - back
     if loop:
         time.sleep(2.0)
