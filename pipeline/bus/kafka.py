@@ -296,6 +296,7 @@ class KafkaBusConsumer(Consumer):
                 session_timeout_ms=cfg.session_timeout_ms,
                 heartbeat_interval_ms=cfg.heartbeat_interval_ms,
                 max_poll_interval_ms=cfg.max_poll_interval_ms,
+                fetch_max_wait_ms=cfg.fetch_max_wait_ms,
                 fetch_max_bytes=max(52428800, cfg.max_message_bytes * 2),
                 max_partition_fetch_bytes=cfg.max_message_bytes + 64 * 1024,
                 **_client_settings(cfg),

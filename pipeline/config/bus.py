@@ -43,6 +43,15 @@ class KafkaConfig(Section):
         ge=10_000,
         le=3_600_000,
     )
+    fetch_max_wait_ms: int = Field(
+        100,
+        title="Fetch max wait (ms)",
+        description="How long the broker may hold a fetch that has no data yet. Each hop of the live path can wait "
+        "this long for a message that arrives meanwhile; Kafka's 500 ms default measured p50 137 ms per hop on the "
+        "local broker against 24 ms at 100 (docs/performance.md).",
+        ge=1,
+        le=10_000,
+    )
     request_timeout_ms: int = Field(
         30_000, title="Request timeout (ms)", description="Per-request timeout.", ge=1000, le=600_000
     )

@@ -276,6 +276,7 @@ _RTP_COUNTERS = {"rtp_received": "rtp_received", "rtp_lost": "rtp_lost", "rtp_re
 def _add_source_stats(totals: Totals, source: Source) -> None:
     stats = source.stats
     totals.frames_in += stats.frames_decoded
+    totals.packets_in += stats.packets
     totals.bytes_in += stats.bytes
     totals.decode_errors += stats.decode_errors
     for field, name in _RTP_COUNTERS.items():

@@ -45,7 +45,8 @@ def wire_reason(reason: str | None) -> str | None:
 class Totals:
     """Cumulative counters of one camera; stats events report the difference between two snapshots."""
 
-    frames_in: int = 0
+    frames_in: int = 0  # frames decoded
+    packets_in: int = 0  # packets read (a decoder holds a few back until it is drained at the end of a file)
     frames_out: int = 0
     bytes_in: int = 0
     rtp_received: int = 0
