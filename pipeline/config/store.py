@@ -37,6 +37,15 @@ class S3Config(Section):
     region: str = Field("us-east-1", title="Region", description="S3 region name.", max_length=64)
     secure: bool = Field(False, title="TLS", description="Use HTTPS to reach the endpoint.")
     create_bucket: bool = Field(True, title="Create bucket", description="Create the bucket if it does not exist.")
+    read_timeout_s: float = Field(
+        20.0,
+        title="Read timeout (s)",
+        description="Longest wait for the server's answer to one request (the body of a 10 MB part takes well under a "
+        "second on a LAN). A server that accepts connections but does not answer — one still starting — fails the "
+        "request after this long instead of holding a worker or the spool uploader (3 retries: up to 4× this).",
+        ge=1,
+        le=600,
+    )
 
     @model_validator(mode="after")
     def _keys_together(self) -> S3Config:

@@ -78,7 +78,7 @@ class S3Store(ObjectStore):
         self.config = config
         self.bucket = config.bucket
         http = urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=5, read=60),
+            timeout=urllib3.Timeout(connect=5, read=config.read_timeout_s),
             retries=urllib3.Retry(total=3, backoff_factor=0.3, status_forcelist=(500, 502, 503, 504)),
             maxsize=16,
         )
