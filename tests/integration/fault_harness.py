@@ -415,7 +415,17 @@ class Pipeline:
         out += [s.pending for s in self.spools().values()]
         return tuple(out)
 
-    def wait_quiet(self, done: Callable[[], bool], *, quiet_s: float, timeout_s: float) -> None:
+    def progress_names(self) -> list[str]:
+        return [f"{name}.{field}" for name in sorted(self.workers) for field in ("processed", "frames_done", "crops")] + [
+            f"spool.{name}" for name in self.spools()]
+
+    def detect_position(self) -> tuple[str, int] | None:
+        """(ingest session, last sequence) the detect worker has processed for the camera, if any."""
+        detect: Any = self.workers.get("detect")
+        state = detect.states.get(CAMERA) if detect is not None else None
+        return None if state is None else (state.ingest_session, state.last_sequence)
+
+    def wait_quiet(self, done: Callable[[], bool], *, quiet_s: float, timeout_s: float, what: str = "") -> None:
         """Until ``done()`` and nothing moved for ``quiet_s`` seconds (no spooled write pending)."""
         deadline = time.monotonic() + timeout_s
         last, since = None, time.monotonic()
@@ -427,7 +437,9 @@ class Pipeline:
             pending = any(s.pending for s in self.spools().values())
             if done() and not pending and time.monotonic() - since >= quiet_s:
                 return
-            assert time.monotonic() < deadline, f"no quiet pipeline within {timeout_s:.0f} s; progress {now}"
+            assert time.monotonic() < deadline, (
+                f"no quiet pipeline within {timeout_s:.0f} s (done: {done()} {what}, last move {time.monotonic() - since:.1f} s "
+                f"ago); progress {dict(zip(self.progress_names(), now, strict=True))}; detect at {self.detect_position()}")
             time.sleep(0.2)
 
     def stop(self, *names: str) -> None:
@@ -448,17 +460,17 @@ class Pipeline:
 
     def detected(self, last: tuple[str, int]) -> bool:
         """True when the detect worker has processed ``last`` = (ingest session, sequence) of the last frame."""
-        detect: Any = self.workers.get("detect")
-        state = detect.states.get(CAMERA) if detect is not None else None
-        return state is not None and (state.ingest_session, state.last_sequence) == last
+        return self.detect_position() == last
 
 
 def last_frame(frames: list[Message]) -> tuple[str, int]:
-    """(ingest session, sequence) of the last frame."""
+    """(ingest session, sequence) of the last frame: the highest sequence of the session that wrote last (a message
+    the producer sent again after a broker restart can sit on the topic after later ones)."""
     from schemas.frames import FrameHeader
 
-    header = FrameHeader.from_headers(frames[-1].headers)
-    return header.session, header.sequence
+    headers = [FrameHeader.from_headers(m.headers) for m in frames]
+    session = headers[-1].session
+    return session, max(h.sequence for h in headers if h.session == session)
 
 
 def reference(frames: list[Message], config: TubelineConfig, models: Models, tmp: Path) -> Outcome:
