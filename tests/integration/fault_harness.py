@@ -189,21 +189,36 @@ class ObjectStoreServer:
 
 
 # -- frames -------------------------------------------------------------------------------------------------
-def read_topic(bus: Bus, topics: Iterable[str], *, quiet_s: float = 1.0, join_s: float = 20.0) -> list[Message]:
-    """Everything on ``topics`` so far (a throw-away group; on Kafka the first poll also joins it)."""
+def _end_offsets(bus: Bus, consumer: Any) -> dict[tuple[str, int], int]:
+    """The end offset of every partition assigned to ``consumer`` (Kafka: asked of the broker)."""
+    assigned = consumer.assignment()
+    if isinstance(bus, MemoryBus):
+        return {(tp.topic, tp.partition): bus.end_offsets(tp.topic)[tp.partition] for tp in assigned}
+    inner = consumer._consumer  # noqa: SLF001 - kafka-python's consumer beneath the bus consumer
+    ends = inner.end_offsets([consumer._tp(tp) for tp in assigned])  # noqa: SLF001
+    return {(tp.topic, tp.partition): ends[consumer._tp(tp)] for tp in assigned}  # noqa: SLF001
+
+
+def read_topic(bus: Bus, topics: Iterable[str], *, join_s: float = 20.0, timeout_s: float = 120.0) -> list[Message]:
+    """Everything on ``topics`` so far: read (a throw-away group) until every partition's end offset, taken once
+    the group is joined, is reached — not until the topic looks quiet, which a loaded machine can fake."""
     out: list[Message] = []
     with bus.consumer(list(topics), f"fault-read-{uuid.uuid4().hex[:8]}") as consumer:
         deadline = time.monotonic() + join_s
         batch = consumer.poll(timeout=1.0, max_records=2000)
         while not batch and not consumer.assignment() and time.monotonic() < deadline:
             batch = consumer.poll(timeout=1.0, max_records=2000)
-        last = time.monotonic()
+        assert consumer.assignment(), f"no partition of {list(topics)} assigned within {join_s:g} s"
+        ends = _end_offsets(bus, consumer)
+        seen: dict[tuple[str, int], int] = {}
+        deadline = time.monotonic() + timeout_s
         while True:
             out += batch
-            if batch:
-                last = time.monotonic()
-            elif time.monotonic() - last >= quiet_s:
+            for m in batch:
+                seen[(m.topic, m.partition)] = max(seen.get((m.topic, m.partition), -1), m.offset)
+            if all(end == 0 or seen.get(tp, -1) + 1 >= end for tp, end in ends.items()):
                 return out
+            assert time.monotonic() < deadline, f"read {len(out)} messages of {list(topics)} up to {seen}, not {ends}"
             batch = consumer.poll(timeout=0.5, max_records=2000)
 
 
@@ -247,9 +262,9 @@ _KEYS: dict[str, Callable[[bytes], str]] = {
 }
 
 
-def collect(bus: Bus, store: ObjectStore, *, quiet_s: float = 1.0) -> Outcome:
+def collect(bus: Bus, store: ObjectStore) -> Outcome:
     outcome = Outcome(topics={t.split(".")[1]: set() for t in _KEYS})
-    for m in read_topic(bus, _KEYS, quiet_s=quiet_s):
+    for m in read_topic(bus, _KEYS):
         name = m.topic.split(".")[1]
         outcome.topics[name].add(_KEYS[m.topic](m.value))
         outcome.delivered[name] = outcome.delivered.get(name, 0) + 1
@@ -486,7 +501,7 @@ def reference(frames: list[Message], config: TubelineConfig, models: Models, tmp
         pipeline.wait_quiet(lambda: pipeline.detected(final), quiet_s=1.5, timeout_s=240)
     finally:
         pipeline.stop()
-    return collect(bus, store, quiet_s=0.3)
+    return collect(bus, store)
 
 
 def ingest_frames(clip: Path, config: TubelineConfig, models: Models, tmp: Path) -> list[Message]:
@@ -501,4 +516,4 @@ def ingest_frames(clip: Path, config: TubelineConfig, models: Models, tmp: Path)
     pipeline.start("ingest")
     pipeline.threads["ingest"].join(120)
     pipeline.stop()
-    return [m for m in read_topic(bus, [FRAMES.name], quiet_s=0.2)]
+    return read_topic(bus, [FRAMES.name])
