@@ -17,10 +17,16 @@ Design and the measurements behind it: ``docs/design/catalog.md``. In short:
 
 from __future__ import annotations
 
+import json
 import logging
+import math
+import threading
+import time
+import uuid
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +34,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from pipeline.catalog.format import KIND_BY_NAME, PLATE_KIND, KindSpec
 
@@ -39,10 +46,18 @@ log = logging.getLogger(__name__)
 
 PARTITION_COLUMNS = ["date", "bucket"]
 _COMMIT_ATTEMPTS = 8
+_REBASES = 16
+"""Times delta-rs may rebase a commit onto commits of *other* bus partitions before giving up."""
+_STATS_MAX_CHARS = 64
+"""Strings longer than this get no min/max statistics (free text would only bloat the log)."""
 
 
 class TableError(RuntimeError):
     """A table operation failed (after retries)."""
+
+
+class TableMissing(TableError):
+    """The kind's table does not exist yet and this catalog may not create it (a reader)."""
 
 
 def bucket_column(kind: KindSpec) -> str:
@@ -96,8 +111,11 @@ class FileEntry:
 class TableCatalog:
     """The Delta tables of the catalog in one object store (S3 or a local folder)."""
 
-    def __init__(self, store: StoreConfig, settings: IndexConfig) -> None:
+    def __init__(self, store: StoreConfig, settings: IndexConfig, *, create: bool = True) -> None:
+        """``create=False``: a reader (the API may only read the tables, docs/security.md): a table that does
+        not exist yet is :class:`TableMissing` (no files) instead of being created."""
         self.store_config = store
+        self.create = create
         self.settings = settings
         if store.backend == "s3":
             s3 = store.s3
@@ -124,6 +142,9 @@ class TableCatalog:
             self.fs = pafs.LocalFileSystem()
             self._fs_root = str(root)
         self._tables: dict[str, Any] = {}
+        self._append_lock = threading.Lock()
+        self.before_commit: Callable[[str], None] | None = None
+        """Called with the kind's name after an append wrote its data files, before it commits (fault point)."""
 
     # -- tables ----------------------------------------------------------------------------------
     def uri(self, kind_name: str) -> str:
@@ -151,6 +172,8 @@ class TableCatalog:
         try:
             return DeltaTable(self.uri(kind_name), storage_options=self.options)
         except TableNotFoundError:
+            if not self.create:
+                raise TableMissing(kind_name) from None
             kind = KIND_BY_NAME[kind_name]
             try:
                 write_deltalake(self.uri(kind_name), table_schema(kind).empty_table(), partition_by=PARTITION_COLUMNS,
@@ -179,35 +202,68 @@ class TableCatalog:
     def append(self, kind: KindSpec, rows: pa.Table, *, group: str) -> int:
         """Append rows (the kind's schema, with ``src_partition``/``src_offset``) exactly once; rows appended.
 
-        Rows at or below the offset already committed for their bus partition are dropped first; the
-        commit records the new last offset per partition. A concurrent commit of the same app id makes
-        the commit fail; it is then retried against the new table state."""
-        from deltalake import CommitProperties, Transaction, write_deltalake
+        Two phases on one pinned snapshot of the log: the versions recorded for the rows' bus partitions
+        are read from the snapshot and rows at or below them dropped; the rest is written as data files
+        (one per date/bucket, sorted as compaction sorts); then one commit adds the files with the new
+        last offset per partition (``txn`` actions). Between the two, :attr:`before_commit` is called
+        (a fault point for tests). A concurrent commit of other partitions is rebased by delta-rs; a
+        concurrent commit of one of *these* app ids (a zombie writer after a rebalance) makes delta-rs's
+        conflict checker refuse the commit, and the attempt starts again from a new snapshot, so the
+        check and the commit always see the same versions. Files of a refused attempt are not in the
+        log (no reader sees them; :meth:`vacuum` removes them)."""
+        from deltalake import CommitProperties, Transaction
         from deltalake.exceptions import CommitFailedError
 
         topic = kind.topic.name
-        for attempt in range(_COMMIT_ATTEMPTS):
-            parts = sorted(set(rows.column("src_partition").to_pylist()))
-            ids = {p: app_id(group, topic, p) for p in parts}
-            done = self.committed(kind.name, ids.values())
-            fresh = self._after(rows, {p: done[a] for p, a in ids.items() if a in done})
-            if fresh.num_rows == 0:
-                return 0
-            txns = [Transaction(app_id=ids[p], version=int(pc.max(fresh.filter(
-                pc.equal(fresh.column("src_partition"), p)).column("src_offset")).as_py()))
-                for p in sorted(set(fresh.column("src_partition").to_pylist()))]
-            try:
-                write_deltalake(
-                    self.uri(kind.name), with_partitions(kind, fresh, self.settings.table_buckets),
-                    partition_by=PARTITION_COLUMNS, mode="append", storage_options=self.options,
-                    writer_properties=self.writer_properties(),
-                    commit_properties=CommitProperties(app_transactions=txns, max_commit_retries=3),
-                )
-                return fresh.num_rows
-            except CommitFailedError as exc:
-                log.info("table %s: commit conflict (attempt %d): %s", kind.name, attempt + 1, exc)
+        with self._append_lock:
+            for attempt in range(_COMMIT_ATTEMPTS):
+                table = self.open(kind.name)
+                parts = sorted(set(rows.column("src_partition").to_pylist()))
+                ids = {p: app_id(group, topic, p) for p in parts}
+                done = {p: int(v) for p, a in ids.items() if (v := table.transaction_version(a)) is not None}
+                fresh = self._after(rows, done)
+                if fresh.num_rows == 0:
+                    return 0
+                txns = [Transaction(app_id=ids[p], version=int(pc.max(fresh.filter(
+                    pc.equal(fresh.column("src_partition"), p)).column("src_offset")).as_py()))
+                    for p in sorted(set(fresh.column("src_partition").to_pylist()))]
+                adds = self._write_files(kind, with_partitions(kind, fresh, self.settings.table_buckets))
+                if self.before_commit is not None:
+                    self.before_commit(kind.name)
+                try:
+                    table.create_write_transaction(
+                        adds, "append", table_schema(kind), partition_by=PARTITION_COLUMNS,
+                        commit_properties=CommitProperties(app_transactions=txns, max_commit_retries=_REBASES),
+                    )
+                    return fresh.num_rows
+                except CommitFailedError as exc:
+                    log.info("table %s: commit refused (attempt %d): %s", kind.name, attempt + 1, exc)
         msg = f"table {kind.name}: commit failed {_COMMIT_ATTEMPTS} times"
         raise TableError(msg)
+
+    def _write_files(self, kind: KindSpec, data: pa.Table) -> list[Any]:
+        """Write one data file per (date, bucket) of ``data`` (partition columns included) into the table's
+        folder; their add actions (path, size, partition values, per-column statistics)."""
+        from deltalake.transaction import AddAction
+
+        out = []
+        dates, buckets = data.column("date").to_pylist(), data.column("bucket").to_pylist()
+        for date, bucket in sorted(set(zip(dates, buckets, strict=True))):
+            mask = pc.and_(pc.equal(data.column("date"), date), pc.equal(data.column("bucket"), bucket))
+            body = data.filter(mask).sort_by(sort_columns(kind)).drop_columns(PARTITION_COLUMNS)
+            folder = f"date={_checked_date(date)}/bucket={int(bucket)}"
+            relative = f"{folder}/part-{uuid.uuid4().hex}.zstd.parquet"
+            sink = pa.BufferOutputStream()
+            pq.write_table(body, sink, compression="zstd", row_group_size=self.settings.table_row_group_rows,
+                           write_statistics=True)
+            payload = sink.getvalue()
+            if isinstance(self.fs, pafs.LocalFileSystem):
+                self.fs.create_dir(self.fs_path(kind.name, folder), recursive=True)
+            with self.fs.open_output_stream(self.fs_path(kind.name, relative)) as stream:
+                stream.write(payload)
+            out.append(AddAction(relative, payload.size, {"date": date, "bucket": str(int(bucket))},
+                                 int(time.time() * 1000), True, file_stats(body)))
+        return out
 
     @staticmethod
     def _after(rows: pa.Table, done: Mapping[int, int]) -> pa.Table:
@@ -221,8 +277,12 @@ class TableCatalog:
     def files(self, kind_name: str, dates: Iterable[str] | None = None,
               buckets: Iterable[int] | None = None, *, fresh: bool = True) -> list[FileEntry]:
         """The files of the table (from the log, no listing), optionally only some partitions.
-        ``fresh=False``: of the version last seen (the query layer refreshes explicitly)."""
-        actions = pa.table(self.open(kind_name, fresh=fresh).get_add_actions(flatten=True))
+        ``fresh=False``: of the version last seen (the query layer refreshes explicitly). A table a reader
+        cannot see yet has no files."""
+        try:
+            actions = pa.table(self.open(kind_name, fresh=fresh).get_add_actions(flatten=True))
+        except TableMissing:
+            return []
         names = set(actions.column_names)
         wanted_dates = set(dates) if dates is not None else None
         wanted_buckets = set(buckets) if buckets is not None else None
@@ -306,6 +366,37 @@ def _checked_date(date: str) -> str:
         msg = f"not a date: {date!r}"
         raise TableError(msg)
     return date
+
+
+def _stat_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value
+
+
+def file_stats(table: pa.Table) -> str:
+    """Delta statistics of one data file: row count, and per flat column its null count and min/max (for
+    strings only when no value is longer than :data:`_STATS_MAX_CHARS`; never NaN or infinite). delta-rs
+    skips files by them (deletes, its reader) and the query layer prunes plate files by ``text``."""
+    mins: dict[str, Any] = {}
+    maxs: dict[str, Any] = {}
+    nulls: dict[str, int] = {}
+    for field in table.schema:
+        typ = field.type
+        if not (pa.types.is_string(typ) or pa.types.is_integer(typ) or pa.types.is_floating(typ)
+                or pa.types.is_timestamp(typ)):
+            continue
+        column = table.column(field.name)
+        nulls[field.name] = column.null_count
+        if pa.types.is_string(typ) and (pc.max(pc.utf8_length(column)).as_py() or 0) > _STATS_MAX_CHARS:
+            continue
+        bounds = pc.min_max(column)
+        low, high = bounds["min"].as_py(), bounds["max"].as_py()
+        if low is None or high is None or (isinstance(low, float) and not (math.isfinite(low) and math.isfinite(high))):
+            continue
+        mins[field.name], maxs[field.name] = _stat_value(low), _stat_value(high)
+    return json.dumps({"numRecords": table.num_rows, "minValues": mins, "maxValues": maxs, "nullCount": nulls},
+                      ensure_ascii=False)
 
 
 def dedupe_sorted(kind: KindSpec, rows: pa.Table) -> pa.Table:

@@ -1,5 +1,5 @@
 """The catalog's Delta tables on the real S3 server (SeaweedFS) and on the local folder store:
-exactly-once appends across a crash, concurrent indexers, retention + compaction + vacuum, a second reader."""
+exactly-once appends across a crash, concurrent indexers (and a zombie writer of one partition), retention + compaction + vacuum, a second reader."""
 
 from __future__ import annotations
 
@@ -66,18 +66,15 @@ def test_concurrent_indexers_commit_safely(tables: TableCatalog) -> None:
     """Four indexers commit to one table at once, each owning its bus partition as a consumer group assigns them,
     each replaying an overlapping batch (a redelivery after a crash): every row once, none lost.
 
-    Not covered, and known to fail: two writers appending the SAME partition at the same instant (a member that
-    lost its partition in a rebalance still committing). delta-rs rebases such a blind append onto the winner's
-    version without seeing that the winner's app transaction already covers its offsets, so the rows land twice
-    (measured: 100-120 rows for 80). The query path dedupes by idempotency key; the write path needs a fenced
-    writer (docs/design/catalog.md, open work)."""
+    Two writers of the SAME partition (a zombie after a rebalance): the next test."""
     tables.open("plates")
     errors: list[BaseException] = []
 
     def indexer(partition: int) -> None:
+        catalog = TableCatalog(tables.store_config, tables.settings)  # each indexer its own (a process of its own)
         try:
             for first in (0, 20, 10):  # the third batch overlaps both earlier ones: a replay after a crash
-                tables.append(PLATE_KIND, plate_rows(20, partition=partition, first_offset=first), group=GROUP)
+                catalog.append(PLATE_KIND, plate_rows(20, partition=partition, first_offset=first), group=GROUP)
         except BaseException as exc:  # noqa: BLE001 — reported below
             errors.append(exc)
 
@@ -89,6 +86,28 @@ def test_concurrent_indexers_commit_safely(tables: TableCatalog) -> None:
     assert errors == []
     ikeys = tables.read("plates").column("ikey").to_pylist()
     assert len(ikeys) == len(set(ikeys)) == 160  # 4 partitions × offsets 0..39, once each
+
+
+def test_two_writers_of_one_partition_never_double_a_row(tables: TableCatalog) -> None:
+    """The zombie writer: a member that lost bus partition 0 in a rebalance has written its data files and is
+    about to commit offsets 0..19 when the partition's new owner (its own catalog: another process) commits
+    0..29, replayed from the last Kafka offset commit. The old member's commit must be refused — the check of
+    the recorded offsets and the commit use one snapshot — and its retry finds nothing left to add."""
+    tables.open("plates")
+    zombie, owner = (TableCatalog(tables.store_config, tables.settings) for _ in range(2))
+    owner_added: list[int] = []
+
+    def owner_commits_first(kind_name: str) -> None:
+        if not owner_added:
+            owner_added.append(owner.append(PLATE_KIND, plate_rows(30), group=GROUP))
+
+    zombie.before_commit = owner_commits_first
+    assert zombie.append(PLATE_KIND, plate_rows(20), group=GROUP) == 0
+    assert owner_added == [30]
+    assert sorted(tables.read("plates").column("src_offset").to_pylist()) == list(range(30))
+    written = with_partitions(PLATE_KIND, plate_rows(20), 4).select(["date", "bucket"]).to_pylist()
+    orphans = {f"date={r['date']}/bucket={r['bucket']}" for r in written}  # one file per partition, never committed
+    assert sorted("/".join(Path(p).parts[-3:-1]) for p in tables.vacuum("plates")) == sorted(orphans)
 
 
 def test_retention_deletes_rows_and_compaction_vacuum_reclaim_space(tables: TableCatalog) -> None:
