@@ -19,6 +19,15 @@ rebalance) the query layer and compaction still keep one row per key. FAISS shar
 of its topic's schema goes to ``<topic>.dlq`` with the reason and is committed with the batch.
 Commits refused after a rebalance are logged; the partition's new owner replays those messages.
 
+With ``index.catalog_format: delta`` every kind goes to its Delta table instead (``docs/design/catalog.md``): a
+flush is one commit per kind, carrying per bus partition the last offset it holds (``txn`` app id
+``{group}:{topic}:{partition}``); rows at or below an offset a table already recorded are dropped before writing.
+So a crash between a table's data files and its commit (the files are in no log), or between the table commits
+and the Kafka offset commit (the replay is below the recorded offsets), adds no row and loses none; the Kafka
+offset commit, which follows the table commits, is only where a restart resumes. Face rows are also written as
+Parquet segments, as before, because the FAISS shards are built from those. There is no local spool on this
+path: a store outage fails the flush and the bus replays after the restart.
+
 Compaction: after ``index.compact_after_parts`` segments written by this worker to one
 kind/date/camera partition (faces excepted: shard manifests name face segments), the partition is
 merged into one deduplicated segment (:mod:`workers.index.compact`).
@@ -37,6 +46,7 @@ from pipeline import metrics
 from pipeline.bus.base import Message, TopicSpec, dead_letter_topic
 from pipeline.catalog.format import FACE_KIND, KIND_BY_TOPIC, KINDS, RowMeta
 from pipeline.catalog.shards import ShardError
+from pipeline.catalog.table import TableCatalog
 from pipeline.config.index import IndexConfig
 from pipeline.runtime.worker import BadMessage, ConsumerWorker
 from pipeline.spool import spool_of
@@ -82,6 +92,10 @@ class IndexWorker(ConsumerWorker):
         self.settings = settings if settings is not None else config.index
         self.monotonic = monotonic
         self.writer = CatalogWriter(store, self.settings, monotonic=monotonic)
+        self.tables: TableCatalog | None = None
+        """The Delta tables (``index.catalog_format: delta``), written with the worker's own store credentials."""
+        if self.settings.catalog_format == "delta":
+            self.tables = TableCatalog(config.store, self.settings)
         self.faces = FaceShardKeeper(store, self.settings, monotonic=monotonic)
         self.pending: list[Message] = []
         self.pending_times: list[tuple[str, datetime]] = []
@@ -136,9 +150,12 @@ class IndexWorker(ConsumerWorker):
         return self.monotonic() - self.pending_since >= self.settings.flush_interval_s
 
     def flush(self) -> list[Written]:
-        """Write the buffered segments, index the faces, flush dead letters, then commit."""
+        """Write the buffered segments (or commit the tables), index the faces, flush dead letters, then commit."""
         assert self.consumer is not None and self.producer is not None
-        written = self.writer.flush()
+        if self.tables is not None:
+            written = self.writer.flush_tables(self.tables, self.group or self.name)
+        else:
+            written = self.writer.flush()
         self.producer.flush()
         if self.pending and self.commit(self.pending):
             self.processed += len(self.pending)

@@ -1,4 +1,5 @@
-"""Buffers decoded records per kind/date/camera and writes them as Parquet segments on flush.
+"""Buffers decoded records per kind/date/camera and writes them as Parquet segments on flush (or, with
+``index.catalog_format: delta``, commits them to the Delta tables: :meth:`CatalogWriter.flush_tables`).
 
 The writer knows nothing about offsets being committed: the indexer worker calls :meth:`flush`
 and commits only after it returned, so every committed message is in a segment that the object
@@ -24,11 +25,12 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from pipeline.catalog.format import (
+    FACE_KIND,
     KIND_BY_NAME,
     KindSpec,
     RowMeta,
@@ -45,6 +47,9 @@ from pipeline.config.index import IndexConfig
 from pipeline.store.base import ObjectNotFound, ObjectStore
 from schemas.common import WireMessage
 
+if TYPE_CHECKING:
+    from pipeline.catalog.table import TableCatalog
+
 log = logging.getLogger(__name__)
 
 BufferKey = tuple[str, str, str, int]
@@ -54,6 +59,16 @@ _KNOWN_PARTITIONS = 256
 
 
 _META_COLUMNS = frozenset({"ikey", "ingested_at", "src_partition", "src_offset"})
+
+
+def last_copies(table: pa.Table) -> pa.Table:
+    """The table without earlier copies of a row (same identity): the last copy — highest offset — stays."""
+    seen: set[str] = set()
+    keep = []
+    for identity in reversed(row_identities(table)):
+        keep.append(identity not in seen)
+        seen.add(identity)
+    return table if all(keep) else table.filter(pa.array(keep[::-1]))
 
 
 def row_identities(table: pa.Table) -> list[str]:
@@ -127,9 +142,53 @@ class CatalogWriter:
 
     def flush(self) -> list[Written]:
         """Write every buffer's new rows as a segment; returns what was written. Raises whatever the store raises."""
-        written: list[Written] = []
         started = self.monotonic()
-        for (kind_name, date, camera, partition), buf in sorted(self._buffers.items()):
+        written, rows = self._write_segments(self._buffers)
+        self.records_written += rows
+        self.segments_written += len(written)
+        if written:
+            log.info("catalog: wrote %d segment(s), %d record(s) in %.2f s", len(written), self.records,
+                     self.monotonic() - started)
+        self._reset()
+        return written
+
+    def flush_tables(self, tables: TableCatalog, group: str) -> list[Written]:
+        """``index.catalog_format: delta``: commit each buffered kind to its Delta table, exactly once with
+        respect to the bus offsets (:meth:`TableCatalog.append`: rows at or below the offset a partition already
+        committed are dropped; the commit records the new last offset). Face rows are written as Parquet segments
+        first as well — the FAISS shards are built from segments, unchanged — and those segments are returned.
+
+        Within the batch a redelivered record (same identity, see :func:`row_identities`) keeps its last copy,
+        so the partition's last offset is always among the rows committed. Copies in different flushes (a
+        producer's replay, not the indexer's) are left to the query layer and compaction, which keep one row
+        per ``ikey``. Raises what the store or the table raises; the buffers are then kept, nothing is
+        committed to the bus, and a restart replays."""
+        started = self.monotonic()
+        faces = {k: b for k, b in self._buffers.items() if k[0] == FACE_KIND.name}
+        written, _ = self._write_segments(faces)
+        by_kind: dict[str, list[dict[str, Any]]] = {}
+        for key, buf in sorted(self._buffers.items()):
+            by_kind.setdefault(key[0], []).extend(buf.rows)
+        committed = 0
+        for kind_name, rows in sorted(by_kind.items()):
+            kind = KIND_BY_NAME[kind_name]
+            table = last_copies(build_table(kind, rows))
+            added = tables.append(kind, table, group=group)
+            committed += added
+            self.duplicates_skipped += len(rows) - added
+        self.records_written += committed
+        self.segments_written += len(written)
+        if by_kind:
+            log.info("catalog: committed %d of %d record(s) to %d table(s) in %.2f s", committed, self.records,
+                     len(by_kind), self.monotonic() - started)
+        self._reset()
+        return written
+
+    def _write_segments(self, buffers: dict[BufferKey, _Buffer]) -> tuple[list[Written], int]:
+        """One segment per buffer of its rows the catalog partition does not hold yet: (segments, rows written)."""
+        written: list[Written] = []
+        rows_written = 0
+        for (kind_name, date, camera, partition), buf in sorted(buffers.items()):
             known = self.known(kind_name, date, camera)
             table = build_table(buf.kind, buf.rows)
             keep = []
@@ -151,16 +210,14 @@ class CatalogWriter:
                 self._known.pop((kind_name, date, camera), None)  # some identities were never written: reload
                 raise
             written.append(Written(SegmentRef(kind_name, camera, date, key), info.etag, table))
-            self.records_written += len(rows)
-        self.segments_written += len(written)
-        if written:
-            log.info("catalog: wrote %d segment(s), %d record(s) in %.2f s", len(written), self.records,
-                     self.monotonic() - started)
+            rows_written += len(rows)
+        return written, rows_written
+
+    def _reset(self) -> None:
         self._buffers.clear()
         self.records = 0
         self.bytes = 0
         self.oldest = None
-        return written
 
     def known(self, kind_name: str, date: str, camera: str) -> set[str]:
         """Identities of the rows the catalog partition holds (read from its segments on first use)."""
