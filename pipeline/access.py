@@ -10,10 +10,11 @@ The matrix was worked out from the code (every ``put``/``delete``/``get``/``list
 ``docs/security.md``) and says, in short: ``auth/`` and ``audit/`` are the API's alone; a worker's
 ``state/<kind>/`` is that worker's; ``recordings/`` are written only by ingest, ``crops/`` by detect,
 ``plates/`` and ``faces/`` by the enrichment workers, the catalog and the FAISS snapshots by the
-indexer, synopsis outputs by the synopsis worker; the API reads what it serves (and keeps the operators'
+indexer (also the Delta tables under ``index.table_prefix``, which the API only reads and lists),
+synopsis outputs by the synopsis worker; the API reads what it serves (and keeps the operators'
 hotlists, as it keeps the users). Deleting is a right of its own: only sessions, tokens, users and
-hotlists (the API), compacted catalog segments (the indexer), handled synopsis requests (the synopsis
-worker) and removed cameras are ever deleted — no service deletes evidence or audit entries. (SeaweedFS
+hotlists (the API), compacted catalog segments and vacuumed table files (the indexer), handled synopsis
+requests (the synopsis worker) and removed cameras are ever deleted — no service deletes evidence or audit entries. (SeaweedFS
 has one ``Write`` action for put and delete, so locally a writer of a prefix may also delete in it; MinIO
 policies keep them apart.) Every key a service writes it may also read (a put is answered with the new
 object's metadata). Nobody but the admin creates or deletes buckets.
@@ -91,7 +92,7 @@ def _under(*prefixes: str) -> tuple[str, ...]:
 def access_matrix(config: TubelineConfig) -> dict[str, Grant]:
     """Each service's grant for ``config``'s prefixes (see the module docstring and docs/security.md)."""
     rec = config.ingest.recordings.prefix
-    cat, idx = config.index.catalog_prefix, config.index.index_prefix
+    cat, idx, tab = config.index.catalog_prefix, config.index.index_prefix, config.index.table_prefix
     syn, req = config.synopsis.prefix, config.synopsis.request_prefix
     reg, hot, plate_state = config.cameras.registry_prefix, config.hotlists.store_prefix, config.plate.state_prefix
     thumbs, reports = config.quality.thumbnail_prefix, config.quality.report_prefix
@@ -100,7 +101,7 @@ def access_matrix(config: TubelineConfig) -> dict[str, Grant]:
     return {
         "api": Grant(
             "api",
-            read=_under(cat, idx, CROPS, PLATES, FACES, rec, reg, syn, thumbs),
+            read=_under(cat, idx, tab, CROPS, PLATES, FACES, rec, reg, syn, thumbs),
             # the queued status of a requested synopsis, never its video or index; hotlists are operators'
             # data like users (`tubeline hotlists` runs as the API identity in a deployment); admins edit the
             # camera registry and the rules document through the API; daily reports (on demand from the KPI
@@ -109,11 +110,13 @@ def access_matrix(config: TubelineConfig) -> dict[str, Grant]:
                            reports, cases, evidence),
                    f"{syn.strip('/')}/*.status.json"),
             delete=_under(AUTH, hot, reg),  # ended sessions, revoked tokens, removed users, hotlists and cameras
-            list=_under(AUTH, AUDIT, cat, syn, reg, hot, NOTIFY_DEAD, reports, cases, evidence, EXPORTS),
+            list=_under(AUTH, AUDIT, cat, tab, syn, reg, hot, NOTIFY_DEAD, reports, cases, evidence, EXPORTS),
         ),
         "detect": Grant("detect", write=_under(CROPS, DETECT_STATE)),
         "face": Grant("face", read=_under(CROPS), write=_under(FACES, face_state)),
-        "index": Grant("index", write=_under(cat, idx), delete=_under(cat), list=_under(cat)),  # compaction
+        # compaction; the Delta tables (index.catalog_format: delta): data files and log entries, vacuum's deletes,
+        # and the log listing every reader of a table does
+        "index": Grant("index", write=_under(cat, idx, tab), delete=_under(cat, tab), list=_under(cat, tab)),
         # GB/T 28181 channels a device announces are upserted into the registry; `tubeline cameras` runs as ingest
         "ingest": Grant("ingest", write=_under(rec, reg), delete=_under(reg), list=_under(reg)),
         "plate": Grant("plate", read=_under(CROPS, hot), write=_under(PLATES, plate_state), list=_under(hot)),

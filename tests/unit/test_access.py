@@ -45,6 +45,8 @@ SAMPLE_KEYS = {
     "faces": "faces/cam-1/2026-11-25/cam-1:s1:7/3.jpg",
     "catalog": "catalog/tracks/date=2026-11-25/camera=cam-1/part-0001.parquet",
     "index": "index/faces/arcface@1/2026-11-25/shard.faiss",
+    "tables": "tables/plates/date=2026-11-25/bucket=3/part-0123abcd.zstd.parquet",
+    "table-log": "tables/plates/_delta_log/00000000000000000007.json",
     "synopsis": "synopsis/cam-1/0123456789abcdef0123456789abcdef.mp4",
     "registry": "registry/cameras/cam-1.json",
     "hotlists": "hotlists/stolen.json",
@@ -64,6 +66,7 @@ def readers(key: str) -> set[str]:
     ("state/face", {"face"}), ("state/rules", {"rules"}),
     ("recordings", {"ingest"}), ("crops", {"detect"}), ("plates", {"plate"}), ("faces", {"face"}),
     ("catalog", {"index"}), ("index", {"index"}), ("synopsis", {"synopsis"}), ("hotlists", {"api"}),
+    ("tables", {"index"}), ("table-log", {"index"}),
 ])
 def test_each_area_has_exactly_its_writers(area: str, only: set[str]) -> None:
     assert writers(SAMPLE_KEYS[area]) == only
@@ -82,7 +85,18 @@ def test_no_service_deletes_evidence_or_audit_entries() -> None:
     for area in ("recordings", "crops", "plates", "faces", "audit", "state/detect", "index", "synopsis"):
         assert not any(MATRIX[n].allows("delete", SAMPLE_KEYS[area]) for n in SERVICES), area
     assert {n for n in SERVICES if MATRIX[n].allows("delete", SAMPLE_KEYS["catalog"])} == {"index"}  # compaction
+    assert {n for n in SERVICES if MATRIX[n].allows("delete", SAMPLE_KEYS["tables"])} == {"index"}  # vacuum
     assert {n for n in SERVICES if MATRIX[n].allows("delete", f"{SESSIONS_PREFIX}/x.json")} == {"api"}
+
+
+def test_the_delta_tables_are_written_by_the_indexer_and_only_read_by_the_api() -> None:
+    """index.catalog_format=delta: the indexer commits (data files, log entries) and vacuums; the API plans its
+    queries from the log (a listing of ``_delta_log/``) and reads the files, and writes nothing there."""
+    index, api = MATRIX["index"], MATRIX["api"]
+    for key in (SAMPLE_KEYS["tables"], SAMPLE_KEYS["table-log"]):
+        assert index.allows("write", key) and api.allows("read", key) and not api.allows("write", key)
+        assert not api.allows("delete", key)
+    assert index.allows("list", "tables/plates/_delta_log/") and api.allows("list", "tables/plates/_delta_log/")
 
 
 def test_secrets_are_read_by_their_owners_only() -> None:
