@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, get_args
 
 import numpy as np
 
-from pipeline.catalog.table import TableCatalog
+from pipeline.catalog.format import PLATE_KIND, TRACK_KIND
+from pipeline.catalog.table import TableCatalog, TableMissing
 from pipeline.config.index import IndexConfig
 from pipeline.lookalikes import LookAlikes
 from pipeline.search.catalog import CatalogCache
@@ -47,6 +48,7 @@ from pipeline.search.hits import (
 )
 from pipeline.search.plates import check_edits, exact_plate, fuzzy_pieces, wildcard_to_like
 from pipeline.search.registry import CameraDirectory
+from pipeline.search.table_kinds import TableScan, track_dates
 from pipeline.search.tables import TablePlates, like_prefix
 from schemas.alerts import AlertType
 from schemas.tracks import Colour, VehicleType
@@ -74,6 +76,8 @@ LOOKALIKES = LookAlikes()
 """The default look-alike groups (docs/search.md); the same groups as hotlist matching's defaults."""
 _PLATE_COLUMNS = "read_id, track_id, camera_id, captured_at, text, confidence, plate_kind, region, crop_key, box, " \
                  "revision, model_id"
+_TRACK_COLUMNS = ", ".join(f.name for f in TRACK_KIND.schema if f.name != "path")
+"""What a track query reads (the path, bulky, stays in the files as in the Parquet path's cache)."""
 
 
 def _utc(value: datetime) -> datetime:
@@ -157,15 +161,24 @@ class SearchService:
         self.face_index = FaceIndex(store, self.settings, self.catalog)
         self.directory = CameraDirectory(store, config)
         self.table_plates: TablePlates | None = None
+        self.table_scan: TableScan | None = None
+        """The other kinds' pruned scans with ``catalog_format: delta`` (:mod:`pipeline.search.table_kinds`)."""
         if self.settings.catalog_format == "delta":
-            self.table_plates = TablePlates(TableCatalog(config.store, self.settings))
+            tables = TableCatalog(config.store, self.settings, create=False)  # the API only reads the tables
+            self.table_plates = TablePlates(tables)
+            self.table_scan = TableScan(tables)
         self._refreshed = False
 
     def refresh(self) -> None:
         """Pick up newly flushed Parquet segments and FAISS snapshots (and forget deleted ones)."""
         self.catalog.refresh()
         if self.table_plates is not None:
-            self.table_plates.refresh()
+            try:
+                self.table_plates.refresh()
+            except TableMissing:
+                log.info("search: no plates table yet")
+        if self.table_scan is not None:
+            self.table_scan.refresh(["tracks", "alerts", "camera-status"])
         self.directory.refresh()
         self._refreshed = True
 
@@ -173,6 +186,8 @@ class SearchService:
         self.catalog.close()
         if self.table_plates is not None:
             self.table_plates.close()
+        if self.table_scan is not None:
+            self.table_scan.close()
 
     # -- helpers ---------------------------------------------------------------------------------
     def _query(self, sql: str, params: list[Any]) -> list[dict[str, Any]]:
@@ -185,6 +200,23 @@ class SearchService:
             return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
         finally:
             cur.close()
+
+    def _rows(self, kind: str, sql: Callable[[str], str], params: list[Any], *, memory_table: str,
+              start: datetime | None = None, end: datetime | None = None, scope: list[str] | None = None,
+              lookback: timedelta = timedelta(0)) -> list[dict[str, Any]]:
+        """Rows of ``sql(table)``: over the in-memory ``memory_table`` (Parquet path), or over the files of the
+        kind's Delta table that [start - lookback, end) and the scope select (``catalog_format: delta``)."""
+        if self.table_scan is None:
+            return self._query(sql(memory_table), params)
+        if not self._refreshed:
+            self.refresh()
+        files = self.table_scan.plan(kind, start=start, end=end, cameras=scope, lookback=lookback)
+        return self.table_scan.rows({"scan": (kind, files)}, sql("scan"), params)
+
+    @property
+    def _track_lookback(self) -> timedelta:
+        """How long before a window a track overlapping it may have started (the longest track segment)."""
+        return timedelta(seconds=self.config.detect.max_track_s)
 
     @staticmethod
     def _scope(cameras: Collection[str] | None) -> list[str] | None:
@@ -253,8 +285,11 @@ class SearchService:
         if scope == []:
             return []
         where = _Filter().scope(scope).at("captured_at", start, end)
-        sql = f"SELECT {_PLATE_COLUMNS}, 0 AS edits FROM plates_latest WHERE {where.sql()} ORDER BY captured_at, read_id LIMIT ?"
-        rows = self._query(sql, [*where.params, limit])
+        latest = "" if self.table_scan is None else \
+            f" QUALIFY row_number() OVER (PARTITION BY ikey ORDER BY {PLATE_KIND.latest_first}) = 1"
+        rows = self._rows(PLATE_KIND.name, lambda t: f"SELECT {_PLATE_COLUMNS}, 0 AS edits FROM {t} WHERE {where.sql()}"
+                          f"{latest} ORDER BY captured_at, read_id LIMIT ?", [*where.params, limit],
+                          memory_table="plates_latest", start=start, end=end)
         return [self._plate_hit(r) for r in rows if self._in_scope(r["camera_id"], scope)]
 
     def _table_plates(self, query: str, mode: str, lookalikes: bool, where: _Filter, edits: str,
@@ -331,7 +366,7 @@ class SearchService:
         if colour is not None:
             where.add("colour = ?", colour)
         where.at("ended_at", start, None).at("started_at", None, end)
-        return self._tracks(where, "started_at DESC, track_id, segment", limit, scope)
+        return self._tracks(where, "started_at DESC, track_id, segment", limit, scope, (start, end))
 
     def tracks(
         self,
@@ -347,7 +382,7 @@ class SearchService:
         if scope == []:
             return []
         where = _Filter().scope(scope).at("ended_at", start, None).at("started_at", None, end)
-        return self._tracks(where, "started_at, track_id, segment", limit, scope)
+        return self._tracks(where, "started_at, track_id, segment", limit, scope, (start, end))
 
     def persons(
         self,
@@ -374,9 +409,13 @@ class SearchService:
         if lowers is not None:
             where.add("lower_colour IN (SELECT unnest(?::VARCHAR[]))", list(lowers))
         where.at("ended_at", start, None).at("started_at", None, end)
-        return self._tracks(where, "started_at DESC, track_id, segment", limit, scope)
+        return self._tracks(where, "started_at DESC, track_id, segment", limit, scope, (start, end))
 
-    def _tracks(self, where: _Filter, order: str, limit: int, scope: list[str] | None) -> list[TrackHit]:
+    def _tracks(self, where: _Filter, order: str, limit: int, scope: list[str] | None,
+                window: tuple[datetime | None, datetime | None] = (None, None)) -> list[TrackHit]:
+        if self.table_scan is not None:
+            return [self._track_hit(r) for r in self._table_tracks(where, order, limit, scope, window)
+                    if self._in_scope(r["camera_id"], scope)]
         sql = (
             f"WITH t AS (SELECT * FROM tracks WHERE {where.sql()} "
             f"QUALIFY row_number() OVER (PARTITION BY ikey ORDER BY {_LATEST}) = 1 ORDER BY {order} LIMIT ?), "
@@ -386,6 +425,27 @@ class SearchService:
         )
         rows = self._query(sql, [*where.params, limit])
         return [self._track_hit(r) for r in rows if self._in_scope(r["camera_id"], scope)]
+
+    def _table_tracks(self, where: _Filter, order: str, limit: int, scope: list[str] | None,
+                      window: tuple[datetime | None, datetime | None]) -> list[dict[str, Any]]:
+        """:meth:`_tracks` over the Delta tables: the top ``limit`` tracks from the files of the window's dates
+        (widened by the longest track) and the scope's buckets, then the plate reads of those tracks from the
+        plate files of the dates they span — one row per (track, plate read), as the Parquet path's join."""
+        tracks = self._rows("tracks", lambda t: f"SELECT {_TRACK_COLUMNS} FROM {t} WHERE {where.sql()} QUALIFY "
+                            f"row_number() OVER (PARTITION BY ikey ORDER BY {_LATEST}) = 1 ORDER BY {order} LIMIT ?",
+                            [*where.params, limit], memory_table="tracks", start=window[0], end=window[1],
+                            scope=scope, lookback=self._track_lookback)
+        span = track_dates(tracks)
+        if span is None:
+            return []
+        plates = self._rows(PLATE_KIND.name, lambda t: f"SELECT track_id, camera_id, text FROM {t} WHERE track_id IN "
+                            f"(SELECT unnest(?::VARCHAR[])) QUALIFY row_number() OVER (PARTITION BY ikey ORDER BY "
+                            f"{PLATE_KIND.latest_first}) = 1 ORDER BY text", [sorted({r["track_id"] for r in tracks})],
+                            memory_table="plates_latest", start=span[0], end=span[1])
+        texts: dict[tuple[str, str], list[str]] = {}
+        for p in plates:
+            texts.setdefault((p["track_id"], p["camera_id"]), []).append(p["text"])
+        return [{**r, "plate": text} for r in tracks for text in texts.get((r["track_id"], r["camera_id"]), [None])]
 
     @staticmethod
     def _track_hit(r: dict[str, Any]) -> TrackHit:
@@ -478,7 +538,7 @@ class SearchService:
         hits = self.plates(plate, mode="exact", cameras=cameras, start=start, end=end,
                            limit=self.settings.max_trajectory_points)
         hits.sort(key=lambda h: (h.captured_at, h.read_id))
-        spans = self._track_spans([h.track_id for h in hits], self._scope(cameras))
+        spans = self._track_spans([h.track_id for h in hits], self._scope(cameras), [h.captured_at for h in hits])
         return [self._plate_sighting(h, spans) for h in hits]
 
     def face_trajectory(
@@ -498,7 +558,7 @@ class SearchService:
         for cand in found:  # best first, so the first face of a track is its best
             best.setdefault(cand.row["track_id"], cand)
         hits = sorted((self._face_hit(c) for c in best.values()), key=lambda h: (h.captured_at, h.face_id))
-        spans = self._track_spans([h.track_id for h in hits], self._scope(cameras))
+        spans = self._track_spans([h.track_id for h in hits], self._scope(cameras), [h.captured_at for h in hits])
         return [self._face_sighting(h, spans) for h in hits]
 
     def sighting(
@@ -515,10 +575,10 @@ class SearchService:
             return None
         if kind == "plate":
             where = _Filter().add("read_id = ?", sighting_id).scope(scope)
-            rows = self._query(f"SELECT {_PLATE_COLUMNS}, 0 AS edits FROM plates WHERE {where.sql()} "
-                               f"ORDER BY {_LATEST} LIMIT 1", where.params)
+            rows = self._rows(PLATE_KIND.name, lambda t: f"SELECT {_PLATE_COLUMNS}, 0 AS edits FROM {t} WHERE "
+                              f"{where.sql()} ORDER BY {_LATEST} LIMIT 1", where.params, memory_table="plates")
             hits = [self._plate_hit(r) for r in rows if self._in_scope(r["camera_id"], scope)]
-            spans = self._track_spans([h.track_id for h in hits], scope)
+            spans = self._track_spans([h.track_id for h in hits], scope, [h.captured_at for h in hits])
             return self._plate_sighting(hits[0], spans) if hits else None
         if kind == "track":
             return self._track_sighting(sighting_id, scope)
@@ -530,7 +590,8 @@ class SearchService:
             if not faces:
                 return None
             hit = faces[0]
-            return self._face_sighting(hit, self._track_spans([hit.track_id], scope), with_score=False)
+            return self._face_sighting(hit, self._track_spans([hit.track_id], scope, [hit.captured_at]),
+                                       with_score=False)
         msg = f"unknown sighting kind {kind!r}; one of: plate, track, face"
         raise QueryError(msg)
 
@@ -553,13 +614,18 @@ class SearchService:
             box=first.box, text=first.plate, score=first.score,
         )
 
-    def _track_spans(self, track_ids: list[str], scope: list[str] | None) -> dict[str, tuple[datetime, datetime]]:
-        """Track ID → (first start, last end) over its segments, for clip ranges."""
+    def _track_spans(self, track_ids: list[str], scope: list[str] | None,
+                     around: Sequence[datetime] = ()) -> dict[str, tuple[datetime, datetime]]:
+        """Track ID → (first start, last end) over its segments, for clip ranges. On the Delta tables only the
+        segments within the longest track duration of the sighting times ``around`` are read."""
         if not track_ids:
             return {}
         where = _Filter().add("track_id IN (SELECT unnest(?::VARCHAR[]))", sorted(set(track_ids))).scope(scope)
-        rows = self._query(f"SELECT track_id, min(started_at) AS s, max(ended_at) AS e FROM tracks "
-                           f"WHERE {where.sql()} GROUP BY track_id", where.params)
+        first = min(around) if around else None
+        last = max(around) + self._track_lookback + timedelta(microseconds=1) if around else None
+        rows = self._rows("tracks", lambda t: f"SELECT track_id, min(started_at) AS s, max(ended_at) AS e FROM {t} "
+                          f"WHERE {where.sql()} GROUP BY track_id", where.params, memory_table="tracks",
+                          start=first, end=last, scope=scope, lookback=self._track_lookback)
         return {r["track_id"]: (_utc(r["s"]), _utc(r["e"])) for r in rows}
 
     def _clip(self, at: datetime, track_id: str, spans: dict[str, tuple[datetime, datetime]]) -> tuple[datetime, datetime]:
@@ -609,9 +675,10 @@ class SearchService:
         where = _Filter().scope(scope).at("occurred_at", start, end)
         if alert_type is not None:
             where.add("alert_type = ?", alert_type)
-        rows = self._query(
-            f"SELECT * FROM alerts WHERE {where.sql()} QUALIFY row_number() OVER (PARTITION BY ikey ORDER BY {_LATEST}) = 1 "
-            "ORDER BY occurred_at DESC, alert_id LIMIT ?", [*where.params, limit])
+        rows = self._rows(
+            "alerts", lambda t: f"SELECT * FROM {t} WHERE {where.sql()} QUALIFY row_number() OVER (PARTITION BY ikey "
+            f"ORDER BY {_LATEST}) = 1 ORDER BY occurred_at DESC, alert_id LIMIT ?", [*where.params, limit],
+            memory_table="alerts", start=start, end=end, scope=scope)
         return [
             AlertHit(
                 alert_id=r["alert_id"], alert_type=r["alert_type"], camera_id=r["camera_id"],
@@ -629,8 +696,8 @@ class SearchService:
             return []
         where = _Filter().scope(scope)
         order = f"observed_at DESC, {_LATEST}"
-        rows = self._query(
-            f"WITH s AS (SELECT * FROM camera_status WHERE {where.sql()}), "
+        rows = self._rows(
+            "camera-status", lambda t: f"WITH s AS (SELECT * FROM {t} WHERE {where.sql()}), "
             f"conn AS (SELECT camera_id, event, reason, detail, observed_at FROM s WHERE event <> 'stats' "
             f"QUALIFY row_number() OVER (PARTITION BY camera_id ORDER BY {order}) = 1), "
             f"stats AS (SELECT camera_id, observed_at, fps_in, fps_out, bitrate_kbps FROM s WHERE event = 'stats' "
@@ -638,5 +705,5 @@ class SearchService:
             "SELECT coalesce(conn.camera_id, stats.camera_id) AS camera_id, conn.event, conn.reason, conn.detail, "
             "conn.observed_at AS changed_at, stats.observed_at AS stats_at, stats.fps_in, stats.fps_out, "
             "stats.bitrate_kbps FROM conn FULL OUTER JOIN stats ON conn.camera_id = stats.camera_id",
-            where.params)
+            where.params, memory_table="camera_status", scope=scope)
         return self.directory.states(rows, scope)
