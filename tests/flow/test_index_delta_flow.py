@@ -34,15 +34,15 @@ CAMS = ("cam-a", "cam-b", "cam-c")
 PLATE = "川AF058Y"
 
 
-def scene() -> list[tuple[str, WireMessage]]:
-    """Three cameras over two UTC days (the evening of one, the morning of the next): vehicles of two types and
+def scene(cams: tuple[str, ...] = CAMS) -> list[tuple[str, WireMessage]]:
+    """Three cameras (by default) over two UTC days (the evening of one, the morning of the next): vehicles of two types and
     colours with plates (PLATE on every camera each day), people with clothing colours and faces, an alert per
     camera and day, and status events."""
     rng = np.random.default_rng(21)
     people = syn.identities(rng, 3, 64)
     out: list[tuple[str, WireMessage]] = []
     for day in range(2):
-        for c, cam in enumerate(CAMS):
+        for c, cam in enumerate(cams):
             at0 = T0 + timedelta(hours=10 * day, minutes=7 * c)
             offline = day == 1 and c == 1
             out.append((CAMERA_STATUS.name, syn.status(cam, at0, "offline" if offline else "online",
@@ -55,7 +55,7 @@ def scene() -> list[tuple[str, WireMessage]]:
                 out += [(TRACKS.name, car), (PLATES.name, syn.plate(car, text))]
             walker = syn.track(cam, 100 + day, at0, class_name="person", vehicle_type=None,
                                upper=("red", "black")[day], lower="grey", session=f"d{day}")
-            vector = syn.faces_of(rng, people, np.array([c]))[0]
+            vector = syn.faces_of(rng, people, np.array([c % len(people)]))[0]
             out += [(TRACKS.name, walker), (FACES.name, syn.face(walker, 0, vector))]
             out.append((ALERTS.name, syn.alert(cam, day, at0 + timedelta(seconds=30),
                                                alert_type=("zone_intrusion", "loitering")[day])))
