@@ -1,0 +1,1 @@
+"""Write-side benchmarks of the indexer (issue 21)."""
