@@ -5,6 +5,9 @@ shards the indexer (``workers.index``) writes to the object store, through a loc
 (``index.cache_dir``, segments kept by etag; :mod:`pipeline.search.catalog`), and answers with the
 dataclasses of :mod:`pipeline.search.hits`. The first query refreshes once; after that call
 :meth:`SearchService.refresh` to see newer segments (it costs one listing of the catalog).
+With ``index.catalog_format: delta`` plate search reads the Delta tables through
+:mod:`pipeline.search.tables` and every other structured query through :mod:`pipeline.search.table_kinds`
+(pruned scans, nothing loaded into memory); face search stays on the FAISS shards and the face segments.
 
 Camera scope: every method takes ``cameras``. ``None`` means every camera; otherwise nothing from a
 camera outside the collection is ever returned — not as a hit, not inside a trajectory, not
@@ -166,7 +169,7 @@ class SearchService:
         if self.settings.catalog_format == "delta":
             tables = TableCatalog(config.store, self.settings, create=False)  # the API only reads the tables
             self.table_plates = TablePlates(tables)
-            self.table_scan = TableScan(tables)
+            self.table_scan = TableScan(tables, db=self.table_plates.db)  # one memory limit for every scan
         self._refreshed = False
 
     def refresh(self) -> None:

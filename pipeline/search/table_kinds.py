@@ -42,11 +42,15 @@ log = logging.getLogger(__name__)
 class TableScan:
     """Pruned scans of the catalog's Delta tables; thread-safe (one DuckDB cursor per query)."""
 
-    def __init__(self, tables: TableCatalog) -> None:
+    def __init__(self, tables: TableCatalog, db: duckdb.DuckDBPyConnection | None = None) -> None:
+        """``db``: a DuckDB connection to share (the plate queries'), so that one ``memory_limit`` bounds every
+        table scan of the process; otherwise one of its own with that limit."""
         self.tables = tables
-        self.db = duckdb.connect(":memory:")
-        self.db.execute("SET TimeZone = 'UTC'")
-        self.db.execute(f"SET memory_limit = '{int(tables.settings.query_memory_mb)}MB'")
+        self._owns_db = db is None
+        self.db = db if db is not None else duckdb.connect(":memory:")
+        if self._owns_db:
+            self.db.execute("SET TimeZone = 'UTC'")
+            self.db.execute(f"SET memory_limit = '{int(tables.settings.query_memory_mb)}MB'")
         self.lock = threading.Lock()
         self.last_files: dict[str, int] = {}
         """Files the last query read, per kind (what pruning left)."""
@@ -97,7 +101,8 @@ class TableScan:
             cur.close()
 
     def close(self) -> None:
-        self.db.close()
+        if self._owns_db:
+            self.db.close()
 
 
 def track_dates(rows: Iterable[Mapping[str, Any]]) -> tuple[datetime, datetime] | None:
