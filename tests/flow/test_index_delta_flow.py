@@ -178,21 +178,25 @@ QUERIES: list[tuple[str, Callable[[SearchService], Any]]] = [
 ]
 
 
+@pytest.fixture(scope="module")
+def services(indexed: tuple[TubelineConfig, TubelineConfig, int]) -> tuple[SearchService, SearchService]:
+    """The search service over the Parquet catalog and over the Delta tables of the same messages."""
+    return tuple(SearchService(LocalStore(Path(c.store.local.root)), c) for c in indexed[:2])  # type: ignore[return-value]
+
+
 @pytest.mark.parametrize(("name", "query"), QUERIES, ids=[q[0] for q in QUERIES])
-def test_the_tables_answer_as_the_parquet_catalog(indexed: tuple[TubelineConfig, TubelineConfig, int], name: str,
+def test_the_tables_answer_as_the_parquet_catalog(services: tuple[SearchService, SearchService], name: str,
                                                   query: Callable[[SearchService], Any]) -> None:
-    parquet, delta = indexed[0], indexed[1]
-    want = query(SearchService(LocalStore(Path(parquet.store.local.root)), parquet))
-    service = SearchService(LocalStore(Path(delta.store.local.root)), delta)
+    want = query(services[0])
+    service = services[1]
     got = query(service)
     assert got == want
     assert got or name == "nothing out of scope", name
     assert all("/faces/" in key for key in service.catalog.refs)  # the delta store's Parquet segments: faces only
 
 
-def test_a_day_and_a_camera_read_only_their_files(indexed: tuple[TubelineConfig, TubelineConfig, int]) -> None:
-    delta = indexed[1]
-    service = SearchService(LocalStore(Path(delta.store.local.root)), delta)
+def test_a_day_and_a_camera_read_only_their_files(services: tuple[SearchService, SearchService]) -> None:
+    service = services[1]
     assert service.table_scan is not None
     service.alerts()
     every = service.table_scan.last_files["alerts"]
