@@ -440,21 +440,27 @@ class Pipeline:
         state = detect.states.get(CAMERA) if detect is not None else None
         return None if state is None else (state.ingest_session, state.last_sequence)
 
-    def wait_quiet(self, done: Callable[[], bool], *, quiet_s: float, timeout_s: float, what: str = "") -> None:
-        """Until ``done()`` and nothing moved for ``quiet_s`` seconds (no spooled write pending)."""
-        deadline = time.monotonic() + timeout_s
-        last, since = None, time.monotonic()
+    def wait_quiet(self, done: Callable[[], bool], *, quiet_s: float, timeout_s: float, what: str = "",
+                   stall_s: float = 90.0) -> None:
+        """Until ``done()`` and nothing moved for ``quiet_s`` seconds (no spooled write pending). Fails when nothing
+        has moved for ``stall_s`` seconds short of ``done()`` (a stall: something lost or stuck), or after
+        ``timeout_s`` in all (a slow machine's backlog gets that long, as long as it keeps moving)."""
+        started = time.monotonic()
+        last, since = None, started
         while True:
             self.check()
             now = self.progress()
             if now != last:
                 last, since = now, time.monotonic()
             pending = any(s.pending for s in self.spools().values())
-            if done() and not pending and time.monotonic() - since >= quiet_s:
+            finished = done()
+            if finished and not pending and time.monotonic() - since >= quiet_s:
                 return
-            assert time.monotonic() < deadline, (
-                f"no quiet pipeline within {timeout_s:.0f} s (done: {done()} {what}, last move {time.monotonic() - since:.1f} s "
-                f"ago); progress {dict(zip(self.progress_names(), now, strict=True))}; detect at {self.detect_position()}")
+            stalled = not finished and time.monotonic() - since >= stall_s
+            assert not stalled and time.monotonic() - started < timeout_s, (
+                f"no quiet pipeline after {time.monotonic() - started:.0f} s (done: {finished} {what}, last move "
+                f"{time.monotonic() - since:.1f} s ago); progress {dict(zip(self.progress_names(), now, strict=True))}; "
+                f"detect at {self.detect_position()}")
             time.sleep(0.2)
 
     def stop(self, *names: str) -> None:

@@ -169,7 +169,7 @@ def _start(suite: Suite, name: str, *, clip: Path | None = None,
 
 def _finish(pipeline: Pipeline, last: tuple[str, int], bus: Bus, store: ObjectStore) -> Outcome:
     try:
-        pipeline.wait_quiet(lambda: pipeline.detected(last), quiet_s=2.0, timeout_s=180,
+        pipeline.wait_quiet(lambda: pipeline.detected(last), quiet_s=2.0, timeout_s=600,
                             what=f"the last frame on the topic {last}")
     finally:
         pipeline.stop()
