@@ -8,6 +8,14 @@ path kept in ``_OnnxDetector._prepare``) and as it is (fused preprocessing), for
 rectangular letterbox (``models.detect_input: rect``), on a 768×576 (vtest) and a 1920×1080 frame.
 The YOLO11n fixture (random weights, fixed 320×320 export) gives the same for YOLO.
 
+With ``--ultralytics-python /path/to/venv/bin/python`` (a throw-away venv with ultralytics, torch and
+onnxruntime; never the project's) the run adds ultralytics' own ``YOLO(onnx).predict`` (its ONNX Runtime
+backend, forced to one thread; ``ultralytics_side.py`` runs in that interpreter and reports images per CPU-second
+of its own process), interleaved with the project's rounds: on the fixture, and on a YOLO11n export with dynamic
+shapes (``yolo11n.pt`` when given with ``--yolo-onnx``, else random weights built from ultralytics' yaml, since
+the weights cannot be downloaded here) at 640 with the rectangular letterbox (``models.detect_input: rect``),
+the project side loaded through the model zoo like any user's export.
+
 Worker level: ``DetectWorker`` over the in-memory bus and a local store (JPEG decode, NanoDet, tracker,
 crops, outputs, commits) on vtest frames from 4 cameras, as it was (inline decode, inline crop PUT,
 unfused preprocessing) and as it is (decode pool, asynchronous crop writes, fused preprocessing); the
@@ -22,9 +30,11 @@ interleaved (every case once per round) and the table gives the median of the ro
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -108,17 +118,117 @@ def _unfused(det: object, frame: np.ndarray) -> Callable[[], object]:
 
 
 def yolo_cases(frame: np.ndarray) -> dict[str, Callable[[], object]]:
-    expected = json.loads(FIXTURE.with_suffix(".expected.json").read_text())
-    opts = ModelZoo(TubelineConfig.model_validate({"models": {"intra_op_threads": 1}}).models).options
-    model = OnnxModel(FIXTURE, options=opts)
-    spec = InputSpec(shape=(1, 3, 320, 320), color="RGB", std=(255.0, 255.0, 255.0), resize="letterbox")
-    det = YoloDetector(model, spec, "yolo", yolo_metadata_names(model.metadata), score=expected["conf"], iou=0.7)
+    det = yolo_fixture_detector()
+    model = det.model
     batch = det._prepare(frame)[0][None]
     return {
         "YOLO11n fixture 320x320: raw session.run": lambda: model.session.run(None, {model.input_name: batch}),
         "YOLO11n fixture 320x320: before (unfused)": _unfused(det, frame),
         "YOLO11n fixture 320x320: after (fused)": lambda: det.detect(frame),
     }
+
+
+class UltralyticsSide:
+    """``ultralytics_side.py`` in another interpreter, driven one JSON line at a time (see its docstring)."""
+
+    def __init__(self, python: str, log: Path) -> None:
+        self._log = log.open("w")
+        self.proc = subprocess.Popen([python, str(Path(__file__).with_name("ultralytics_side.py"))],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True)
+
+    def ask(self, **request: object) -> dict[str, object]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            msg = f"ultralytics side exited ({self.proc.poll()}); its log: {self._log.name}"
+            raise RuntimeError(msg)
+        answer: dict[str, object] = json.loads(line)
+        return answer
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+        self._log.close()
+
+
+def zoo_yolo(path: Path, conf: float, iou: float) -> object:
+    """The project's detector for a user's YOLO export, as a deployment gets it: a ``registry.local.yaml`` entry
+    in the model folder and ``models.detect_input: rect``."""
+    import yaml
+
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    entry = {"id": "yolo11n-bench", "task": "detect", "backend": "yolo", "file": path.name, "sha256": digest,
+             "input": {"shape": ["B", 3, "H", "W"], "layout": "NCHW", "color": "RGB", "std": [255.0, 255.0, 255.0],
+                       "resize": "letterbox"},
+             "licence": {"spdx": "AGPL-3.0-only", "agpl": True, "notes": "ultralytics YOLO11n export (benchmark)"},
+             "source": {"kind": "local"}}
+    (path.parent / "registry.local.yaml").write_text(yaml.safe_dump({"models": [entry]}))
+    cfg = TubelineConfig.model_validate({"models": {
+        "dir": str(path.parent), "detector": "yolo11n-bench", "detect_input": "rect", "detect_score": conf,
+        "detect_iou": iou, "intra_op_threads": 1, "inter_op_threads": 1}}).models
+    return ModelZoo(cfg).detector()
+
+
+def box_agreement(ours: np.ndarray, theirs: list[list[float]]) -> str:
+    """How many of ultralytics' boxes the project found too (IoU ≥ 0.99 with one of ours)."""
+    b = np.asarray(theirs, dtype=np.float64).reshape(-1, 4)
+    if not len(b) or not len(ours):
+        return f"project {len(ours)} boxes, ultralytics {len(b)}"
+    a = np.asarray(ours, dtype=np.float64)
+    x1, y1 = np.maximum(a[:, None, 0], b[None, :, 0]), np.maximum(a[:, None, 1], b[None, :, 1])
+    x2, y2 = np.minimum(a[:, None, 2], b[None, :, 2]), np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = lambda r: (r[:, 2] - r[:, 0]) * (r[:, 3] - r[:, 1])  # noqa: E731
+    iou = inter / (area(a)[:, None] + area(b)[None, :] - inter)
+    return f"project {len(a)} boxes, ultralytics {len(b)}, matched at IoU >= 0.99: {int((iou.max(0) >= 0.99).sum())}"
+
+
+def ultralytics_cases(side: UltralyticsSide, frame: np.ndarray, tmp: Path, args: argparse.Namespace,
+                      ) -> tuple[dict[str, Callable[[], object]], dict[str, str]]:
+    """Local cases (raw ORT, project path) and remote ones (ultralytics predict: name → the side's model name)
+    for the fixture and the dynamic 640 export."""
+    np.save(tmp / "frame.npy", frame)
+    fixture_conf = json.loads(FIXTURE.with_suffix(".expected.json").read_text())["conf"]
+    onnx = Path(args.yolo_onnx) if args.yolo_onnx else Path(str(side.ask(cmd="export", out=str(tmp / "export"),
+                                                                               imgsz=640)["path"]))
+    if args.yolo_onnx:
+        local = tmp / "export" / onnx.name
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_bytes(onnx.read_bytes())
+        onnx = local
+    local_cases: dict[str, Callable[[], object]] = {}
+    remote = {"YOLO11n fixture 320x320: ultralytics predict": "fixture"}
+    loads: list[tuple[str, Path, int, float, object]] = [("fixture", FIXTURE, 320, fixture_conf, None)]
+    for conf in (float(c) for c in str(args.yolo_conf).split(",")):
+        det = zoo_yolo(onnx, conf, 0.7)
+        tensor = np.zeros((1, 3, *det.input_shape_for(frame)), np.float32)  # type: ignore[attr-defined]
+        det.preprocessor.fill_into(frame, tensor[0], "letterbox")  # type: ignore[attr-defined]
+        h, w = tensor.shape[2:]
+        label = f"YOLO11n {'given' if args.yolo_onnx else 'random'} dynamic 640 rect {w}x{h} conf {conf}"
+        model = det.model  # type: ignore[attr-defined]
+        local_cases[f"{label}: raw session.run"] = \
+            lambda m=model, t=tensor: m.session.run(None, {m.input_name: t})
+        local_cases[f"{label}: project (zoo, rect)"] = lambda d=det: d.detect(frame)  # type: ignore[attr-defined]
+        remote[f"{label}: ultralytics predict"] = f"dynamic-{conf}"
+        loads.append((f"dynamic-{conf}", onnx, 640, conf, det))
+    for name, model_path, imgsz, conf, ours in loads:
+        info = side.ask(cmd="load", name=name, model=str(model_path), imgsz=imgsz, conf=conf, iou=0.7,
+                        frame=str(tmp / "frame.npy"))
+        found = (ours if ours is not None else yolo_fixture_detector()).detect(frame).xyxy  # type: ignore[attr-defined]
+        print(f"ultralytics {info['ultralytics']} (torch {info['torch']}, onnxruntime {info['onnxruntime']}) on "
+              f"{model_path.name} conf {conf}: fed {info['fed']}; {box_agreement(found, info['boxes'])}")  # type: ignore[arg-type]
+    return local_cases, remote
+
+
+def yolo_fixture_detector() -> YoloDetector:
+    expected = json.loads(FIXTURE.with_suffix(".expected.json").read_text())
+    opts = ModelZoo(TubelineConfig.model_validate({"models": {"intra_op_threads": 1}}).models).options
+    model = OnnxModel(FIXTURE, options=opts)
+    spec = InputSpec(shape=(1, 3, 320, 320), color="RGB", std=(255.0, 255.0, 255.0), resize="letterbox")
+    return YoloDetector(model, spec, "yolo", yolo_metadata_names(model.metadata), score=expected["conf"], iou=0.7)
 
 
 def worker_rate(jpegs: list[bytes], detector: object, *, before: bool) -> tuple[float, float]:
@@ -150,14 +260,24 @@ def worker_rate(jpegs: list[bytes], detector: object, *, before: bool) -> tuple[
     return len(jpegs) / wall, len(jpegs) / cpu
 
 
-def summarise(samples: dict[str, list[float]], reference_of: Callable[[str], str | None]) -> None:
+def summarise(samples: dict[str, list[float]], reference_of: Callable[[str], str | None],
+              second_of: Callable[[str], str | None] = lambda name: None, second: str = "") -> None:
+    """Median, spread and ratio to the reference (and, with ``second_of``, to a second one, e.g. ultralytics)."""
     width = max(len(k) for k in samples)
-    print(f"{'case':<{width}}  {'median/s':>9}  {'min-max':>13}  {'vs reference':>12}")
+    extra = f"  {second:>14}" if second else ""
+    print(f"{'case':<{width}}  {'median/s':>9}  {'min-max':>13}  {'vs reference':>12}{extra}")
+
+    def ratio(name: str, ref: str | None) -> str:
+        if not ref or ref not in samples:
+            return "-"
+        return f"{statistics.median(samples[name]) / statistics.median(samples[ref]):.2f}x" if ref != name \
+            else "reference"
+
     for name, values in samples.items():
         med = statistics.median(values)
-        ref = reference_of(name)
-        ratio = f"{med / statistics.median(samples[ref]):.2f}x" if ref and ref != name else "reference"
-        print(f"{name:<{width}}  {med:9.1f}  {min(values):6.1f}-{max(values):<6.1f}  {ratio:>12}")
+        col = f"  {ratio(name, second_of(name)):>14}" if second else ""
+        print(f"{name:<{width}}  {med:9.1f}  {min(values):6.1f}-{max(values):<6.1f}  "
+              f"{ratio(name, reference_of(name)):>12}{col}")
 
 
 def main() -> int:
@@ -165,25 +285,50 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--calls", type=int, default=15, help="calls per case per round")
     ap.add_argument("--worker-frames", type=int, default=48, help="frames per worker run (0 skips it)")
+    ap.add_argument("--ultralytics-python", help="interpreter of a venv with ultralytics + torch + onnxruntime: adds "
+                    "ultralytics' predict beside the project's YOLO path (see ultralytics_side.py)")
+    ap.add_argument("--yolo-onnx", help="a YOLO11n ONNX export with dynamic=True (e.g. from yolo11n.pt) instead of "
+                    "the random-weight one ultralytics_side.py builds")
+    ap.add_argument("--yolo-conf", default="0.25,0.6", help="score thresholds for the dynamic YOLO export, both sides "
+                    "(comma-separated: one case each; 0.25 is ultralytics' default)")
+    ap.add_argument("--only-yolo", action="store_true", help="skip the NanoDet detector cases")
     args = ap.parse_args()
+    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start")
     frames = vtest_frames(max(args.worker_frames, 1))
     vga = frames[len(frames) // 2]
     full_hd = cv2.resize(vga, (1920, 1080), interpolation=cv2.INTER_LINEAR)
-    cases = {**detector_cases(vga, "768x576"), **detector_cases(full_hd, "1920x1080"), **yolo_cases(vga)}
+    cases = {} if args.only_yolo else {**detector_cases(vga, "768x576"), **detector_cases(full_hd, "1920x1080")}
+    cases |= yolo_cases(vga)
+    remote: dict[str, str] = {}
+    side: UltralyticsSide | None = None
+    tmp_dir = tempfile.TemporaryDirectory()
+    if args.ultralytics_python:
+        side = UltralyticsSide(args.ultralytics_python, Path(tmp_dir.name) / "ultralytics_side.log")
+        local, remote = ultralytics_cases(side, vga, Path(tmp_dir.name), args)
+        cases |= local
     for fn in cases.values():
         fn()  # warm-up
-    samples: dict[str, list[float]] = {name: [] for name in cases}
+    samples: dict[str, list[float]] = {name: [] for name in (*cases, *remote)}
     for _ in range(args.rounds):
         for name, fn in cases.items():
             samples[name].append(rate(fn, args.calls))
+        for name, model_name in remote.items():
+            assert side is not None
+            samples[name].append(float(side.ask(cmd="rate", name=model_name, calls=args.calls)["rate"]))  # type: ignore[arg-type]
+    if side is not None:
+        side.close()
+    tmp_dir.cleanup()
 
     def raw_of(name: str) -> str:
         return name.split(":")[0] + ": raw session.run"
 
+    def ultralytics_of(name: str) -> str | None:
+        return name.split(":")[0] + ": ultralytics predict" if remote else None
+
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end of the detector rounds")
     print(f"detector level, one intra-op thread, batch 1, {args.rounds} rounds x {args.calls} calls "
           "(images per CPU-second; reference = raw session.run at the same input size)")
-    summarise(samples, raw_of)
+    summarise(samples, raw_of, ultralytics_of, "vs ultralytics" if remote else "")
     if not args.worker_frames:
         return 0
     cfg = TubelineConfig.model_validate({"models": {"intra_op_threads": 1, "inter_op_threads": 1}}).models
