@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -154,7 +155,7 @@ class UltralyticsSide:
         self._log.close()
 
 
-def zoo_yolo(path: Path, conf: float, iou: float) -> object:
+def zoo_yolo(path: Path, conf: float, iou: float) -> Any:
     """The project's detector for a user's YOLO export, as a deployment gets it: a ``registry.local.yaml`` entry
     in the model folder and ``models.detect_input: rect``."""
     import yaml
@@ -201,17 +202,17 @@ def ultralytics_cases(side: UltralyticsSide, frame: np.ndarray, tmp: Path, args:
         onnx = local
     local_cases: dict[str, Callable[[], object]] = {}
     remote = {"YOLO11n fixture 320x320: ultralytics predict": "fixture"}
-    loads: list[tuple[str, Path, int, float, object]] = [("fixture", FIXTURE, 320, fixture_conf, None)]
+    loads: list[tuple[str, Path, int, float, Any]] = [("fixture", FIXTURE, 320, fixture_conf, None)]
     for conf in (float(c) for c in str(args.yolo_conf).split(",")):
-        det = zoo_yolo(onnx, conf, 0.7)
-        tensor = np.zeros((1, 3, *det.input_shape_for(frame)), np.float32)  # type: ignore[attr-defined]
-        det.preprocessor.fill_into(frame, tensor[0], "letterbox")  # type: ignore[attr-defined]
+        det: Any = zoo_yolo(onnx, conf, 0.7)
+        tensor = np.zeros((1, 3, *det.input_shape_for(frame)), np.float32)
+        det.preprocessor.fill_into(frame, tensor[0], "letterbox")
         h, w = tensor.shape[2:]
         label = f"YOLO11n {'given' if args.yolo_onnx else 'random'} dynamic 640 rect {w}x{h} conf {conf}"
-        model = det.model  # type: ignore[attr-defined]
+        model = det.model
         local_cases[f"{label}: raw session.run"] = \
             lambda m=model, t=tensor: m.session.run(None, {m.input_name: t})
-        local_cases[f"{label}: project (zoo, rect)"] = lambda d=det: d.detect(frame)  # type: ignore[attr-defined]
+        local_cases[f"{label}: project (zoo, rect)"] = lambda d=det: d.detect(frame)
         remote[f"{label}: ultralytics predict"] = f"dynamic-{conf}"
         loads.append((f"dynamic-{conf}", onnx, 640, conf, det))
     for name, model_path, imgsz, conf, ours in loads:

@@ -83,8 +83,15 @@ class BoxKalman:
         spectral = np.array(
             [self.noise.accel_std, self.noise.accel_std, self.noise.size_accel_std, self.noise.size_accel_std]
         )
-        q = np.diag((spectral * h) ** 2)
-        return np.block([[q * dt**3 / 3, q * dt**2 / 2], [q * dt**2 / 2, q * dt]])
+        q = (spectral * h) ** 2  # the diagonal of the 4×4 blocks, filled in place: np.block cost more than the rest
+        noise = np.zeros((2 * _DIM, 2 * _DIM))  # of predict together (same values, same arithmetic)
+        cross = q * dt**2 / 2
+        index = np.arange(_DIM)
+        noise[index, index] = q * dt**3 / 3
+        noise[index, index + _DIM] = cross
+        noise[index + _DIM, index] = cross
+        noise[index + _DIM, index + _DIM] = q * dt
+        return noise
 
     def predict(self, dt: float, freeze_size: bool = False) -> np.ndarray:
         """Advance the state by ``dt`` seconds and return the predicted xyxy box.

@@ -115,3 +115,49 @@ def test_tensorrt_gets_an_explicit_profile_only_for_dynamic_inputs() -> None:
     assert picked[0][1]["trt_engine_cache_enable"] and picked[1:] == ["CUDAExecutionProvider", "CPUExecutionProvider"]
     # On this CPU-only build the same request falls back to the CPU provider.
     assert select_providers(RuntimeOptions(), ["CPUExecutionProvider"], profile=rect) == ["CPUExecutionProvider"]
+
+
+def test_reused_input_buffer_leaves_no_trace_of_the_previous_frame(yolo: YoloDetector, testdata: Path) -> None:
+    """The batch tensor is reused between calls: a frame's boxes must not depend on what ran before it."""
+    dog = cv2.imread(str(testdata / "images" / "dog.jpg"))
+    assert dog is not None
+    other = cv2.resize(dog[:, ::-1], (dog.shape[1] // 2, dog.shape[0] // 3))  # other margins in the letterbox
+    fresh = YoloDetector(yolo.model, YOLO, "fixture@1", yolo.class_names, score=yolo.score).detect(dog)
+    yolo.detect_batch([other, other])
+    yolo.detect(other)
+    again = yolo.detect(dog)
+    assert len(fresh) > 0
+    np.testing.assert_array_equal(again.xyxy, fresh.xyxy)
+    np.testing.assert_array_equal(again.confidence, fresh.confidence)
+
+
+def test_nanodet_decode_keeps_the_cells_of_the_numpy_maximum() -> None:
+    """decode_nanodet takes each cell's best class score with OpenCV's reduction: the same cells, scores and
+    classes as numpy's max/argmax (ties included)."""
+    from models.detectors import decode_nanodet
+
+    rng = np.random.default_rng(3)
+    strides, width, height = (8, 16, 32), 96, 64
+    cells = [int(np.ceil(height / s) * np.ceil(width / s)) for s in strides]
+    cls_maps = [rng.uniform(0, 1, (n, 80)).astype(np.float32) ** 8 for n in cells]
+    cls_maps[1][:5, :2] = 0.9  # tied best scores within a cell
+    reg_maps = [rng.normal(0, 2, (n, 44)).astype(np.float32) for n in cells]
+    boxes, scores, classes = decode_nanodet(cls_maps, reg_maps, strides, width, height, 0.35)
+    want_scores = np.concatenate([m.max(axis=1)[m.max(axis=1) > 0.35] for m in cls_maps])
+    want_classes = np.concatenate([m.argmax(axis=1)[m.max(axis=1) > 0.35] for m in cls_maps])
+    assert len(scores) > 10
+    np.testing.assert_array_equal(scores, want_scores)
+    np.testing.assert_array_equal(classes, want_classes)
+    assert boxes.shape == (len(scores), 4)
+
+
+def test_kalman_process_noise_equals_the_block_matrix() -> None:
+    """The process noise is filled in place instead of with np.block: bit-identical, so tracks do not change."""
+    from pipeline.tracking.kalman import BoxKalman
+
+    for dt, height in [(0.2, 80.0), (1.0, 3.0), (0.04, 400.0), (7.5, 0.2)]:
+        k = BoxKalman(np.array([10.0, 20.0, 50.0, 20.0 + height]))
+        spectral = np.array([k.noise.accel_std, k.noise.accel_std, k.noise.size_accel_std, k.noise.size_accel_std])
+        q = np.diag((spectral * max(k.mean[3], 1.0)) ** 2)
+        want = np.block([[q * dt**3 / 3, q * dt**2 / 2], [q * dt**2 / 2, q * dt]])
+        np.testing.assert_array_equal(k._process_noise(dt), want)
