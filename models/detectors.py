@@ -182,13 +182,16 @@ def decode_yolo(output: np.ndarray, score: float) -> tuple[np.ndarray, np.ndarra
     if out.shape[0] < 5:
         msg = f"YOLO output needs at least 5 rows (4 box + classes), got shape {out.shape}"
         raise ModelShapeError(msg)
-    class_scores = out[4:]
-    best = class_scores.argmax(axis=0)
-    scores = class_scores[best, np.arange(out.shape[1])]
+    class_scores = np.ascontiguousarray(out[4:])
+    # each anchor's best score in OpenCV's column reduction (exact), the argmax only for the anchors that pass:
+    # the full argmax over 80×8400 cost ~1.3 ms per image, more than the rest of the decoding
+    top: Any = cv2.reduce(class_scores, 0, cv2.REDUCE_MAX)
+    scores = top.reshape(-1)
     kept = np.flatnonzero(scores > score)
+    best = class_scores[:, kept].argmax(axis=0)
     cx, cy, w, h = out[:4, kept]
     boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-    return boxes.astype(np.float32), scores[kept].astype(np.float32), best[kept].astype(np.int32)
+    return boxes.astype(np.float32), scores[kept].astype(np.float32), best.astype(np.int32)
 
 
 def yolo_metadata_names(metadata: dict[str, str]) -> tuple[str, ...]:

@@ -161,3 +161,23 @@ def test_kalman_process_noise_equals_the_block_matrix() -> None:
         q = np.diag((spectral * max(k.mean[3], 1.0)) ** 2)
         want = np.block([[q * dt**3 / 3, q * dt**2 / 2], [q * dt**2 / 2, q * dt]])
         np.testing.assert_array_equal(k._process_noise(dt), want)
+
+
+def test_yolo_decode_equals_the_full_argmax() -> None:
+    """decode_yolo takes each anchor's best score with OpenCV's reduction and the argmax only of the anchors that
+    pass: the same boxes, scores and classes as the full argmax (ties included)."""
+    from models.detectors import decode_yolo
+
+    rng = np.random.default_rng(5)
+    out = rng.uniform(0, 1, (84, 2100)).astype(np.float32)
+    out[4:] **= 6
+    out[4:6, :40] = 0.8  # tied best classes
+    boxes, scores, classes = decode_yolo(out, 0.5)
+    best = out[4:].argmax(axis=0)
+    top = out[4:].max(axis=0)
+    kept = top > 0.5
+    assert kept.sum() > 50
+    np.testing.assert_array_equal(scores, top[kept])
+    np.testing.assert_array_equal(classes, best[kept])
+    cx, cy, w, h = out[:4, kept]
+    np.testing.assert_array_equal(boxes, np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1))
