@@ -101,6 +101,16 @@ class ArrangeConfig(Section):
         False, title="Drop objects", description="Let the optimiser leave out groups whose collisions cost more "
         "than their activity; off: every object is shown.",
     )
+    max_speedup: float = Field(
+        4.0, title="Maximum speed-up", description="The optimiser may play a group up to this many times faster than "
+        "the speed that fits it (time-lapse, on a ladder of factors sqrt(2) apart) when that lowers the energy; 1: only "
+        "groups longer than the synopsis are time-lapsed.", ge=1, le=64,
+    )
+    speed_cost: float = Field(
+        0.1, title="Speed-up cost", description="Weight of the object area a speed-up takes off the screen (frame-area "
+        "x frames, like collision): a group is sped up only where more than about this share of it would be "
+        "overlapped.", ge=0, le=1000,
+    )
     opt_fps: float = Field(5.0, title="Optimiser rate", description="Time samples per second of the energy grid.", gt=0, le=30)
     grid_cols: int = Field(32, title="Grid columns", description="Cells across the frame for the collision grid.", ge=4, le=256)
     max_candidates: int = Field(

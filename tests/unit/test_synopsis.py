@@ -196,7 +196,7 @@ def _arrange(summaries: list[TrackSummary], length_frames: int, **settings: obje
     tubes, groups = build_tubes(paths, fps=10.0, size=(W, H), length_frames=length_frames, settings=cfg)
     window = (min(p.start_s for p in paths), max(p.end_s for p in paths))
     result = arrange(tubes, groups, fps=10.0, size=(W, H), length_frames=length_frames, settings=cfg, window=window)
-    return tubes, result
+    return result.tubes, result  # as shown (a group the optimiser sped up is shorter)
 
 
 def test_objects_on_the_same_spot_are_shifted_apart_when_there_is_room() -> None:
@@ -227,9 +227,9 @@ def test_annealing_never_ends_worse_than_greedy_and_is_deterministic() -> None:
 
 def test_left_out_only_when_allowed() -> None:
     same = [summary(i, 10.0 * i, walk(200, 200, 0, 41)) for i in range(4)]  # 8 s each, one place
-    _, kept = _arrange(same, length_frames=81)
+    _, kept = _arrange(same, length_frames=81, max_speedup=1.0)
     assert (kept.starts >= 0).all() and kept.activity_loss == 0.0
-    _, dropped = _arrange(same, length_frames=81, drop_objects=True, activity_weight=0.2)
+    _, dropped = _arrange(same, length_frames=81, drop_objects=True, activity_weight=0.2, max_speedup=1.0)
     assert (dropped.starts < 0).any() and dropped.activity_loss > 0
     assert dropped.energy < kept.energy
 

@@ -117,7 +117,36 @@ def plan_synopsis(store: ObjectStore, request: SynopsisRequest, source: TrackSou
     started = time.monotonic()
     arrangement = arrange(tubes, groups, fps=fps, size=size, length_frames=length_frames,
                           settings=settings.arrange, window=window)
-    return _Plan(paths, footage, window, fps, size, tubes, groups, arrangement, time.monotonic() - started)
+    # the arrangement may have sped groups up: render and index the tubes as shown
+    return _Plan(paths, footage, window, fps, size, arrangement.tubes, arrangement.groups, arrangement,
+                 time.monotonic() - started)
+
+
+@dataclass(frozen=True)
+class PlanQuality:
+    """The arrangement's quality figures, exactly as the index reports them (``workers.synopsis.metrics``)."""
+
+    objects: int
+    time_lapsed: int
+    collision_ratio: float
+    source_collision_ratio: float
+    chronology_violations: int
+    chronology_pairs: int
+
+
+def plan_quality(plan: _Plan) -> PlanQuality:
+    """Collision (synopsis and source) and chronology of a plan, computed from the boxes as shown."""
+    shown, _ = schedule(plan.tubes, plan.arrangement)
+    placed = [t for t in plan.tubes if plan.arrangement.tube_start(t) >= 0]
+    starts = np.array([plan.arrangement.tube_start(t) for t in placed], dtype=np.float64)
+    original = np.array([t.path.start_s for t in placed], dtype=np.float64)
+    n = len(placed)
+    return PlanQuality(
+        objects=n, time_lapsed=sum(1 for t in placed if t.speed > 1.0),
+        collision_ratio=collision_ratio(np.array([t.boxes[k] for t, k in shown[f]]) for f in sorted(shown)),
+        source_collision_ratio=collision_ratio(source_frames(plan.paths, plan.fps)),
+        chronology_violations=reversed_pairs(original, starts), chronology_pairs=n * (n - 1) // 2,
+    )
 
 
 def _object(tube: Tube, start: int, plan: _Plan) -> SynopsisObject:
@@ -137,21 +166,16 @@ def _object(tube: Tube, start: int, plan: _Plan) -> SynopsisObject:
 
 
 def _metrics(plan: _Plan, frames: int, crops: CropStats, timings: dict[str, float]) -> SynopsisMetrics:
-    shown, _ = schedule(plan.tubes, plan.arrangement)
-    placed = [t for t in plan.tubes if plan.arrangement.tube_start(t) >= 0]
-    starts = np.array([plan.arrangement.tube_start(t) for t in placed], dtype=np.float64)
-    original = np.array([t.path.start_s for t in placed], dtype=np.float64)
-    n = len(placed)
+    quality = plan_quality(plan)
     source_s = plan.window[1] - plan.window[0]
     synopsis_s = frames / plan.fps
     render_s = timings["render"]
     return SynopsisMetrics(
         source_s=source_s, synopsis_s=synopsis_s, condensation=source_s / synopsis_s if synopsis_s else 0.0,
-        objects=n, left_out=len(plan.tubes) - n, groups=len(plan.groups),
-        time_lapsed=sum(1 for t in placed if t.speed > 1.0),
-        collision_ratio=collision_ratio(np.array([t.boxes[k] for t, k in shown[f]]) for f in sorted(shown)),
-        source_collision_ratio=collision_ratio(source_frames(plan.paths, plan.fps)),
-        chronology_violations=reversed_pairs(original, starts), chronology_pairs=n * (n - 1) // 2,
+        objects=quality.objects, left_out=len(plan.tubes) - quality.objects, groups=len(plan.groups),
+        time_lapsed=quality.time_lapsed, collision_ratio=quality.collision_ratio,
+        source_collision_ratio=quality.source_collision_ratio,
+        chronology_violations=quality.chronology_violations, chronology_pairs=quality.chronology_pairs,
         energy=float(plan.arrangement.energy), greedy_energy=float(plan.arrangement.greedy_energy),
         missing_crops=crops.missing, arrange_s=plan.arrange_s, background_s=timings["background"],
         matte_s=timings["matte"], composite_s=timings["composite"], render_s=render_s, build_s=timings["build"],

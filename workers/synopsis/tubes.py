@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -142,30 +143,61 @@ def _boxes_at(path: TrackPath, times: np.ndarray, scale_x: float, scale_y: float
     return boxes
 
 
+def _make_group(
+    number: int, members: list[int], paths: Mapping[int, TrackPath], *, fps: float, size: tuple[int, int],
+    length_frames: int, factor: float,
+) -> tuple[Group, list[Tube]]:
+    """Group ``number`` of ``members`` and its tubes, played at ``factor`` × the speed that fits it in the synopsis."""
+    width, height = size
+    start = min(paths[i].start_s for i in members)
+    end = max(paths[i].end_s for i in members)
+    span_frames = (end - start) * fps
+    speed = 1.0
+    if math.floor(span_frames + _EPS) + 1 > length_frames:
+        speed = span_frames / max(1, length_frames - 1)
+    speed *= factor
+    frames = min(length_frames, math.floor(span_frames / speed + _EPS) + 1)
+    group = Group(number, list(members), start, end, speed, frames, original_start=start)
+    tubes = []
+    for i in members:
+        path = paths[i]
+        first = min(frames - 1, max(0, math.ceil((path.start_s - start) * fps / speed - _EPS)))
+        last = min(frames - 1, max(first, math.floor((path.end_s - start) * fps / speed + _EPS)))
+        times = np.clip(start + np.arange(first, last + 1) * speed / fps, path.start_s, path.end_s)
+        scale_x, scale_y = width / path.frame_width, height / path.frame_height
+        tubes.append(Tube(i, path, number, first, times, _boxes_at(path, times, scale_x, scale_y), speed))
+    return group, tubes
+
+
 def build_tubes(
     paths: list[TrackPath], *, fps: float, size: tuple[int, int], length_frames: int, settings: ArrangeConfig
 ) -> tuple[list[Tube], list[Group]]:
-    """Tubes (one per path, same order) and their groups, for a synopsis of ``length_frames`` frames."""
-    width, height = size
+    """Tubes (one per path, same order) and their groups, for a synopsis of ``length_frames`` frames.
+
+    Each group plays at the slowest speed that fits it (1, or the time-lapse of a group longer than the
+    synopsis); the arrangement may speed groups up further (:func:`speed_variant`)."""
     tubes: list[Tube | None] = [None] * len(paths)
     groups: list[Group] = []
+    by_index = dict(enumerate(paths))
     for number, members in enumerate(group_paths(paths, settings, (length_frames - 1) / fps)):
-        start = min(paths[i].start_s for i in members)
-        end = max(paths[i].end_s for i in members)
-        span_frames = (end - start) * fps
-        speed = 1.0
-        if math.floor(span_frames + _EPS) + 1 > length_frames:
-            speed = span_frames / max(1, length_frames - 1)
-        frames = min(length_frames, math.floor(span_frames / speed + _EPS) + 1)
-        groups.append(Group(number, list(members), start, end, speed, frames, original_start=start))
-        for i in members:
-            path = paths[i]
-            first = min(frames - 1, max(0, math.ceil((path.start_s - start) * fps / speed - _EPS)))
-            last = min(frames - 1, max(first, math.floor((path.end_s - start) * fps / speed + _EPS)))
-            times = np.clip(start + np.arange(first, last + 1) * speed / fps, path.start_s, path.end_s)
-            scale_x, scale_y = width / path.frame_width, height / path.frame_height
-            tubes[i] = Tube(i, path, number, first, times, _boxes_at(path, times, scale_x, scale_y), speed)
+        group, made = _make_group(number, members, by_index, fps=fps, size=size, length_frames=length_frames,
+                                  factor=1.0)
+        groups.append(group)
+        for tube in made:
+            tubes[tube.index] = tube
     built = [t for t in tubes if t is not None]
     lapsed = sum(1 for g in groups if g.speed > 1.0)
     log.debug("%d tube(s) in %d group(s), %d time-lapsed", len(built), len(groups), lapsed)
     return built, groups
+
+
+def speed_variant(
+    group: Group, tubes: list[Tube], factor: float, *, fps: float, size: tuple[int, int], length_frames: int
+) -> tuple[Group, list[Tube]]:
+    """``group`` (built by :func:`build_tubes`, whose tubes are ``tubes``) played ``factor`` × faster.
+
+    The product's one way of shortening an object: time-lapse. The object is still shown whole, once, and
+    every synopsis frame maps exactly to an original time (``speed`` is in the index)."""
+    paths = {i: tubes[i].path for i in group.tubes}
+    return _make_group(group.index, group.tubes, paths, fps=fps, size=size, length_frames=length_frames,
+                       factor=factor)
