@@ -3,6 +3,8 @@
     .venv/bin/python benchmarks/synopsis/bench_synopsis.py                      # everything (~10 min on 2 cores)
     .venv/bin/python benchmarks/synopsis/bench_synopsis.py --skip-hour          # vtest only (~1 min)
     .venv/bin/python benchmarks/synopsis/bench_synopsis.py --png docs/img/synopsis-side-by-side.png
+    .venv/bin/python benchmarks/synopsis/bench_synopsis.py --vtest-lengths 7.95 --hour-lengths 360 --before
+        # x10 on both, each built twice in the same run: before (arrange.max_speedup = 1) and after (defaults)
 
 Inputs come from ``prepare.py`` (the real pipeline on vtest.avi; the hour recorded from vtest looped 46 times,
 its tracks replicated with time shifts) and are kept in ``--work`` between runs. Each row is one synopsis built by
@@ -13,12 +15,15 @@ its tracks replicated with time shifts) and are kept in ``--work`` between runs.
   source timeline for comparison (people in vtest overlap on their own);
 - chronology = pairs of objects shown out of original start order / all pairs;
 - render speed = synopsis frames / (backgrounds + mattes + compositing + H.264) seconds; build = everything.
+
+``curve.py`` plots collision against condensation without rendering.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -47,30 +52,35 @@ class Row:
     wall_s: float
 
 
-def build(prepared: Prepared, length_s: float, max_width: int, out: Path, classes: tuple[str, ...] = ()) -> Row:
-    settings = SynopsisConfig.model_validate({"render": {"max_width": max_width, "max_height": max_width * 3 // 4}})
+def build(prepared: Prepared, length_s: float, max_width: int, out: Path, classes: tuple[str, ...] = (),
+          before: bool = False) -> Row:
+    arrange = {"max_speedup": 1.0} if before else {}
+    settings = SynopsisConfig.model_validate({"render": {"max_width": max_width, "max_height": max_width * 3 // 4},
+                                              "arrange": arrange})
     request = SynopsisRequest(camera_id=prepared.camera, start=prepared.start, end=prepared.end, length_s=length_s,
                               classes=classes, requested_by="benchmark")
     started = time.monotonic()
     result = build_synopsis(LocalStore(prepared.store_root), request, MemoryTrackSource.from_jsonl(prepared.tracks),
                             settings, out_path=out)
     name = f"{prepared.camera} {length_s:g} s {max_width}px" + (f" ({','.join(classes)})" if classes else "")
+    name += " before" if before else ""
     return Row(name, result, time.monotonic() - started)
 
 
 def table(rows: list[Row]) -> str:
     lines = [
-        "| synopsis | source | objects | condensation | collision (source) | chronology | arrange | "
-        "render: frames/s (background + mattes + composite/encode) | build |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| synopsis | source | objects | condensation | collision (source) | chronology | speed median / max | "
+        "arrange | render: frames/s (background + mattes + composite/encode) | build |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
         m = row.result.index.metrics
         share = m.chronology_violations / m.chronology_pairs if m.chronology_pairs else 0.0
+        speeds = [o.speed for o in row.result.index.objects] or [1.0]
         lines.append(
             f"| {row.name} | {m.source_s:.1f} s | {m.objects} ({m.time_lapsed} time-lapsed) | x{m.condensation:.1f} | "
             f"{m.collision_ratio:.3f} ({m.source_collision_ratio:.3f}) | {m.chronology_violations} / "
-            f"{m.chronology_pairs} ({share:.1%}) | {m.arrange_s:.2f} s | {m.render_fps:.1f} "
+            f"{m.chronology_pairs} ({share:.1%}) | {np.median(speeds):.1f} / {max(speeds):.0f} | {m.arrange_s:.2f} s | {m.render_fps:.1f} "
             f"({row.result.index.frames} frames in {m.background_s:.1f} + {m.matte_s:.1f} + {m.composite_s:.1f} s) | "
             f"{m.build_s:.1f} s |"
         )
@@ -124,24 +134,33 @@ def main() -> None:
     parser.add_argument("--max-width", type=int, default=768, help="Output width for vtest (768 = full size).")
     parser.add_argument("--hour-max-width", type=int, default=384, help="Output width for the hour.")
     parser.add_argument("--skip-hour", action="store_true")
+    parser.add_argument("--before", action="store_true",
+                        help="Also build each length with the arrangement as it was (arrange.max_speedup = 1).")
+    parser.add_argument("--skip-persons", action="store_true", help="No persons-only row.")
     parser.add_argument("--png", type=Path, help="Write the side-by-side picture here.")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
+    print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
 
     vtest = prepare_vtest(args.work, args.video)
     rows = []
+    variants = [True, False] if args.before else [False]
     for length in args.vtest_lengths:
-        rows.append(build(vtest, length, args.max_width, args.work / f"vtest-{length:g}.mp4"))
-        print(rows[-1].name, f"{rows[-1].wall_s:.1f} s", flush=True)
-    rows.append(build(vtest, args.vtest_lengths[0], args.max_width, args.work / "vtest-persons.mp4", ("person",)))
+        for before in variants:
+            rows.append(build(vtest, length, args.max_width, args.work / f"vtest-{length:g}.mp4", before=before))
+            print(rows[-1].name, f"{rows[-1].wall_s:.1f} s", flush=True)
+    if not args.skip_persons:
+        rows.append(build(vtest, args.vtest_lengths[0], args.max_width, args.work / "vtest-persons.mp4", ("person",)))
     if args.png:
         side_by_side(rows[0], vtest, args.video, args.png)
         print(f"wrote {args.png}")
     if not args.skip_hour:
         hour = prepare_hour(args.work, args.video, vtest)
         for length in args.hour_lengths:
-            rows.append(build(hour, length, args.hour_max_width, args.work / f"hour-{length:g}.mp4"))
-            print(rows[-1].name, f"{rows[-1].wall_s:.1f} s", flush=True)
+            for before in variants:
+                rows.append(build(hour, length, args.hour_max_width, args.work / f"hour-{length:g}.mp4", before=before))
+                print(rows[-1].name, f"{rows[-1].wall_s:.1f} s", flush=True)
+    print(f"load average at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print()
     print(table(rows))
     results = [{"name": r.name, "wall_s": r.wall_s, **r.result.index.metrics.model_dump(mode="json")} for r in rows]

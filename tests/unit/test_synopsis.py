@@ -14,9 +14,10 @@ from pipeline.synopsis.index import SynopsisIndex, SynopsisMetrics, SynopsisObje
 from pipeline.synopsis.request import SynopsisRequest, parse_zone
 from schemas.plates import PlateRead
 from schemas.tracks import TrackSummary
-from workers.synopsis.arrange import arrange
+from workers.synopsis.arrange import arrange, speed_factors
 from workers.synopsis.matte import object_matte
 from workers.synopsis.metrics import collision_ratio, reversed_pairs
+from workers.synopsis.render import schedule
 from workers.synopsis.sources import MemoryTrackSource, clip_path, join_segments, select_tracks
 from workers.synopsis.tubes import build_tubes, group_paths
 from workers.synopsis.worker import SynopsisWorker
@@ -232,6 +233,52 @@ def test_left_out_only_when_allowed() -> None:
     _, dropped = _arrange(same, length_frames=81, drop_objects=True, activity_weight=0.2, max_speedup=1.0)
     assert (dropped.starts < 0).any() and dropped.activity_loss > 0
     assert dropped.energy < kept.energy
+
+
+def _shown_collision(tubes: list, result) -> float:  # noqa: ANN001
+    """The index's exact collision ratio of an arrangement (boxes as shown, every synopsis frame)."""
+    shown, _ = schedule(tubes, result)
+    return collision_ratio(np.array([t.boxes[k] for t, k in shown[f]]) for f in sorted(shown))
+
+
+@pytest.mark.parametrize(("max_speedup", "expected"), [
+    (1.0, [1.0]), (2.0, [1.0, 2 ** 0.5, 2.0]), (4.0, [1.0, 2 ** 0.5, 2.0, 2 ** 1.5, 4.0]), (3.0, None),
+])
+def test_speed_ladder(max_speedup: float, expected: list[float] | None) -> None:
+    ladder = speed_factors(max_speedup)
+    assert ladder[0] == 1.0 and ladder[-1] == pytest.approx(max_speedup)
+    assert all(b / a <= 2 ** 0.5 + 1e-9 for a, b in zip(ladder, ladder[1:], strict=False))
+    if expected is not None:
+        assert ladder == pytest.approx(expected)
+
+
+def test_a_crowd_on_one_path_is_sped_up_instead_of_overlapped() -> None:
+    # six people walk the same 4-s path; a 4-s synopsis at real time must stack them all
+    crowd = [summary(i, 30.0 * i, walk(100, 200, 15, 21)) for i in range(6)]
+    slow_tubes, slow = _arrange(crowd, length_frames=40, max_speedup=1.0)
+    fast_tubes, fast = _arrange(crowd, length_frames=40)
+    before, after = _shown_collision(slow_tubes, slow), _shown_collision(fast_tubes, fast)
+    assert before > 0.9 and after < before - 0.3, (before, after)
+    assert (fast.speeds > 1.0).any() and fast.speed_loss > 0
+    for tube in fast_tubes:  # still every object once, whole, with the exact original time of each frame
+        assert 0 <= fast.tube_start(tube) <= 40 - tube.frames
+        assert tube.times[0] == tube.path.start_s and tube.times[-1] >= tube.path.end_s - tube.speed / 10.0
+        assert np.allclose(np.diff(tube.times), tube.speed / 10.0)
+        assert tube.speed <= 4.0 + 1e-9
+
+
+def test_a_quiet_scene_stays_at_real_time() -> None:
+    apart = [summary(i, 20.0 * i, walk(20 + 120 * i, 50 + 60 * i, 3, 11)) for i in range(5)]
+    tubes, result = _arrange(apart, length_frames=40)
+    assert result.collision == 0.0 and (result.speeds == 1.0).all() and all(t.speed == 1.0 for t in tubes)
+
+
+def test_speed_ups_are_priced() -> None:
+    crowd = [summary(i, 30.0 * i, walk(100, 200, 15, 21)) for i in range(6)]
+    tubes, priced = _arrange(crowd, length_frames=40, speed_cost=1000.0)
+    assert (priced.speeds == 1.0).all() and priced.speed_loss == 0.0
+    _, free = _arrange(crowd, length_frames=40, speed_cost=0.0)
+    assert free.collision <= priced.collision
 
 
 # -- metrics ----------------------------------------------------------------------------------------------
