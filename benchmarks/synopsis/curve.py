@@ -7,7 +7,7 @@ Inputs are ``prepare.py``'s (kept in ``--work``). For every condensation ×c the
 *planned* with the product's own code (``workers.synopsis.builder.plan_synopsis``: tracks → tubes → arrangement)
 at length window / c, twice:
 
-- **before**: ``arrange.max_speedup = 1`` — groups play at the speed that fits them (real time, or the
+- **before**: ``arrange.max_speedup = max_still_speedup = 1`` — groups play at the speed that fits them (real time, or the
   time-lapse of a group longer than the synopsis), the arrangement as it was before speed-ups existed;
 - **after**: the configured defaults (the optimiser may also speed a group up, see ``docs/synopsis.md``).
 
@@ -68,7 +68,9 @@ def arrangements(args: argparse.Namespace) -> dict[str, dict]:
         after["speed_cost"] = args.speed_cost
     if args.max_speedup is not None:
         after["max_speedup"] = args.max_speedup
-    return {"before": {"max_speedup": 1.0}, "after": after}
+    if args.after_only:
+        return {"after": after}
+    return {"before": {"max_speedup": 1.0, "max_still_speedup": 1.0}, "after": after}
 
 
 def measure(prepared: Prepared, name: str, target: float, arrangement: str, overrides: dict, width: int) -> Point:
@@ -178,6 +180,7 @@ def main() -> None:
     parser.add_argument("--hour-max-width", type=int, default=384, help="Output width for the hour.")
     parser.add_argument("--speed-cost", type=float, help="Override arrange.speed_cost for 'after' (sensitivity runs).")
     parser.add_argument("--max-speedup", type=float, help="Override arrange.max_speedup for 'after'.")
+    parser.add_argument("--after-only", action="store_true", help="Sensitivity runs: skip 'before' (no table).")
     parser.add_argument("--skip-hour", action="store_true")
     parser.add_argument("--png", type=Path, help="Write the curve here.")
     parser.add_argument("--json", type=Path, help="Write the points here (default: {work}/curve.json).")
@@ -195,11 +198,12 @@ def main() -> None:
                 print(f"{name} x{target:g} {arrangement}: collision {p.collision:.3f} (source {p.source:.3f}), "
                       f"chronology {p.chronology:.1%}, arrange {p.arrange_cpu_s:.1f} s CPU", flush=True)
     print(f"load average at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    print()
-    print(table(points))
+    if not args.after_only:
+        print()
+        print(table(points))
     out = args.json or args.work / "curve.json"
     out.write_text(json.dumps([asdict(p) for p in points], indent=1))
-    if args.png:
+    if args.png and not args.after_only:
         picture(points, args.png)
         print(f"wrote {args.png}")
 

@@ -106,6 +106,16 @@ class ArrangeConfig(Section):
         "the speed that fits it (time-lapse, on a ladder of factors sqrt(2) apart) when that lowers the energy; 1: only "
         "groups longer than the synopsis are time-lapsed.", ge=1, le=64,
     )
+    max_still_speedup: float = Field(
+        32.0, title="Maximum speed-up of still objects", description="Beyond max_speedup, a group may be sped up to "
+        "this factor as long as none of its objects then moves faster on screen than still_motion (parked vehicles, "
+        "people who wait).", ge=1, le=1024,
+    )
+    still_motion: float = Field(
+        0.5, title="Still motion", description="On-screen motion, in box heights per second (90th percentile over "
+        "1-s steps), up to which a speed-up beyond max_speedup is allowed; a person walking at real time moves "
+        "about 0.5-1.", ge=0, le=100,
+    )
     speed_cost: float = Field(
         0.1, title="Speed-up cost", description="Weight of the object area a speed-up takes off the screen (frame-area "
         "x frames, like collision): a group is sped up only where more than about this share of it would be "

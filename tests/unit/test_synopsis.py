@@ -19,7 +19,7 @@ from workers.synopsis.matte import object_matte
 from workers.synopsis.metrics import collision_ratio, reversed_pairs
 from workers.synopsis.render import schedule
 from workers.synopsis.sources import MemoryTrackSource, clip_path, join_segments, select_tracks
-from workers.synopsis.tubes import build_tubes, group_paths
+from workers.synopsis.tubes import build_tubes, group_paths, motion_rate
 from workers.synopsis.worker import SynopsisWorker
 
 CAM = "cam-01"
@@ -228,9 +228,10 @@ def test_annealing_never_ends_worse_than_greedy_and_is_deterministic() -> None:
 
 def test_left_out_only_when_allowed() -> None:
     same = [summary(i, 10.0 * i, walk(200, 200, 0, 41)) for i in range(4)]  # 8 s each, one place
-    _, kept = _arrange(same, length_frames=81, max_speedup=1.0)
+    _, kept = _arrange(same, length_frames=81, max_speedup=1.0, max_still_speedup=1.0)
     assert (kept.starts >= 0).all() and kept.activity_loss == 0.0
-    _, dropped = _arrange(same, length_frames=81, drop_objects=True, activity_weight=0.2, max_speedup=1.0)
+    _, dropped = _arrange(same, length_frames=81, drop_objects=True, activity_weight=0.2, max_speedup=1.0,
+                          max_still_speedup=1.0)
     assert (dropped.starts < 0).any() and dropped.activity_loss > 0
     assert dropped.energy < kept.energy
 
@@ -271,6 +272,25 @@ def test_a_quiet_scene_stays_at_real_time() -> None:
     apart = [summary(i, 20.0 * i, walk(20 + 120 * i, 50 + 60 * i, 3, 11)) for i in range(5)]
     tubes, result = _arrange(apart, length_frames=40)
     assert result.collision == 0.0 and (result.speeds == 1.0).all() and all(t.speed == 1.0 for t in tubes)
+
+
+def test_motion_rate_separates_still_from_walking() -> None:
+    parked = join_segments([summary(1, 0.0, [(300 + (i % 2), 200, 400, 260) for i in range(51)])])[0]  # jitter
+    walker = join_segments([summary(2, 0.0, walk(0, 100, 10, 26))])[0]  # 50 px/s, 100 px tall
+    assert motion_rate(parked) < 0.05
+    assert motion_rate(walker) == pytest.approx(0.5, rel=0.02)
+
+
+def test_still_objects_may_be_sped_up_beyond_max_speedup_moving_ones_not() -> None:
+    # three parked cars (10 s each, same spot) and three walkers (4 s each, same path), 4-s synopsis
+    cars = [summary(i, 40.0 * i, [(300 + k % 2, 200, 500, 320) for k in range(51)], cls="car") for i in range(3)]
+    people = [summary(10 + i, 40.0 * i + 20, walk(0, 300, 15, 21)) for i in range(3)]
+    tubes, result = _arrange(cars + people, length_frames=40, max_speedup=2.0, max_still_speedup=16.0)
+    factor = {cls: [result.speeds[t.group] for t in tubes if t.path.class_name == cls] for cls in ("car", "person")}
+    assert max(factor["person"]) <= 2.0 + 1e-9 < max(factor["car"])
+    assert all(t.speed >= (t.path.end_s - t.path.start_s) * 10 / 39 - 1e-9 for t in tubes)  # never slower than fits
+    _, capped = _arrange(cars + people, length_frames=40, max_speedup=2.0, max_still_speedup=16.0, still_motion=0.0)
+    assert capped.speeds.max() <= 2.0 + 1e-9
 
 
 def test_speed_ups_are_priced() -> None:

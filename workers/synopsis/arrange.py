@@ -12,8 +12,9 @@ the collision of a group at any start is one gather. Activity is Σ box area / f
 grid's time slots, in the same units. ``w_t = chronology_cost_s · opt_fps · mean box area``: a reversed
 pair costs as much as ``chronology_cost_s`` seconds of two average objects overlapping completely.
 
-Speed: each group has a ladder of speeds (``build_tubes``' fitting speed × 1, √2, 2, … ``max_speedup``), each
-rasterised once. Playing a group faster shortens it (the product's time-lapse: whole, once, exact time
+Speed: each group has a ladder of speeds (``build_tubes``' fitting speed × 1, √2, 2, … ``max_speedup``; further,
+up to ``max_still_speedup``, while none of its objects would move faster on screen than ``still_motion`` box
+heights per second — parked vehicles, people waiting), each rasterised once. Playing a group faster shortens it (the product's time-lapse: whole, once, exact time
 mapping), which takes object area off the screen: ``w_v = speed_cost`` prices that area against the overlap it
 saves, so a group is sped up only where more than about ``speed_cost`` of it would be overlapped — a quiet
 synopsis stays at real time, a dense one is played faster where it is dense.
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.config.synopsis import ArrangeConfig
-from workers.synopsis.tubes import Group, Tube, speed_variant
+from workers.synopsis.tubes import Group, Tube, motion_rate, speed_variant
 
 log = logging.getLogger(__name__)
 
@@ -119,11 +120,14 @@ class _Problem:
         self.frame_area = float(width * height)
         self.length_frames = length_frames
         self.groups = groups
-        factors = speed_factors(settings.max_speedup)
+        factors = speed_factors(max(settings.max_speedup, settings.max_still_speedup))
         self.variants: list[list[tuple[Group, list[Tube]]]] = []
         for g in groups:
             ladder = [(g, [tubes[i] for i in g.tubes])]
+            motion = max(motion_rate(tubes[i].path) for i in g.tubes)
             for factor in factors[1:]:
+                if factor > settings.max_speedup + 1e-9 and g.speed * factor * motion > settings.still_motion:
+                    break
                 faster = speed_variant(g, tubes, factor, fps=fps, size=size, length_frames=length_frames)
                 if faster[0].frames < ladder[-1][0].frames:  # a rung that changes nothing is skipped
                     ladder.append(faster)
