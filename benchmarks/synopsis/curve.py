@@ -2,6 +2,10 @@
 
     nice -n 10 .venv/bin/python benchmarks/synopsis/curve.py --png docs/img/synopsis-collision-curve.png
     nice -n 10 .venv/bin/python benchmarks/synopsis/curve.py --skip-hour          # vtest only (~1 min)
+    # split over processes, then one table and picture:
+    nice -n 10 .venv/bin/python benchmarks/synopsis/curve.py --skip-vtest --hour 10 --json a.json
+    nice -n 10 .venv/bin/python benchmarks/synopsis/curve.py --hour 30 60 --json b.json
+    .venv/bin/python benchmarks/synopsis/curve.py --merge a.json b.json --png curve.png
 
 Inputs are ``prepare.py``'s (kept in ``--work``). For every condensation ×c the synopsis of the whole window is
 *planned* with the product's own code (``workers.synopsis.builder.plan_synopsis``: tracks → tubes → arrangement)
@@ -68,6 +72,8 @@ def arrangements(args: argparse.Namespace) -> dict[str, dict]:
         after["speed_cost"] = args.speed_cost
     if args.max_speedup is not None:
         after["max_speedup"] = args.max_speedup
+    if args.chronology_cost is not None:
+        after["chronology_cost_s"] = args.chronology_cost
     if args.after_only:
         return {"after": after}
     return {"before": {"max_speedup": 1.0, "max_still_speedup": 1.0}, "after": after}
@@ -180,20 +186,34 @@ def main() -> None:
     parser.add_argument("--hour-max-width", type=int, default=384, help="Output width for the hour.")
     parser.add_argument("--speed-cost", type=float, help="Override arrange.speed_cost for 'after' (sensitivity runs).")
     parser.add_argument("--max-speedup", type=float, help="Override arrange.max_speedup for 'after'.")
+    parser.add_argument("--chronology-cost", type=float, help="Override arrange.chronology_cost_s for 'after'.")
+    parser.add_argument("--merge", type=Path, nargs="+", help="Only print the table (and PNG) of these JSON files "
+                        "(runs split over processes).")
+    parser.add_argument("--skip-vtest", action="store_true")
     parser.add_argument("--after-only", action="store_true", help="Sensitivity runs: skip 'before' (no table).")
     parser.add_argument("--skip-hour", action="store_true")
     parser.add_argument("--png", type=Path, help="Write the curve here.")
     parser.add_argument("--json", type=Path, help="Write the points here (default: {work}/curve.json).")
     args = parser.parse_args()
     print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
-    inputs = [("vtest", prepare_vtest(args.work, args.video), args.vtest, args.max_width)]
+    if args.merge:
+        points = [Point(**p) for f in args.merge for p in json.loads(f.read_text())]
+        print(table(points))
+        if args.png:
+            picture(points, args.png)
+            print(f"wrote {args.png}")
+        return
+    out = args.json or args.work / "curve.json"
+    vtest = prepare_vtest(args.work, args.video)
+    inputs = [] if args.skip_vtest else [("vtest", vtest, args.vtest, args.max_width)]
     if not args.skip_hour:
-        inputs.append(("hour", prepare_hour(args.work, args.video, inputs[0][1]), args.hour, args.hour_max_width))
+        inputs.append(("hour", prepare_hour(args.work, args.video, vtest), args.hour, args.hour_max_width))
     points = []
     for name, prepared, targets, width in inputs:
         for target in targets:
             for arrangement, overrides in arrangements(args).items():
                 points.append(measure(prepared, name, target, arrangement, overrides, width))
+                out.write_text(json.dumps([asdict(p) for p in points], indent=1))
                 p = points[-1]
                 print(f"{name} x{target:g} {arrangement}: collision {p.collision:.3f} (source {p.source:.3f}), "
                       f"chronology {p.chronology:.1%}, arrange {p.arrange_cpu_s:.1f} s CPU", flush=True)
@@ -201,8 +221,6 @@ def main() -> None:
     if not args.after_only:
         print()
         print(table(points))
-    out = args.json or args.work / "curve.json"
-    out.write_text(json.dumps([asdict(p) for p in points], indent=1))
     if args.png and not args.after_only:
         picture(points, args.png)
         print(f"wrote {args.png}")
