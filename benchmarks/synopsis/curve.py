@@ -111,7 +111,8 @@ def table(points: list[Point]) -> str:
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     by_key = {(p.video, p.target, p.arrangement): p for p in points}
-    for video, target in dict.fromkeys((p.video, p.target) for p in points):
+    videos = list(dict.fromkeys(p.video for p in points))
+    for video, target in sorted(dict.fromkeys((p.video, p.target) for p in points), key=lambda k: (videos.index(k[0]), k[1])):
         b, a = by_key[(video, target, "before")], by_key[(video, target, "after")]
         met = "yes" if a.collision <= a.source + GOAL_MARGIN else "no"
         lines.append(
@@ -164,7 +165,7 @@ def _panel(points: list[Point], title: str) -> np.ndarray:
     cv2.putText(img, title, (left, 25), font, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(img, "condensation (log)", (left + 150, _H - 12), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     for k, (name, colour) in enumerate(_COLOURS.items()):
-        cv2.putText(img, name, (right - 70, top + 20 + 18 * k), font, 0.5, colour, 1, cv2.LINE_AA)
+        cv2.putText(img, name, (left + 10, top + 20 + 18 * k), font, 0.5, colour, 1, cv2.LINE_AA)
     return img
 
 
