@@ -41,7 +41,7 @@ def summary(n: int, start_s: float, boxes: list[tuple[float, float, float, float
     )
 
 
-def walk(x0: float, y0: float, dx: float, points: int, w: float = 40, h: float = 100) -> list[tuple[float, ...]]:
+def walk(x0: float, y0: float, dx: float, points: int, w: float = 40, h: float = 100) -> list[tuple[float, float, float, float]]:
     return [(x0 + i * dx, y0, x0 + i * dx + w, y0 + h) for i in range(points)]
 
 
