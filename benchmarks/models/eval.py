@@ -8,7 +8,8 @@ Sections (each the harness named; how its labels were made is written beside the
   expected calibration error; PNG reliability diagram;
 * ``vehicles`` — ``benchmarks/detect/vehicles.py``: close-up recall and vehicle-type accuracy, for the configured
   detector views and for ``stretch+square+square@2``;
-* ``colours`` — ``benchmarks/detect/colour_accuracy.py``: vehicle colour, person upper/lower colour;
+* ``colours`` — ``benchmarks/detect/colour_accuracy.py``: vehicle colour, person upper/lower colour; and
+  ``colour_cv.py``: the same with the rule's hue-vote weighting chosen by leave-one-group-out cross-validation;
 * ``faces`` — ``faces.py``: per embedder EER, margin, separation d′, cross-validated errors; PNG ROC;
 * ``tracking`` — ``benchmarks/tracking/run.py``: MOTA / IDF1 on the annotated vtest span.
 
@@ -105,7 +106,16 @@ def vehicles(out: Path) -> list[Row]:
 def colours(out: Path) -> list[Row]:
     from benchmarks.detect.colour_accuracy import evaluate
 
-    return [("colours", name, _pct(s.right, s.total), [s.right, s.total]) for name, s in evaluate().items()]
+    rows: list[Row] = [("colours", name, _pct(s.right, s.total), [s.right, s.total])
+                       for name, s in evaluate().items()]
+    try:
+        import colour_cv
+    except ImportError:  # code from before the hue-vote weighting
+        return rows
+    for name, scores in colour_cv.evaluate().items():
+        right, total = scores["cross-validated"]
+        rows.append(("colours", f"{name}, vote weighting chosen cross-validated", _pct(right, total), [right, total]))
+    return rows
 
 
 def faces(out: Path) -> list[Row]:

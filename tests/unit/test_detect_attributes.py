@@ -152,3 +152,18 @@ def test_an_object_in_front_does_not_lend_its_colour() -> None:
     assert in_front(white, [blue]) == [blue] and in_front(blue, [white]) == []
     assert vehicle_colour(crop, white).colour == "blue"  # without the cue the blue car wins
     assert vehicle_colour(crop, white, occluders=in_front(white, [blue])).colour == "white"
+
+
+def test_strong_paint_outvotes_more_numerous_weakly_coloured_pixels() -> None:
+    """A green panel with larger, pale blue lettering on it is green: hue votes weigh saturation (a pixel of S 70 says
+    little about the hue); counting pixels alone (the earlier rule) says blue."""
+    from workers.detect.colours import classify_pixels
+
+    pale_blue = np.tile(np.uint8([[105, 70, 200]]), (60, 1))  # H 105 (blue), S 70, V 200
+    green = np.tile(np.uint8([[60, 230, 180]]), (50, 1))  # H 60 (green), S 230
+    hsv = np.concatenate([pale_blue, green])
+    assert classify_pixels(hsv, "count").colour == "blue"
+    result = classify_pixels(hsv)
+    assert result.colour == "green"
+    assert result.confidence == pytest.approx(50 / 110)  # the share of pixels named green, not of the weights
+    assert classify_pixels(hsv[:20]).colour == "unknown"  # fewer than 24 pixels

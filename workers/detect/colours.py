@@ -24,15 +24,18 @@ Which pixels count (:func:`object_pixels`):
    whose bottom edge is lower in the picture (nearer the camera) are dropped (:func:`in_front`), unless that leaves
    fewer than 24 pixels.
 
-The survivors are named (:func:`classify_pixels`): if at least 30 % of them are chromatic, the majority hue name;
-otherwise white, silver, grey or black from the 80th percentile of their brightness. Confidence = the share of the
-survivors that support the answer. Fewer than 24 survivors: ``unknown``.
+The survivors are named (:func:`classify_pixels`): if at least 30 % of them are chromatic, the hue name with the most
+votes, each chromatic pixel voting with its saturation (a weakly coloured pixel's hue is mostly noise and tint of the
+light: the near-grey reflections and lettering on a body must not outvote its strongly coloured paint); otherwise
+white, silver, grey or black from the 80th percentile of their brightness. Confidence = the share of the survivors
+whose own name is the answer. Fewer than 24 survivors: ``unknown``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -98,16 +101,26 @@ def achromatic_colour(v: np.ndarray) -> str:
     return "black"
 
 
-def classify_pixels(hsv: np.ndarray) -> ColourResult:
-    """Name an N×3 uint8 HSV array of object pixels (see the module docstring)."""
+Weighting = Literal["saturation", "count", "chroma"]
+WEIGHTINGS: tuple[Weighting, ...] = ("saturation", "count", "chroma")
+
+
+def classify_pixels(hsv: np.ndarray, weighting: Weighting = "saturation") -> ColourResult:
+    """Name an N×3 uint8 HSV array of object pixels (see the module docstring).
+
+    ``weighting`` is what a chromatic pixel's hue vote weighs: its saturation (the default), 1 (``count``, the rule
+    before 2026-12-02) or its chroma S×V/255 (``chroma``); the alternatives stay for the measured comparison
+    (``benchmarks/models/colour_cv.py``, docs/detect.md)."""
     if len(hsv) < MIN_PIXELS:
         return UNKNOWN
     h, s, v = (hsv[:, i].astype(np.int32) for i in range(3))
     chromatic = (s >= CHROMA_S) & (v >= CHROMA_V)
     if chromatic.mean() >= CHROMA_SHARE:
-        votes = np.bincount(hue_colour(h[chromatic], v[chromatic]), minlength=len(PALETTE))
-        best = int(votes.argmax())
-        return ColourResult(PALETTE[best], float(votes[best] / len(hsv)))
+        names = hue_colour(h[chromatic], v[chromatic])
+        weights = {"saturation": s[chromatic] / 255.0, "count": None,
+                   "chroma": s[chromatic] * v[chromatic] / 65025.0}[weighting]
+        best = int(np.bincount(names, weights=weights, minlength=len(PALETTE)).argmax())
+        return ColourResult(PALETTE[best], float(np.count_nonzero(names == best) / len(hsv)))
     return ColourResult(achromatic_colour(v[~chromatic]), float((~chromatic).mean()))
 
 
@@ -214,21 +227,22 @@ def box_in_crop(crop: np.ndarray, box: tuple[float, float, float, float] | None)
 
 
 def vehicle_colour(crop: np.ndarray, box: Box | None = None, region: tuple[float, float, float, float] = VEHICLE_REGION,
-                   occluders: Sequence[Box] = ()) -> ColourResult:
+                   occluders: Sequence[Box] = (), weighting: Weighting = "saturation") -> ColourResult:
     """Body colour of a vehicle; ``box`` is the vehicle in crop pixels (None: the crop is the box), ``occluders``
-    the boxes of objects in front of it (crop pixels; see :func:`in_front`)."""
+    the boxes of objects in front of it (crop pixels; see :func:`in_front`), ``weighting`` as for
+    :func:`classify_pixels`."""
     if crop.size == 0:
         return UNKNOWN
-    return classify_pixels(object_pixels(crop, box_in_crop(crop, box), region, occluders=occluders))
+    return classify_pixels(object_pixels(crop, box_in_crop(crop, box), region, occluders=occluders), weighting)
 
 
-def person_colours(crop: np.ndarray, box: Box | None = None, occluders: Sequence[Box] = ()
-                   ) -> tuple[ColourResult, ColourResult]:
-    """(upper-body, lower-body) clothing colours of a person; ``box`` and ``occluders`` as for
+def person_colours(crop: np.ndarray, box: Box | None = None, occluders: Sequence[Box] = (),
+                   weighting: Weighting = "saturation") -> tuple[ColourResult, ColourResult]:
+    """(upper-body, lower-body) clothing colours of a person; ``box``, ``occluders`` and ``weighting`` as for
     :func:`vehicle_colour`."""
     if crop.size == 0:
         return UNKNOWN, UNKNOWN
     inner = box_in_crop(crop, box)
-    upper = classify_pixels(object_pixels(crop, inner, UPPER_REGION, skin=True, occluders=occluders))
-    lower = classify_pixels(object_pixels(crop, inner, LOWER_REGION, skin=True, occluders=occluders))
+    upper = classify_pixels(object_pixels(crop, inner, UPPER_REGION, skin=True, occluders=occluders), weighting)
+    lower = classify_pixels(object_pixels(crop, inner, LOWER_REGION, skin=True, occluders=occluders), weighting)
     return upper, lower
