@@ -3,8 +3,9 @@
 The recogniser reads one text line: BGR scaled to (x/255 − 0.5)/0.5, height 48, width following the aspect
 ratio; it outputs per time step a softmax over the 6,623-entry dictionary stored in the model's
 ``character`` metadata, with the CTC blank first and a space last. Plates are rectified from their four
-corners first; squarish plates are also read as two rows (top row: province + letter, bottom row: the
-rest) whose outputs are joined before decoding. Decoding is grammar-constrained (:mod:`models.plates.ctc`);
+corners first; squarish plates are also read as two rows, in two layouts (a short top row — a Chinese plate's
+province + letter — over the rest; and two equal rows — a Latin motorcycle plate), each pair of outputs joined
+before decoding. Decoding is grammar-constrained (:mod:`models.plates.ctc`);
 the candidate texts of all readings of one plate are then ranked together and given a calibrated probability
 (:mod:`models.plates.scoring`). With ``views`` > 1 the plate is also rectified with a tighter and a looser margin
 (test-time augmentation; measured in docs/models.md).
@@ -20,6 +21,7 @@ import cv2
 import numpy as np
 
 from models.geometry import expand_quad, quad_size, rectify
+from models.plates.chars import CharClassifier
 from models.plates.ctc import ConstrainedDecoder, TextRead, greedy_decode
 from models.plates.grammar import PlateGrammar, clean_read
 from models.plates.scoring import Candidates, PlateCalibration, choose, gather
@@ -32,6 +34,10 @@ LINE_HEIGHT = 48
 TWO_ROW_ASPECT = 2.6  # single-row plates are ≈3.1 (CN 440×140 mm) or wider; two-row CN plates ≈2.0
 VIEW_MARGINS = ((1.05, 1.12), (1.02, 1.05), (1.09, 1.2))  # (width, height) growth of the quad per view
 PROPOSALS_PER_READING = 3
+# Two-row layouts of a squarish plate rectified to 220×110: (rows from, rows to, columns from, columns to) of the
+# top and the bottom line. Chinese two-row plates have a short top row (province + letter) over the rest; Latin
+# motorcycle plates (Argentina: 382 over EMY) two rows of equal height. Both are read; the ranking decides.
+TWO_ROW_SPLITS = (((2, 50, 8, 212), (38, 108, 0, 220)), ((0, 58, 0, 220), (52, 110, 0, 220)))
 
 
 def vocabulary_from_metadata(metadata: dict[str, str]) -> list[str]:
@@ -61,6 +67,7 @@ class PpocrPlateReader:
         max_width: int = 480,
         calibration: PlateCalibration | None = None,
         views: int = 1,
+        chars: CharClassifier | None = None,
     ) -> None:
         self.model = model
         self.model_id = model_id
@@ -71,6 +78,7 @@ class PpocrPlateReader:
         self.max_width = max_width
         self.calibration = calibration or PlateCalibration()
         self.views = max(1, min(views, len(VIEW_MARGINS)))
+        self.chars = chars
 
     # -- low level: upright text lines ------------------------------------------------------------
     def line_probs(self, lines: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -104,9 +112,12 @@ class PpocrPlateReader:
     def read_lines(self, lines: Sequence[np.ndarray]) -> list[TextRead]:
         return [self.decode(p) for p in self.line_probs(lines)]
 
-    def propose(self, readings: Sequence[np.ndarray]) -> tuple[Candidates | None, list[TextRead]]:
+    def propose(self, readings: Sequence[np.ndarray], lines: Sequence[np.ndarray | None] | None = None
+                ) -> tuple[Candidates | None, list[TextRead]]:
         """The candidate texts of several readings of one plate (probability matrices) with their
-        likelihoods, and each reading's own best decode (the reads before ranking)."""
+        likelihoods, and each reading's own best decode (the reads before ranking). With ``lines`` (the line
+        image of each one-line reading, None for two-row readings) and a character classifier, the candidates
+        carry its opinion (:mod:`models.plates.chars`)."""
         proposals: list[TextRead] = []
         singles: list[TextRead] = []
         for probs in readings:
@@ -115,13 +126,31 @@ class PpocrPlateReader:
             proposals += cheap
             singles.append(cheap[0] if cheap else self.decode(probs))
         folded = [np.log(np.clip(self.decoder.fold(p), 1e-12, 1.0)) for p in readings]
-        return gather(folded, proposals, self.decoder.alphabet), singles
+        candidates = gather(folded, proposals, self.decoder.alphabet)
+        if candidates is not None and self.chars is not None and lines is not None:
+            candidates = candidates.with_char_feature(self.char_opinion(candidates, folded, lines))
+        return candidates, singles
 
-    def rank(self, readings: Sequence[np.ndarray]) -> TextRead:
+    def char_opinion(self, candidates: Candidates, folded: Sequence[np.ndarray],
+                     lines: Sequence[np.ndarray | None]) -> np.ndarray | None:
+        """The character classifier's feature for every candidate: its per-character log-probabilities on the
+        cut-outs of the most likely text, averaged over the one-line readings (None when it has no opinion)."""
+        if self.chars is None:
+            return None
+        best = candidates.texts[int(np.argmax(candidates.log_likelihood))]
+        index = {ch: i for i, ch in enumerate(self.decoder.alphabet)}
+        tables = [self.chars.opinion(line, log_probs, best, index, len(self.decoder.alphabet))
+                  for log_probs, line in zip(folded, lines, strict=True) if line is not None]
+        found = [t for t in tables if t is not None]
+        if not found:
+            return None
+        return self.chars.feature(np.mean(found, axis=0), candidates.texts, best)
+
+    def rank(self, readings: Sequence[np.ndarray], lines: Sequence[np.ndarray | None] | None = None) -> TextRead:
         """One read from several readings of one plate: the grammar-valid proposals of every reading, ranked
         together with a calibrated posterior (:mod:`models.plates.scoring`). When no reading fits a template
-        within ``max_cost`` nats, the best single decode (invalid) is returned."""
-        candidates, singles = self.propose(readings)
+        within ``max_cost`` nats, the best single decode (invalid) is returned. ``lines`` as for :meth:`propose`."""
+        candidates, singles = self.propose(readings, lines)
         if candidates is None:
             return pick_best(singles)
         return choose(candidates, self.calibration)
@@ -129,6 +158,10 @@ class PpocrPlateReader:
     # -- plates -----------------------------------------------------------------------------------
     def candidates(self, image: np.ndarray, quad: np.ndarray) -> list[np.ndarray]:
         """Probability matrices for one plate, per view: as one line, and as two rows when the plate is squarish."""
+        return self.readings(image, quad)[0]
+
+    def readings(self, image: np.ndarray, quad: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+        """:meth:`candidates` and, per reading, its line image (one-line readings) or None (two-row readings)."""
         width, height = quad_size(quad)
         aspect = width / max(height, 1.0)
         lines: list[np.ndarray] = []
@@ -139,21 +172,25 @@ class PpocrPlateReader:
             lines.append(rectify(image, expand_quad(quad, grow_x, grow_y), line_w, LINE_HEIGHT))
             if aspect < TWO_ROW_ASPECT:
                 plate = rectify(image, expand_quad(quad, grow_x - 0.01, grow_y - 0.06), 220, 110)
-                layout.append((len(lines), True))
-                lines += [plate[2:50, 8:212], plate[38:108, :]]
+                for top, bottom in TWO_ROW_SPLITS:
+                    layout.append((len(lines), True))
+                    lines += [plate[top[0] : top[1], top[2] : top[3]], plate[bottom[0] : bottom[1], bottom[2] : bottom[3]]]
         probs = self.line_probs(lines)
-        out = []
+        out: list[np.ndarray] = []
+        images: list[np.ndarray | None] = []
         for first, two_rows in layout:
             if not two_rows:
                 out.append(probs[first])
+                images.append(lines[first])
                 continue
             gap = np.zeros((1, probs[first].shape[1]), dtype=probs[first].dtype)
             gap[0, 0] = 1.0
             out.append(np.concatenate([probs[first], gap, probs[first + 1]]))
-        return out
+            images.append(None)
+        return out, images
 
     def read_quad(self, image: np.ndarray, quad: np.ndarray) -> TextRead:
-        return self.rank(self.candidates(image, quad))
+        return self.rank(*self.readings(image, quad))
 
     def read(self, image: np.ndarray, plates: Detections) -> Detections:
         """Read every row of ``plates`` (its ``corners`` column, else its box) and add the text columns."""
