@@ -183,3 +183,12 @@ def test_two_row_plate(recognizer) -> None:  # noqa: ANN001
     quad = np.float32([[0, 0], [220, 0], [220, 120], [0, 120]])
     assert rectify(plate, quad, 220, 120).shape == (120, 220, 3)
     assert reader.read_quad(plate, quad).text == "津B6H920"
+
+
+
+def test_two_equal_rows_motorcycle_plate(recognizer) -> None:  # noqa: ANN001
+    """The dev set's Argentinian motorcycle plate (382 over EMY, rows of equal height): with only the Chinese
+    two-row split (a short top row) it was read 皖L3829Y; the equal-rows reading gets it."""
+    crop = cv2.imread(str(TESTDATA / "plates" / "latin" / "bench_night_143352_20.png"))
+    plates = recognizer.recognize(crop, mode="crop")
+    assert [str(t) for t in plates.data["text"]] == ["382EMY"]
