@@ -6,8 +6,8 @@ plate characters, which it never trains on.
 Training data: every class (A–Z, 0–9) rendered with OpenCV's built-in Hershey fonts (simplex and duplex: monoline
 sans faces, the nearest to plate lettering this machine can render without new packages — ``fc-list`` here has only
 DejaVu and WenQuanYi, which need FreeType) between two random neighbours, on a line 48 px high like the recogniser's
-input, then degraded: condensed 0.5–1.0×, sheared, cap height 45–80 % of the line, stroke 9–20 % of it, random
-contrast and polarity, a plate frame above/below, low resolution (down to 25 %), blur, noise; the cut-out is jittered
+input, then degraded: condensed to a character pitch of 28–45 % of the line height (the dev plates' cut-outs:
+median 35 %), sheared, cap height 35–65 % of the line, stroke 15–30 % of the cap height before condensing, random contrast and polarity, a plate frame above/below, low resolution (down to 25 %), blur, noise; the cut-out is jittered
 like the alignment's (``char_columns``). Seeded: the same command writes the same file.
 
 Test data: the labelled Latin plates of ``../shared/testdata/plates/latin``: each plate's one-line reading of the
@@ -44,10 +44,10 @@ def render(target: str, rng: np.random.Generator) -> np.ndarray:
     """One degraded cut-out of ``target`` between two random neighbours (module docstring)."""
     big = 2 * LINE
     font = FONTS[int(rng.integers(len(FONTS)))]
-    cap = rng.uniform(0.45, 0.8) * big
+    cap = rng.uniform(0.35, 0.65) * big
     (_, base_h), _ = cv2.getTextSize("H", font, 1.0, 1)
     scale = cap / base_h
-    thick = max(1, round(rng.uniform(0.09, 0.2) * cap))
+    thick = max(1, round(rng.uniform(0.15, 0.3) * cap))  # thick: condensing thins the vertical strokes
     text = CLASSES[int(rng.integers(36))] + target + CLASSES[int(rng.integers(36))]
     widths = [cv2.getTextSize(ch, font, scale, thick)[0][0] for ch in text]
     gap = rng.uniform(0.08, 0.35) * cap
@@ -56,8 +56,8 @@ def render(target: str, rng: np.random.Generator) -> np.ndarray:
     fg, bg = sorted(rng.uniform(0, 255, 2))
     if rng.random() < 0.5:
         fg, bg = bg, fg
-    if abs(fg - bg) < 40:
-        bg = min(255.0, fg + 40.0) if fg < 128 else max(0.0, fg - 40.0)
+    if abs(fg - bg) < 70:
+        bg = min(255.0, fg + 70.0) if fg < 128 else max(0.0, fg - 70.0)
     image = np.full((big, canvas_w), bg, np.float32)
     baseline = int(big / 2 + cap / 2 + rng.uniform(-0.06, 0.06) * big)
     for i, ch in enumerate(text):
@@ -72,7 +72,7 @@ def render(target: str, rng: np.random.Generator) -> np.ndarray:
     shear = rng.uniform(-0.15, 0.15)
     matrix = np.float32([[1, shear, -shear * big / 2], [0, 1, 0]])
     image = cv2.warpAffine(image, matrix, (canvas_w, big), borderValue=float(bg))
-    condense = rng.uniform(0.5, 1.0)
+    condense = rng.uniform(0.28, 0.45) * big / pitch  # character pitch 28–45 % of the line height, as measured
     width = max(8, int(canvas_w * condense * LINE / big))
     line = cv2.resize(image, (width, LINE), interpolation=cv2.INTER_AREA)
     low = rng.uniform(0.25, 1.0)
@@ -86,7 +86,7 @@ def render(target: str, rng: np.random.Generator) -> np.ndarray:
     line = np.clip(line, 0, 255).astype(np.uint8)
     x_scale = width / canvas_w
     centre = (gap + 1.5 * pitch) * x_scale + rng.uniform(-0.15, 0.15) * pitch * x_scale
-    half = 0.6 * pitch * x_scale * rng.uniform(0.85, 1.15)
+    half = 0.5 * pitch * x_scale * rng.uniform(0.9, 1.2)
     left, right = int(max(0, math.floor(centre - half))), int(min(width, math.ceil(centre + half)))
     return line[:, left : max(right, left + 1)]
 

@@ -40,8 +40,9 @@ MAX_WEIGHTS_BYTES = 2_000_000
 
 
 def hog() -> cv2.HOGDescriptor:
-    """The descriptor the classifier was trained with: 4×4 cells, 8×8 blocks, stride 4, 9 unsigned bins."""
-    return cv2.HOGDescriptor(CHAR_SIZE, (8, 8), (4, 4), (4, 4), 9)
+    """The descriptor the classifier was trained with: 4×4 cells in 8×8 blocks side by side, 9 unsigned bins
+    (540 numbers for a 24×40 cut-out)."""
+    return cv2.HOGDescriptor(CHAR_SIZE, (8, 8), (8, 8), (4, 4), 9)
 
 
 def describe(cutouts: Sequence[np.ndarray]) -> np.ndarray:
