@@ -142,7 +142,6 @@ class ModelZoo:
         )
 
     def plate_reader(self, model_id: str | None = None) -> Any:
-        from models.plates.chars import CharClassifier
         from models.plates.grammar import PlateGrammar
         from models.plates.reader import PpocrPlateReader
         from models.plates.scoring import PlateCalibration
@@ -151,13 +150,11 @@ class ModelZoo:
         grammar = PlateGrammar(self.config.plate_regions, custom=self.config.plate_patterns)
         calibration_file = spec.options.get("calibration")
         calibration = PlateCalibration.load(resolve(Path(calibration_file))) if calibration_file else None
-        chars_file = spec.options.get("chars")
-        chars = CharClassifier.load(resolve(Path(chars_file))) if chars_file else None
         return self._cached(
             "plate-read",
             spec.id,
             lambda: PpocrPlateReader(self.onnx(spec, [1, 3, 48, 160]), spec.ref, grammar,
-                                     calibration=calibration, views=self.config.plate_views, chars=chars),
+                                     calibration=calibration, views=self.config.plate_views),
         )
 
     def face_detector(self, model_id: str | None = None) -> Any:

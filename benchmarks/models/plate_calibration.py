@@ -30,9 +30,8 @@ from _common import ROOT, TESTDATA, table, zoo
 STRENGTHS = (0.1, 0.3, 1.0, 3.0)
 
 
-def collect(folders: list[Path], views: int, chars: bool = True) -> tuple[list, list]:
-    """(samples for the fit, single-read outcomes) over the labelled plates of ``folders``; ``chars`` False
-    leaves the character classifier's opinion out (the ranking before it)."""
+def collect(folders: list[Path], views: int) -> tuple[list, list]:
+    """(samples for the fit, single-read outcomes) over the labelled plates of ``folders``."""
     from models.evaluation import plate_matches
     from models.plates.fit import Sample
     from models.plates.reader import pick_best
@@ -47,8 +46,8 @@ def collect(folders: list[Path], views: int, chars: bool = True) -> tuple[list, 
         for row in rows:
             image = cv2.imread(str(folder / row["file"]))
             for label in [p for p in row["plates"].split(";") if p]:
-                readings, lines = plate_readings(recognizer, image, row["kind"], label)
-                candidates, single = reader.propose(readings, lines if chars else None)
+                readings = plate_readings(recognizer, image, row["kind"], label)
+                candidates, single = reader.propose(readings)
                 old = pick_best(single)
                 singles.append((folder.name, plate_matches(old.text, label), old.confidence))
                 if candidates is None:
@@ -59,10 +58,9 @@ def collect(folders: list[Path], views: int, chars: bool = True) -> tuple[list, 
     return samples, singles
 
 
-def plate_readings(recognizer, image: np.ndarray, kind: str, label: str  # noqa: ANN001
-                   ) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+def plate_readings(recognizer, image: np.ndarray, kind: str, label: str) -> list[np.ndarray]:  # noqa: ANN001
     """The readings the pipeline ranks for this plate (crop: whole + detector quad; scene: the detected plate
-    whose single best read matches the label, else the most confident one), and their line images."""
+    whose single best read matches the label, else the most confident one)."""
     from models.evaluation import plate_matches
 
     reader = recognizer.reader
@@ -70,19 +68,18 @@ def plate_readings(recognizer, image: np.ndarray, kind: str, label: str  # noqa:
         height, width = image.shape[:2]
         border = max(height, width) // 2
         padded = cv2.copyMakeBorder(image, border, border, border, border, cv2.BORDER_CONSTANT, value=(127,) * 3)
-        readings, lines = reader.readings(image, np.float32([[0, 0], [width, 0], [width, height], [0, height]]))
+        readings = reader.candidates(image, np.float32([[0, 0], [width, 0], [width, height], [0, height]]))
         found = recognizer.detector.detect(padded, score=recognizer.crop_score)
         if len(found):
-            more, more_lines = reader.readings(padded, found.data["corners"][int(np.argmax(found.confidence))])
-            readings, lines = readings + more, lines + more_lines
-        return readings, lines
+            readings += reader.candidates(padded, found.data["corners"][int(np.argmax(found.confidence))])
+        return readings
     plates = recognizer.detector.detect(image)
-    options = [reader.readings(image, quad) for quad in plates.data.get("corners", [])]
-    for readings, lines in options:
+    options = [reader.candidates(image, quad) for quad in plates.data.get("corners", [])]
+    for readings in options:
         candidates, _ = reader.propose(readings)
         if candidates is not None and any(plate_matches(t, label) for t in candidates.texts):
-            return readings, lines
-    return options[0] if options else ([], [])
+            return readings
+    return options[0] if options else []
 
 
 def outcomes(samples: list, calibration) -> list[tuple[str, bool, float]]:  # noqa: ANN001

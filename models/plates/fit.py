@@ -1,7 +1,6 @@
 """Fitting the plate calibration (:class:`models.plates.scoring.PlateCalibration`) on labelled reads.
 
-The model is log-linear over each plate's candidate texts: ``score(t) = weight × ll(t) + Σ prior[region][c]
-+ char_weight × chars(t)`` (``chars``: the character classifier's opinion, :mod:`models.plates.chars`),
+The model is log-linear over each plate's candidate texts: ``score(t) = weight × ll(t) + Σ prior[region][c]``,
 and the fit maximises the log-posterior of the true text (multinomial logistic regression over the candidate
 sets, convex) with an L2 penalty ``strength × Σ prior²`` that keeps the priors near 0 unless the data
 insist. Samples whose true text is not among the candidates carry no information about the ranking and are
@@ -44,7 +43,6 @@ class Design:
     ll: np.ndarray
     counts: np.ndarray
     truth: int | None
-    chars: np.ndarray  # the character classifier's feature per candidate (zeros without one)
 
 
 def features(samples: Sequence[Sample]) -> tuple[list[tuple[str, str]], list[Design]]:
@@ -58,45 +56,38 @@ def features(samples: Sequence[Sample]) -> tuple[list[tuple[str, str]], list[Des
         for row, (text, pattern) in enumerate(zip(sample.candidates.texts, sample.candidates.patterns, strict=True)):
             for ch in text:
                 counts[row, index[(pattern.region, ch)]] += 1.0
-        feature = sample.candidates.char_feature
-        chars = np.zeros(len(counts)) if feature is None else np.asarray(feature, dtype=np.float64)
-        designs.append(Design(np.asarray(sample.candidates.log_likelihood, dtype=np.float64), counts, sample.truth,
-                              chars))
+        designs.append(Design(np.asarray(sample.candidates.log_likelihood, dtype=np.float64), counts, sample.truth))
     return columns, designs
 
 
 def _objective(params: np.ndarray, designs: Sequence[Design], strength: float) -> tuple[float, np.ndarray]:
-    weight, char_weight, priors = params[0], params[1], params[2:]
-    loss = strength * float(priors @ priors)
-    grad = np.concatenate([[0.0, 0.0], 2.0 * strength * priors])
+    weight, priors = params[0], params[1:]
+    loss, grad = strength * float(priors @ priors), np.concatenate([[0.0], 2.0 * strength * priors])
     for d in designs:
         if d.truth is None:
             continue
-        z = weight * d.ll + char_weight * d.chars + d.counts @ priors
+        z = weight * d.ll + d.counts @ priors
         finite = np.isfinite(z)
         z = np.where(finite, z, -1e9)
         p = np.exp(z - logsumexp(z))
         loss -= z[d.truth] - logsumexp(z)
         ll = np.where(finite, d.ll, 0.0)
         grad[0] -= ll[d.truth] - p @ ll
-        grad[1] -= d.chars[d.truth] - p @ d.chars
-        grad[2:] -= d.counts[d.truth] - p @ d.counts
+        grad[1:] -= d.counts[d.truth] - p @ d.counts
     return loss, grad
 
 
-def fit(samples: Sequence[Sample], strength: float, source: str = "", use_chars: bool = True) -> PlateCalibration:
-    """The calibration that maximises the penalised log-posterior of the true texts of ``samples`` (with
-    ``use_chars`` False the character classifier's weight stays 0)."""
+def fit(samples: Sequence[Sample], strength: float, source: str = "") -> PlateCalibration:
+    """The calibration that maximises the penalised log-posterior of the true texts of ``samples``."""
     columns, designs = features(samples)
-    start = np.concatenate([[1.0, 0.0], np.zeros(len(columns))])
-    bounds = [(0.05, 10.0), (0.0, 10.0 if use_chars else 0.0)] + [(-5.0, 5.0)] * len(columns)
+    start = np.concatenate([[1.0], np.zeros(len(columns))])
+    bounds = [(0.05, 10.0)] + [(-5.0, 5.0)] * len(columns)
     result = minimize(_objective, start, args=(designs, strength), jac=True, method="L-BFGS-B", bounds=bounds)
     priors: dict[str, dict[str, float]] = {}
-    for (region, ch), value in zip(columns, result.x[2:], strict=True):
+    for (region, ch), value in zip(columns, result.x[1:], strict=True):
         if abs(value) >= 0.005:
             priors.setdefault(region, {})[ch] = round(float(value), 3)
-    return PlateCalibration(weight=round(float(result.x[0]), 4), priors=priors, source=source,
-                            char_weight=round(float(result.x[1]), 4))
+    return PlateCalibration(weight=round(float(result.x[0]), 4), priors=priors, source=source)
 
 
 def predict(sample: Sample, calibration: PlateCalibration) -> tuple[int, float]:

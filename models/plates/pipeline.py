@@ -98,14 +98,13 @@ class PlateRecognizer:
         )
         found = self.detector.detect(padded, score=self.crop_score)
         whole = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
-        readings, lines = self.reader.readings(crop, whole)
+        readings = self.reader.candidates(crop, whole)
         quad = whole
         if len(found):
             best = int(np.argmax(found.confidence))
             quad = found.data["corners"][best] - border
-            more, more_lines = self.reader.readings(padded, quad + border)
-            readings, lines = readings + more, lines + more_lines
-        read = self.reader.rank(readings, lines)
+            readings += self.reader.candidates(padded, quad + border)
+        read = self.reader.rank(readings)
         score = float(found.confidence[best]) if len(found) else 1.0
         box = np.concatenate([quad.min(axis=0).clip(0), quad.max(axis=0).clip(None, [width, height])])
         row = Detections(

@@ -21,7 +21,6 @@ import cv2
 import numpy as np
 
 from models.geometry import expand_quad, quad_size, rectify
-from models.plates.chars import CharClassifier
 from models.plates.ctc import ConstrainedDecoder, TextRead, greedy_decode
 from models.plates.grammar import PlateGrammar, clean_read
 from models.plates.scoring import Candidates, PlateCalibration, choose, gather
@@ -67,7 +66,6 @@ class PpocrPlateReader:
         max_width: int = 480,
         calibration: PlateCalibration | None = None,
         views: int = 1,
-        chars: CharClassifier | None = None,
     ) -> None:
         self.model = model
         self.model_id = model_id
@@ -78,7 +76,6 @@ class PpocrPlateReader:
         self.max_width = max_width
         self.calibration = calibration or PlateCalibration()
         self.views = max(1, min(views, len(VIEW_MARGINS)))
-        self.chars = chars
 
     # -- low level: upright text lines ------------------------------------------------------------
     def line_probs(self, lines: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -112,12 +109,9 @@ class PpocrPlateReader:
     def read_lines(self, lines: Sequence[np.ndarray]) -> list[TextRead]:
         return [self.decode(p) for p in self.line_probs(lines)]
 
-    def propose(self, readings: Sequence[np.ndarray], lines: Sequence[np.ndarray | None] | None = None
-                ) -> tuple[Candidates | None, list[TextRead]]:
+    def propose(self, readings: Sequence[np.ndarray]) -> tuple[Candidates | None, list[TextRead]]:
         """The candidate texts of several readings of one plate (probability matrices) with their
-        likelihoods, and each reading's own best decode (the reads before ranking). With ``lines`` (the line
-        image of each one-line reading, None for two-row readings) and a character classifier, the candidates
-        carry its opinion (:mod:`models.plates.chars`)."""
+        likelihoods, and each reading's own best decode (the reads before ranking)."""
         proposals: list[TextRead] = []
         singles: list[TextRead] = []
         for probs in readings:
@@ -126,31 +120,13 @@ class PpocrPlateReader:
             proposals += cheap
             singles.append(cheap[0] if cheap else self.decode(probs))
         folded = [np.log(np.clip(self.decoder.fold(p), 1e-12, 1.0)) for p in readings]
-        candidates = gather(folded, proposals, self.decoder.alphabet)
-        if candidates is not None and self.chars is not None and lines is not None:
-            candidates = candidates.with_char_feature(self.char_opinion(candidates, folded, lines))
-        return candidates, singles
+        return gather(folded, proposals, self.decoder.alphabet), singles
 
-    def char_opinion(self, candidates: Candidates, folded: Sequence[np.ndarray],
-                     lines: Sequence[np.ndarray | None]) -> np.ndarray | None:
-        """The character classifier's feature for every candidate: its per-character log-probabilities on the
-        cut-outs of the most likely text, averaged over the one-line readings (None when it has no opinion)."""
-        if self.chars is None:
-            return None
-        best = candidates.texts[int(np.argmax(candidates.log_likelihood))]
-        index = {ch: i for i, ch in enumerate(self.decoder.alphabet)}
-        tables = [self.chars.opinion(line, log_probs, best, index, len(self.decoder.alphabet))
-                  for log_probs, line in zip(folded, lines, strict=True) if line is not None]
-        found = [t for t in tables if t is not None]
-        if not found:
-            return None
-        return self.chars.feature(np.mean(found, axis=0), candidates.texts, best)
-
-    def rank(self, readings: Sequence[np.ndarray], lines: Sequence[np.ndarray | None] | None = None) -> TextRead:
+    def rank(self, readings: Sequence[np.ndarray]) -> TextRead:
         """One read from several readings of one plate: the grammar-valid proposals of every reading, ranked
         together with a calibrated posterior (:mod:`models.plates.scoring`). When no reading fits a template
-        within ``max_cost`` nats, the best single decode (invalid) is returned. ``lines`` as for :meth:`propose`."""
-        candidates, singles = self.propose(readings, lines)
+        within ``max_cost`` nats, the best single decode (invalid) is returned."""
+        candidates, singles = self.propose(readings)
         if candidates is None:
             return pick_best(singles)
         return choose(candidates, self.calibration)
@@ -158,10 +134,6 @@ class PpocrPlateReader:
     # -- plates -----------------------------------------------------------------------------------
     def candidates(self, image: np.ndarray, quad: np.ndarray) -> list[np.ndarray]:
         """Probability matrices for one plate, per view: as one line, and as two rows when the plate is squarish."""
-        return self.readings(image, quad)[0]
-
-    def readings(self, image: np.ndarray, quad: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
-        """:meth:`candidates` and, per reading, its line image (one-line readings) or None (two-row readings)."""
         width, height = quad_size(quad)
         aspect = width / max(height, 1.0)
         lines: list[np.ndarray] = []
@@ -176,21 +148,18 @@ class PpocrPlateReader:
                     layout.append((len(lines), True))
                     lines += [plate[top[0] : top[1], top[2] : top[3]], plate[bottom[0] : bottom[1], bottom[2] : bottom[3]]]
         probs = self.line_probs(lines)
-        out: list[np.ndarray] = []
-        images: list[np.ndarray | None] = []
+        out = []
         for first, two_rows in layout:
             if not two_rows:
                 out.append(probs[first])
-                images.append(lines[first])
                 continue
             gap = np.zeros((1, probs[first].shape[1]), dtype=probs[first].dtype)
             gap[0, 0] = 1.0
             out.append(np.concatenate([probs[first], gap, probs[first + 1]]))
-            images.append(None)
-        return out, images
+        return out
 
     def read_quad(self, image: np.ndarray, quad: np.ndarray) -> TextRead:
-        return self.rank(*self.readings(image, quad))
+        return self.rank(self.candidates(image, quad))
 
     def read(self, image: np.ndarray, plates: Detections) -> Detections:
         """Read every row of ``plates`` (its ``corners`` column, else its box) and add the text columns."""

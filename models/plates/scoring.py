@@ -10,11 +10,9 @@ against *all* readings:
    split of a one-row plate) cannot veto a text the others read well.
 2. **Neighbours.** Besides the proposals, every text one character away from the best proposal (within its
    template's allowed characters) is scored, so that each position has its alternatives on the table.
-3. **Calibration.** ``score(t) = weight × ll(t) + Σ prior[region][c] over the characters c of t
-   + char_weight × chars(t)``: a scale (an inverse temperature), a per-character log-prior per plate region, which
-   corrects the recogniser's known biases (PP-OCRv4 reads Argentinian ``Q`` as ``O`` and ``W`` as ``H``: it rarely
-   saw them), and the weight of a second opinion per character (:mod:`models.plates.chars`: a small classifier
-   trained on synthetic characters, on the cut-outs the CTC alignment gives). Both are fitted on
+3. **Calibration.** ``score(t) = weight × ll(t) + Σ prior[region][c] over the characters c of t``: a scale (an
+   inverse temperature) and a per-character log-prior per plate region, which corrects the recogniser's known
+   biases (PP-OCRv4 reads Argentinian ``Q`` as ``O`` and ``W`` as ``H``: it rarely saw them). Both are fitted on
    the dev set by ``benchmarks/models/plate_calibration.py`` (nested, grouped k-fold; figures in
    docs/models.md) and shipped as JSON beside this module; without a file the weight is 1 and the priors 0.
 4. **Confidence.** The softmax of the scores over the candidates is the posterior of each text; the read's
@@ -49,30 +47,26 @@ class PlateCalibration:
     weight: float = 1.0
     priors: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     source: str = "uncalibrated"
-    char_weight: float = 0.0  # weight of the character classifier's opinion (models.plates.chars); 0: not used
 
     def prior(self, region: str, text: str) -> float:
         table = self.priors.get(region, {})
         return float(sum(table.get(ch, 0.0) for ch in text))
 
     def to_dict(self) -> dict[str, object]:
-        return {"weight": self.weight, "char_weight": self.char_weight,
-                "priors": {r: dict(p) for r, p in self.priors.items()}, "source": self.source}
+        return {"weight": self.weight, "priors": {r: dict(p) for r, p in self.priors.items()}, "source": self.source}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> PlateCalibration:
         weight = float(data.get("weight", 1.0))  # type: ignore[arg-type]
-        char_weight = float(data.get("char_weight", 0.0))  # type: ignore[arg-type]
         raw = data.get("priors", {})
-        if not isinstance(raw, Mapping) or not 0.0 < weight <= 10.0 or not 0.0 <= char_weight <= 10.0:
-            msg = ("plate calibration: 'weight' must be in (0, 10], 'char_weight' in [0, 10] and 'priors' a mapping "
-                   "region -> {char: log-prior}")
+        if not isinstance(raw, Mapping) or not 0.0 < weight <= 10.0:
+            msg = "plate calibration: 'weight' must be in (0, 10] and 'priors' a mapping region -> {char: log-prior}"
             raise ValueError(msg)
         priors = {
             str(region): {str(ch): float(np.clip(v, -5.0, 5.0)) for ch, v in table.items()}
             for region, table in raw.items()
         }
-        return cls(weight=weight, priors=priors, source=str(data.get("source", "")), char_weight=char_weight)
+        return cls(weight=weight, priors=priors, source=str(data.get("source", "")))
 
     @classmethod
     def load(cls, path: Path | None = None) -> PlateCalibration:
@@ -94,19 +88,12 @@ class Candidates:
     texts: tuple[str, ...]
     patterns: tuple[Pattern, ...]
     log_likelihood: np.ndarray
-    char_feature: np.ndarray | None = None  # the character classifier's opinion (models.plates.chars.feature)
 
     def scores(self, calibration: PlateCalibration) -> np.ndarray:
         priors = np.array(
             [calibration.prior(p.region, t) for t, p in zip(self.texts, self.patterns, strict=True)], dtype=np.float64
         )
-        scores = calibration.weight * self.log_likelihood + priors
-        if self.char_feature is not None and calibration.char_weight:
-            scores = scores + calibration.char_weight * self.char_feature
-        return scores
-
-    def with_char_feature(self, feature: np.ndarray | None) -> Candidates:
-        return Candidates(self.texts, self.patterns, self.log_likelihood, feature)
+        return calibration.weight * self.log_likelihood + priors
 
 
 def mixture_log_likelihood(folded: Sequence[np.ndarray], texts: Sequence[str], alphabet_index: Mapping[str, int],
