@@ -146,7 +146,8 @@ def test_cn_scenes_and_crops_read_exactly(recognizer) -> None:  # noqa: ANN001
         assert all(len(c) == len(t) for c, t in zip(plates.data["char_confidence"], texts, strict=True))
 
 
-def test_latin_crops_at_least_75_percent(recognizer) -> None:  # noqa: ANN001
+def test_latin_crops_floor(recognizer) -> None:  # noqa: ANN001
+    """At least the measured 67 of 74 (2026-12-02, with the equal-rows two-row reading; docs/models.md)."""
     folder = TESTDATA / "plates" / "latin"
     rows = _labels(folder)
     hits = 0
@@ -154,7 +155,8 @@ def test_latin_crops_at_least_75_percent(recognizer) -> None:  # noqa: ANN001
         plates = recognizer.recognize(cv2.imread(str(folder / row["file"])), mode="crop")
         assert len(plates) == 1
         hits += plate_matches(str(plates.data["text"][0]), row["plates"])
-    assert hits / len(rows) >= 0.75, f"{hits}/{len(rows)}"
+    assert len(rows) == 74
+    assert hits >= 67, f"{hits}/{len(rows)}"
 
 
 def test_vehicle_regions_link_to_parent(recognizer) -> None:  # noqa: ANN001
