@@ -59,7 +59,7 @@ def collect(folders: list[Path], views: int) -> tuple[list, list]:
 
 
 def plate_readings(recognizer, image: np.ndarray, kind: str, label: str) -> list[np.ndarray]:  # noqa: ANN001
-    """The readings the pipeline ranks for this plate (crop: whole + detector quad; scene: the detected plate
+    """The readings the pipeline ranks for this plate (crop: whole + character band + detector quad; scene: the detected plate
     whose single best read matches the label, else the most confident one)."""
     from models.evaluation import plate_matches
 
@@ -69,6 +69,7 @@ def plate_readings(recognizer, image: np.ndarray, kind: str, label: str) -> list
         border = max(height, width) // 2
         padded = cv2.copyMakeBorder(image, border, border, border, border, cv2.BORDER_CONSTANT, value=(127,) * 3)
         readings = reader.candidates(image, np.float32([[0, 0], [width, 0], [width, height], [0, height]]))
+        readings += reader.band_reading(image)
         found = recognizer.detector.detect(padded, score=recognizer.crop_score)
         if len(found):
             readings += reader.candidates(padded, found.data["corners"][int(np.argmax(found.confidence))])

@@ -2,8 +2,8 @@
 grammar, and return one ``Detections`` row per plate with its text columns.
 
 In scenes, reads that fit no configured plate grammar are dropped (``valid_only``). Tight crops (a plate
-filling the picture) are read twice — from the detector's corners after padding the crop
-with a border, and as the whole crop — and the readings are ranked together (:mod:`models.plates.scoring`). In
+filling the picture) are read three ways — from the detector's corners after padding the crop
+with a border, as the whole crop, and as the band of rows holding the characters — and the readings are ranked together (:mod:`models.plates.scoring`). In
 ``auto`` mode a picture is treated as a crop when it is small and plate-shaped.
 """
 
@@ -90,7 +90,8 @@ class PlateRecognizer:
         return Detections.merge(parts).replace(source=self.model_id)
 
     def read_crop(self, crop: np.ndarray) -> Detections:
-        """One plate filling ``crop``: the better of the detector's corners and the whole crop."""
+        """One plate filling ``crop``: the detector's corners, the whole crop and the crop's character band, ranked
+        together."""
         height, width = crop.shape[:2]
         border = max(height, width) // 2
         padded = cv2.copyMakeBorder(
@@ -98,7 +99,7 @@ class PlateRecognizer:
         )
         found = self.detector.detect(padded, score=self.crop_score)
         whole = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
-        readings = self.reader.candidates(crop, whole)
+        readings = self.reader.candidates(crop, whole) + self.reader.band_reading(crop)
         quad = whole
         if len(found):
             best = int(np.argmax(found.confidence))
