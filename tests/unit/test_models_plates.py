@@ -194,3 +194,18 @@ def test_two_equal_rows_motorcycle_plate(recognizer) -> None:  # noqa: ANN001
     crop = cv2.imread(str(TESTDATA / "plates" / "latin" / "bench_night_143352_20.png"))
     plates = recognizer.recognize(crop, mode="crop")
     assert [str(t) for t in plates.data["text"]] == ["382EMY"]
+
+
+def test_character_band_finds_the_characters_not_the_frame() -> None:
+    """A plate 100 px tall: a thick frame at the top and bottom, bolts, and a row of characters in rows 40-70. The
+    band holds the characters (with a margin) and leaves the frame out."""
+    from models.plates.reader import character_band
+
+    plate = np.full((100, 300, 3), 230, np.uint8)
+    plate[:8] = plate[-8:] = 20  # frame: horizontal edges only
+    cv2.circle(plate, (20, 20), 5, (20, 20, 20), -1)  # a bolt
+    for i, ch in enumerate("ABC123"):
+        cv2.putText(plate, ch, (20 + 45 * i, 70), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (20, 20, 20), 4)
+    top, bottom = character_band(plate)
+    assert 25 <= top <= 42 and 68 <= bottom <= 85, (top, bottom)
+    assert character_band(np.full((50, 120), 128, np.uint8))[1] <= 50  # flat: a band inside the image, no error
