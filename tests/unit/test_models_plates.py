@@ -147,7 +147,8 @@ def test_cn_scenes_and_crops_read_exactly(recognizer) -> None:  # noqa: ANN001
 
 
 def test_latin_crops_floor(recognizer) -> None:  # noqa: ANN001
-    """At least the measured 67 of 74 (2026-12-02, with the equal-rows two-row reading; docs/models.md)."""
+    """At least the measured 72 of 74 (2026-12-02: equal-rows two-row reading, character band, refitted
+    calibration; docs/models.md)."""
     folder = TESTDATA / "plates" / "latin"
     rows = _labels(folder)
     hits = 0
@@ -156,7 +157,7 @@ def test_latin_crops_floor(recognizer) -> None:  # noqa: ANN001
         assert len(plates) == 1
         hits += plate_matches(str(plates.data["text"][0]), row["plates"])
     assert len(rows) == 74
-    assert hits >= 67, f"{hits}/{len(rows)}"
+    assert hits >= 72, f"{hits}/{len(rows)}"
 
 
 def test_vehicle_regions_link_to_parent(recognizer) -> None:  # noqa: ANN001
