@@ -147,8 +147,8 @@ def test_cn_scenes_and_crops_read_exactly(recognizer) -> None:  # noqa: ANN001
 
 
 def test_latin_crops_floor(recognizer) -> None:  # noqa: ANN001
-    """At least the measured 72 of 74 (2026-12-02: equal-rows two-row reading, character band, refitted
-    calibration; docs/models.md)."""
+    """At least the measured 72 of 74 (2026-12-02: equal-rows two-row reading and character band, the shipped
+    calibration file; docs/models.md)."""
     folder = TESTDATA / "plates" / "latin"
     rows = _labels(folder)
     hits = 0
