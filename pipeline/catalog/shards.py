@@ -17,12 +17,22 @@ segments written since; a missing snapshot, a refused one (size or digest mismat
 manifest or index, counted in :attr:`ShardBuilder.refused`) or one that names a segment the catalog
 no longer has is rebuilt from the segments — the Parquet truth.
 
-Index type by size (see ``docs/search.md`` for the measurements behind the defaults): up to
-``index.flat_max_vectors`` exact ``IndexFlatIP`` on the L2-normalised vectors (inner product =
-cosine); above it ``IVF{nlist},Flat`` (``nlist`` the power of two nearest ``sqrt(n)``, trained on
-up to 64 vectors per list, searched with ``ivf_nprobe`` lists) or ``HNSW{M},Flat`` (``hnsw_m``,
-``hnsw_ef_construction``, ``hnsw_ef_search``). Every factory keeps full float32 vectors, so the
-exact re-ranking reconstructs the candidates' vectors from the index itself.
+Index type by size (``docs/performance.md``, "Face index", has the measurements behind the defaults): up
+to ``index.flat_max_vectors`` exact ``IndexFlatIP`` on the L2-normalised vectors (inner product =
+cosine); above it, by ``index.large_index``:
+
+* ``pq-refine`` (default) — ``PQ{d/pq_sub_dims}x4fs,RFlat``: every vector is scanned as a 4-bit product
+  code with FAISS's SIMD fast-scan, and the best ``refine_k_factor`` × k candidates are re-scored on the
+  stored float32 vectors. An exhaustive scan, so recall does not depend on the data having structure a
+  graph or a partition can exploit (uniform-looking data is where HNSW and IVF lose recall); it trains
+  PQ codebooks on a sample in seconds. Cost grows linearly with the shard (~4 ms per 10^6 × 128 here).
+* ``hnsw`` — ``HNSW{M},Flat`` (``hnsw_m``, ``hnsw_ef_construction``, ``hnsw_ef_search``).
+* ``ivf`` — ``IVF{nlist},Flat`` (``nlist`` the power of two nearest ``sqrt(n)``, trained on up to 64
+  vectors per list, searched with ``ivf_nprobe`` lists).
+
+Every factory keeps full float32 vectors, so the exact re-ranking reconstructs the candidates' vectors
+from the index itself. Whatever the type, a snapshot is handed to FAISS's parser only after its size and
+SHA-256 matched the manifest.
 """
 
 from __future__ import annotations
@@ -62,6 +72,8 @@ EXACT_SUBSET_MAX = 32768
 graph and list searches lose recall and speed when most of the index is filtered out."""
 MIN_ANN_VECTORS = 2048
 """Below this an approximate index is pointless (and IVF could not train ~39 vectors per list)."""
+PQ_TRAIN_VECTORS = 65536
+"""Training sample of the PQ codebooks (16 centroids per sub-quantizer: 4096 vectors per centroid)."""
 META_SCHEMA = pa.schema([FACE_KIND.schema.field(c) for c in META_COLUMNS])
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.@+-]")
 
@@ -120,12 +132,19 @@ def nlist_for(n: int) -> int:
     return max(16, 2 ** round(math.log2(max(1.0, math.sqrt(n)))))
 
 
-def choose_factory(n: int, settings: IndexConfig) -> str:
-    """The FAISS factory string for a shard of ``n`` vectors (never approximate below MIN_ANN_VECTORS)."""
+def pq_codes(dim: int, settings: IndexConfig) -> int:
+    """Sub-quantizers of the pq-refine index: ``dim / pq_sub_dims``, one per dimension when it does not divide."""
+    return dim // settings.pq_sub_dims if dim % settings.pq_sub_dims == 0 else dim
+
+
+def choose_factory(n: int, settings: IndexConfig, dim: int = 128) -> str:
+    """The FAISS factory string for a shard of ``n`` vectors of ``dim`` (never approximate below MIN_ANN_VECTORS)."""
     if n <= max(settings.flat_max_vectors, MIN_ANN_VECTORS - 1):
         return "Flat"
     if settings.large_index == "hnsw":
         return f"HNSW{settings.hnsw_m},Flat"
+    if settings.large_index == "pq-refine":
+        return f"PQ{pq_codes(dim, settings)}x4fs,RFlat"
     return f"IVF{nlist_for(n)},Flat"
 
 
@@ -136,8 +155,8 @@ def build_index(vectors: np.ndarray, factory: str, settings: IndexConfig, seed: 
     if isinstance(index, faiss.IndexHNSW):
         index.hnsw.efConstruction = settings.hnsw_ef_construction
     if not index.is_trained:
-        nlist = faiss.extract_index_ivf(index).nlist
-        sample = min(len(vectors), 64 * nlist)
+        ivf = _ivf_of(index)
+        sample = min(len(vectors), 64 * ivf.nlist if ivf is not None else PQ_TRAIN_VECTORS)
         rng = np.random.default_rng(seed)
         rows = np.sort(rng.choice(len(vectors), size=sample, replace=False)) if sample < len(vectors) else slice(None)
         index.train(np.ascontiguousarray(vectors[rows]))
@@ -147,21 +166,44 @@ def build_index(vectors: np.ndarray, factory: str, settings: IndexConfig, seed: 
     return index
 
 
+def _ivf_of(index: faiss.Index) -> Any:
+    """The IVF inside ``index`` (also under a refine stage), or None."""
+    try:
+        return faiss.extract_index_ivf(index)
+    except RuntimeError:
+        return None
+
+
 def configure(index: faiss.Index, settings: IndexConfig) -> None:
-    """Search-time parameters (nprobe, efSearch) and the direct map IVF needs to reconstruct vectors."""
+    """Search-time parameters (nprobe, efSearch, refine factor) and the direct map IVF needs to reconstruct
+    vectors (a refine stage reconstructs from its own float32 copy instead)."""
     if isinstance(index, faiss.IndexHNSW):
         index.hnsw.efSearch = settings.hnsw_ef_search
         return
-    try:
-        ivf = faiss.extract_index_ivf(index)
-    except RuntimeError:
+    if isinstance(index, faiss.IndexRefine):
+        index.k_factor = float(settings.refine_k_factor)
+    ivf = _ivf_of(index)
+    if ivf is None:
         return
     ivf.nprobe = settings.ivf_nprobe
-    ivf.make_direct_map()
+    if not isinstance(index, faiss.IndexRefine):
+        ivf.make_direct_map()
+
+
+def selects_inside(index: faiss.Index) -> bool:
+    """Whether FAISS can filter by an ID selector inside this index's search (fast-scan PQ cannot, and an
+    IndexRefine silently ignores a selector of its own: it must reach the base index)."""
+    if isinstance(index, faiss.IndexRefine):
+        return _ivf_of(index) is not None
+    return True
 
 
 def search_params(index: faiss.Index, settings: IndexConfig, selector: Any) -> faiss.SearchParameters:
     """Search parameters carrying the ID selector (FAISS's Python layer takes them as keywords)."""
+    if isinstance(index, faiss.IndexRefine):
+        base = faiss.SearchParametersIVF(sel=selector, nprobe=settings.ivf_nprobe)  # type: ignore[call-arg]
+        return faiss.IndexRefineSearchParameters(  # type: ignore[call-arg]
+            k_factor=float(settings.refine_k_factor), base_index_params=base)
     if isinstance(index, faiss.IndexHNSW):
         return faiss.SearchParametersHNSW(sel=selector, efSearch=settings.hnsw_ef_search)  # type: ignore[attr-defined]
     if isinstance(index, faiss.IndexIVF):
@@ -350,6 +392,8 @@ class Shard:
             if len(allowed) <= max(4 * wanted, 4096) or (
                     len(allowed) <= EXACT_SUBSET_MAX and not isinstance(self.index, faiss.IndexFlat)):
                 return self._exact(q, allowed, k)
+            if not selects_inside(self.index):
+                return self._exact(q, self._overfetch(q, mask, len(allowed), wanted), k)
             bits = np.packbits(mask.astype(np.uint8), bitorder="little")
             selector = faiss.IDSelectorBitmap(self.count, faiss.swig_ptr(bits))
             _, ids = self.index.search(q, wanted, params=search_params(self.index, settings, selector))
@@ -357,6 +401,21 @@ class Shard:
             _, ids = self.index.search(q, wanted)
         candidates = ids[0][ids[0] >= 0]
         return self._exact(q, candidates, k)
+
+    def _overfetch(self, q: np.ndarray, mask: np.ndarray, allowed: int, wanted: int) -> np.ndarray:
+        """Candidates among ``mask`` from a refine index whose base cannot take an ID selector (PQ fast-scan):
+        the base proposes enough codes that ``wanted × k_factor`` of them are allowed at the filter's
+        selectivity (×1.5), four times more while short; the caller re-scores them exactly."""
+        base = self.index.base_index  # type: ignore[attr-defined]
+        need = min(allowed, int(wanted * max(1.0, float(self.index.k_factor))))  # type: ignore[attr-defined]
+        fetch = min(self.count, math.ceil(need * self.count / allowed * 1.5))
+        while True:
+            _, ids = base.search(q, fetch)
+            ids = ids[0][ids[0] >= 0]
+            kept = ids[mask[ids]]
+            if len(kept) >= need or fetch >= self.count:
+                return kept[:need]
+            fetch = min(self.count, fetch * 4)
 
     def _exact(self, q: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         ids = np.asarray(ids, dtype=np.int64)
@@ -485,7 +544,7 @@ class ShardBuilder:
 
     def maybe_upgrade(self, shard: Shard) -> bool:
         """Rebuild as the large index once the shard outgrows exact search (IDs are kept)."""
-        factory = choose_factory(shard.count, self.settings)
+        factory = choose_factory(shard.count, self.settings, shard.manifest.dimension)
         if factory == shard.manifest.factory or shard.manifest.factory != "Flat":
             return False
         vectors = shard.index.reconstruct_n(0, shard.count)
@@ -526,6 +585,10 @@ def _params(index: faiss.Index) -> dict[str, Any]:
                 "efConstruction": hnsw.efConstruction}
     if isinstance(index, faiss.IndexIVF):
         return {"nlist": index.nlist, "nprobe": index.nprobe}
+    if isinstance(index, faiss.IndexRefine):
+        ivf = _ivf_of(index)
+        extra = {"nlist": ivf.nlist, "nprobe": ivf.nprobe} if ivf is not None else {}
+        return {"k_factor": index.k_factor, **extra}
     return {}
 
 

@@ -16,6 +16,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
+import faiss
 import numpy as np
 
 from pipeline.catalog.shards import Shard, ShardBuilder, ShardError, window_bounds
@@ -51,6 +52,8 @@ class FaceIndex:
     def __init__(self, store: ObjectStore, settings: IndexConfig, catalog: CatalogCache) -> None:
         self.settings = settings
         self.catalog = catalog
+        if settings.search_threads:  # process-wide in FAISS; the query layer owns its process's FAISS use
+            faiss.omp_set_num_threads(settings.search_threads)
         self.builder = ShardBuilder(store, settings, catalog.fetch)
         self.shards: dict[tuple[str, str], Shard] = {}
         self.rebuilt = 0

@@ -44,6 +44,9 @@ MODEL = "arcface-r50@1"
         (1_000_000, 200_000, "hnsw", "HNSW32,Flat"),
         (5000, 0, "ivf", "IVF64,Flat"),
         (2047, 0, "hnsw", "Flat"),  # below MIN_ANN_VECTORS an approximate index is never used
+        (1_000_000, 100_000, "pq-refine", "PQ64x4fs,RFlat"),  # 128-d: 2 dimensions per 4-bit code
+        (100_001, 100_000, "pq-refine", "PQ64x4fs,RFlat"),
+        (100_000, 100_000, "pq-refine", "Flat"),
     ],
 )
 def test_index_type_is_chosen_by_size(n: int, threshold: int, large: str, factory: str) -> None:
