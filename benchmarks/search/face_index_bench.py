@@ -108,7 +108,7 @@ def bench(kind: str, n: int, args: argparse.Namespace) -> list[list[object]]:
     rows: list[list[object]] = []
     exact_p50 = exact_cpu = float("nan")
     for option in options(n, dim, args.hnsw_max):
-        if args.only and not any(s in option.label for s in args.only.split(",")):
+        if args.only and not any(s in option.label for s in args.only.split(";")):
             continue
         settings = IndexConfig(hnsw_ef_construction=80, **option.settings)  # type: ignore[arg-type]
         gc.collect()
@@ -165,7 +165,7 @@ def main() -> None:
     parser.add_argument("--real-identities", type=int, default=300,
                         help="pseudo-identities embedded by dlib for the real set (6 faces each)")
     parser.add_argument("--hnsw-max", type=int, default=1_000_000, help="build HNSW only up to this size")
-    parser.add_argument("--only", default="", help="comma-separated label substrings: run only those options")
+    parser.add_argument("--only", default="", help="semicolon-separated label substrings: run only those options")
     parser.add_argument("--cache", type=Path, default=ROOT / "var" / "bench" / "face-index")
     parser.add_argument("--search-threads", type=int, default=IndexConfig().search_threads,
                         help="OpenMP threads while searching (default: index.search_threads, as the query layer)")
