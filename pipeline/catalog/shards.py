@@ -148,10 +148,24 @@ def choose_factory(n: int, settings: IndexConfig, dim: int = 128) -> str:
     return f"IVF{nlist_for(n)},Flat"
 
 
+def metric_for(factory: str) -> int:
+    """Inner product, except for PQ fast-scan indexes, which rank by L2 distance.
+
+    Fast-scan quantises its per-query lookup tables to 8 bits. Face embeddings sit in a narrow cone (dlib:
+    different people at cosine ~0.88), so inner-product tables are dominated by the shared component and the 8 bits
+    are spent on it: recall@10 0.59 on the real-statistics set at 10^6, 0.87 at 10^5. L2 tables are differences,
+    free of that offset (1.000 at 10^5). Shard vectors are L2-normalised, so ranking by L2 distance is ranking by
+    inner product for any query (|q − x|² = |q|² + 1 − 2 q·x), and the exact re-rank scores inner products anyway.
+    """
+    fast_scan = any(part.endswith("fs") for part in factory.split(","))
+    return faiss.METRIC_L2 if fast_scan else faiss.METRIC_INNER_PRODUCT
+
+
 def build_index(vectors: np.ndarray, factory: str, settings: IndexConfig, seed: int = 1234) -> faiss.Index:
-    """An inner-product index of ``factory`` over ``vectors`` (trained on a sample when it needs training)."""
+    """An index of ``factory`` over ``vectors`` ranking by inner product (see :func:`metric_for`), trained on a
+    sample when it needs training."""
     dim = vectors.shape[1]
-    index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    index = faiss.index_factory(dim, factory, metric_for(factory))
     if isinstance(index, faiss.IndexHNSW):
         index.hnsw.efConstruction = settings.hnsw_ef_construction
     if not index.is_trained:
