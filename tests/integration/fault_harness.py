@@ -217,7 +217,14 @@ def read_topic(bus: Bus, topics: Iterable[str], *, join_s: float = 20.0, timeout
             for m in batch:
                 seen[(m.topic, m.partition)] = max(seen.get((m.topic, m.partition), -1), m.offset)
             if all(end == 0 or seen.get(tp, -1) + 1 >= end for tp, end in ends.items()):
-                return out
+                # confirm: nothing more arrives within a second and the end offsets have not moved (the broker's
+                # answer to the first look can trail a write it had just acknowledged)
+                batch = consumer.poll(timeout=1.0, max_records=2000)
+                again = _end_offsets(bus, consumer)
+                if not batch and again == ends:
+                    return out
+                ends = again
+                continue
             assert time.monotonic() < deadline, f"read {len(out)} messages of {list(topics)} up to {seen}, not {ends}"
             batch = consumer.poll(timeout=0.5, max_records=2000)
 

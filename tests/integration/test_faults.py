@@ -284,7 +284,8 @@ def test_workers_killed_mid_run_lose_and_duplicate_nothing(suite: Suite, victims
 
 
 # -- ingest: the broker restarted and the object store down, the ingest worker killed ----------------------------
-OUTAGE_S = 12.0  # in the suite; the 60 s variant was run by hand (docs/reliability.md)
+OUTAGE_S = 60.0  # the issue's outage; TUBELINE_FAULT_OUTAGE_S=12 runs a shorter one
+CLIP_OUTLASTS_S = 12.0  # the longest outage the 17.5-s scene outlasts once its first segment is stored
 BROKER_DOWN_S = 3.0
 
 
@@ -325,7 +326,7 @@ def test_broker_restart_and_object_store_outage_during_real_time_ingest_lose_not
     down for ``OUTAGE_S`` (the broker's own data lives in another S3 server, which stays up)."""
     started = time.monotonic()
     outage = float(os.environ.get("TUBELINE_FAULT_OUTAGE_S", OUTAGE_S))
-    loop = outage > OUTAGE_S  # a longer outage than the clip lasts: the camera plays it in a loop
+    loop = outage > CLIP_OUTLASTS_S  # a longer outage than the clip lasts: the camera plays it in a loop
     config, bus, store, pipeline = _start(suite, "s3down", clip=suite.clip, loop=loop)
     pipeline.start("detect", *DOWNSTREAM)
     _until(lambda: all(w.health == Health.RUNNING for w in pipeline.workers.values()), "workers to run", pipeline)
@@ -412,10 +413,9 @@ def test_ingest_killed_mid_segment_loses_no_recording(suite: Suite) -> None:
     entries = [dataclasses.asdict(e) for d in sorted({k.split("/")[2] for k in _segments(store)})
                for e in load_index(store, "recordings", CAMERA, d)]
     assert {e["key"] for e in entries} == set(_segments(store)), "index and stored segments differ"
-    gaps = [i for i in range(1, len(entries)) if
-            (datetime.fromisoformat(entries[i]["start"]) - datetime.fromisoformat(entries[i - 1]["end"]))
-            .total_seconds() > 0.2]
-    assert len(gaps) == 1, f"one gap expected (the restart): {entries}"
+    # the restart plays the file from its start again: media time starts over (the wall-clock gap may be tiny)
+    gaps = [i for i in range(1, len(entries)) if entries[i]["start_pts"] < entries[i - 1]["start_pts"]]
+    assert len(gaps) == 1, f"one restart expected: {entries}"
     before, after = entries[: gaps[0]], entries[gaps[0] :]
     assert _contiguous(before) and _contiguous(after)
     cut = datetime.fromisoformat(before[-1]["end"]).timestamp()
