@@ -17,6 +17,7 @@ Design and the measurements behind it: ``docs/design/catalog.md``. In short:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -45,6 +46,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PARTITION_COLUMNS = ["date", "bucket"]
+RANGE_BUCKET = -1
+"""The ``bucket`` of compacted plate files: a closed day's plates are one partition sorted by text, so its
+files hold disjoint text ranges (found by their min/max in the log) instead of 16 files that each span every
+text (a prefix query opens one file per day instead of ``table_buckets``)."""
 _COMMIT_ATTEMPTS = 8
 _REBASES = 16
 """Times delta-rs may rebase a commit onto commits of *other* bus partitions before giving up."""
@@ -316,11 +321,17 @@ class TableCatalog:
 
         kind = KIND_BY_NAME[kind_name]
         stats = {"files_before": 0, "files_after": 0, "rows_before": 0, "rows_after": 0}
+        from pipeline.catalog.plate_index import PlateIndex  # derived data of the plates table (not a cycle at import)
+
+        plate_index = functools.cache(lambda: PlateIndex(self))
         for date in sorted(set(dates)):
             before = self.files(kind_name, [date])
             if not before:
                 continue
             rows = self.read(kind_name, [date])
+            if kind.name == PLATE_KIND.name:
+                rows = rows.set_column(rows.schema.get_field_index("bucket"), "bucket",
+                                       pa.repeat(pa.scalar(RANGE_BUCKET, pa.int32()), rows.num_rows))
             merged = dedupe_sorted(kind, rows)
             write_deltalake(
                 self.uri(kind_name), merged, partition_by=PARTITION_COLUMNS, mode="overwrite",
@@ -328,10 +339,14 @@ class TableCatalog:
                 writer_properties=self.writer_properties(), target_file_size=512 << 20,
             )
             after = self.files(kind_name, [date])
+            if kind.name == PLATE_KIND.name:
+                plate_index().build(date, after)
             stats["files_before"] += len(before)
             stats["files_after"] += len(after)
             stats["rows_before"] += rows.num_rows
             stats["rows_after"] += merged.num_rows
+        if kind.name == PLATE_KIND.name and stats["files_after"]:
+            plate_index().build_vocab()
         log.info("table %s: compacted %s", kind_name, stats)
         return stats
 

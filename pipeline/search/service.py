@@ -52,7 +52,7 @@ from pipeline.search.hits import (
 from pipeline.search.plates import check_edits, exact_plate, fuzzy_pieces, wildcard_to_like
 from pipeline.search.registry import CameraDirectory
 from pipeline.search.table_kinds import TableScan, track_dates
-from pipeline.search.tables import TablePlates, like_prefix
+from pipeline.search.tables import PlateQuery, TablePlates, like_prefix
 from schemas.alerts import AlertType
 from schemas.tracks import Colour, VehicleType
 
@@ -298,15 +298,16 @@ class SearchService:
     def _table_plates(self, query: str, mode: str, lookalikes: bool, where: _Filter, edits: str,
                       edits_params: list[Any], order: str, start: datetime | None, end: datetime | None,
                       limit: int) -> list[dict[str, Any]]:
-        """The same plate query over the Delta tables (pruned by date, bucket and text range; streamed)."""
+        """The same plate query over the Delta tables (narrowed by the plate index, pruned, streamed)."""
         assert self.table_plates is not None
         if not self._refreshed:
             self.refresh()
-        exact = exact_plate(query) if mode == "exact" and not lookalikes else None
-        prefix = like_prefix(wildcard_to_like(query)) if mode == "wildcard" else ""
-        files = self.table_plates.plan(start=start, end=end, exact=exact, prefix=prefix)
-        return self.table_plates.query(files, f"{_PLATE_COLUMNS}, {edits} AS edits", where.sql(), order,
-                                       [*edits_params, *where.params], limit)
+        match = where.clauses[0]  # plates(): the text match is the first clause, its parameters come first
+        return self.table_plates.search(PlateQuery(
+            match=match, match_params=where.params[:match.count("?")], where=where.sql(), where_params=where.params,
+            select=f"{_PLATE_COLUMNS}, {edits} AS edits", select_params=edits_params, order=order, limit=limit,
+            start=start, end=end, exact=exact_plate(query) if mode == "exact" and not lookalikes else None,
+            prefix=like_prefix(wildcard_to_like(query)) if mode == "wildcard" else ""))
 
     @staticmethod
     def _plate_match(query: str, mode: str, max_edits: int) -> tuple[str, list[Any], str, list[Any], str]:

@@ -1,17 +1,25 @@
-"""Plate queries over the Delta tables: planned from the log, pruned, streamed, top-k in DuckDB.
+"""Plate queries over the Delta tables: planned from the log, narrowed by the plate index, top-k in DuckDB.
 
 Used by :class:`pipeline.search.service.SearchService` when ``index.catalog_format`` is ``delta``
-(``docs/design/catalog.md``). A query:
+(``docs/design/catalog.md``, Queries). A query goes through the window's dates newest first; per date:
 
-1. picks the files from the table's log (no listing): the dates of [start, end), the plate's bucket for
-   an exact plate, and — from each file's min/max of ``text`` — only files whose range can hold the plate
-   or the wildcard's literal prefix;
-2. hands those files as one PyArrow dataset to DuckDB, which streams them with projection and filter
-   pushdown (row groups whose statistics exclude the plate are not read) under ``SET memory_limit``;
-3. keeps the highest revision per ``ikey`` among the matching rows and returns the top ``limit`` by the
-   query's order (DuckDB's top-N, nothing else is materialised).
+1. the files come from the table's log (no listing); the plate index (:mod:`pipeline.catalog.plate_index`)
+   says which of them it covers;
+2. covered files: the query's match clause (the same SQL as the final filter) runs over the distinct plates
+   (the vocabulary, in memory), the matching plates are looked up in the day index, and only the row
+   groups that hold them are read (footers cached: data files never change);
+3. files no usable index covers (fresh appends, a day compacted after the index was built): scanned as a
+   PyArrow dataset through DuckDB with filter pushdown, pruned by the plate's bucket (exact) and by each
+   file's ``text`` min/max (exact or a literal prefix), as before the index existed;
+4. newest-first queries stop after the first dates that already hold ``limit`` hits (days are disjoint in
+   time, so an older day cannot enter the top ``limit``).
 
-Nothing is held in memory between queries but the tables' logs. Known gap: a superseded plate revision
+The rows gathered pass through one DuckDB statement: the full WHERE (match, camera scope, time), the
+highest revision per ``ikey``, the query's order and ``LIMIT``. The index only decides which rows are
+*read*; it cannot add a hit, and a row it does not cover is scanned, so it cannot lose one either.
+
+Memory between queries: the tables' logs, the vocabulary (≈ 12 bytes per distinct plate) and a bounded
+cache of Parquet footers. Known gap: a superseded plate revision
 whose *text* differs from the latest one can still match until compaction removes it (the latest row
 of that ``ikey`` does not match the query, so it is not among the rows compared).
 """
@@ -19,19 +27,26 @@ of that ``ikey`` does not match the query, so it is not among the rows compared)
 from __future__ import annotations
 
 import logging
+import re
 import threading
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from pipeline.catalog.format import PLATE_KIND
-from pipeline.catalog.table import FileEntry, TableCatalog, bucket_of
+from pipeline.catalog.plate_index import DayIndex, FooterCache, PlateIndex
+from pipeline.catalog.table import RANGE_BUCKET, FileEntry, TableCatalog, bucket_of
 
 log = logging.getLogger(__name__)
 
 _LIKE_SPECIAL = "%_\\"
+MAX_CANDIDATES = 20_000
+"""Most distinct plates a query looks up through the index; a broader pattern (``川A*``) scans instead."""
 
 
 def window_dates(start: datetime | None, end: datetime | None, known: list[str]) -> list[str]:
@@ -69,57 +84,221 @@ def may_hold(entry: FileEntry, low: str, high: str | None) -> bool:
     return entry.text_max >= low and entry.text_min <= high
 
 
+@dataclass
+class QueryStats:
+    """What the last query did (for the benchmark and tests): files and row groups read, dates visited."""
+
+    files: int = 0
+    row_groups: int = 0
+    dates: int = 0
+    indexed_dates: int = 0
+    scanned_files: int = 0
+    candidates: int = 0
+
+
+@dataclass(frozen=True)
+class PlateQuery:
+    """One plate query, as SQL pieces whose values all travel as parameters.
+
+    ``match`` filters on ``text`` alone (it is also run over the vocabulary); ``where`` is the whole
+    filter (match, scope, time) with ``where_params``; ``select``/``select_params`` the output columns;
+    ``order`` the ORDER BY; ``exact``/``prefix`` what file statistics can prune by."""
+
+    match: str
+    match_params: list[Any]
+    where: str
+    where_params: list[Any]
+    select: str
+    select_params: list[Any]
+    order: str
+    limit: int
+    start: datetime | None = None
+    end: datetime | None = None
+    exact: str | None = None
+    prefix: str = ""
+
+    @property
+    def newest_first(self) -> bool:
+        return self.order.strip().lower() == "captured_at desc"
+
+    def columns(self) -> list[str]:
+        """The table's columns the statements mention (read only those)."""
+        text = " ".join([self.where, self.select, self.order, PLATE_KIND.latest_first, "ikey read_id text"])
+        words = set(re.findall(r"[a-z_]+", text))
+        return [n for n in PLATE_KIND.schema.names if n in words]
+
+
 class TablePlates:
     """Plate search over the ``plates`` table; thread-safe (one DuckDB cursor per query)."""
 
-    def __init__(self, tables: TableCatalog) -> None:
+    def __init__(self, tables: TableCatalog, *, use_index: bool = True) -> None:
         self.tables = tables
         self.db = duckdb.connect(":memory:")
         self.db.execute("SET TimeZone = 'UTC'")
         self.db.execute(f"SET memory_limit = '{int(tables.settings.query_memory_mb)}MB'")
+        self.db.execute("SET threads = 2")
         self.lock = threading.Lock()
+        self.footers = FooterCache(tables.fs)
+        self.index = PlateIndex(tables, footers=self.footers) if use_index else None
         self.last_files = 0
         self.last_bytes_planned = 0
+        self.last = QueryStats()
 
     def refresh(self) -> None:
         self.tables.open(PLATE_KIND.name, fresh=True)
+        if self.index is not None:
+            with self.lock:
+                self.index.refresh()
 
     def plan(self, *, start: datetime | None, end: datetime | None, exact: str | None = None,
-             prefix: str = "") -> list[FileEntry]:
-        """The files a query must read (see the module docstring)."""
-        files = self.tables.files(PLATE_KIND.name, fresh=False)
-        dates = set(window_dates(start, end, sorted({f.date for f in files})))
-        chosen = [f for f in files if f.date in dates]
+             prefix: str = "", files: list[FileEntry] | None = None) -> list[FileEntry]:
+        """The files a scan without the index must read: the window's dates, then pruned by the plate's
+        bucket and each file's text range (compacted plate files are range-bucketed: ``RANGE_BUCKET``)."""
+        if files is None:
+            files = self.tables.files(PLATE_KIND.name, fresh=False)
+            dates = set(window_dates(start, end, sorted({f.date for f in files})))
+            files = [f for f in files if f.date in dates]
+        chosen = files
         if exact is not None:
             bucket = bucket_of(exact, self.tables.settings.table_buckets)
-            chosen = [f for f in chosen if f.bucket == bucket and may_hold(f, exact, exact)]
+            chosen = [f for f in chosen if f.bucket in (bucket, RANGE_BUCKET) and may_hold(f, exact, exact)]
         elif prefix:
             chosen = [f for f in chosen if may_hold(f, prefix, None)]
         return chosen
 
-    def query(self, files: list[FileEntry], select: str, where: str, order: str, params: list[Any],
-              limit: int) -> list[dict[str, Any]]:
-        """Rows of ``SELECT {select} FROM plates WHERE {where}`` over ``files``: latest revision per
-        ``ikey`` among the matches, ordered, at most ``limit``."""
-        self.last_files = len(files)
-        self.last_bytes_planned = sum(f.size for f in files)
-        if not files:
-            return []
-        paths = [self.tables.fs_path(PLATE_KIND.name, f.path) for f in files]
-        dataset = pads.dataset(paths, schema=PLATE_KIND.schema, format="parquet", filesystem=self.tables.fs)
+    # -- the query ---------------------------------------------------------------------------------------
+    def search(self, q: PlateQuery) -> list[dict[str, Any]]:
+        """Rows of ``SELECT {select} ... WHERE {where}``: latest revision per ``ikey`` among the matches,
+        ordered, at most ``limit`` (module docstring for how the rows are found)."""
+        files = self.tables.files(PLATE_KIND.name, fresh=False)
+        dates = window_dates(q.start, q.end, sorted({f.date for f in files}))
+        by_date: dict[str, list[FileEntry]] = {}
+        for f in files:
+            by_date.setdefault(f.date, []).append(f)
+        stats = QueryStats()
         cur = self.db.cursor()
         try:
-            cur.register("plates_scan", dataset)
+            vocab_hits: pa.Array | None = None
+            parts: list[pa.Table] = []
+            found = 0
+            for date in sorted(dates, reverse=True):
+                stats.dates += 1
+                indexes, rest = self._cover(date, by_date.get(date, []))
+                part_list: list[pa.Table] = []
+                if indexes:
+                    if vocab_hits is None:
+                        vocab_hits = self._vocab_matches(cur, q)
+                    read = self._read_indexed(cur, q, indexes, vocab_hits, stats)
+                    if read is None:  # too many candidate plates: scan these files instead
+                        rest = by_date.get(date, [])
+                    else:
+                        stats.indexed_dates += 1
+                        part_list.append(read)
+                scan = self.plan(start=q.start, end=q.end, exact=q.exact, prefix=q.prefix, files=rest)
+                if scan:
+                    part_list.append(self._scan(cur, q, scan, stats))
+                for part in part_list:
+                    if part.num_rows:
+                        parts.append(part)
+                        found += len(pc.unique(part.column("ikey")))
+                if q.newest_first and found >= q.limit:
+                    break
+            self.last = stats
+            self.last_files = stats.files
+            return self._final(cur, q, parts)
+        finally:
+            cur.close()
+
+    def _cover(self, date: str, files: list[FileEntry]) -> tuple[list[DayIndex], list[FileEntry]]:
+        if self.index is None:
+            return [], files
+        with self.lock:
+            return self.index.cover(date, files)
+
+    def _vocab_matches(self, cur: duckdb.DuckDBPyConnection, q: PlateQuery) -> pa.Array:
+        """The distinct plates of the vocabulary that the match clause accepts (sorted)."""
+        if q.exact is not None:
+            return pa.array([q.exact], pa.string())
+        assert self.index is not None
+        return self._match(cur, q, self.index.vocab.column("text"))
+
+    @staticmethod
+    def _match(cur: duckdb.DuckDBPyConnection, q: PlateQuery, texts: pa.ChunkedArray | pa.Array) -> pa.Array:
+        table = pa.table({"text": texts})
+        cur.register("vocab_scan", table)
+        try:
+            cur.execute(f"SELECT text FROM vocab_scan WHERE {q.match} ORDER BY text", q.match_params)
+            return pa.array([r[0] for r in cur.fetchall()], pa.string())
+        finally:
+            cur.unregister("vocab_scan")
+
+    def _read_indexed(self, cur: duckdb.DuckDBPyConnection, q: PlateQuery, indexes: list[DayIndex],
+                      vocab_hits: pa.Array, stats: QueryStats) -> pa.Table | None:
+        """Rows of the covered files whose text the match accepts; None when the candidates are too many."""
+        assert self.index is not None
+        columns = q.columns()
+        out: list[pa.Table] = []
+        for day in indexes:
+            texts = vocab_hits
+            if q.exact is None and not self.index.in_vocab(day):
+                lagging = self._match(cur, q, self.index.day_texts(day))
+                texts = pc.unique(pa.chunked_array([vocab_hits, lagging], pa.string()).combine_chunks())
+                texts = pc.take(texts, pc.array_sort_indices(texts))
+            stats.candidates = max(stats.candidates, len(texts))
+            if len(texts) > MAX_CANDIDATES:
+                return None
+            if len(texts) == 0:
+                continue
+            for path, groups in self.index.lookup(day, texts).items():
+                pf = self.footers.open(self.tables.fs_path(PLATE_KIND.name, path))
+                rows = pf.read_row_groups(groups, columns=columns, use_threads=False)
+                stats.files += 1
+                stats.row_groups += len(groups)
+                out.append(rows.filter(pc.is_in(rows.column("text"), value_set=texts)))
+        if not out:
+            return pa.schema([PLATE_KIND.schema.field(c) for c in columns]).empty_table()
+        return self._where(cur, q, pa.concat_tables(out))
+
+    def _where(self, cur: duckdb.DuckDBPyConnection, q: PlateQuery, rows: pa.Table) -> pa.Table:
+        cur.register("rows_in", rows)
+        try:
+            result: pa.Table = cur.sql(f"SELECT * FROM rows_in WHERE {q.where}", params=q.where_params).to_arrow_table()
+            return result
+        finally:
+            cur.unregister("rows_in")
+
+    def _scan(self, cur: duckdb.DuckDBPyConnection, q: PlateQuery, files: list[FileEntry],
+              stats: QueryStats) -> pa.Table:
+        """Matching rows of files without a usable index: a streamed, filter-pushed-down scan."""
+        stats.files += len(files)
+        stats.scanned_files += len(files)
+        paths = [self.tables.fs_path(PLATE_KIND.name, f.path) for f in files]
+        dataset = pads.dataset(paths, schema=PLATE_KIND.schema, format="parquet", filesystem=self.tables.fs)
+        cur.register("plates_scan", dataset)
+        try:
+            cols = ", ".join(q.columns())
+            result: pa.Table = cur.sql(f"SELECT {cols} FROM plates_scan WHERE {q.where}",
+                                       params=q.where_params).to_arrow_table()
+            return result
+        finally:
+            cur.unregister("plates_scan")
+
+    def _final(self, cur: duckdb.DuckDBPyConnection, q: PlateQuery, parts: list[pa.Table]) -> list[dict[str, Any]]:
+        if not parts:
+            return []
+        rows = pa.concat_tables([p.select(parts[0].column_names) for p in parts], promote_options="permissive")
+        cur.register("plates_found", rows)
+        try:
             sql = (
-                f"SELECT {select} FROM (SELECT * FROM plates_scan WHERE {where} "
+                f"SELECT {q.select} FROM (SELECT * FROM plates_found "
                 f"QUALIFY row_number() OVER (PARTITION BY ikey ORDER BY {PLATE_KIND.latest_first}) = 1) "
-                f"ORDER BY {order}, read_id LIMIT ?"
+                f"ORDER BY {q.order}, read_id LIMIT ?"
             )
-            cur.execute(sql, [*params, limit])
+            cur.execute(sql, [*q.select_params, q.limit])
             names = [d[0] for d in cur.description]
             return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
         finally:
-            cur.close()
+            cur.unregister("plates_found")
 
     def close(self) -> None:
         self.db.close()
