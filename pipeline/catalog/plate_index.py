@@ -55,8 +55,8 @@ COVERS_KEY = b"tubeline.covers"
 INDEX_SCHEMA = pa.schema([pa.field("text", pa.string(), nullable=False), pa.field("file", pa.int32(), nullable=False),
                           pa.field("row_group", pa.int32(), nullable=False)])
 VOCAB_SCHEMA = pa.schema([pa.field("text", pa.string(), nullable=False)])
-_INDEX_ROW_GROUP = 32_768
-"""Rows per row group of a day index: a lookup of a few plates decodes a few of these (≈ 0.2 MB each)."""
+_INDEX_ROW_GROUP = 8192
+"""Rows per row group of a day index: a lookup of one plate decodes one of these (≈ 50 KB)."""
 
 
 def _token(names: Iterable[str]) -> str:
@@ -108,11 +108,17 @@ def _write_atomically(fs: pafs.FileSystem, path: str, table: pa.Table, row_group
 
 
 def distinct_texts_per_row_group(pf: pq.ParquetFile) -> tuple[pa.Array, np.ndarray]:
-    """(text, row group) pairs, distinct, of one data file — reading its ``text`` column only."""
+    """(text, row group) pairs, distinct, of one data file — reading its ``text`` column only. A sorted file
+    (compacted) takes the run starts; an unsorted one (an append) a hash aggregation."""
     meta = pf.metadata
-    texts = pf.read(columns=["text"], use_threads=False).column(0)
+    texts = pf.read(columns=["text"], use_threads=False).column(0).combine_chunks().cast(pa.string())
     groups = np.repeat(np.arange(meta.num_row_groups, dtype=np.int32),
                        [meta.row_group(i).num_rows for i in range(meta.num_row_groups)])
+    n = len(texts)
+    if n > 1 and pc.all(pc.less_equal(texts[:-1], texts[1:])).as_py():
+        change = pc.not_equal(texts[1:], texts[:-1]).to_numpy(zero_copy_only=False)
+        starts = np.flatnonzero(np.r_[True, change | (groups[1:] != groups[:-1])])
+        return texts.take(pa.array(starts)), groups[starts]
     pairs = pa.table({"text": texts, "row_group": groups}).group_by(["text", "row_group"], use_threads=False)
     distinct = pairs.aggregate([])
     return distinct.column("text").combine_chunks(), distinct.column("row_group").to_numpy()

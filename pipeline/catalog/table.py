@@ -321,7 +321,7 @@ class TableCatalog:
 
         kind = KIND_BY_NAME[kind_name]
         stats = {"files_before": 0, "files_after": 0, "rows_before": 0, "rows_after": 0}
-        from pipeline.catalog.plate_index import PlateIndex  # derived data of the plates table (not a cycle at import)
+        from pipeline.catalog.plate_index import PlateIndex  # noqa: PLC0415 — derived data; imports this module
 
         plate_index = functools.cache(lambda: PlateIndex(self))
         for date in sorted(set(dates)):

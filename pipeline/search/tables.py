@@ -143,6 +143,7 @@ class TablePlates:
         self.last_files = 0
         self.last_bytes_planned = 0
         self.last = QueryStats()
+        self._files_cache: tuple[int, list[FileEntry]] | None = None
 
     def refresh(self) -> None:
         self.tables.open(PLATE_KIND.name, fresh=True)
@@ -170,7 +171,7 @@ class TablePlates:
     def search(self, q: PlateQuery) -> list[dict[str, Any]]:
         """Rows of ``SELECT {select} ... WHERE {where}``: latest revision per ``ikey`` among the matches,
         ordered, at most ``limit`` (module docstring for how the rows are found)."""
-        files = self.tables.files(PLATE_KIND.name, fresh=False)
+        files = self._files()
         dates = window_dates(q.start, q.end, sorted({f.date for f in files}))
         by_date: dict[str, list[FileEntry]] = {}
         for f in files:
@@ -180,11 +181,9 @@ class TablePlates:
         try:
             vocab_hits: pa.Array | None = None
             parts: list[pa.Table] = []
-            found = 0
             for date in sorted(dates, reverse=True):
                 stats.dates += 1
                 indexes, rest = self._cover(date, by_date.get(date, []))
-                part_list: list[pa.Table] = []
                 if indexes:
                     if vocab_hits is None:
                         vocab_hits = self._vocab_matches(cur, q)
@@ -193,21 +192,47 @@ class TablePlates:
                         rest = by_date.get(date, [])
                     else:
                         stats.indexed_dates += 1
-                        part_list.append(read)
+                        parts.append(read)
                 scan = self.plan(start=q.start, end=q.end, exact=q.exact, prefix=q.prefix, files=rest)
                 if scan:
-                    part_list.append(self._scan(cur, q, scan, stats))
-                for part in part_list:
-                    if part.num_rows:
-                        parts.append(part)
-                        found += len(pc.unique(part.column("ikey")))
-                if q.newest_first and found >= q.limit:
+                    parts.append(self._scan(cur, q, scan, stats))
+                if q.newest_first and self._enough(cur, q, parts):
                     break
             self.last = stats
             self.last_files = stats.files
             return self._final(cur, q, parts)
         finally:
             cur.close()
+
+    def _files(self) -> list[FileEntry]:
+        """The table's files at the version last refreshed (kept per version: the log is read once)."""
+        version = self.tables.open(PLATE_KIND.name, fresh=False).version()
+        cached = self._files_cache
+        if cached is None or cached[0] != version:
+            cached = (version, self.tables.files(PLATE_KIND.name, fresh=False))
+            self._files_cache = cached
+        return cached[1]
+
+    def _enough(self, cur: duckdb.DuckDBPyConnection, q: PlateQuery, parts: list[pa.Table]) -> bool:
+        """Whether the rows gathered already hold ``limit`` distinct matches (cheap bound first)."""
+        if sum(p.num_rows for p in parts) < q.limit:
+            return False
+        rows = self._concat(parts)
+        if len(pc.unique(rows.column("ikey"))) < q.limit:
+            return False
+        cur.register("plates_found", rows)
+        try:
+            found = cur.execute(f"SELECT count(DISTINCT ikey) FROM plates_found WHERE {q.where}",
+                                q.where_params).fetchall()
+            return int(found[0][0]) >= q.limit
+        finally:
+            cur.unregister("plates_found")
+
+    @staticmethod
+    def _concat(parts: list[pa.Table]) -> pa.Table:
+        """One table of the parts (index reads and DuckDB scans differ in time zone spelling: cast to the kind's)."""
+        schema = pa.schema([PLATE_KIND.schema.field(c) for c in parts[0].column_names])
+        return pa.concat_tables([p.select(schema.names).cast(schema) for p in parts])
 
     def _cover(self, date: str, files: list[FileEntry]) -> tuple[list[DayIndex], list[FileEntry]]:
         if self.index is None:
@@ -234,7 +259,8 @@ class TablePlates:
 
     def _read_indexed(self, cur: duckdb.DuckDBPyConnection, q: PlateQuery, indexes: list[DayIndex],
                       vocab_hits: pa.Array, stats: QueryStats) -> pa.Table | None:
-        """Rows of the covered files whose text the match accepts; None when the candidates are too many."""
+        """Rows of the covered files whose text is a candidate (the full WHERE comes later); None when the
+        candidates are too many."""
         assert self.index is not None
         columns = q.columns()
         out: list[pa.Table] = []
@@ -254,30 +280,37 @@ class TablePlates:
                 rows = pf.read_row_groups(groups, columns=columns, use_threads=False)
                 stats.files += 1
                 stats.row_groups += len(groups)
-                out.append(rows.filter(pc.is_in(rows.column("text"), value_set=texts)))
+                out.append(rows.filter(pc.is_in(rows.column("text").cast(pa.string()), value_set=texts)))
         if not out:
             return pa.schema([PLATE_KIND.schema.field(c) for c in columns]).empty_table()
-        return self._where(cur, q, pa.concat_tables(out))
-
-    def _where(self, cur: duckdb.DuckDBPyConnection, q: PlateQuery, rows: pa.Table) -> pa.Table:
-        cur.register("rows_in", rows)
-        try:
-            result: pa.Table = cur.sql(f"SELECT * FROM rows_in WHERE {q.where}", params=q.where_params).to_arrow_table()
-            return result
-        finally:
-            cur.unregister("rows_in")
+        return self._concat(out)
 
     def _scan(self, cur: duckdb.DuckDBPyConnection, q: PlateQuery, files: list[FileEntry],
               stats: QueryStats) -> pa.Table:
-        """Matching rows of files without a usable index: a streamed, filter-pushed-down scan."""
+        """Matching rows of files without a usable index: a streamed, filter-pushed-down scan.
+
+        Files delta-rs rewrote (a DELETE) store ``text`` as ``string_view``; Arrow has no kernel comparing it
+        with a ``string`` scalar, so those are streamed to DuckDB without pushdown (rare: until the next
+        compaction rewrites the day)."""
         stats.files += len(files)
         stats.scanned_files += len(files)
         paths = [self.tables.fs_path(PLATE_KIND.name, f.path) for f in files]
-        dataset = pads.dataset(paths, schema=PLATE_KIND.schema, format="parquet", filesystem=self.tables.fs)
-        cur.register("plates_scan", dataset)
+        plain = [p for p in paths if self.footers.open(p).schema_arrow.field("text").type == pa.string()]
+        other = [p for p in paths if p not in set(plain)]
+        cols = q.columns()
+        out = []
+        if plain:
+            out.append(self._scan_source(cur, q, pads.dataset(plain, schema=PLATE_KIND.schema, format="parquet",
+                                                              filesystem=self.tables.fs)))
+        for path in other:
+            reader = pads.dataset(path, format="parquet", filesystem=self.tables.fs).scanner(columns=cols).to_reader()
+            out.append(self._scan_source(cur, q, reader))
+        return self._concat(out)
+
+    def _scan_source(self, cur: duckdb.DuckDBPyConnection, q: PlateQuery, source: Any) -> pa.Table:
+        cur.register("plates_scan", source)
         try:
-            cols = ", ".join(q.columns())
-            result: pa.Table = cur.sql(f"SELECT {cols} FROM plates_scan WHERE {q.where}",
+            result: pa.Table = cur.sql(f"SELECT {', '.join(q.columns())} FROM plates_scan WHERE {q.where}",
                                        params=q.where_params).to_arrow_table()
             return result
         finally:
@@ -286,15 +319,14 @@ class TablePlates:
     def _final(self, cur: duckdb.DuckDBPyConnection, q: PlateQuery, parts: list[pa.Table]) -> list[dict[str, Any]]:
         if not parts:
             return []
-        rows = pa.concat_tables([p.select(parts[0].column_names) for p in parts], promote_options="permissive")
-        cur.register("plates_found", rows)
+        cur.register("plates_found", self._concat(parts))
         try:
             sql = (
-                f"SELECT {q.select} FROM (SELECT * FROM plates_found "
+                f"SELECT {q.select} FROM (SELECT * FROM plates_found WHERE {q.where} "
                 f"QUALIFY row_number() OVER (PARTITION BY ikey ORDER BY {PLATE_KIND.latest_first}) = 1) "
                 f"ORDER BY {q.order}, read_id LIMIT ?"
             )
-            cur.execute(sql, [*q.select_params, q.limit])
+            cur.execute(sql, [*q.select_params, *q.where_params, q.limit])
             names = [d[0] for d in cur.description]
             return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
         finally:
