@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -72,11 +73,11 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SearchServ
     service.close()
 
 
-def _expected(rows: pa.Table, query: str, mode: str, edits: int, start: datetime, end: datetime,
+def _expected(rows: pa.Table | list[dict[str, Any]], query: str, mode: str, edits: int, start: datetime, end: datetime,
               cameras: list[str] | None) -> list[str]:
     pattern = wildcard_to_regex(query) if mode == "wildcard" else None
     keep = []
-    for r in rows.to_pylist():
+    for r in rows.to_pylist() if isinstance(rows, pa.Table) else rows:
         if not start <= r["captured_at"] < end or (cameras is not None and r["camera_id"] not in cameras):
             continue
         text = r["text"]
@@ -126,9 +127,10 @@ def test_index_answers_like_a_full_scan(setup: tuple[SearchService, TableCatalog
     service, _, rows = setup
     start, end = DAY0 + timedelta(days=window[0]), DAY0 + timedelta(days=window[1])
     checked = 0
+    every = rows.to_pylist()
     for query, mode, edits in _queries(rows):
         for cameras in (None, ["cam1", "cam3"]):
-            want = _expected(rows, query, mode, edits, start, end, cameras)
+            want = _expected(every, query, mode, edits, start, end, cameras)
             for limit in (10_000, 7) if cameras is None else (10_000,):
                 got = service.plates(query, mode=mode, max_edits=max(edits, 1) if mode == "fuzzy" else 1,  # type: ignore[arg-type]
                                      cameras=cameras, start=start, end=end, limit=limit)
