@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -16,6 +17,8 @@ from pipeline.catalog.format import PLATE_KIND
 from pipeline.catalog.table import TableCatalog, table_schema, with_partitions
 from pipeline.config import TubelineConfig, with_overrides
 from pipeline.config.index import IndexConfig
+from pipeline.search.plates import wildcard_to_like, wildcard_to_regex
+from pipeline.search.tables import PlateQuery, TablePlates
 from tests.catalog_rows import plate_rows
 
 GROUP = "tubeline-index"
@@ -125,3 +128,28 @@ def test_retention_deletes_rows_and_compaction_vacuum_reclaim_space(tables: Tabl
     assert tables.vacuum("plates")
     assert tables.stored_bytes("plates") < before
     assert _second_reader(tables).num_rows == 100
+
+
+def test_plate_index_on_the_object_store_answers_like_a_full_read(tables: TableCatalog) -> None:
+    """Compaction indexes the day in the store (S3 or folder); a query through the index returns exactly the
+    rows a full read holds, and one more append (a file the index does not cover) is found too."""
+    for first in (0, 40):
+        tables.append(PLATE_KIND, plate_rows(40, first_offset=first, days=1), group=GROUP)
+    tables.compact("plates", tables.dates("plates"))
+    tables.append(PLATE_KIND, plate_rows(20, first_offset=80, days=1), group=GROUP)
+    plates = TablePlates(tables)
+    plates.refresh()
+    assert plates.index is not None and plates.index.vocab.num_rows > 0
+    rows = tables.read("plates").to_pylist()
+    for pattern in ("川A00*", "*X0", "川A0?5*"):
+        like = wildcard_to_like(pattern)
+        got = plates.search(PlateQuery(
+            match="text LIKE ? ESCAPE '\\'", match_params=[like], where="text LIKE ? ESCAPE '\\'", where_params=[like],
+            select="read_id", select_params=[], order="captured_at DESC", limit=1000,
+            start=datetime(2026, 3, 1, tzinfo=UTC), end=datetime(2026, 3, 2, tzinfo=UTC)))
+        want = sorted((r for r in rows if wildcard_to_regex(pattern).match(r["text"])),
+                      key=lambda r: (-r["captured_at"].timestamp(), r["read_id"]))
+        assert [g["read_id"] for g in got] == [r["read_id"] for r in want] and want, pattern
+        assert plates.last.indexed_dates == 1 and plates.last.scanned_files >= 1  # index + the uncovered append
+    plates.close()
+
