@@ -55,8 +55,9 @@ COVERS_KEY = b"tubeline.covers"
 INDEX_SCHEMA = pa.schema([pa.field("text", pa.string(), nullable=False), pa.field("file", pa.int32(), nullable=False),
                           pa.field("row_group", pa.int32(), nullable=False)])
 VOCAB_SCHEMA = pa.schema([pa.field("text", pa.string(), nullable=False)])
-_INDEX_ROW_GROUP = 8192
-"""Rows per row group of a day index: a lookup of one plate decodes one of these (≈ 50 KB)."""
+_INDEX_ROW_GROUP = 2048
+"""Rows per row group of a day index: a lookup of one plate decodes one of these (≈ 15 KB); a day of 10^6
+distinct plates has a 500-row-group footer (≈ 0.1 MB, parsed once)."""
 
 
 def _token(names: Iterable[str]) -> str:

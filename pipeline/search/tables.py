@@ -181,6 +181,7 @@ class TablePlates:
         try:
             vocab_hits: pa.Array | None = None
             parts: list[pa.Table] = []
+            distinct: list[int] = []  # distinct ikeys per part (a read's revisions share its date: parts never share one)
             for date in sorted(dates, reverse=True):
                 stats.dates += 1
                 indexes, rest = self._cover(date, by_date.get(date, []))
@@ -196,7 +197,8 @@ class TablePlates:
                 scan = self.plan(start=q.start, end=q.end, exact=q.exact, prefix=q.prefix, files=rest)
                 if scan:
                     parts.append(self._scan(cur, q, scan, stats))
-                if q.newest_first and self._enough(cur, q, parts):
+                distinct += [len(pc.unique(p.column("ikey"))) for p in parts[len(distinct):]]
+                if q.newest_first and self._enough(cur, q, parts, distinct):
                     break
             self.last = stats
             self.last_files = stats.files
@@ -213,14 +215,11 @@ class TablePlates:
             self._files_cache = cached
         return cached[1]
 
-    def _enough(self, cur: duckdb.DuckDBPyConnection, q: PlateQuery, parts: list[pa.Table]) -> bool:
+    def _enough(self, cur: duckdb.DuckDBPyConnection, q: PlateQuery, parts: list[pa.Table], distinct: list[int]) -> bool:
         """Whether the rows gathered already hold ``limit`` distinct matches (cheap bound first)."""
-        if sum(p.num_rows for p in parts) < q.limit:
+        if sum(distinct) < q.limit:
             return False
-        rows = self._concat(parts)
-        if len(pc.unique(rows.column("ikey"))) < q.limit:
-            return False
-        cur.register("plates_found", rows)
+        cur.register("plates_found", self._concat(parts))
         try:
             found = cur.execute(f"SELECT count(DISTINCT ikey) FROM plates_found WHERE {q.where}",
                                 q.where_params).fetchall()
