@@ -307,10 +307,18 @@ class TablePlates:
         return self._concat(out)
 
     def _scan_source(self, cur: duckdb.DuckDBPyConnection, q: PlateQuery, source: Any) -> pa.Table:
+        """The matches of one scanned source; for a newest-first query only its own top ``limit`` (latest revision
+        per ``ikey`` first: a read's revisions share its date, so this part's answer cannot change later), which
+        keeps a broad pattern (``川A*``) from materialising every match."""
+        sql = f"SELECT {', '.join(q.columns())} FROM plates_scan WHERE {q.where}"
+        params = list(q.where_params)
+        if q.newest_first:
+            sql += (f" QUALIFY row_number() OVER (PARTITION BY ikey ORDER BY {PLATE_KIND.latest_first}) = 1"
+                    " ORDER BY captured_at DESC, read_id LIMIT ?")
+            params.append(q.limit)
         cur.register("plates_scan", source)
         try:
-            result: pa.Table = cur.sql(f"SELECT {', '.join(q.columns())} FROM plates_scan WHERE {q.where}",
-                                       params=q.where_params).to_arrow_table()
+            result: pa.Table = cur.sql(sql, params=params).to_arrow_table()
             return result
         finally:
             cur.unregister("plates_scan")
