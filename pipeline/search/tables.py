@@ -251,8 +251,8 @@ class TablePlates:
         table = pa.table({"text": texts})
         cur.register("vocab_scan", table)
         try:
-            cur.execute(f"SELECT text FROM vocab_scan WHERE {q.match} ORDER BY text", q.match_params)
-            return pa.array([r[0] for r in cur.fetchall()], pa.string())
+            found = cur.sql(f"SELECT text FROM vocab_scan WHERE {q.match} ORDER BY text", params=q.match_params)
+            return found.to_arrow_table().column("text").combine_chunks().cast(pa.string())
         finally:
             cur.unregister("vocab_scan")
 
