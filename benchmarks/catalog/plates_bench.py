@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 
 from benchmarks.catalog.province import DAY0, day_reads, population, with_range_partition
 from pipeline.catalog.format import PLATE_KIND, segment_key, table_bytes
-from pipeline.catalog.plate_index import PlateIndex
+from pipeline.catalog.plate_index import PlateIndex, compact_and_index
 from pipeline.catalog.table import PARTITION_COLUMNS, TableCatalog
 from pipeline.config import TubelineConfig, with_overrides
 from pipeline.config.index import IndexConfig
@@ -199,7 +199,7 @@ def writer_costs(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     date = tables.dates("plates")[0]
     files_before = len(tables.files("plates"))
     t0 = time.monotonic()
-    stats = tables.compact("plates", [date])
+    stats = compact_and_index(tables, "plates", [date])
     compact_s = time.monotonic() - t0
     bytes_before = tables.stored_bytes("plates")
     t0 = time.monotonic()

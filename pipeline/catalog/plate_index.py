@@ -125,6 +125,19 @@ def distinct_texts_per_row_group(pf: pq.ParquetFile) -> tuple[pa.Array, np.ndarr
     return distinct.column("text").combine_chunks(), distinct.column("row_group").to_numpy()
 
 
+def compact_and_index(tables: TableCatalog, kind_name: str, dates: Iterable[str]) -> dict[str, int]:
+    """``TableCatalog.compact`` and, for plates, the compacted days' indexes and the vocabulary merge: what a
+    compaction job calls (the index is derived data of the compacted files, written right after them)."""
+    days = sorted(set(dates))
+    stats = tables.compact(kind_name, days)
+    if kind_name == PLATE_KIND.name and stats["files_after"]:
+        index = PlateIndex(tables)
+        for date in days:
+            index.build(date)
+        index.build_vocab()
+    return stats
+
+
 class PlateIndex:
     """Builds and reads the plate index of one catalog's ``plates`` table (module docstring)."""
 

@@ -17,7 +17,6 @@ Design and the measurements behind it: ``docs/design/catalog.md``. In short:
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
@@ -321,9 +320,6 @@ class TableCatalog:
 
         kind = KIND_BY_NAME[kind_name]
         stats = {"files_before": 0, "files_after": 0, "rows_before": 0, "rows_after": 0}
-        from pipeline.catalog.plate_index import PlateIndex  # noqa: PLC0415 — derived data; imports this module
-
-        plate_index = functools.cache(lambda: PlateIndex(self))
         for date in sorted(set(dates)):
             before = self.files(kind_name, [date])
             if not before:
@@ -339,14 +335,10 @@ class TableCatalog:
                 writer_properties=self.writer_properties(), target_file_size=512 << 20,
             )
             after = self.files(kind_name, [date])
-            if kind.name == PLATE_KIND.name:
-                plate_index().build(date, after)
             stats["files_before"] += len(before)
             stats["files_after"] += len(after)
             stats["rows_before"] += rows.num_rows
             stats["rows_after"] += merged.num_rows
-        if kind.name == PLATE_KIND.name and stats["files_after"]:
-            plate_index().build_vocab()
         log.info("table %s: compacted %s", kind_name, stats)
         return stats
 

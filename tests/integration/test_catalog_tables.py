@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.catalog.format import PLATE_KIND
+from pipeline.catalog.plate_index import compact_and_index
 from pipeline.catalog.table import TableCatalog, table_schema, with_partitions
 from pipeline.config import TubelineConfig, with_overrides
 from pipeline.config.index import IndexConfig
@@ -135,7 +136,7 @@ def test_plate_index_on_the_object_store_answers_like_a_full_read(tables: TableC
     rows a full read holds, and one more append (a file the index does not cover) is found too."""
     for first in (0, 40):
         tables.append(PLATE_KIND, plate_rows(40, first_offset=first, days=1), group=GROUP)
-    tables.compact("plates", tables.dates("plates"))
+    compact_and_index(tables, "plates", tables.dates("plates"))
     tables.append(PLATE_KIND, plate_rows(20, first_offset=80, days=1), group=GROUP)
     plates = TablePlates(tables)
     plates.refresh()

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pytest
 
 from pipeline.catalog.format import PLATE_KIND
-from pipeline.catalog.plate_index import PlateIndex
+from pipeline.catalog.plate_index import PlateIndex, compact_and_index
 from pipeline.catalog.table import RANGE_BUCKET, TableCatalog
 from pipeline.config import TubelineConfig, with_overrides
 from pipeline.config.index import IndexConfig
@@ -62,9 +62,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SearchServ
     for day in range(4):
         append(day, 1500)
         append(day, 1500, partition=1)
-    tables.compact("plates", ["2026-03-01", "2026-03-02"])  # indexed, in the vocabulary
+    compact_and_index(tables, "plates", ["2026-03-01", "2026-03-02"])  # indexed, in the vocabulary
     append(1, 200)  # day 2 gets a file its index does not cover
-    tables.compact("plates", ["2026-03-03"])
+    compact_and_index(tables, "plates", ["2026-03-03"])
     append(2, 300, partition=1)
     PlateIndex(tables).build("2026-03-03")  # compacted file + unsorted appends: an index the vocabulary does not name
     # day 4 (2026-03-04): appends only, never compacted or indexed

@@ -46,9 +46,11 @@ def migrate_cmd(ctx: click.Context, kinds: tuple[str, ...]) -> None:
 @click.argument("dates", nargs=-1, required=True)
 @click.pass_context
 def compact_cmd(ctx: click.Context, kind: str, dates: tuple[str, ...]) -> None:
-    """Rewrite the dates' partitions of KIND deduplicated and sorted."""
+    """Rewrite the dates' partitions of KIND deduplicated and sorted (plates: then index them)."""
+    from pipeline.catalog.plate_index import compact_and_index
+
     _, tables = _tables(ctx)
-    click.echo(str(tables.compact(kind, dates)))  # type: ignore[attr-defined]
+    click.echo(str(compact_and_index(tables, kind, dates)))
 
 
 @catalog.command("vacuum")
