@@ -28,6 +28,7 @@ from pipeline.rulesdoc import VersionConflict
 from pipeline.store.base import ObjectNotFound
 from workers.api.auth import Action, Principal, begin, principal
 from workers.api.contract import errors
+from workers.api.ids import Instant
 from workers.api.routes_manage import record_change
 from workers.api.users import Permission
 
@@ -45,7 +46,7 @@ class EntryIn(BaseModel):
 
     plate: str = Field(min_length=1, max_length=64, description="Plate text as typed; normalised on save.")
     note: str = Field("", max_length=500, description="Why this plate is listed (case number, ...).")
-    expires_at: datetime | None = Field(None, description="After this time (with zone) the entry no longer matches.")
+    expires_at: Instant | None = Field(None, description="After this time (with zone) the entry no longer matches.")
 
 
 class HotlistIn(BaseModel):
