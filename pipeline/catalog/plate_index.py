@@ -12,7 +12,8 @@ Delta's ``vacuum`` never sees it)::
     date={D}/{token}.parquet   text (sorted), file (int32), row_group (int32): one row per distinct
                                (text, file, row group); the footer's ``tubeline.covers`` lists the data
                                files (paths relative to the table) that ``file`` indexes into
-    vocab/{token}.parquet      text (sorted, distinct) of every day index named in ``tubeline.covers``
+    vocab/{token}.parquet      text (sorted, distinct) of every day index named in ``tubeline.covers``;
+                               backwards: the same texts reversed, sorted (for tail queries)
 
 ``token`` is a hash of what the file covers, so two builders of the same files write the same object.
 Everything here is *derived data*: it can be deleted and rebuilt (:meth:`PlateIndex.build`,
@@ -54,7 +55,11 @@ INDEX_DIR = "_index/plates"
 COVERS_KEY = b"tubeline.covers"
 INDEX_SCHEMA = pa.schema([pa.field("text", pa.string(), nullable=False), pa.field("file", pa.int32(), nullable=False),
                           pa.field("row_group", pa.int32(), nullable=False)])
-VOCAB_SCHEMA = pa.schema([pa.field("text", pa.string(), nullable=False)])
+VOCAB_SCHEMA = pa.schema([pa.field("text", pa.string(), nullable=False),
+                          pa.field("backwards", pa.string(), nullable=False)])
+"""``text``: the distinct plates, sorted; ``backwards``: the same plates reversed (``Y850FA川``), sorted on their
+own, so that a query for a plate's tail is a binary search too (:meth:`PlateIndex.narrow`). A vocabulary
+written before ``backwards`` existed is reversed on its first tail query instead."""
 _INDEX_ROW_GROUP = 2048
 """Rows per row group of a day index: a lookup of one plate decodes one of these (≈ 15 KB); a day of 10^6
 distinct plates has a 500-row-group footer (≈ 0.1 MB, parsed once)."""
@@ -108,6 +113,26 @@ def _write_atomically(fs: pafs.FileSystem, path: str, table: pa.Table, row_group
     fs.move(tmp, path)
 
 
+def _bisect(texts: pa.StringArray, key: str, *, after: bool) -> int:
+    """First index of the sorted ``texts`` whose first ``len(key)`` characters are >= ``key`` (``after``: >).
+    Arrow sorts strings by UTF-8 bytes, which is code-point order: Python's string order."""
+    lo, hi, n = 0, len(texts), len(key)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        head = texts[mid].as_py()[:n]
+        if head < key or (after and head == key):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def _prefix_range(texts: pa.StringArray, prefix: str) -> pa.Array:
+    """The run of the sorted ``texts`` that start with ``prefix``."""
+    start = _bisect(texts, prefix, after=False)
+    return texts.slice(start, _bisect(texts, prefix, after=True) - start)
+
+
 def distinct_texts_per_row_group(pf: pq.ParquetFile) -> tuple[pa.Array, np.ndarray]:
     """(text, row group) pairs, distinct, of one data file — reading its ``text`` column only. A sorted file
     (compacted) takes the run starts; an unsorted one (an append) a hash aggregation."""
@@ -148,7 +173,8 @@ class PlateIndex:
         self.root = tables.fs_path("_index", "plates")
         self._days: dict[str, DayIndex] = {}
         self._by_date: dict[str, list[DayIndex]] = {}
-        self.vocab: pa.Table = VOCAB_SCHEMA.empty_table()
+        self.vocab: pa.Table = VOCAB_SCHEMA.empty_table().select(["text"])
+        self._reversed: tuple[pa.Table, pa.Array] | None = None  # (vocabulary, its reversed texts sorted)
         self.vocab_covers: frozenset[str] = frozenset()
         self._vocab_name = ""
 
@@ -198,7 +224,9 @@ class PlateIndex:
             parts.append(pc.unique(pq.read_table(f"{self.root}/{name}", columns=["text"],
                                                  filesystem=self.fs).column(0).combine_chunks()))
         merged = pc.unique(pa.chunked_array(parts, pa.string()).combine_chunks())
-        table = pa.table({"text": pc.take(merged, pc.array_sort_indices(merged))}, schema=VOCAB_SCHEMA)
+        flipped = pc.utf8_reverse(merged)
+        table = pa.table({"text": pc.take(merged, pc.array_sort_indices(merged)),
+                          "backwards": pc.take(flipped, pc.array_sort_indices(flipped))}, schema=VOCAB_SCHEMA)
         covers = sorted(self.vocab_covers | set(missing))
         vocab_name = f"vocab/{_token(covers)}.parquet"
         table = table.replace_schema_metadata({COVERS_KEY: json.dumps({"indexes": covers}).encode()})
@@ -259,6 +287,30 @@ class PlateIndex:
         self.vocab_covers = frozenset(json.loads(meta.get(COVERS_KEY, b"{}")).get("indexes", []))
         self.vocab = table.select(["text"]).combine_chunks()
         self._vocab_name = name
+        self._reversed = None
+        if "backwards" in table.column_names:
+            self._reversed = (self.vocab, table.column("backwards").combine_chunks())
+
+    def narrow(self, starts: Sequence[str], ends: Sequence[str]) -> pa.Array:
+        """The vocabulary's plates that start with one of ``starts`` or end with one of ``ends`` (distinct,
+        unsorted): binary searches of the sorted vocabulary, and of its reversed texts for ``ends``, instead of
+        a pass over millions of plates (0.1 ms against 340 ms for DuckDB's pass over 2.1·10^6 plates)."""
+        table = self.vocab
+        column = table.column("text")
+        vocab = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+        parts = [_prefix_range(vocab, p) for p in starts]
+        if ends:
+            cached = self._reversed
+            if cached is not None and cached[0] is table:
+                backwards = cached[1]
+            else:
+                flipped = pc.utf8_reverse(vocab)
+                backwards = pc.take(flipped, pc.array_sort_indices(flipped))
+                self._reversed = (table, backwards)
+            parts += [pc.utf8_reverse(_prefix_range(backwards, e[::-1])) for e in ends]
+        if not parts:
+            return vocab
+        return pc.unique(pa.chunked_array(parts, pa.string()).combine_chunks())
 
     def _remember(self, day: DayIndex) -> None:
         if day.name in self._days:

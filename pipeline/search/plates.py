@@ -83,6 +83,34 @@ def fuzzy_pieces(plate: str, max_edits: int) -> list[str]:
     return [plate[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
+def anchors(query: str, mode: str, max_edits: int = 1) -> dict[str, tuple[str, ...]]:
+    """What every match of a plate query starts or ends with (``starts``/``ends`` of
+    :class:`pipeline.search.tables.PlateQuery`), where that holds; empty when nothing does.
+
+    * wildcard: its literal head (``川A4*`` → starts ``川A4``), else its literal tail (``*Z12`` → ends ``Z12``);
+    * fuzzy with one edit: the plate's first half or its second half is unchanged, and in place: a
+      substitution or deletion leaves the other half whole at its end, an insertion at or before the
+      middle leaves the second half as the text's end, one after it the first half as its start;
+    * fuzzy with no edit: the plate itself. Two or more edits can shift a middle piece anywhere: no anchor.
+    """
+    if mode == "wildcard":
+        wildcard_to_like(query)  # the same checks
+        text = re.sub(r"\*+", "*", normalise_plate(query))
+        head = re.split(r"[*?]", text, maxsplit=1)[0]
+        if head:
+            return {"starts": (head,)}
+        tail = re.split(r"[*?]", text)[-1]
+        return {"ends": (tail,)} if tail else {}
+    if mode == "fuzzy":
+        plate, k = exact_plate(query), check_edits(max_edits)
+        if k == 0:
+            return {"starts": (plate,)}
+        if k == 1:
+            first, second = fuzzy_pieces(plate, 1)
+            return {"starts": (first,), "ends": (second,)}
+    return {}
+
+
 def levenshtein(a: str, b: str) -> int:
     """Edit distance between two strings (unit costs), by characters."""
     if len(a) < len(b):

@@ -49,7 +49,7 @@ from pipeline.search.hits import (
     SightingKind,
     TrackHit,
 )
-from pipeline.search.plates import check_edits, exact_plate, fuzzy_pieces, wildcard_to_like
+from pipeline.search.plates import anchors, check_edits, exact_plate, fuzzy_pieces, wildcard_to_like
 from pipeline.search.registry import CameraDirectory
 from pipeline.search.table_kinds import TableScan, track_dates
 from pipeline.search.tables import PlateQuery, TablePlates, like_prefix
@@ -265,7 +265,8 @@ class SearchService:
             match, match_params, edits, edits_params, order = self._plate_match(query, mode, max_edits)
         where = _Filter().add(match, *match_params).scope(scope).at("captured_at", start, end)
         if self.table_plates is not None:
-            rows = self._table_plates(query, mode, lookalikes, where, edits, edits_params, order, start, end, limit)
+            rows = self._table_plates(query, mode, max_edits, lookalikes, where, edits, edits_params, order, start,
+                                      end, limit)
             return [self._plate_hit(r) for r in rows if self._in_scope(r["camera_id"], scope)]
         sql = (
             f"SELECT {_PLATE_COLUMNS}, {edits} AS edits FROM plates_latest WHERE {where.sql()} "
@@ -295,7 +296,7 @@ class SearchService:
                           memory_table="plates_latest", start=start, end=end)
         return [self._plate_hit(r) for r in rows if self._in_scope(r["camera_id"], scope)]
 
-    def _table_plates(self, query: str, mode: str, lookalikes: bool, where: _Filter, edits: str,
+    def _table_plates(self, query: str, mode: str, max_edits: int, lookalikes: bool, where: _Filter, edits: str,
                       edits_params: list[Any], order: str, start: datetime | None, end: datetime | None,
                       limit: int) -> list[dict[str, Any]]:
         """The same plate query over the Delta tables (narrowed by the plate index, pruned, streamed)."""
@@ -307,7 +308,8 @@ class SearchService:
             match=match, match_params=where.params[:match.count("?")], where=where.sql(), where_params=where.params,
             select=f"{_PLATE_COLUMNS}, {edits} AS edits", select_params=edits_params, order=order, limit=limit,
             start=start, end=end, exact=exact_plate(query) if mode == "exact" and not lookalikes else None,
-            prefix=like_prefix(wildcard_to_like(query)) if mode == "wildcard" else ""))
+            prefix=like_prefix(wildcard_to_like(query)) if mode == "wildcard" else "",
+            **anchors(query, mode, max_edits) if not lookalikes else {}))
 
     @staticmethod
     def _plate_match(query: str, mode: str, max_edits: int) -> tuple[str, list[Any], str, list[Any], str]:

@@ -102,7 +102,9 @@ class PlateQuery:
 
     ``match`` filters on ``text`` alone (it is also run over the vocabulary); ``where`` is the whole
     filter (match, scope, time) with ``where_params``; ``select``/``select_params`` the output columns;
-    ``order`` the ORDER BY; ``exact``/``prefix`` what file statistics can prune by."""
+    ``order`` the ORDER BY; ``exact``/``prefix`` what file statistics can prune by; ``starts``/``ends``, when
+    either is set, a necessary condition of ``match``: every matching text starts with one of ``starts`` or
+    ends with one of ``ends`` (the vocabulary is narrowed by binary search before ``match`` runs on it)."""
 
     match: str
     match_params: list[Any]
@@ -116,6 +118,8 @@ class PlateQuery:
     end: datetime | None = None
     exact: str | None = None
     prefix: str = ""
+    starts: tuple[str, ...] = ()
+    ends: tuple[str, ...] = ()
 
     @property
     def newest_first(self) -> bool:
@@ -244,6 +248,8 @@ class TablePlates:
         if q.exact is not None:
             return pa.array([q.exact], pa.string())
         assert self.index is not None
+        if q.starts or q.ends:
+            return self._match(cur, q, self.index.narrow(q.starts, q.ends))
         return self._match(cur, q, self.index.vocab.column("text"))
 
     @staticmethod

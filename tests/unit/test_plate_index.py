@@ -101,7 +101,9 @@ def _queries(rows: pa.Table) -> list[tuple[str, str, int]]:
     for i in rng.integers(0, len(texts), 2):
         t = texts[int(i)]
         out += [(t, "exact", 0), (t[:3] + "*", "wildcard", 0), ("*" + t[2:5] + "?", "wildcard", 0),
-                ("?" + t[1:4] + "*", "wildcard", 0), (t[:-1] + "9", "fuzzy", 1), (t[1:], "fuzzy", 2)]
+                ("?" + t[1:4] + "*", "wildcard", 0), ("*" + t[3:], "wildcard", 0), (t[:-1] + "9", "fuzzy", 1),
+                (t[1:], "fuzzy", 2), (t[1:], "fuzzy", 1), ("Z" + t, "fuzzy", 1), (t[:3] + t[4:], "fuzzy", 1),
+                (t[:3] + "9" + t[3:], "fuzzy", 1), (t, "fuzzy", 1)]
     out.append(("川ZZZZZ", "exact", 0))  # a plate that never passed
     return out
 
@@ -170,3 +172,28 @@ def test_a_stale_index_is_ignored_then_pruned_and_vacuum_keeps_the_index(
     service.refresh()
     assert index.cover("2026-03-02", tables.files("plates", ["2026-03-02"]))[0]  # vacuum left the index alone
     assert [h.read_id for h in service.plates(plate, limit=10_000, **window)] == after  # type: ignore[arg-type]
+
+
+def test_vocabulary_narrowing_equals_a_pass_over_it(setup: tuple[SearchService, TableCatalog, pa.Table]) -> None:
+    """The binary searches of the sorted vocabulary (and of its reversed texts) find exactly the plates a pass
+    would: heads and tails of plates present and absent, one character, a province character alone."""
+    service, _, _ = setup
+    assert service.table_plates is not None and service.table_plates.index is not None
+    service.refresh()
+    index = service.table_plates.index
+    vocab = index.vocab.column("text").to_pylist()
+    assert len(vocab) > 300 and vocab == sorted(vocab)
+    assert index._reversed is not None  # the vocabulary file carries its reversed texts
+    probes = [v[:n] for v in vocab[::37] for n in (1, 3, 6)] + ["川", "川0", "A", "ZZZ", "川ZZZZZZ", "", "9"]
+    for head in probes:
+        for tail in [v[-n:] for v in vocab[::53] for n in (1, 4)] + ["", "Q", "川"]:
+            want = {v for v in vocab if (head and v.startswith(head)) or (tail and v.endswith(tail))}
+            starts, ends = ((head,) if head else ()), ((tail,) if tail else ())
+            if not starts and not ends:
+                continue
+            got = index.narrow(starts, ends).to_pylist()
+            assert len(got) == len(set(got)) and set(got) == want, (head, tail)
+            if tail:
+                stored, index._reversed = index._reversed, None  # a vocabulary written before ``backwards``
+                assert set(index.narrow(starts, ends).to_pylist()) == want, (head, tail)
+                assert index._reversed is not None and index._reversed[1] == stored[1]  # type: ignore[index]

@@ -149,3 +149,59 @@ def test_fuzzy_prefilter_never_drops_a_match() -> None:
         k = p.levenshtein(plate, text_s)
         if k <= 3:
             assert any(piece in text_s for piece in p.fuzzy_pieces(plate, k)), (plate, text_s)
+
+
+def _anchored(found: dict[str, tuple[str, ...]], text: str) -> bool:
+    if not found:
+        return True  # no anchor: nothing narrowed
+    return any(text.startswith(s) for s in found.get("starts", ())) or \
+        any(text.endswith(e) for e in found.get("ends", ()))
+
+
+def test_fuzzy_anchors_hold_for_every_text_within_the_edits() -> None:
+    """Every text within 0 or 1 edit of the plate starts with its first half or ends with its second (the
+    vocabulary is narrowed by that before the edit distance runs): all single edits of random plates, at every
+    position, and one anchor-less answer for two edits."""
+    rng = np.random.default_rng(9)
+    alphabet = "川京ABC0123"
+    checked = 0
+    for _ in range(300):
+        plate = random_plate(rng)
+        assert p.anchors(plate, "fuzzy", 0) == {"starts": (plate,)}
+        found = p.anchors(plate, "fuzzy", 1)
+        assert found and "".join(found["starts"] + found["ends"]) == plate
+        for i in range(len(plate) + 1):
+            for ch in alphabet:
+                variants = [plate[:i] + ch + plate[i:]]  # insertion
+                if i < len(plate):
+                    variants += [plate[:i] + plate[i + 1:], plate[:i] + ch + plate[i + 1:]]  # deletion, substitution
+                for text in variants:
+                    assert p.levenshtein(plate, text) <= 1
+                    assert _anchored(found, text), (plate, text, found)
+                    checked += 1
+    assert checked > 50_000
+    assert p.anchors("川A12345", "fuzzy", 2) == {}
+
+
+@pytest.mark.parametrize(("pattern", "found"), [
+    ("川A4*", {"starts": ("川A4",)}),
+    ("川a?12*", {"starts": ("川A",)}),
+    ("*z12", {"ends": ("Z12",)}),
+    ("**Z1?", {}),
+    ("?A12*", {}),
+    ("川A12345", {"starts": ("川A12345",)}),
+])
+def test_wildcard_anchors(pattern: str, found: dict[str, tuple[str, ...]]) -> None:
+    assert p.anchors(pattern, "wildcard") == found
+    regex = p.wildcard_to_regex(pattern)
+    rng = np.random.default_rng(3)
+    for _ in range(2000):
+        plate = random_plate(rng)
+        for text in (plate, p.normalise_plate(pattern).replace("*", plate[:2]).replace("?", "7")):
+            if regex.match(text):
+                assert _anchored(found, text), (pattern, text)
+
+
+def test_wildcard_anchors_check_the_pattern() -> None:
+    with pytest.raises(QueryError):
+        p.anchors("%%", "wildcard")
