@@ -75,6 +75,17 @@ def like_prefix(pattern: str) -> str:
     return "".join(out)
 
 
+def prefix_end(prefix: str) -> str | None:
+    """The least string above every string that starts with ``prefix`` (its last character's successor; None
+    when there is none: every character the largest code point)."""
+    while prefix and ord(prefix[-1]) == 0x10FFFF:
+        prefix = prefix[:-1]
+    if not prefix:
+        return None
+    after = ord(prefix[-1]) + 1
+    return prefix[:-1] + chr(0xE000 if 0xD800 <= after <= 0xDFFF else after)  # no surrogate: UTF-8 cannot hold one
+
+
 def may_hold(entry: FileEntry, low: str, high: str | None) -> bool:
     """Whether the file's text range can overlap [low, high] (high None: everything starting with low)."""
     if entry.text_min is None or entry.text_max is None:
@@ -318,6 +329,10 @@ class TablePlates:
         keeps a broad pattern (``川A*``) from materialising every match."""
         sql = f"SELECT {', '.join(q.columns())} FROM plates_scan WHERE {q.where}"
         params = list(q.where_params)
+        end = prefix_end(q.prefix) if q.prefix else None
+        if end is not None:  # the same condition as a range DuckDB hands to the Arrow scanner: row groups pruned
+            sql += " AND text >= ? AND text < ?"
+            params += [q.prefix, end]
         if q.newest_first:
             sql += (f" QUALIFY row_number() OVER (PARTITION BY ikey ORDER BY {PLATE_KIND.latest_first}) = 1"
                     " ORDER BY captured_at DESC, read_id LIMIT ?")

@@ -205,3 +205,16 @@ def test_wildcard_anchors(pattern: str, found: dict[str, tuple[str, ...]]) -> No
 def test_wildcard_anchors_check_the_pattern() -> None:
     with pytest.raises(QueryError):
         p.anchors("%%", "wildcard")
+
+
+@pytest.mark.parametrize("prefix", ["川", "川A", "A9", "Z", "\ud7ff", "a\U0010ffff", "京B12345"])
+def test_prefix_end_bounds_every_string_with_the_prefix(prefix: str) -> None:
+    from pipeline.search.tables import prefix_end
+
+    end = prefix_end(prefix)
+    assert end is not None and end > prefix
+    for tail in ["", "0", "Z", "\u9fff", "\U0010ffff" * 3]:
+        assert prefix + tail < end
+    assert not end.startswith(prefix)
+    end.encode()  # a valid UTF-8 parameter
+    assert prefix_end("\U0010ffff") is None
