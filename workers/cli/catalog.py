@@ -62,3 +62,36 @@ def vacuum_cmd(ctx: click.Context, kind: str, retain_hours: int) -> None:
     _, tables = _tables(ctx)
     removed = tables.vacuum(kind, retain_hours)  # type: ignore[attr-defined]
     click.echo(f"removed {len(removed)} file(s)")
+
+
+@catalog.command("maintain")
+@click.option("--closed-after-hours", default=2.0, show_default=True, type=click.FloatRange(0, 24 * 30),
+              help="A UTC day is compacted this long after it ended (late messages land first).")
+@click.option("--vacuum-retain-hours", default=168, show_default=True, type=click.IntRange(0, 100_000),
+              help="Files that left a table are deleted once this old.")
+@click.option("--kind", "kinds", multiple=True, help="Only these kinds (default: all).")
+@click.option("--every", "every_s", default=0.0, type=click.FloatRange(0, 7 * 86_400),
+              help="Run again every this many seconds (a long-running container); 0: once (a cron job).")
+@click.pass_context
+def maintain_cmd(ctx: click.Context, closed_after_hours: float, vacuum_retain_hours: int, kinds: tuple[str, ...],
+                 every_s: float) -> None:
+    """Compact each closed day of every table once, index its plates, vacuum (pipeline.catalog.maintain).
+    Exits 1 when a day failed (the next run retries it)."""
+    import time
+
+    from pipeline.catalog.maintain import maintain
+
+    _, tables = _tables(ctx)
+    while True:
+        started = time.monotonic()
+        report = maintain(tables, closed_after_hours=closed_after_hours, vacuum_retain_hours=vacuum_retain_hours,
+                          kinds=list(kinds) or None, progress=click.echo)
+        days = sum(len(v) for v in report.compacted.values())
+        click.echo(f"compacted {days} day(s) ({report.rows_before} → {report.rows_after} rows), indexed "
+                   f"{len(report.indexed)}, vacuumed {sum(report.vacuumed.values())} file(s), "
+                   f"{len(report.failed)} failed, in {time.monotonic() - started:.1f} s")
+        for what, why in sorted(report.failed.items()):
+            click.echo(f"  failed: {what}: {why}", err=True)
+        if not every_s:
+            ctx.exit(0 if report.ok else 1)
+        time.sleep(every_s)
