@@ -57,11 +57,29 @@ def publish(config: TubelineConfig, messages: list[tuple[str, WireMessage]]) -> 
         producer.flush()
 
 
-def run(worker: IndexWorker, count: int, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
+def group_position(worker: IndexWorker) -> int:
+    """Messages the worker's group has committed: the sum of its committed offsets over the worker's partitions
+    (it is the group's only member, and every partition's offsets start at 0)."""
+    assert worker.consumer is not None
+    return sum(worker.consumer.committed(tp) or 0 for tp in worker.consumer.assignment())
+
+
+def run(worker: IndexWorker, count: int, stall: float = 60.0, cap: float = 300.0) -> None:
+    """Steps ``worker`` until its group has committed all ``count`` messages (an earlier member may have
+    committed some: under load the first crashed indexer's first flush can hold no plate and commit). Fails when
+    the worker commits nothing for ``stall`` seconds or takes over ``cap`` in all."""
+    started = last_move = time.monotonic()
+    seen, position = worker.processed, -1
     try:
-        while worker.processed < count:
-            assert time.monotonic() < deadline, f"only {worker.processed} of {count} messages committed"
+        while position < count:
+            now = time.monotonic()
+            if worker.processed != seen or position < 0:
+                seen, last_move = worker.processed, now
+                position = group_position(worker)
+                continue
+            assert now - last_move < stall and now - started < cap, (
+                f"{position} of {count} messages committed ({worker.processed} by this worker) after "
+                f"{now - started:.0f} s, none for {now - last_move:.0f} s")
             worker.step()
         worker.drain()
     except Crash:
