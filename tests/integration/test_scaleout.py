@@ -132,6 +132,29 @@ def comparable(rows: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, An
     }
 
 
+def conflicts(rows: dict[str, dict[str, list[dict[str, Any]]]], keys: dict[str, str]) -> str:
+    """The fields in which the copies of each conflicting idempotency key differ (every copy's value)."""
+    out = []
+    for kind, ikey in keys.items():
+        copies = rows[kind][ikey]
+        fields = sorted({k for r in copies for k in r if k not in _BOOKKEEPING and len({repr(c.get(k)) for c in copies}) > 1})
+        out.append(f"{kind} {ikey}: " + "; ".join(f"{f} = {[c.get(f) for c in copies]}" for f in fields)
+                   + f"; written at {[(c['ingested_at'], c['src_partition'], c['src_offset']) for c in copies]}")
+    return "\n".join(out)
+
+
+def difference(got: dict[str, Any], expected: dict[str, Any]) -> str:
+    """Per kind, only the entries one run has and the other lacks (the whole lists run to pages)."""
+    lines = []
+    for kind in expected:
+        extra = [repr(x) for x in got[kind] if x not in expected[kind]]
+        missing = [repr(x) for x in expected[kind] if x not in got[kind]]
+        if extra or missing or len(got[kind]) != len(expected[kind]):
+            lines.append(f"{kind}: {len(got[kind])} rows vs {len(expected[kind])} expected; "
+                         f"only in the scaled-out run {extra}; only in the reference {missing}")
+    return "\n".join(lines) or "(same entries, different order)"
+
+
 def _config(base: TubelineConfig) -> TubelineConfig:
     return with_overrides(base, SETTINGS)
 
@@ -196,7 +219,7 @@ class Members:
         return proc
 
     def logs(self) -> str:
-        return "\n".join(f"== {p.name}\n" + p.read_text(errors="replace")[-1500:] for p in sorted(self.log_dir.glob("*.log")))
+        return "\n".join(f"== {p.name}\n" + p.read_text(errors="replace")[-3000:] for p in sorted(self.log_dir.glob("*.log")))
 
     def stop_all(self) -> None:
         for _, proc in self.procs:
@@ -266,11 +289,13 @@ def test_consumer_groups_share_work_through_kills_and_joins_without_loss_or_dupl
 
     conflicting = {k: ikey for k, by_key in rows.items() for ikey, copies in by_key.items()
                    if k != "plates" and len({content(r) for r in copies}) > 1}
-    assert not conflicting, f"one idempotency key, different rows: {conflicting}"
+    assert not conflicting, f"one idempotency key, different rows: {conflicts(rows, conflicting)}\n{members.logs()}"
     plate_revisions = {ikey: {content(r) for r in copies if r["revision"] == max(c["revision"] for c in copies)}
                        for ikey, copies in rows["plates"].items()}
     assert all(len(v) == 1 for v in plate_revisions.values()), "a plate revision carries two different reads"
-    assert comparable(rows) == expected, f"scaled-out run differs from the single-process run\n{members.logs()}"
+    got = comparable(rows)
+    assert got == expected, f"scaled-out run differs from the single-process run: {difference(got, expected)}\n" \
+                            f"{members.logs()}"
     kinds = [k for k, _ in members.procs]
     assert (kinds.count("detect"), kinds.count("plate"), kinds.count("face"), kinds.count("index")) == (4, 3, 2, 3)
     sys.stderr.write(f"scale-out run: {total} frames, {sum(len(v) for v in expected.values())} rows, "
