@@ -226,10 +226,41 @@ def kind_documents(kind: str) -> list[dict[str, Any]]:
                               "ports": [{"name": "health", "port": HEALTH_PORT, "targetPort": "health"}]}})
     if kind == "api":
         docs += api_documents()
+    if kind == "index":
+        docs += maintenance_documents()
     so = scaled_object(kind)
     if so is not None:
         docs.append(so)
     return docs
+
+
+def maintenance_documents() -> list[dict[str, Any]]:
+    """``tubeline catalog maintain`` hourly (compact each closed day of the Delta tables once, index plates,
+    vacuum: pipeline.catalog.maintain) under the indexer's identity, the one that may write ``tables/``; one run at
+    a time; it reaches only the object store."""
+    name = "catalog-maintain"
+    pod = pod_template("index")
+    container = {k: v for k, v in pod["spec"]["containers"][0].items()
+                 if k not in ("ports", "startupProbe", "livenessProbe", "readinessProbe")}
+    container["volumeMounts"] = [m for m in container["volumeMounts"] if m["name"] != "spool"]  # no spool: each
+    container.pop("env", None)  # run commits or fails whole, and the next run retries
+    container |= {"name": name, "command": ["tubeline", "catalog", "maintain"],
+                  # one closed day is read whole to rewrite it: ≈ 1.5 GiB at 3·10^6 plate reads a day
+                  "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "6Gi"}}}
+    template = {"metadata": {"labels": labels(name)},
+                "spec": {**pod["spec"], "containers": [container], "restartPolicy": "Never",
+                         "volumes": [v for v in pod["spec"]["volumes"] if v["name"] != "spool"],
+                         "terminationGracePeriodSeconds": 30}}
+    return [
+        {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": meta(f"tubeline-{name}", name),
+         "spec": {"schedule": "20 * * * *", "concurrencyPolicy": "Forbid", "startingDeadlineSeconds": 900,
+                  "successfulJobsHistoryLimit": 3, "failedJobsHistoryLimit": 3,
+                  "jobTemplate": {"spec": {"backoffLimit": 2, "activeDeadlineSeconds": 3300, "template": template}}}},
+        {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta(f"tubeline-{name}", name),
+         "spec": {"podSelector": {"matchLabels": selector(name)}, "policyTypes": ["Ingress", "Egress"], "ingress": [],
+                  "egress": [{"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "minio"}}}],
+                              "ports": [{"port": 9000, "protocol": "TCP"}]}]}},
+    ]
 
 
 def api_documents() -> list[dict[str, Any]]:

@@ -330,3 +330,25 @@ def test_each_spooling_worker_spools_to_a_volume_of_its_own(rendered: tuple[str,
         else:
             (volume,) = [v for v in obj["spec"]["template"]["spec"]["volumes"] if v["name"] == "spool"]
             assert int(volume["emptyDir"]["sizeLimit"].removesuffix("Mi")) > config.spool.max_mb
+
+
+def test_catalog_maintenance_runs_hourly_under_the_indexer_identity(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    """``tubeline catalog maintain`` (compaction of closed days, plate index, vacuum) as a CronJob: one run at a
+    time, the indexer's store identity (the only one that may write the tables), reaching only MinIO."""
+    _, docs = rendered
+    job = find(docs, "CronJob", "tubeline-catalog-maintain")
+    assert job["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["command"] == ["tubeline", "catalog", "maintain"]
+    assert pod["serviceAccountName"] == "tubeline-index" and pod["automountServiceAccountToken"] is False
+    secrets = [s["secretRef"]["name"] for s in container["envFrom"] if "secretRef" in s]
+    assert len(secrets) == 1 and re.fullmatch(r"tubeline-s3-index(-[a-z0-9]{10})?", secrets[0])
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True and pod["restartPolicy"] == "Never"
+    assert "memory" in container["resources"]["limits"] and "nvidia.com/gpu" not in container["resources"]["limits"]
+    labels = job["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+    policy = find(docs, "NetworkPolicy", "tubeline-catalog-maintain")["spec"]
+    assert policy["podSelector"]["matchLabels"].items() <= labels.items()
+    assert policy["ingress"] == [] and [p["port"] for r in policy["egress"] for p in r["ports"]] == [9000]
+    assert labels["app.kubernetes.io/name"] != workload(docs, "index")["spec"]["selector"]["matchLabels"][
+        "app.kubernetes.io/name"]  # not counted by the indexer's budget or policy
