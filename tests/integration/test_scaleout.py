@@ -213,7 +213,7 @@ class Members:
                # a spool folder is locked by its process: one per member, as one volume per pod
                "TUBELINE_SPOOL__DIR": str(self.log_dir / f"spool-{len(self.procs)}")}
         log = (self.log_dir / f"{kind}-{len(self.procs)}.log").open("wb")
-        proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "worker", kind], env=env, cwd=REPO,
+        proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "--log-level", "INFO", "worker", kind], env=env, cwd=REPO,
                                 stdout=log, stderr=subprocess.STDOUT)
         self.procs.append((kind, proc))
         return proc
