@@ -194,6 +194,12 @@ class Consumer(abc.ABC):
     def committed(self, tp: TopicPartition) -> int | None:
         """The group's committed offset for ``tp`` (next offset to read), or None."""
 
+    def caught_up(self, tp: TopicPartition) -> bool:
+        """Whether this member has been handed every message of an assigned ``tp`` written so far, as far as it
+        knows (Kafka: the high-water mark of the last fetch; False while that is unknown). A worker asks before
+        it treats a silent source as gone: frames that wait in the partition are not silence."""
+        return True
+
     @abc.abstractmethod
     def close(self) -> None:
         """Leave the group without committing anything further."""

@@ -361,5 +361,14 @@ class KafkaBusConsumer(Consumer):
             msg = f"committed() failed: {exc}"
             raise BusError(msg) from exc
 
+    def caught_up(self, tp: TopicPartition) -> bool:
+        ktp = self._tp(tp)
+        try:
+            high = self._consumer.highwater(ktp)  # of the last fetch response; None before the first
+            position = self._consumer.position(ktp, timeout_ms=200) if high is not None else None
+        except KafkaError:  # not assigned (any more): nothing of it waits for this member
+            return True
+        return high is not None and position is not None and position >= high
+
     def close(self) -> None:
         self._consumer.close(autocommit=False)

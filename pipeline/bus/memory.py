@@ -238,6 +238,11 @@ class MemoryConsumer(Consumer):
     def committed(self, tp: TopicPartition) -> int | None:
         return self._bus.committed(self.group, tp)
 
+    def caught_up(self, tp: TopicPartition) -> bool:
+        with self._bus._lock:
+            position = self._assigned.get(tp)
+            return position is not None and position >= len(self._bus._partitions(tp.topic)[tp.partition])
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True

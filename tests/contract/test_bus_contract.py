@@ -199,3 +199,22 @@ def test_malformed_message_goes_to_dead_letter_with_original_bytes(bus: Bus, tmp
     # The bad message was committed: the group does not see it again.
     with bus.consumer([DETECTIONS.name], RulesWorker.group) as again:
         assert drain(again, quiet_s=1.5) == []
+
+
+def test_a_member_knows_whether_it_has_read_a_partition_to_its_end(bus: Bus) -> None:
+    """``caught_up``: False while messages of the partition wait for this member (Kafka: known from the last
+    fetch's high-water mark), True once it has been handed all of them."""
+    bus.ensure_topics([TopicSpec("backlog", 1)])
+    produce(bus, "backlog", [("cam", str(i).encode()) for i in range(30)])
+    tp = TopicPartition("backlog", 0)
+    with bus.consumer(["backlog"], "g1") as consumer:
+        got = consumer.poll(timeout=10.0, max_records=1)
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:
+            got = consumer.poll(timeout=1.0, max_records=1)
+        assert len(got) == 1 and tp in consumer.assignment()
+        assert not consumer.caught_up(tp)
+        got += consume(consumer, 29)
+        assert len(got) == 30 and consumer.caught_up(tp)
+        produce(bus, "backlog", [("cam", b"late")])
+        assert [m.value for m in consume(consumer, 1)] == [b"late"] and consumer.caught_up(tp)

@@ -395,10 +395,18 @@ class DetectWorker(ConsumerWorker):
         self.touched.add(camera)
 
     def _close_idle(self) -> None:
+        """Close the tracks of cameras that sent nothing for ``idle_s``. Only of a camera whose partition this
+        worker has read to its end: frames still waiting there (a backlog, a partition the consumer served
+        after another) mean the camera is not silent. Closing it then split its tracks wherever this worker
+        happened to fall behind, a run-to-run difference a replay from the snapshot did not repeat."""
         idle_s = max(2 * self.settings.tracker.track_buffer_s, 10.0)
         now = time.monotonic()
+        assert self.consumer is not None
         for camera, state in self.states.items():
-            if state.tracks and now - self.last_frame_at.get(camera, now) > idle_s:
+            if not state.tracks or now - self.last_frame_at.get(camera, now) <= idle_s:
+                continue
+            tp = self.partitions.get(camera)
+            if tp is None or self.consumer.caught_up(tp):
                 log.info("camera %s: no frames for %.0f s; closing %d track(s)", camera, idle_s, len(state.tracks))
                 self._close_camera(camera, "lost")
 
