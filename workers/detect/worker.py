@@ -96,6 +96,7 @@ class DetectWorker(ConsumerWorker):
         self.states: dict[str, CameraState] = {}
         self.partitions: dict[str, TopicPartition] = {}
         self.last_frame_at: dict[str, float] = {}
+        self._behind: set[str] = set()  # cameras whose silence was found to be frames waiting (logged once)
         self.pending: list[Message] = []
         self.touched: set[str] = set()
         self.next_checkpoint = 0.0
@@ -225,6 +226,7 @@ class DetectWorker(ConsumerWorker):
         if header.sequence <= state.last_sequence:
             return  # covered by the snapshot: outputs were flushed before it was written
         self.last_frame_at[header.camera_id] = time.monotonic()
+        self._behind.discard(header.camera_id)
         wanted = np.array([found.class_name(i) in s.classes for i in range(len(found))], dtype=bool)
         keep = wanted & (found.confidence >= s.min_score)
         found = found[keep].clipped(image.shape[1], image.shape[0])
@@ -409,6 +411,10 @@ class DetectWorker(ConsumerWorker):
             if tp is None or self.consumer.caught_up(tp):
                 log.info("camera %s: no frames for %.0f s; closing %d track(s)", camera, idle_s, len(state.tracks))
                 self._close_camera(camera, "lost")
+            elif camera not in self._behind:
+                self._behind.add(camera)
+                log.info("camera %s: no frame handled for %.0f s, but frames of %s wait for this worker; its %d "
+                         "track(s) stay open", camera, now - self.last_frame_at[camera], tp, len(state.tracks))
 
     def _drop_revoked(self) -> None:
         """Forget cameras whose partition moved to another worker (it continues from our last snapshot)."""
