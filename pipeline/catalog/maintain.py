@@ -5,7 +5,10 @@ late messages: ``closed_after_hours``), :func:`maintain` rewrites each of its pa
 sorted (:meth:`TableCatalog.compact`; plates: one text-sorted range partition, then its day index and the
 vocabulary merge, :func:`pipeline.catalog.plate_index.compact_and_index`). A day already in that shape is left
 alone, so a run is idempotent and a day is rewritten once, not every hour; a plates day that is compacted but
-has no usable index (a crash between the two, or an index deleted to rebuild it) is only indexed. Files the
+has no usable index (a crash between the two, or an index deleted to rebuild it) is only indexed. A plates day
+still open (today) is indexed over its files so far once ``open_day_files`` of them are not covered, and the
+vocabulary merged: an hourly run leaves at most an hour of appends to be scanned by a query (the rest of the
+day's files are looked up through that index; its older indexes of the day drop out as the day is compacted). Files the
 log no longer lists are vacuumed once they are older than ``vacuum_retain_hours`` (readers still planning on
 an older version keep theirs meanwhile).
 
@@ -37,7 +40,7 @@ class MaintenanceReport:
     compacted: dict[str, list[str]] = field(default_factory=dict)
     """Per kind, the dates rewritten."""
     indexed: list[str] = field(default_factory=list)
-    """Plates dates indexed without a rewrite (already compacted, index missing)."""
+    """Plates dates indexed without a rewrite (compacted with their index missing, or still open)."""
     vacuumed: dict[str, int] = field(default_factory=dict)
     """Per kind, files removed."""
     failed: dict[str, str] = field(default_factory=dict)
@@ -66,7 +69,7 @@ def needs_compaction(kind_name: str, files: list[FileEntry]) -> bool:
 
 
 def maintain(tables: TableCatalog, *, now: datetime | None = None, closed_after_hours: float = 2.0,
-             vacuum_retain_hours: int = 168, kinds: Iterable[str] | None = None,
+             vacuum_retain_hours: int = 168, open_day_files: int = 8, kinds: Iterable[str] | None = None,
              progress: Callable[[str], None] | None = None) -> MaintenanceReport:
     """One round of upkeep over every kind's table (module docstring); never raises for one day's failure."""
     now = now or datetime.now(UTC)
@@ -98,7 +101,7 @@ def maintain(tables: TableCatalog, *, now: datetime | None = None, closed_after_
             say(f"{kind_name} {date}: {stats['files_before']} → {stats['files_after']} file(s), "
                 f"{stats['rows_before']} → {stats['rows_after']} row(s)")
         if kind_name == PLATE_KIND.name:
-            _index_unindexed(tables, closed, report, say)
+            _index_unindexed(tables, closed, report, say, open_day_files)
         if touched:
             try:
                 removed = tables.vacuum(kind_name, vacuum_retain_hours)
@@ -110,22 +113,30 @@ def maintain(tables: TableCatalog, *, now: datetime | None = None, closed_after_
 
 
 def _index_unindexed(tables: TableCatalog, closed: list[str], report: MaintenanceReport,
-                     say: Callable[[str], None]) -> None:
-    """Index the closed plates days that are compacted but that no usable day index covers; bring the
-    vocabulary up to date."""
+                     say: Callable[[str], None], open_day_files: int) -> None:
+    """Index the closed plates days that are compacted but that no usable day index covers; index a day still
+    open (today) over all its files so far once at least ``open_day_files`` of them are not covered (a query
+    then scans only the appends since this run, not the whole day); bring the vocabulary up to date."""
     index = PlateIndex(tables)
     index.refresh()
     files = tables.files(PLATE_KIND.name)
-    for date in closed:
+    dates = sorted({f.date for f in files})
+    for date in dates:
         day = [f for f in files if f.date == date]
-        if not day or needs_compaction(PLATE_KIND.name, day) or not index.cover(date, day)[1]:
-            continue
-        say(f"plates {date}: indexing {len(day)} compacted file(s)")
+        uncovered = index.cover(date, day)[1]
+        if date in closed:
+            if needs_compaction(PLATE_KIND.name, day) or not uncovered:
+                continue  # compaction indexes it
+            say(f"plates {date}: indexing {len(day)} compacted file(s)")
+        else:
+            if open_day_files <= 0 or len(uncovered) < open_day_files:
+                continue
+            say(f"plates {date} (open): indexing its {len(day)} file(s) so far, {len(uncovered)} not covered")
         try:
             index.build(date, day)
         except Exception as exc:  # noqa: BLE001
             report.failed[f"plates/{date}"] = f"index: {type(exc).__name__}: {exc}"
             continue
         report.indexed.append(date)
-    if closed:
+    if dates:
         index.build_vocab()  # also names day indexes a crash left out of it (nothing to do: no write)

@@ -68,7 +68,7 @@ def test_maintenance_compacts_each_closed_day_once_and_keeps_every_row(tmp_path:
 
     now = T0.replace(hour=12) + timedelta(days=1)  # DAY1 closed, DAY2 still open
     lines: list[str] = []
-    report = maintain(tables, now=now, vacuum_retain_hours=0, progress=lines.append)
+    report = maintain(tables, now=now, vacuum_retain_hours=0, open_day_files=0, progress=lines.append)
     assert report.ok, report.failed
     assert set(report.compacted) == {k for k in kinds if needs_compaction(k, [f for f in files_before[k] if f.date == DAY1])}
     assert all(dates == [DAY1] for dates in report.compacted.values())
@@ -91,7 +91,7 @@ def test_maintenance_compacts_each_closed_day_once_and_keeps_every_row(tmp_path:
     assert report.vacuumed and sum(report.vacuumed.values()) > 0  # the replaced small files are gone
     assert _answers(config) == answers  # search cannot tell
 
-    again = maintain(tables, now=now, vacuum_retain_hours=0)
+    again = maintain(tables, now=now, vacuum_retain_hours=0, open_day_files=0)
     assert again.ok and not again.compacted and not again.indexed and not again.vacuumed
 
     # a compacted day whose index was deleted (derived data): indexed again, not rewritten
@@ -99,9 +99,34 @@ def test_maintenance_compacts_each_closed_day_once_and_keeps_every_row(tmp_path:
     for info in fs.get_file_info(FileSelector(tables.fs_path("_index", "plates"), recursive=True)):
         if info.is_file:
             fs.delete_file(info.path)
-    rebuilt = maintain(tables, now=now, vacuum_retain_hours=0)
+    rebuilt = maintain(tables, now=now, vacuum_retain_hours=0, open_day_files=0)
     assert rebuilt.ok and rebuilt.indexed == [DAY1] and not rebuilt.compacted
     assert _answers(config) == answers
+
+
+def test_the_open_day_is_indexed_over_its_files_so_far_and_answers_the_same(tmp_path: Path) -> None:
+    config, tables = _filled(tmp_path)
+    answers = _answers(config)
+    now = T0.replace(hour=12) + timedelta(days=1)  # DAY2 is open
+    day2 = tables.files("plates", [DAY2])
+    assert len(day2) >= 2 and needs_compaction("plates", day2)  # the indexer's small flushes
+    assert DAY2 not in maintain(tables, now=now, open_day_files=len(day2) + 1).indexed  # too few uncovered yet
+    report = maintain(tables, now=now, open_day_files=2)
+    assert report.ok and DAY2 in report.indexed and DAY2 not in report.compacted.get("plates", [])
+    assert [f.path for f in tables.files("plates", [DAY2])] == [f.path for f in day2]  # indexed, not rewritten
+    index = PlateIndex(tables)
+    index.refresh()
+    days, uncovered = index.cover(DAY2, day2)
+    assert days and not uncovered and all(index.in_vocab(d) for d in days)
+    assert _answers(config) == answers
+    search = SearchService(LocalStore(Path(config.store.local.root)), config)
+    try:
+        assert search.table_plates is not None
+        assert len(search.plates(PLATE, start=T0 + timedelta(hours=3), end=T0 + timedelta(days=1), limit=100)) == 3
+        assert search.table_plates.last.indexed_dates == 1 and search.table_plates.last.scanned_files == 0
+    finally:
+        search.close()
+    assert DAY2 not in maintain(tables, now=now, open_day_files=2).indexed  # nothing new: not again
 
 
 def test_the_cli_runs_one_round_and_reports(tmp_path: Path) -> None:

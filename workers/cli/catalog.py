@@ -69,12 +69,14 @@ def vacuum_cmd(ctx: click.Context, kind: str, retain_hours: int) -> None:
               help="A UTC day is compacted this long after it ended (late messages land first).")
 @click.option("--vacuum-retain-hours", default=168, show_default=True, type=click.IntRange(0, 100_000),
               help="Files that left a table are deleted once this old.")
+@click.option("--open-day-files", default=8, show_default=True, type=click.IntRange(0, 1_000_000),
+              help="Index today's plate files so far once this many are not covered by an index (0: never).")
 @click.option("--kind", "kinds", multiple=True, help="Only these kinds (default: all).")
 @click.option("--every", "every_s", default=0.0, type=click.FloatRange(0, 7 * 86_400),
               help="Run again every this many seconds (a long-running container); 0: once (a cron job).")
 @click.pass_context
-def maintain_cmd(ctx: click.Context, closed_after_hours: float, vacuum_retain_hours: int, kinds: tuple[str, ...],
-                 every_s: float) -> None:
+def maintain_cmd(ctx: click.Context, closed_after_hours: float, vacuum_retain_hours: int, open_day_files: int,
+                 kinds: tuple[str, ...], every_s: float) -> None:
     """Compact each closed day of every table once, index its plates, vacuum (pipeline.catalog.maintain).
     Exits 1 when a day failed (the next run retries it)."""
     import time
@@ -85,7 +87,7 @@ def maintain_cmd(ctx: click.Context, closed_after_hours: float, vacuum_retain_ho
     while True:
         started = time.monotonic()
         report = maintain(tables, closed_after_hours=closed_after_hours, vacuum_retain_hours=vacuum_retain_hours,
-                          kinds=list(kinds) or None, progress=click.echo)
+                          open_day_files=open_day_files, kinds=list(kinds) or None, progress=click.echo)
         days = sum(len(v) for v in report.compacted.values())
         click.echo(f"compacted {days} day(s) ({report.rows_before} → {report.rows_after} rows), indexed "
                    f"{len(report.indexed)}, vacuumed {sum(report.vacuumed.values())} file(s), "
