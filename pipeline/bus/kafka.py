@@ -361,6 +361,17 @@ class KafkaBusConsumer(Consumer):
             msg = f"committed() failed: {exc}"
             raise BusError(msg) from exc
 
+    def end_offsets(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        wanted = {self._tp(tp): tp for tp in tps}
+        try:
+            ends = self._consumer.end_offsets(list(wanted))
+        except KafkaError as exc:
+            msg = f"end_offsets failed: {exc}"
+            raise BusError(msg) from exc
+        # Tansu answers ListOffsets(latest) with the newest batch's first offset + 1 (ENVIRONMENT.md), while its
+        # fetch responses carry the true high-water mark: take the larger of what the broker said either way.
+        return {tp: max(int(ends[ktp]), self._consumer.highwater(ktp) or 0) for ktp, tp in wanted.items()}
+
     def caught_up(self, tp: TopicPartition) -> bool:
         ktp = self._tp(tp)
         try:

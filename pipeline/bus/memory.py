@@ -238,6 +238,10 @@ class MemoryConsumer(Consumer):
     def committed(self, tp: TopicPartition) -> int | None:
         return self._bus.committed(self.group, tp)
 
+    def end_offsets(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        with self._bus._lock:
+            return {tp: len(self._bus._partitions(tp.topic)[tp.partition]) for tp in tps}
+
     def caught_up(self, tp: TopicPartition) -> bool:
         with self._bus._lock:
             position = self._assigned.get(tp)

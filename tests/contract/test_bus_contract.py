@@ -218,3 +218,16 @@ def test_a_member_knows_whether_it_has_read_a_partition_to_its_end(bus: Bus) -> 
         assert len(got) == 30 and consumer.caught_up(tp)
         produce(bus, "backlog", [("cam", b"late")])
         assert [m.value for m in consume(consumer, 1)] == [b"late"] and consumer.caught_up(tp)
+
+
+def test_end_offsets_are_the_next_offset_of_each_partition(bus: Bus) -> None:
+    bus.ensure_topics([TopicSpec("ends", PARTITIONS)])
+    items = [(f"cam-{i % 4}", str(i).encode()) for i in range(17)]
+    produce(bus, "ends", items)
+    with bus.consumer(["ends"], "g-ends") as consumer:
+        got = consume(consumer, 17)
+        ends = consumer.end_offsets(consumer.assignment())
+    assert set(ends) == {TopicPartition("ends", p) for p in range(PARTITIONS)}
+    for tp, end in ends.items():
+        offsets = sorted(m.offset for m in got if m.partition == tp.partition)
+        assert end == 1 + max(offsets, default=-1), (tp, end, offsets, ends)

@@ -191,12 +191,7 @@ class ObjectStoreServer:
 # -- frames -------------------------------------------------------------------------------------------------
 def _end_offsets(bus: Bus, consumer: Any) -> dict[tuple[str, int], int]:
     """The end offset of every partition assigned to ``consumer`` (Kafka: asked of the broker)."""
-    assigned = consumer.assignment()
-    if isinstance(bus, MemoryBus):
-        return {(tp.topic, tp.partition): bus.end_offsets(tp.topic)[tp.partition] for tp in assigned}
-    inner = consumer._consumer  # noqa: SLF001 - kafka-python's consumer beneath the bus consumer
-    ends = inner.end_offsets([consumer._tp(tp) for tp in assigned])  # noqa: SLF001
-    return {(tp.topic, tp.partition): ends[consumer._tp(tp)] for tp in assigned}  # noqa: SLF001
+    return {(tp.topic, tp.partition): end for tp, end in consumer.end_offsets(consumer.assignment()).items()}
 
 
 def read_topic(bus: Bus, topics: Iterable[str], *, join_s: float = 20.0, timeout_s: float = 120.0) -> list[Message]:
