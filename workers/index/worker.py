@@ -96,6 +96,10 @@ class IndexWorker(ConsumerWorker):
         """The Delta tables (``index.catalog_format: delta``), written with the worker's own store credentials."""
         if self.settings.catalog_format == "delta":
             self.tables = TableCatalog(config.store, self.settings)
+        if self.settings.build_threads:  # process-wide in FAISS; the indexer owns its process's FAISS use
+            import faiss
+
+            faiss.omp_set_num_threads(self.settings.build_threads)
         self.faces = FaceShardKeeper(store, self.settings, monotonic=monotonic)
         self.pending: list[Message] = []
         self.pending_times: list[tuple[str, datetime]] = []
