@@ -31,6 +31,7 @@ row group or two) and for sorted, compacted ones (a plate is in one row group, r
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import logging
@@ -113,24 +114,14 @@ def _write_atomically(fs: pafs.FileSystem, path: str, table: pa.Table, row_group
     fs.move(tmp, path)
 
 
-def _bisect(texts: pa.StringArray, key: str, *, after: bool) -> int:
-    """First index of the sorted ``texts`` whose first ``len(key)`` characters are >= ``key`` (``after``: >).
-    Arrow sorts strings by UTF-8 bytes, which is code-point order: Python's string order."""
-    lo, hi, n = 0, len(texts), len(key)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        head = texts[mid].as_py()[:n]
-        if head < key or (after and head == key):
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
-
-
 def _prefix_range(texts: pa.StringArray, prefix: str) -> pa.Array:
-    """The run of the sorted ``texts`` that start with ``prefix``."""
-    start = _bisect(texts, prefix, after=False)
-    return texts.slice(start, _bisect(texts, prefix, after=True) - start)
+    """The run of the sorted ``texts`` that start with ``prefix`` (two binary searches on each text's head; Arrow
+    sorts strings by UTF-8 bytes, which is code-point order: Python's string order)."""
+    def head(value: pa.Scalar) -> str:
+        return str(value.as_py())[: len(prefix)]
+
+    start = bisect.bisect_left(texts, prefix, key=head)
+    return texts.slice(start, bisect.bisect_right(texts, prefix, lo=start, key=head) - start)
 
 
 def distinct_texts_per_row_group(pf: pq.ParquetFile) -> tuple[pa.Array, np.ndarray]:
