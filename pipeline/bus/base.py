@@ -194,10 +194,10 @@ class Consumer(abc.ABC):
     def committed(self, tp: TopicPartition) -> int | None:
         """The group's committed offset for ``tp`` (next offset to read), or None."""
 
+    @abc.abstractmethod
     def end_offsets(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
         """The offset the next message written to each partition will get (Kafka: asked of the broker, and for
         partitions this member has fetched from, at least the high-water mark of its last fetch)."""
-        raise NotImplementedError
 
     def caught_up(self, tp: TopicPartition) -> bool:
         """Whether this member has been handed every message of an assigned ``tp`` written so far, as far as it
