@@ -10,16 +10,21 @@ left out of the fit (they still count as errors when the result is scored).
 same plate photographed twice never sits on both sides), and with several ``strengths`` the penalty is chosen
 inside each training part by an inner cross-validation (nested), so the outer figure is not tuned on its own
 test plates.
+
+The unseen-error rate η (``char_error``, :mod:`models.plates.scoring` step 5) cannot be fitted on the reads the
+weight and priors were fitted on: there every read is explained. :func:`fit_char_error` fits it on held-out
+reads instead (an inner k-fold inside whatever set is being fitted), by maximising the Bernoulli likelihood of
+right and wrong under confidence = posterior × (1 − η)^n.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy.optimize import minimize
+from scipy.optimize import minimize, minimize_scalar
 from scipy.special import logsumexp
 
 from models.plates.scoring import Candidates, PlateCalibration
@@ -91,10 +96,55 @@ def fit(samples: Sequence[Sample], strength: float, source: str = "") -> PlateCa
 
 
 def predict(sample: Sample, calibration: PlateCalibration) -> tuple[int, float]:
-    """(index of the chosen candidate, its posterior) under ``calibration``."""
+    """(index of the chosen candidate, its confidence) under ``calibration``."""
     scores = sample.candidates.scores(calibration)
     best = int(np.argmax(scores))
-    return best, float(1.0 / np.exp(scores - scores[best]).sum())
+    ceiling = calibration.ceiling(len(sample.candidates.texts[best]))
+    return best, float(ceiling / np.exp(scores - scores[best]).sum())
+
+
+MAX_CHAR_ERROR = 0.2
+
+
+def fit_char_error(outcomes: Sequence[tuple[bool, float, int]]) -> float:
+    """η maximising the likelihood of held-out (right?, posterior, length) under posterior × (1 − η)^length."""
+    if not outcomes:
+        return 0.0
+    right = np.array([o[0] for o in outcomes], dtype=np.float64)
+    posterior = np.array([o[1] for o in outcomes], dtype=np.float64)
+    length = np.array([o[2] for o in outcomes], dtype=np.float64)
+
+    def loss(eta: float) -> float:
+        q = np.clip(posterior * (1.0 - eta) ** length, 1e-9, 1.0 - 1e-9)
+        return float(-(right * np.log(q) + (1.0 - right) * np.log(1.0 - q)).sum())
+
+    result = minimize_scalar(loss, bounds=(0.0, MAX_CHAR_ERROR), method="bounded", options={"xatol": 1e-5})
+    return round(float(result.x), 5)
+
+
+def held_out(samples: Sequence[Sample], strengths: Sequence[float], k: int = 4,
+             seed: int = 1) -> list[tuple[bool, float, int]]:
+    """(right?, posterior, length of the chosen text) of every sample, predicted by a weight-and-priors fit on the
+    other folds (strength chosen inside them; η not applied): what :func:`fit_char_error` is fitted on."""
+    folds = _folds([s.group for s in samples], k, seed)
+    out: list[tuple[bool, float, int]] = [(False, 0.0, 0)] * len(samples)
+    for f in range(k):
+        train = [s for s, g in zip(samples, folds, strict=True) if g != f]
+        if not train:
+            continue
+        calibration = fit(train, choose_strength(train, strengths))
+        for i, (s, g) in enumerate(zip(samples, folds, strict=True)):
+            if g == f:
+                chosen, posterior = predict(s, calibration)
+                out[i] = (chosen == s.truth, posterior, len(s.candidates.texts[chosen]))
+    return out
+
+
+def fit_all(samples: Sequence[Sample], strengths: Sequence[float], source: str = "") -> PlateCalibration:
+    """The calibration to ship: weight and priors fitted on every sample (strength by inner CV), η on held-out
+    reads of the same samples."""
+    calibration = fit(samples, choose_strength(samples, strengths), source)
+    return replace(calibration, char_error=fit_char_error(held_out(samples, strengths)))
 
 
 def _folds(groups: Sequence[str], k: int, seed: int) -> list[int]:
@@ -125,13 +175,14 @@ def choose_strength(samples: Sequence[Sample], strengths: Sequence[float], k: in
 
 
 def cross_validate(samples: Sequence[Sample], strengths: Sequence[float], k: int = 5,
-                   seed: int = 0) -> list[tuple[bool, float]]:
-    """(right?, confidence) for every sample, each predicted by a calibration fitted without its fold."""
+                   seed: int = 0, char_error: bool = True) -> list[tuple[bool, float]]:
+    """(right?, confidence) for every sample, each predicted by a calibration fitted without its fold (η too,
+    unless ``char_error`` is False)."""
     folds = _folds([s.group for s in samples], k, seed)
     out: list[tuple[bool, float]] = [(False, 0.0)] * len(samples)
     for f in range(k):
         train = [s for s, g in zip(samples, folds, strict=True) if g != f]
-        calibration = fit(train, choose_strength(train, strengths))
+        calibration = fit_all(train, strengths) if char_error else fit(train, choose_strength(train, strengths))
         for i, (s, g) in enumerate(zip(samples, folds, strict=True)):
             if g == f:
                 chosen, posterior = predict(s, calibration)

@@ -151,13 +151,18 @@ def test_latin_crops_floor(recognizer) -> None:  # noqa: ANN001
     calibration file; docs/models.md)."""
     folder = TESTDATA / "plates" / "latin"
     rows = _labels(folder)
-    hits = 0
+    hits, wrong = 0, []
     for row in rows:
         plates = recognizer.recognize(cv2.imread(str(folder / row["file"])), mode="crop")
         assert len(plates) == 1
-        hits += plate_matches(str(plates.data["text"][0]), row["plates"])
+        right = plate_matches(str(plates.data["text"][0]), row["plates"])
+        hits += right
+        if not right:
+            wrong.append(float(plates.data["text_confidence"][0]))
     assert len(rows) == 74
     assert hits >= 72, f"{hits}/{len(rows)}"
+    # no wrong read claims 0.99: the shipped unseen-error rate caps a 7-character read near 0.99 (docs/models.md)
+    assert all(c < 0.99 for c in wrong), wrong
 
 
 def test_vehicle_regions_link_to_parent(recognizer) -> None:  # noqa: ANN001

@@ -10,7 +10,7 @@ import pytest
 
 from models.evaluation import expected_calibration_error
 from models.plates.ctc import ctc_log_likelihood
-from models.plates.fit import Sample, cross_validate, fit, predict
+from models.plates.fit import Sample, cross_validate, fit, fit_char_error, predict
 from models.plates.grammar import PlateGrammar, parse_template
 from models.plates.scoring import Candidates, PlateCalibration, choose, gather, neighbours
 
@@ -112,14 +112,32 @@ def test_fit_learns_a_character_prior_and_cross_validation_holds_it_out() -> Non
     assert len(held_out) == len(samples) and np.mean([ok for ok, _ in held_out]) > uncalibrated + 0.1
 
 
+def test_unseen_error_rate_caps_sure_reads_and_is_zero_without_errors() -> None:
+    # 60 held-out reads the recogniser was sure of (posterior 0.999, 7 characters); 2 of them were wrong
+    outcomes = [(k >= 2, 0.999, 7) for k in range(60)]
+    eta = fit_char_error(outcomes)
+    assert 0.001 < eta < 0.02
+    ceiling = PlateCalibration(char_error=eta).ceiling(7)
+    assert 0.9 < 0.999 * ceiling < 0.99  # a sure read no longer claims 0.99 when 1 in 30 such reads was wrong
+    assert fit_char_error([(True, 0.999, 7)] * 60) < 1e-3  # no error seen: (almost) no cap
+    # the cap reaches the read: the plate's posterior and each character's confidence
+    pattern = parse_template("AADDDAA", "ar")
+    candidates = Candidates(("AB123CD", "AB123CO"), (pattern,) * 2, np.array([0.0, -30.0]))
+    plain, capped = choose(candidates, PlateCalibration()), choose(candidates, PlateCalibration(char_error=0.01))
+    assert plain.confidence > 0.999 and capped.confidence == pytest.approx(0.99**7, rel=1e-6)
+    assert max(capped.char_confidence) <= 0.99 + 1e-9
+
+
 def test_calibration_file_round_trip_and_bounds(tmp_path) -> None:  # noqa: ANN001
-    calibration = PlateCalibration(weight=1.2, priors={"ar": {"Q": 0.3}}, source="test")
+    calibration = PlateCalibration(weight=1.2, priors={"ar": {"Q": 0.3}}, source="test", char_error=0.002)
     path = tmp_path / "c.json"
     path.write_text(json.dumps(calibration.to_dict()))
     assert PlateCalibration.load(path) == calibration
     assert PlateCalibration.load(tmp_path / "missing.json") == PlateCalibration()
     with pytest.raises(ValueError, match="weight"):
         PlateCalibration.from_dict({"weight": 0, "priors": {}})
+    with pytest.raises(ValueError, match="char_error"):
+        PlateCalibration.from_dict({"weight": 1, "char_error": 0.7, "priors": {}})
 
 
 @pytest.mark.parametrize(
