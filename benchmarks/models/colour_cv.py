@@ -2,14 +2,23 @@
 
     PYTHONPATH=. .venv/bin/python benchmarks/models/colour_cv.py
 
-The hue vote of ``workers.detect.colours.classify_pixels`` can weigh each chromatic pixel by its saturation (the
-default since 2026-12-02), by 1 (``count``, the rule before) or by its chroma S×V/255. The default was picked after
-measuring the three on the labelled crops of ``benchmarks/detect/data`` — a choice made on the dev set — so this
-harness also scores the *choice*: leave one group out (one physical vehicle; for persons one 10-second block of
-vtest.avi, the ``group`` column), pick the weighting with the most right answers on the other groups, score the
-held-out group's crops with it. On a tie the earlier rule (``count``) is kept: a change has to earn its place on
-data it is not scored on. It prints, per set, each weighting's fixed-rule accuracy and the cross-validated one.
-``evaluate()`` returns the same as numbers.
+Two parts of ``workers.detect.colours.classify_pixels`` were chosen after measuring alternatives on the labelled
+crops of ``benchmarks/detect/data`` — choices made on the dev set:
+
+* the hue vote (2026-12-02): each chromatic pixel weighs its saturation (``saturation``), 1 (``count``, the rule
+  before) or its chroma S×V/255 (``chroma``);
+* which pixels decide "coloured or not" (2026-12-03): the rule before took the chromatic share of all survivors;
+  the ``lit ≥ x`` rules take it among the survivors lit enough to show a hue (V ≥ 50) and call the region coloured
+  only when at least the share x of the survivors is lit. Every minimum that was looked at is a candidate here
+  (0 … 0.5); the default is ``saturation, lit ≥ 0.3`` (0.3 = ``CHROMA_SHARE``, no new threshold), also with
+  ``count`` votes at minimum 0.
+
+So this harness scores the *choice*: leave one group out (one physical vehicle; for persons one 10-second block of
+vtest.avi, the ``group`` column), pick the candidate rule with the most right answers on the other groups, score the
+held-out group's crops with it. A tie keeps the earlier rule of ``RULES`` (the older rules first, then the new ones
+in the order of their minimum): a change has to earn its place on data it is not scored on. Each set (vehicle,
+person upper, person lower) makes its own choice. It prints, per set, each rule's fixed accuracy and the
+cross-validated one; ``evaluate()`` returns the same as numbers.
 """
 
 from __future__ import annotations
@@ -26,15 +35,26 @@ if str(ROOT) not in sys.path:
 
 from benchmarks.detect import colour_accuracy as ca  # noqa: E402
 from benchmarks.detect.vehicles import load_image  # noqa: E402
-from workers.detect.colours import WEIGHTINGS, person_colours, vehicle_colour  # noqa: E402
+from workers.detect.colours import Weighting, person_colours, vehicle_colour  # noqa: E402
 
-Outcome = tuple[str, dict[str, bool]]  # (group, right? per weighting)
-PREFERENCE = ("count", "saturation", "chroma")  # tie-break order: the earlier rule first
+Outcome = tuple[str, dict[str, bool]]  # (group, right? per rule)
+
+
+def _lit(weighting: Weighting, minimum: float) -> tuple[str, Weighting, float]:
+    return f"{weighting}, lit ≥ {minimum:g}", weighting, minimum
+
+
+# (name, hue-vote weighting, lit_share of classify_pixels) in tie-break order: the earlier rule first
+RULES: tuple[tuple[str, Weighting, float | None], ...] = (
+    ("count", "count", None), ("saturation", "saturation", None), ("chroma", "chroma", None),
+    *(_lit("saturation", m) for m in (0.0, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5)), _lit("count", 0.0))
+PREFERENCE = tuple(name for name, _, _ in RULES)
+DEFAULT = "saturation, lit ≥ 0.3"  # what workers.detect.colours ships
 
 
 def outcomes() -> dict[str, list[Outcome]]:
     """Per set (``vehicle``, ``person upper``, ``person lower``), each labelled crop's group and whether each
-    weighting names it right (the label or its ``also`` colour)."""
+    rule of ``RULES`` names it right (the label or its ``also`` colour)."""
     images: dict[str, np.ndarray] = {}
 
     def image(name: str) -> np.ndarray:
@@ -51,20 +71,22 @@ def outcomes() -> dict[str, list[Outcome]]:
     for row in vehicles:
         crop, inner, front = ca._crop(image(row["image"]), row["box"], boxes[row["image"]])
         out["vehicle"].append((row["vehicle"], {
-            w: vehicle_colour(crop, inner, occluders=front, weighting=w).colour == row["colour"] for w in WEIGHTINGS}))
+            name: vehicle_colour(crop, inner, occluders=front, weighting=w, lit_share=lit).colour == row["colour"]
+            for name, w, lit in RULES}))
     for row in persons:
         crop, inner, front = ca._crop(image(row["image"]), row["box"], boxes[row["image"]])
-        answers = {w: person_colours(crop, inner, occluders=front, weighting=w) for w in WEIGHTINGS}
+        answers = {name: person_colours(crop, inner, occluders=front, weighting=w, lit_share=lit)
+                   for name, w, lit in RULES}
         out["person upper"].append((row["group"], {
-            w: a[0].colour in {row["upper"], row["upper_also"]} for w, a in answers.items()}))
+            name: a[0].colour in {row["upper"], row["upper_also"]} for name, a in answers.items()}))
         if row["lower"]:
             out["person lower"].append((row["group"], {
-                w: a[1].colour in {row["lower"], row["lower_also"]} for w, a in answers.items()}))
+                name: a[1].colour in {row["lower"], row["lower_also"]} for name, a in answers.items()}))
     return out
 
 
 def cross_validated(rows: Sequence[Outcome]) -> int:
-    """Right answers when each group is scored by the weighting chosen on the other groups (ties: PREFERENCE)."""
+    """Right answers when each group is scored by the rule chosen on the other groups (ties: PREFERENCE)."""
     right = 0
     for group in sorted({g for g, _ in rows}):
         train = [r for g, r in rows if g != group]
@@ -74,10 +96,10 @@ def cross_validated(rows: Sequence[Outcome]) -> int:
 
 
 def evaluate() -> dict[str, dict[str, tuple[int, int]]]:
-    """Per set: (right, total) for each fixed weighting and for ``cross-validated`` (the choice left out)."""
+    """Per set: (right, total) for each fixed rule of ``RULES`` and for ``cross-validated`` (the choice left out)."""
     result = {}
     for name, rows in outcomes().items():
-        scores: dict[str, tuple[int, int]] = {w: (sum(r[w] for _, r in rows), len(rows)) for w in WEIGHTINGS}
+        scores: dict[str, tuple[int, int]] = {w: (sum(r[w] for _, r in rows), len(rows)) for w in PREFERENCE}
         scores["cross-validated"] = (cross_validated(rows), len(rows))
         result[name] = scores
     return result
@@ -87,10 +109,12 @@ def main() -> int:
     from models.benchmark import format_table
 
     result = evaluate()
-    header = ["set", *WEIGHTINGS, "choice cross-validated"]
-    table = [[name, *(f"{r}/{t} = {100 * r / max(1, t):.1f} %" for r, t in scores.values())]
-             for name, scores in result.items()]
-    print(format_table(header, table))
+    sets = list(result)
+    table = [[f"{rule}{' (default)' if rule == DEFAULT else ''}",
+              *(f"{r}/{t} = {100 * r / max(1, t):.1f} %" for r, t in (result[s][rule] for s in sets))]
+             for rule in (*PREFERENCE, "cross-validated")]
+    table[-1][0] = "choice cross-validated"
+    print(format_table(["rule", *sets], table))
     return 0
 
 

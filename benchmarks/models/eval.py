@@ -9,7 +9,8 @@ Sections (each the harness named; how its labels were made is written beside the
 * ``vehicles`` — ``benchmarks/detect/vehicles.py``: close-up recall and vehicle-type accuracy, for the configured
   detector views and for ``stretch+square+square@2``;
 * ``colours`` — ``benchmarks/detect/colour_accuracy.py``: vehicle colour, person upper/lower colour; and
-  ``colour_cv.py``: the same with the rule's hue-vote weighting chosen by leave-one-group-out cross-validation;
+  ``colour_cv.py``: the same with the colour rule (hue-vote weighting, share of lit pixels) chosen by
+  leave-one-group-out cross-validation;
 * ``faces`` — ``faces.py``: per embedder EER, margin, separation d′, cross-validated errors; PNG ROC;
 * ``tracking`` — ``benchmarks/tracking/run.py``: MOTA / IDF1 on the annotated vtest span.
 
@@ -114,7 +115,7 @@ def colours(out: Path) -> list[Row]:
         return rows
     for name, scores in colour_cv.evaluate().items():
         right, total = scores["cross-validated"]
-        rows.append(("colours", f"{name}, vote weighting chosen cross-validated", _pct(right, total), [right, total]))
+        rows.append(("colours", f"{name}, rule chosen cross-validated", _pct(right, total), [right, total]))
     return rows
 
 

@@ -167,3 +167,20 @@ def test_strong_paint_outvotes_more_numerous_weakly_coloured_pixels() -> None:
     assert result.colour == "green"
     assert result.confidence == pytest.approx(50 / 110)  # the share of pixels named green, not of the weights
     assert classify_pixels(hsv[:20]).colour == "unknown"  # fewer than 24 pixels
+
+
+def test_dark_pixels_neither_vote_for_nor_against_a_colour() -> None:
+    """A light blue body half hidden by a dark coat is blue: pixels darker than V 50 show no hue, so the chromatic
+    share is taken of the lit ones (the rule before, of all pixels, said silver); a region mostly in the dark is
+    achromatic whatever its few lit pixels say."""
+    from workers.detect.colours import classify_pixels
+
+    light_blue = np.tile(np.uint8([[105, 80, 200]]), (25, 1))  # H 105 (blue), S 80, V 200
+    silver_trim = np.tile(np.uint8([[105, 20, 170]]), (35, 1))  # lit, achromatic
+    dark_coat = np.tile(np.uint8([[0, 0, 20]]), (40, 1))  # V 20: no hue
+    hsv = np.concatenate([light_blue, silver_trim, dark_coat])  # 25 % chromatic of all, 42 % of the lit
+    assert classify_pixels(hsv, lit_share=None).colour == "silver"
+    assert classify_pixels(hsv).colour == "blue"
+    black_car = np.concatenate([light_blue[:20], np.tile(np.uint8([[0, 0, 20]]), (80, 1))])  # 20 % lit
+    assert classify_pixels(black_car).colour == "black"
+    assert classify_pixels(np.concatenate([light_blue[:20], dark_coat[:10]])).colour == "black"  # < 24 lit

@@ -24,11 +24,16 @@ Which pixels count (:func:`object_pixels`):
    whose bottom edge is lower in the picture (nearer the camera) are dropped (:func:`in_front`), unless that leaves
    fewer than 24 pixels.
 
-The survivors are named (:func:`classify_pixels`): if at least 30 % of them are chromatic, the hue name with the most
-votes, each chromatic pixel voting with its saturation (a weakly coloured pixel's hue is mostly noise and tint of the
-light: the near-grey reflections and lettering on a body must not outvote its strongly coloured paint); otherwise
-white, silver, grey or black from the 80th percentile of their brightness. Confidence = the share of the survivors
-whose own name is the answer. Fewer than 24 survivors: ``unknown``.
+The survivors are named (:func:`classify_pixels`). A survivor darker than V 50 shows no hue (tyres, the shadow under
+a body, dark glass, the dark clothes of someone passing in front): it is evidence neither for a colour nor against
+one. So the region is coloured when at least 30 % of the survivors (and 24 pixels) are bright enough to show a hue
+(V ≥ 50; fewer: the object is dark) and at least 30 % of *those* are chromatic — the same 30 % both times, no new threshold; the
+rule before 2026-12-03 took the chromatic share of all survivors, so a light-blue car half hidden by a dark coat
+read grey and dark-blue jeans in shade read grey. A coloured region is named by the hue with the most votes, each
+chromatic pixel voting with its saturation (a weakly coloured pixel's hue is mostly noise and tint of the light: the
+near-grey reflections and lettering on a body must not outvote its strongly coloured paint); otherwise white,
+silver, grey or black from the 80th percentile of the brightness of the achromatic survivors (dark ones included).
+Confidence = the share of the survivors whose own name is the answer. Fewer than 24 survivors: ``unknown``.
 """
 
 from __future__ import annotations
@@ -52,7 +57,8 @@ _HUE_BINS = (  # (upper bound of OpenCV hue 0-179, colour); red wraps around 180
     (180, "red"),
 )
 CHROMA_S, CHROMA_V = 60, 50  # a pixel is chromatic at S >= 60 and V >= 50
-CHROMA_SHARE = 0.3  # share of chromatic survivors that makes the region coloured
+CHROMA_SHARE = 0.3  # share of chromatic pixels among the lit survivors that makes the region coloured
+LIT_SHARE = CHROMA_SHARE  # share of survivors that must be lit (V >= CHROMA_V) for the region to be coloured
 MIN_PIXELS = 24
 WORK_SIDE = 64  # regions are scaled down to this longest side: colour needs no detail
 DOMINANT_BIN = 0.6  # a bin holding more of the inside than this is the object, whatever the ring says
@@ -105,17 +111,26 @@ Weighting = Literal["saturation", "count", "chroma"]
 WEIGHTINGS: tuple[Weighting, ...] = ("saturation", "count", "chroma")
 
 
-def classify_pixels(hsv: np.ndarray, weighting: Weighting = "saturation") -> ColourResult:
+def classify_pixels(hsv: np.ndarray, weighting: Weighting = "saturation",
+                    lit_share: float | None = LIT_SHARE) -> ColourResult:
     """Name an N×3 uint8 HSV array of object pixels (see the module docstring).
 
     ``weighting`` is what a chromatic pixel's hue vote weighs: its saturation (the default), 1 (``count``, the rule
-    before 2026-12-02) or its chroma S×V/255 (``chroma``); the alternatives stay for the measured comparison
+    before 2026-12-02) or its chroma S×V/255 (``chroma``). ``lit_share``: the region is coloured when at least this
+    share of the pixels, and ``MIN_PIXELS``, is lit (V ≥ ``CHROMA_V``) and ``CHROMA_SHARE`` of the lit ones are chromatic; None is the rule
+    before 2026-12-03 (``CHROMA_SHARE`` of all pixels chromatic). The alternatives stay for the measured comparison
     (``benchmarks/models/colour_cv.py``, docs/detect.md)."""
     if len(hsv) < MIN_PIXELS:
         return UNKNOWN
     h, s, v = (hsv[:, i].astype(np.int32) for i in range(3))
     chromatic = (s >= CHROMA_S) & (v >= CHROMA_V)
-    if chromatic.mean() >= CHROMA_SHARE:
+    if lit_share is None:
+        coloured = chromatic.mean() >= CHROMA_SHARE
+    else:
+        lit = int(np.count_nonzero(v >= CHROMA_V))
+        coloured = (lit >= max(MIN_PIXELS, lit_share * len(hsv))
+                    and np.count_nonzero(chromatic) >= CHROMA_SHARE * lit)
+    if coloured:
         names = hue_colour(h[chromatic], v[chromatic])
         weights = {"saturation": s[chromatic] / 255.0, "count": None,
                    "chroma": s[chromatic] * v[chromatic] / 65025.0}[weighting]
@@ -227,22 +242,25 @@ def box_in_crop(crop: np.ndarray, box: tuple[float, float, float, float] | None)
 
 
 def vehicle_colour(crop: np.ndarray, box: Box | None = None, region: tuple[float, float, float, float] = VEHICLE_REGION,
-                   occluders: Sequence[Box] = (), weighting: Weighting = "saturation") -> ColourResult:
+                   occluders: Sequence[Box] = (), weighting: Weighting = "saturation",
+                   lit_share: float | None = LIT_SHARE) -> ColourResult:
     """Body colour of a vehicle; ``box`` is the vehicle in crop pixels (None: the crop is the box), ``occluders``
-    the boxes of objects in front of it (crop pixels; see :func:`in_front`), ``weighting`` as for
+    the boxes of objects in front of it (crop pixels; see :func:`in_front`), ``weighting`` and ``lit_share`` as for
     :func:`classify_pixels`."""
     if crop.size == 0:
         return UNKNOWN
-    return classify_pixels(object_pixels(crop, box_in_crop(crop, box), region, occluders=occluders), weighting)
+    pixels = object_pixels(crop, box_in_crop(crop, box), region, occluders=occluders)
+    return classify_pixels(pixels, weighting, lit_share)
 
 
 def person_colours(crop: np.ndarray, box: Box | None = None, occluders: Sequence[Box] = (),
-                   weighting: Weighting = "saturation") -> tuple[ColourResult, ColourResult]:
-    """(upper-body, lower-body) clothing colours of a person; ``box``, ``occluders`` and ``weighting`` as for
-    :func:`vehicle_colour`."""
+                   weighting: Weighting = "saturation",
+                   lit_share: float | None = LIT_SHARE) -> tuple[ColourResult, ColourResult]:
+    """(upper-body, lower-body) clothing colours of a person; ``box``, ``occluders``, ``weighting`` and
+    ``lit_share`` as for :func:`vehicle_colour`."""
     if crop.size == 0:
         return UNKNOWN, UNKNOWN
     inner = box_in_crop(crop, box)
-    upper = classify_pixels(object_pixels(crop, inner, UPPER_REGION, skin=True, occluders=occluders), weighting)
-    lower = classify_pixels(object_pixels(crop, inner, LOWER_REGION, skin=True, occluders=occluders), weighting)
+    upper, lower = (classify_pixels(object_pixels(crop, inner, region, skin=True, occluders=occluders), weighting,
+                                    lit_share) for region in (UPPER_REGION, LOWER_REGION))
     return upper, lower
