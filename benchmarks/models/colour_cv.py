@@ -7,7 +7,7 @@ crops of ``benchmarks/detect/data`` — choices made on the dev set:
 
 * the hue vote (2026-12-02): each chromatic pixel weighs its saturation (``saturation``), 1 (``count``, the rule
   before) or its chroma S×V/255 (``chroma``);
-* which pixels decide "coloured or not" (2026-12-03): the rule before took the chromatic share of all survivors;
+* which pixels decide "coloured or not" (2026-12-02, third pass): the rule before took the chromatic share of all survivors;
   the ``lit ≥ x`` rules take it among the survivors lit enough to show a hue (V ≥ 50) and call the region coloured
   only when at least the share x of the survivors is lit. Every minimum that was looked at is a candidate here
   (0 … 0.5); the default is ``saturation, lit ≥ 0.3`` (0.3 = ``CHROMA_SHARE``, no new threshold), also with

@@ -28,7 +28,7 @@ The survivors are named (:func:`classify_pixels`). A survivor darker than V 50 s
 a body, dark glass, the dark clothes of someone passing in front): it is evidence neither for a colour nor against
 one. So the region is coloured when at least 30 % of the survivors (and 24 pixels) are bright enough to show a hue
 (V ≥ 50; fewer: the object is dark) and at least 30 % of *those* are chromatic — the same 30 % both times, no new threshold; the
-rule before 2026-12-03 took the chromatic share of all survivors, so a light-blue car half hidden by a dark coat
+rule before the third pass (2026-12-02) took the chromatic share of all survivors, so a light-blue car half hidden by a dark coat
 read grey and dark-blue jeans in shade read grey. A coloured region is named by the hue with the most votes, each
 chromatic pixel voting with its saturation (a weakly coloured pixel's hue is mostly noise and tint of the light: the
 near-grey reflections and lettering on a body must not outvote its strongly coloured paint); otherwise white,
@@ -118,7 +118,7 @@ def classify_pixels(hsv: np.ndarray, weighting: Weighting = "saturation",
     ``weighting`` is what a chromatic pixel's hue vote weighs: its saturation (the default), 1 (``count``, the rule
     before 2026-12-02) or its chroma S×V/255 (``chroma``). ``lit_share``: the region is coloured when at least this
     share of the pixels, and ``MIN_PIXELS``, is lit (V ≥ ``CHROMA_V``) and ``CHROMA_SHARE`` of the lit ones are chromatic; None is the rule
-    before 2026-12-03 (``CHROMA_SHARE`` of all pixels chromatic). The alternatives stay for the measured comparison
+    before the third pass (``CHROMA_SHARE`` of all pixels chromatic). The alternatives stay for the measured comparison
     (``benchmarks/models/colour_cv.py``, docs/detect.md)."""
     if len(hsv) < MIN_PIXELS:
         return UNKNOWN
