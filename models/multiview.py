@@ -167,8 +167,9 @@ class MultiViewDetector:
         self.class_names = tuple(base.class_names)
         self._extra_ids = np.asarray(
             [i for i, name in enumerate(self.class_names) if name in set(extra_classes)], dtype=np.int32)
+        # e.g. nanodet-coco@1/stretch+square+square@2: what detections.v1 carries, so within MODEL_ID_PATTERN
         self.model_id = base.model_id if self.views == (View("stretch"),) else (
-            f"{base.model_id}[{'+'.join(str(v) for v in self.views)}]")
+            f"{base.model_id}/{'+'.join(str(v) for v in self.views)}")
 
     @property
     def score(self) -> float:

@@ -174,15 +174,7 @@ class ModelsConfig(Section):
     @field_validator("detector_views")
     @classmethod
     def _known_views(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for view in value:
-            match = re.fullmatch(r"(stretch|square)(?:@(\d+(?:\.\d+)?))?", view)
-            if not match or (match.group(2) and (match.group(1) == "stretch" or not 1 <= float(match.group(2)) <= 4)):
-                msg = f"unknown detector view {view!r}: use stretch, square or square@F with F between 1 and 4"
-                raise ValueError(msg)
-        if len(set(value)) != len(value):
-            msg = f"detector views listed twice: {list(value)}"
-            raise ValueError(msg)
-        return value
+        return check_detector_views(value)
 
     @field_validator("providers")
     @classmethod
@@ -191,3 +183,16 @@ class ModelsConfig(Section):
             msg = f"providers listed twice: {list(value)}"
             raise ValueError(msg)
         return value
+
+
+def check_detector_views(value: tuple[str, ...]) -> tuple[str, ...]:
+    """``value`` if every entry is a detector view (stretch, square, square@F with 1 ≤ F ≤ 4), each listed once."""
+    for view in value:
+        match = re.fullmatch(r"(stretch|square)(?:@(\d+(?:\.\d+)?))?", view)
+        if not match or (match.group(2) and (match.group(1) == "stretch" or not 1 <= float(match.group(2)) <= 4)):
+            msg = f"unknown detector view {view!r}: use stretch, square or square@F with F between 1 and 4"
+            raise ValueError(msg)
+    if len(set(value)) != len(value):
+        msg = f"detector views listed twice: {list(value)}"
+        raise ValueError(msg)
+    return value

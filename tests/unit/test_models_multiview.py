@@ -3,6 +3,7 @@ wrapper's mapping of boxes back to frame pixels with a fake base detector (no mo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from models.multiview import MultiViewDetector, View, fuse
 from pipeline.config.models import ModelsConfig
 from pipeline.core import Detections
+from schemas.common import MODEL_ID_PATTERN
 
 NAMES = ("person", "bicycle", "car", "motorcycle", "bus", "truck")
 CAR, TRUCK, PERSON, BUS = 2, 5, 0, 4
@@ -110,6 +112,8 @@ def test_views_map_back_and_only_the_first_adds_persons() -> None:
     assert names == ["car", "person"]  # the square view's car (the canvas, clipped) merges; its person is dropped
     car = int(np.flatnonzero(found.class_id == CAR)[0])
     assert found.xyxy[car].tolist() == [0.0, 0.0, 200.0, 100.0]
-    assert detector.model_id == "fake@1[stretch+square@2]"
+    assert detector.model_id == "fake@1/stretch+square@2"
+    # the ID travels in detections.v1: it must pass the schema's model-ID rule (brackets did not)
+    assert re.fullmatch(MODEL_ID_PATTERN, MultiViewDetector(base, ["stretch", "square", "square@2.5"]).model_id)
     detector.score = 0.2
     assert base.score == 0.2

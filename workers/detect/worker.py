@@ -92,6 +92,8 @@ class DetectWorker(ConsumerWorker):
         super().__init__(config, **kwargs)
         self.settings: DetectConfig = config.detect
         self.detector = detector
+        self.closeup_detector: Any = None  # close-up cameras' frames (detect.closeup_cameras): several views
+        self.closeup_cameras: frozenset[str] = frozenset()
         self.close_on_stop = close_on_stop
         self.states: dict[str, CameraState] = {}
         self.partitions: dict[str, TopicPartition] = {}
@@ -117,6 +119,15 @@ class DetectWorker(ConsumerWorker):
             from models.zoo import ModelZoo
 
             self.detector = ModelZoo(self.config.models).detector()
+        self.closeup_cameras = frozenset(self.settings.closeup_cameras) | frozenset(self.config.plate.checkpoint_cameras)
+        if self.closeup_cameras and self.closeup_detector is None:
+            from models.multiview import MultiViewDetector
+
+            # the same model session: a configured multi-view detector is unwrapped to its base
+            base = getattr(self.detector, "base", self.detector)
+            self.closeup_detector = MultiViewDetector(base, self.settings.closeup_views)
+            log.info("close-up cameras %s: detector views %s", sorted(self.closeup_cameras),
+                     list(self.settings.closeup_views))
         super().setup()
         self.outbox = Outbox(self.store, self._produce, self.settings.upload_threads)
         if self.settings.decode_threads > 0:
@@ -174,21 +185,33 @@ class DetectWorker(ConsumerWorker):
                 self.dead_letter.send(message, "frame value is not a decodable JPEG")
                 continue
             decoded.append((message, header, image))
-        results: list[Detections] = []
-        if decoded:
-            with metrics.timed(metrics.INFERENCE, self.detector.model_id):
-                results = self.detector.detect_batch([image for _, _, image in decoded])
-            metrics.BATCH_SIZE.labels(self.detector.model_id).observe(len(decoded))
+        results = self._detect([header.camera_id for _, header, _ in decoded], [image for _, _, image in decoded])
         done_at = time.time()
-        for (message, header, image), found in zip(decoded, results, strict=True):
+        for (message, header, image), (found, model_id) in zip(decoded, results, strict=True):
             self.partitions[header.camera_id] = message.tp
-            self._handle_frame(header, image, found)
+            self._handle_frame(header, image, found, model_id)
             self.latencies.append(done_at - header.captured_at.timestamp())
             metrics.FRAMES.labels(self.name, header.camera_id, "in").inc()
             metrics.STAGE_LATENCY.labels("detect").observe(max(0.0, done_at - header.captured_at.timestamp()))
         self.observe_batch(batch)
         self.latencies = self.latencies[-10_000:]
         self.pending.extend(batch)
+
+    def _detect(self, cameras: list[str], images: list[np.ndarray]) -> list[tuple[Detections, str]]:
+        """Each frame's detections and the model that made them: close-up cameras' frames through the close-up
+        views, the others through the configured detector, each group as one batch."""
+        out: list[tuple[Detections, str] | None] = [None] * len(images)
+        close = [i for i, camera in enumerate(cameras) if camera in self.closeup_cameras]
+        rest = [i for i, camera in enumerate(cameras) if camera not in self.closeup_cameras]
+        for detector, rows in ((self.detector, rest), (self.closeup_detector, close)):
+            if not rows:
+                continue
+            with metrics.timed(metrics.INFERENCE, detector.model_id):
+                found = detector.detect_batch([images[i] for i in rows])
+            metrics.BATCH_SIZE.labels(detector.model_id).observe(len(rows))
+            for i, dets in zip(rows, found, strict=True):
+                out[i] = (dets, detector.model_id)
+        return [pair for pair in out if pair is not None]
 
     # -- one frame -------------------------------------------------------------------------------
     def _state_for(self, header: FrameHeader) -> CameraState:
@@ -220,7 +243,8 @@ class DetectWorker(ConsumerWorker):
                       camera, snapshot_key(camera), exc)
         return None
 
-    def _handle_frame(self, header: FrameHeader, image: np.ndarray, found: Detections) -> None:
+    def _handle_frame(self, header: FrameHeader, image: np.ndarray, found: Detections,
+                      model_id: str | None = None) -> None:
         s = self.settings
         state = self._state_for(header)
         if header.sequence <= state.last_sequence:
@@ -253,7 +277,7 @@ class DetectWorker(ConsumerWorker):
         message = DetectionsMessage(
             camera_id=header.camera_id, session=header.session, sequence=header.sequence,
             captured_at=header.captured_at, frame_width=image.shape[1], frame_height=image.shape[0],
-            model_id=self.detector.model_id, objects=tuple(objects),
+            model_id=model_id or self.detector.model_id, objects=tuple(objects),
         )
         self._send(DETECTIONS.name, header.camera_id, message.to_json())
         for row, record in records.items():
