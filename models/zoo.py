@@ -103,9 +103,12 @@ class ModelZoo:
         rect = self.config.detect_input == "rect"
 
         def build() -> Any:
-            model = self.onnx(spec, dynamic_spatial=rect)
             assert spec.input is not None
             size = [d if isinstance(d, int) else 640 for d in spec.input.shape[-2:]]
+            # warm up at the exported size: a fixed YOLO export renamed to dynamic fails on any other shape, and
+            # accepts_rect() below is what decides whether rectangles are used
+            warmup = [1, 3, *size] if rect and spec.input.layout == "NCHW" else None
+            model = self.onnx(spec, warmup, dynamic_spatial=rect)
             if rect and not accepts_rect(model, size[0], size[1]):
                 model = self.onnx(spec)
             names = self.registry.class_names(spec) or yolo_metadata_names(model.metadata)

@@ -121,7 +121,7 @@ class ModelsConfig(Section):
         0.5, title="Detection NMS IoU", description="IoU above which boxes are merged.", gt=0.0, le=1.0
     )
     detect_input: Literal["square", "rect"] = Field(
-        "square",
+        "rect",
         title="Detector input shape",
         description="square: the registry's input size (stretched or letterboxed as the registry says); rect: "
         "letterbox each frame into the smallest 32-multiple rectangle with the model's size as its long side "
