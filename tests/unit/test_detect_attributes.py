@@ -184,3 +184,24 @@ def test_dark_pixels_neither_vote_for_nor_against_a_colour() -> None:
     black_car = np.concatenate([light_blue[:20], np.tile(np.uint8([[0, 0, 20]]), (80, 1))])  # 20 % lit
     assert classify_pixels(black_car).colour == "black"
     assert classify_pixels(np.concatenate([light_blue[:20], dark_coat[:10]])).colour == "black"  # < 24 lit
+
+
+def test_crop_quality_never_exceeds_its_ceiling() -> None:
+    """The worker skips a moment's sharpness when even a perfectly sharp crop could not win; that is only the same
+    choice if the ceiling bounds the quality exactly (not merely approximately), for any box and any crop."""
+    from workers.detect.attributes import crop_quality_ceiling
+
+    rng = np.random.default_rng(7)
+    w, h = 768, 576
+    flat = np.full((h, w, 3), 90, np.uint8)
+    noisy = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)  # sharpness close to 1: the tightest case
+    for _ in range(400):
+        x1, x2 = sorted(rng.uniform(-5, w + 5, 2))
+        y1, y2 = sorted(rng.uniform(-5, h + 5, 2))
+        box = np.array([x1, y1, x2, y2], np.float32).clip(0, [w, h, w, h])
+        cx1, cy1, cx2, cy2 = crop_box(box, w, h, 0.1)
+        ceiling = crop_quality_ceiling(box, w, h)
+        for image in (flat, noisy):
+            assert crop_quality(box, image[cy1:cy2, cx1:cx2], w, h) <= ceiling
+    assert crop_quality_ceiling(np.array([0, 0, w, h]), w, h) == pytest.approx(0.6)  # cut, at the centre
+
