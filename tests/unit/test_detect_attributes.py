@@ -184,3 +184,53 @@ def test_dark_pixels_neither_vote_for_nor_against_a_colour() -> None:
     black_car = np.concatenate([light_blue[:20], np.tile(np.uint8([[0, 0, 20]]), (80, 1))])  # 20 % lit
     assert classify_pixels(black_car).colour == "black"
     assert classify_pixels(np.concatenate([light_blue[:20], dark_coat[:10]])).colour == "black"  # < 24 lit
+
+
+def test_crop_quality_never_exceeds_its_ceiling() -> None:
+    """The worker skips a moment's sharpness when even a perfectly sharp crop could not win; that is only the same
+    choice if the ceiling bounds the quality exactly (not merely approximately), for any box and any crop."""
+    from workers.detect.attributes import crop_quality_ceiling
+
+    rng = np.random.default_rng(7)
+    w, h = 768, 576
+    flat = np.full((h, w, 3), 90, np.uint8)
+    noisy = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)  # sharpness close to 1: the tightest case
+    for _ in range(400):
+        x1, x2 = sorted(rng.uniform(-5, w + 5, 2))
+        y1, y2 = sorted(rng.uniform(-5, h + 5, 2))
+        box = np.array([x1, y1, x2, y2], np.float32).clip(0, [w, h, w, h])
+        cx1, cy1, cx2, cy2 = crop_box(box, w, h, 0.1)
+        ceiling = crop_quality_ceiling(box, w, h)
+        for image in (flat, noisy):
+            assert crop_quality(box, image[cy1:cy2, cx1:cx2], w, h) <= ceiling
+    assert crop_quality_ceiling(np.array([0, 0, w, h]), w, h) == pytest.approx(0.6)  # cut, at the centre
+
+
+def test_a_persons_two_regions_share_one_background_ring() -> None:
+    """person_colours reads the margin ring once for both regions: the same answers as each region on its own
+    (object_pixels, which reads the ring itself), with and without occluders, and without a ring at all."""
+    from workers.detect.colours import (
+        LOWER_REGION,
+        UPPER_REGION,
+        box_in_crop,
+        classify_pixels,
+        object_pixels,
+        person_colours,
+    )
+
+    rng = np.random.default_rng(3)
+    cases = [person((30, 30, 200), (25, 25, 25), (40, 150, 40)), person((200, 80, 30), (160, 110, 60), (110, 110, 110))]
+    for _ in range(30):
+        ch, cw = int(rng.integers(30, 260)), int(rng.integers(20, 140))
+        crop = cv2.resize(rng.integers(0, 256, (max(1, ch // 5), max(1, cw // 5), 3), dtype=np.uint8), (cw, ch),
+                          interpolation=cv2.INTER_NEAREST)
+        mx, my = int(rng.integers(0, cw // 5 + 1)), int(rng.integers(0, ch // 5 + 1))
+        cases.append((crop, (float(mx), float(my), float(cw - mx), float(ch - my))))  # 0 margin: no ring
+    for crop, box in cases:
+        x1, y1, x2, y2 = box
+        inner = box_in_crop(crop, box)
+        for occluders in ((), [(x1 + 0.3 * (x2 - x1), y1 + 0.6 * (y2 - y1), float(x2 + 5), float(y2 + 5))]):
+            upper, lower = person_colours(crop, box, occluders=occluders)
+            alone = [classify_pixels(object_pixels(crop, inner, region, skin=True, occluders=occluders))
+                     for region in (UPPER_REGION, LOWER_REGION)]
+            assert [upper, lower] == alone

@@ -207,3 +207,33 @@ def test_one_box_one_track_and_a_stable_class_for_a_flickering_vehicle(tmp_path:
 
     off = Run(script, tmp_path / "off", {"detect.suppress_iou": None}).all()
     assert len({o.track_id for d in off.detections for o in d.objects if o.track_id}) == 2
+
+
+@pytest.mark.parametrize("script", [growing_then_receding(), [[("car", centred(150), 0.8)] for _ in range(30)] + [[]] * 13,
+                                    [[("person", centred(90 + 3 * (k % 5)), 0.8)] for k in range(30)] + [[]] * 13],
+                         ids=["growing", "static", "wobbling"])
+def test_moments_that_cannot_win_skip_the_sharpness_and_nothing_else_changes(
+        script: list[list[Row]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker measures a moment's sharpness only when even a perfectly sharp crop there could beat what the track
+    has (``crop_quality_ceiling``): the same crops (bytes), summaries and detections as measuring every moment."""
+    import workers.detect.worker as worker_module
+
+    measured = [0]
+    real = worker_module.crop_quality
+
+    def counted(*args: object) -> float:
+        measured[0] += 1
+        return real(*args)  # type: ignore[arg-type]
+
+    def outputs(run: Run) -> tuple[object, ...]:
+        crops = sorted(run.crops, key=lambda c: c.sequence)
+        return (crops, [run.store.get(c.crop_key) for c in crops], run.summaries, run.detections)
+
+    monkeypatch.setattr(worker_module, "crop_quality", counted)
+    with monkeypatch.context() as m:
+        m.setattr(worker_module, "crop_quality_ceiling", lambda *a: float("inf"))  # every moment measured
+        every = Run(script, tmp_path / "every").all()
+    measured_every, measured[0] = measured[0], 0
+    skipping = Run(script, tmp_path / "skipping").all()
+    assert outputs(skipping) == outputs(every)
+    assert measured[0] < measured_every

@@ -12,8 +12,8 @@ import numpy as np
 
 from workers.detect.colours import PALETTE, in_front, person_colours, vehicle_colour
 
-__all__ = ["PALETTE", "VEHICLE_CLASSES", "crop_box", "crop_quality", "dominant_colour", "in_front", "person_colours",
-           "sharpness", "vehicle_colour", "vehicle_type"]
+__all__ = ["PALETTE", "VEHICLE_CLASSES", "crop_box", "crop_quality", "crop_quality_ceiling", "dominant_colour",
+           "in_front", "person_colours", "sharpness", "vehicle_colour", "vehicle_type"]
 
 VEHICLE_TYPES = {"car": "car", "truck": "truck", "bus": "bus", "motorcycle": "motorcycle", "bicycle": "bicycle",
                  "van": "van"}
@@ -72,6 +72,24 @@ def crop_quality(box: np.ndarray, crop: np.ndarray, frame_w: int, frame_h: int) 
 
     The box gives no view angle, so "frontal" is not measured here; the face worker's own gates judge it.
     """
+    size, centred, whole = _placement(box, frame_w, frame_h)
+    score = size * (0.5 + 0.5 * sharpness(crop, SHARPNESS_SIDE)) * centred * whole
+    return float(min(1.0, max(0.0, score)))
+
+
+def crop_quality_ceiling(box: np.ndarray, frame_w: int, frame_h: int) -> float:
+    """The most :func:`crop_quality` can give this box, whatever its crop's sharpness, without reading a pixel.
+
+    The same product with the sharpness factor (``0.5 + 0.5 × sharpness``, below 1) replaced by 1, in the same
+    order: floating-point multiplication is monotonic, so ``crop_quality(box, crop, …) <= crop_quality_ceiling(box,
+    …)`` holds exactly, and a moment whose ceiling cannot beat what a track already has needs no sharpness (the
+    grey conversion and Laplacian of its crop, most of crop quality's cost)."""
+    size, centred, whole = _placement(box, frame_w, frame_h)
+    return float(min(1.0, max(0.0, size * 1.0 * centred * whole)))
+
+
+def _placement(box: np.ndarray, frame_w: int, frame_h: int) -> tuple[float, float, float]:
+    """Crop quality's factors from the box alone: size, centrality (0.9 + 0.1 × c) and cut (0.6 or 1)."""
     x1, y1, x2, y2 = (float(v) for v in box)
     area = max(0.0, (x2 - x1) * (y2 - y1))
     size = min(1.0, (area / (SIZE_FULL * frame_w * frame_h)) ** 0.5)
@@ -79,8 +97,7 @@ def crop_quality(box: np.ndarray, crop: np.ndarray, frame_w: int, frame_h: int) 
     centrality = 1.0 - min(1.0, (cx * cx + cy * cy) ** 0.5 / 0.7071)
     margin = 2.0
     cut = x1 <= margin or y1 <= margin or x2 >= frame_w - margin or y2 >= frame_h - margin
-    score = size * (0.5 + 0.5 * sharpness(crop, SHARPNESS_SIDE)) * (0.9 + 0.1 * centrality) * (0.6 if cut else 1.0)
-    return float(min(1.0, max(0.0, score)))
+    return size, 0.9 + 0.1 * centrality, 0.6 if cut else 1.0
 
 
 def crop_box(box: np.ndarray, frame_w: int, frame_h: int, margin: float) -> tuple[int, int, int, int]:

@@ -204,6 +204,21 @@ def object_pixels(crop: np.ndarray, box: tuple[int, int, int, int], region: tupl
                   *, skin: bool = False, background: bool = True, occluders: Sequence[Box] = ()) -> np.ndarray:
     """HSV pixels (N×3) of ``region`` of the box that look like the object (see the module docstring);
     ``occluders`` are boxes (crop pixels) of objects in front of it, whose pixels are not the object's."""
+    return _object_pixels(crop, box, region, skin, occluders, _ring_histogram(crop, box) if background else None)
+
+
+def _ring_histogram(crop: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray | None:
+    """Share of the background ring's pixels per colour bin; None when the ring has too few pixels to judge.
+    One per crop and box: a person's two regions share it."""
+    ring = _ring(crop, box)
+    if len(ring) < MIN_PIXELS:
+        return None
+    ring_hsv = cv2.cvtColor(ring.reshape(-1, 1, 3), cv2.COLOR_BGR2HSV).reshape(-1, 3)
+    return np.bincount(colour_bins(ring_hsv), minlength=N_BINS) / len(ring_hsv)
+
+
+def _object_pixels(crop: np.ndarray, box: tuple[int, int, int, int], region: tuple[float, float, float, float],
+                   skin: bool, occluders: Sequence[Box], outside: np.ndarray | None) -> np.ndarray:
     x1, y1, x2, y2 = box
     bw, bh = x2 - x1, y2 - y1
     r0, r1, c0, c1 = region
@@ -221,12 +236,9 @@ def object_pixels(crop: np.ndarray, box: tuple[int, int, int, int], region: tupl
     if skin:
         keep &= ~_skin(bgr)
     hsv = cv2.cvtColor(bgr.reshape(-1, 1, 3), cv2.COLOR_BGR2HSV).reshape(-1, 3)
-    ring = _ring(crop, box) if background else np.zeros((0, 3), np.uint8)
-    if len(ring) >= MIN_PIXELS and keep.any():
-        ring_hsv = cv2.cvtColor(ring.reshape(-1, 1, 3), cv2.COLOR_BGR2HSV).reshape(-1, 3)
+    if outside is not None and keep.any():
         bins = colour_bins(hsv)
         inside = np.bincount(bins[keep], minlength=N_BINS) / max(1, int(keep.sum()))
-        outside = np.bincount(colour_bins(ring_hsv), minlength=N_BINS) / len(ring_hsv)
         background_like = (outside > inside) & (inside < DOMINANT_BIN)
         keep &= ~background_like[bins]
     return hsv[keep]
@@ -261,6 +273,7 @@ def person_colours(crop: np.ndarray, box: Box | None = None, occluders: Sequence
     if crop.size == 0:
         return UNKNOWN, UNKNOWN
     inner = box_in_crop(crop, box)
-    upper, lower = (classify_pixels(object_pixels(crop, inner, region, skin=True, occluders=occluders), weighting,
+    outside = _ring_histogram(crop, inner)  # the background ring is one for both regions
+    upper, lower = (classify_pixels(_object_pixels(crop, inner, region, True, occluders, outside), weighting,
                                     lit_share) for region in (UPPER_REGION, LOWER_REGION))
     return upper, lower

@@ -50,6 +50,7 @@ from workers.detect.attributes import (
     VEHICLE_CLASSES,
     crop_box,
     crop_quality,
+    crop_quality_ceiling,
     in_front,
     person_colours,
     vehicle_colour,
@@ -327,12 +328,17 @@ class DetectWorker(ConsumerWorker):
         x1, y1, x2, y2 = crop_box(found.xyxy[row], w, h, s.crop_margin)
         if min(x2 - x1, y2 - y1) < s.min_crop_side:
             return
+        first = record.best_crop_key is None
+        hold = not first and s.hold_best_crop and record.crops_emitted >= s.max_crops_per_track - 1
+        if not first:  # most moments of a track cannot win even perfectly sharp: skip the crop's sharpness
+            ceiling = crop_quality_ceiling(found.xyxy[row], w, h)
+            if ceiling < record.best_quality * s.crop_quality_gain or (
+                    hold and record.held is not None and ceiling <= record.held.quality):
+                return
         crop = image[y1:y2, x1:x2]
         quality = crop_quality(found.xyxy[row], crop, w, h)
-        first = record.best_crop_key is None
         if not first and quality < record.best_quality * s.crop_quality_gain:
             return
-        hold = not first and s.hold_best_crop and record.crops_emitted >= s.max_crops_per_track - 1
         if hold and record.held is not None and quality <= record.held.quality:
             return
         ok, jpeg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, s.crop_jpeg_quality])
