@@ -122,9 +122,20 @@ class SippDevice:
             time.sleep(0.05)
 
     def received(self) -> list[str]:
-        """What the device noted about the platform's requests (SUBSCRIBE, renewals, responses, DeviceControl)."""
+        """What the device noted about the platform's requests (SUBSCRIBE, renewals, responses, DeviceControl), in
+        the order SIPp handled them.
+
+        SIPp runs an ``<exec>`` command in a double-forked child and goes on, so under load two notes can reach the
+        file in the other order; each note therefore starts with SIPp's ``[clock_tick]`` (ms), substituted in
+        SIPp's own process when the message is handled, and the notes are sorted by it (stably) here."""
         path = self.pid_dir / "received.log"
-        return path.read_text().splitlines() if path.exists() else []
+        if not path.exists():
+            return []
+        notes = []
+        for line in path.read_text().splitlines():
+            tick, _, note = line.partition(" ")
+            notes.append((int(tick), note) if tick.isdigit() else (-1, line))
+        return [note for _, note in sorted(notes, key=lambda n: n[0])]
 
     def log_tail(self, chars: int = 4000) -> str:
         parts = []
