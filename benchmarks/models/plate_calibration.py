@@ -137,7 +137,7 @@ def reliability_png(path: Path, series: dict[str, list[tuple[str, bool, float]]]
 
 
 def run(views: int = 1, write: bool = False, plot: Path | None = None) -> dict[str, list[str]]:
-    from models.plates.fit import choose_strength, cross_validate, fit_all
+    from models.plates.fit import cross_validate, fit_all
     from models.plates.scoring import CALIBRATION_FILE, PlateCalibration
 
     samples, singles = collect([TESTDATA / "plates" / "cn", TESTDATA / "plates" / "latin"], views)
@@ -147,11 +147,9 @@ def run(views: int = 1, write: bool = False, plot: Path | None = None) -> dict[s
         it = iter(cross_validate(usable, STRENGTHS, char_error=char_error))
         return [(name, *next(it)) if s is not None else (name, False, 0.0) for name, s in samples]
 
-    strength = choose_strength(usable, STRENGTHS)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
     shipped = fit_all(usable, STRENGTHS, source=f"benchmarks/models/plate_calibration.py {stamp}: {len(usable)} dev "
-                      f"plates (testdata/plates cn + latin), L2 strength {strength}, views {views}, char_error on "
-                      "held-out reads (4-fold)")
+                      f"plates (testdata/plates cn + latin), views {views}, char_error on held-out reads (4-fold)")
     series = {
         "single read (before)": list(singles),
         "ranked, uncalibrated": outcomes(samples, PlateCalibration()),
@@ -161,7 +159,7 @@ def run(views: int = 1, write: bool = False, plot: Path | None = None) -> dict[s
     }
     rows = [summarise(k, v) for k, v in series.items()]
     print(table(["reads", "CN exact", "Latin exact", "ECE", "max conf. wrong", "wrong ≥ 0.9"], rows))
-    print(f"\nweight {shipped.weight}, char_error {shipped.char_error}, L2 strength {strength}, priors: "
+    print(f"\nweight {shipped.weight}, char_error {shipped.char_error} ({shipped.source}), priors: "
           + json.dumps(shipped.priors, ensure_ascii=False))
     if write:
         CALIBRATION_FILE.write_text(json.dumps(shipped.to_dict(), ensure_ascii=False, indent=1) + "\n", "utf-8")

@@ -20,7 +20,7 @@ right and wrong under confidence = posterior × (1 − η)^n.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -126,24 +126,32 @@ def held_out(samples: Sequence[Sample], strengths: Sequence[float], k: int = 4,
              seed: int = 1) -> list[tuple[bool, float, int]]:
     """(right?, posterior, length of the chosen text) of every sample, predicted by a weight-and-priors fit on the
     other folds (strength chosen inside them; η not applied): what :func:`fit_char_error` is fitted on."""
+    return _fold_predictions(samples, k, seed, lambda train: fit(train, choose_strength(train, strengths)))
+
+
+def _fold_predictions(samples: Sequence[Sample], k: int, seed: int,
+                      fitter: Callable[[Sequence[Sample]], PlateCalibration]) -> list[tuple[bool, float, int]]:
+    """(right?, confidence, length of the chosen text) of every sample under ``fitter`` applied to the other folds
+    (grouped: one plate's photos share a fold)."""
     folds = _folds([s.group for s in samples], k, seed)
     out: list[tuple[bool, float, int]] = [(False, 0.0, 0)] * len(samples)
     for f in range(k):
         train = [s for s, g in zip(samples, folds, strict=True) if g != f]
         if not train:
             continue
-        calibration = fit(train, choose_strength(train, strengths))
+        calibration = fitter(train)
         for i, (s, g) in enumerate(zip(samples, folds, strict=True)):
             if g == f:
-                chosen, posterior = predict(s, calibration)
-                out[i] = (chosen == s.truth, posterior, len(s.candidates.texts[chosen]))
+                chosen, confidence = predict(s, calibration)
+                out[i] = (chosen == s.truth, confidence, len(s.candidates.texts[chosen]))
     return out
 
 
 def fit_all(samples: Sequence[Sample], strengths: Sequence[float], source: str = "") -> PlateCalibration:
-    """The calibration to ship: weight and priors fitted on every sample (strength by inner CV), η on held-out
-    reads of the same samples."""
-    calibration = fit(samples, choose_strength(samples, strengths), source)
+    """The calibration to ship: weight and priors fitted on every sample (strength by inner CV, named in the
+    source), η on held-out reads of the same samples."""
+    strength = choose_strength(samples, strengths)
+    calibration = fit(samples, strength, f"{source}, L2 strength {strength}" if source else "")
     return replace(calibration, char_error=fit_char_error(held_out(samples, strengths)))
 
 
@@ -178,13 +186,7 @@ def cross_validate(samples: Sequence[Sample], strengths: Sequence[float], k: int
                    seed: int = 0, char_error: bool = True) -> list[tuple[bool, float]]:
     """(right?, confidence) for every sample, each predicted by a calibration fitted without its fold (η too,
     unless ``char_error`` is False)."""
-    folds = _folds([s.group for s in samples], k, seed)
-    out: list[tuple[bool, float]] = [(False, 0.0)] * len(samples)
-    for f in range(k):
-        train = [s for s, g in zip(samples, folds, strict=True) if g != f]
-        calibration = fit_all(train, strengths) if char_error else fit(train, choose_strength(train, strengths))
-        for i, (s, g) in enumerate(zip(samples, folds, strict=True)):
-            if g == f:
-                chosen, posterior = predict(s, calibration)
-                out[i] = (chosen == s.truth, posterior)
-    return out
+    def fitter(train: Sequence[Sample]) -> PlateCalibration:
+        return fit_all(train, strengths) if char_error else fit(train, choose_strength(train, strengths))
+
+    return [(right, confidence) for right, confidence, _ in _fold_predictions(samples, k, seed, fitter)]
